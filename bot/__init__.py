@@ -1,0 +1,1 @@
+"""Entry point and channel adapters: thin layers between a channel and the engine."""

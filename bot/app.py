@@ -1,0 +1,75 @@
+"""``create_app(settings)`` builds everything; ``__main__`` only reads settings and calls it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from types import TracebackType
+
+from bot.conversations import Conversations
+from bot.settings import Settings
+from flows import Engine, EngineConfig
+from flows.codes import Tokens
+from responses import Renderer, Responses
+from storage import DB_FILE, SQLiteStore, load_keyring
+
+log = logging.getLogger("reachable")
+PURGE_EVERY = 15 * 60
+
+
+class App:
+    """Everything one running bot needs; ``async with app`` opens storage and starts the purge."""
+
+    def __init__(self, settings: Settings, tokens: Tokens | None = None) -> None:
+        self.settings = settings
+        self.responses = Responses.load(settings.responses_dir)
+        self.engine = Engine(self.responses, EngineConfig(forwarding=settings.forwarding), tokens=tokens)
+        self.renderer = Renderer(self.responses, settings.retention_days, settings.draft_hours)
+        self.keyring = load_keyring(
+            settings.encryption_key.get_secret_value() if settings.encryption_key else None,
+            settings.data_dir,
+        )
+        self.store = SQLiteStore(
+            settings.data_dir / DB_FILE,
+            self.keyring,
+            draft_hours=settings.draft_hours,
+            retention_days=settings.retention_days,
+        )
+        self.conversations = Conversations(self.engine, self.renderer, self.store, self.keyring)
+        self._purger: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> App:
+        await self.store.open()
+        await self.purge()
+        self._purger = asyncio.create_task(self._purge_forever())
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+        await self.store.close()
+
+    async def purge(self) -> None:
+        purged = await self.store.purge_expired()
+        if purged.drafts or purged.reports:
+            log.info("purged %d expired draft(s) and %d expired report(s)", purged.drafts, purged.reports)
+
+    async def _purge_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PURGE_EVERY)
+            try:
+                await self.purge()
+            except Exception as error:
+                log.error("purge failed: %s", type(error).__name__)
+
+
+def create_app(settings: Settings, tokens: Tokens | None = None) -> App:
+    return App(settings, tokens)

@@ -1,0 +1,166 @@
+"""One turn of a conversation, for every channel: load the draft, ask the engine, carry out
+its effects, keep the draft (or drop it), render the replies.
+
+Effects run before replies are sent: a person is never shown a reference for a report that
+was not stored. If storage fails, nothing moves on: the person is asked to try again and the
+conversation stays where it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flows import Engine, Event, State
+from flows.effects import EraseReport, ForgetDraft, StoreReport, WipeChat
+from flows.replies import Reply
+from responses import Rendered, Renderer
+from storage import ChatKey, Keyring, NewReport, StorageError, Store
+
+log = logging.getLogger("reachable.conversations")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a channel must do after one event: optionally wipe the chat, then send ``messages``."""
+
+    messages: tuple[Rendered, ...]
+    wipe: bool = False
+
+
+class Conversations:
+    def __init__(
+        self,
+        engine: Engine,
+        renderer: Renderer,
+        store: Store,
+        keyring: Keyring,
+        destinations: tuple[str, ...] = (),
+    ) -> None:
+        self.engine = engine
+        self.renderer = renderer
+        self.store = store
+        self.keyring = keyring
+        self.destinations = destinations
+        self._locks: weakref.WeakValueDictionary[bytes, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._positions = Positions()
+
+    def key(self, channel: str, chat_id: str | int) -> ChatKey:
+        return ChatKey(self.keyring.chat_key(channel, chat_id))
+
+    def _lock(self, key: ChatKey) -> asyncio.Lock:
+        lock = self._locks.get(key.digest)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key.digest] = lock
+        return lock
+
+    async def handle(self, channel: str, chat_id: str | int, event: Event) -> Delivery:
+        key = self.key(channel, chat_id)
+        async with self._lock(key):
+            return await self._handle(key, event)
+
+    async def _handle(self, key: ChatKey, event: Event) -> Delivery:
+        started = time.perf_counter()
+        state, stored = await self._load(key)
+        outcome = self.engine.handle(state, event)
+        replies: tuple[Reply, ...] = outcome.replies
+        wipe = False
+        try:
+            for effect in outcome.effects:
+                match effect:
+                    case StoreReport():
+                        await self.store.add_report(_new_report(effect), self.destinations)
+                    case EraseReport():
+                        erased = await self.store.erase_report(effect.code)
+                        replies = effect.erased if erased else effect.not_found
+                    case ForgetDraft():
+                        await self.store.forget_draft(key)
+                    case WipeChat():
+                        wipe = True
+            if self.engine.worth_keeping(outcome.state):
+                await self.store.save_draft(key, outcome.state.to_json())
+                self._positions.drop(key)
+            else:
+                if stored:
+                    await self.store.forget_draft(key)
+                self._positions.put(key, outcome.state)
+        except Exception as error:  # storage of any kind failing must not lose the conversation
+            log.error("turn failed: %s at step %s", type(error).__name__, state.step or "-")
+            replies = (Reply("error.try_again"), *self.engine.reprompt(state))
+            return Delivery(tuple(self.renderer.render(r, state.locale) for r in replies))
+        log.info(
+            "turn event=%s step=%s->%s effects=%s ms=%.1f",
+            type(event).__name__,
+            state.step or "-",
+            outcome.state.step or "-",
+            ",".join(type(e).__name__ for e in outcome.effects) or "-",
+            (time.perf_counter() - started) * 1000,
+        )
+        locale = outcome.state.locale
+        return Delivery(tuple(self.renderer.render(r, locale) for r in replies), wipe=wipe)
+
+    async def _load(self, key: ChatKey) -> tuple[State, bool]:
+        """The conversation's state, and whether it came from storage."""
+        try:
+            raw = await self.store.load_draft(key)
+        except StorageError as error:
+            log.warning("draft unreadable (%s): starting afresh", type(error).__name__)
+            return State(), True
+        if raw:
+            return State.from_json(raw), True
+        return self._positions.get(key) or State(), False
+
+
+class Positions:
+    """Where conversations without any content stand (a menu, an advice page), kept in memory
+    only: nothing reaches the disk for someone who never starts a report. Bounded in size and
+    age; after a restart those people simply start again at the welcome."""
+
+    def __init__(
+        self,
+        limit: int = 100_000,
+        ttl: float = 24 * 3600,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.ttl = ttl
+        self.clock = clock
+        self._held: OrderedDict[bytes, tuple[float, State]] = OrderedDict()
+
+    def get(self, key: ChatKey) -> State | None:
+        found = self._held.get(key.digest)
+        if found is None or self.clock() - found[0] > self.ttl:
+            self._held.pop(key.digest, None)
+            return None
+        return found[1]
+
+    def put(self, key: ChatKey, state: State) -> None:
+        self._held[key.digest] = (self.clock(), state)
+        self._held.move_to_end(key.digest)
+        while len(self._held) > self.limit:
+            self._held.popitem(last=False)
+
+    def drop(self, key: ChatKey) -> None:
+        self._held.pop(key.digest, None)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+
+def _new_report(effect: StoreReport) -> NewReport:
+    return NewReport(
+        reference=effect.reference,
+        code=effect.code,
+        summary=effect.summary,
+        categories=effect.categories,
+        keep=effect.keep,
+        send_to=effect.send_to,
+        allow_reply=effect.allow_reply,
+        questionnaire_version=effect.questionnaire_version,
+    )

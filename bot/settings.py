@@ -1,0 +1,64 @@
+"""Operator settings, read from ``REACHABLE_*`` environment variables (and an optional ``.env``).
+
+Tests inject a mapping instead of the real environment: ``Settings.from_environ({...})``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PREFIX = "REACHABLE_"
+_INJECTED: ContextVar[bool] = ContextVar("reachable_settings_injected", default=False)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=".env", extra="ignore", frozen=True)
+
+    telegram_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    data_dir: Path = Path("data")
+    staff_chat_id: int | None = None
+    framework: Literal["aiogram", "ptb"] = "aiogram"
+    responses_dir: Path | None = None
+    retention_days: int = Field(default=90, ge=1, le=3650)
+    draft_hours: int = Field(default=24, ge=1, le=72)
+    encryption_key: SecretStr | None = None
+    webhook_listen: str = "127.0.0.1:8080"
+    webhook_secret: SecretStr | None = None
+    webhook_url: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``environ`` (the process environment by default), ignoring ``.env``."""
+        values = {k[len(PREFIX) :].lower(): v for k, v in (environ or {}).items() if k.startswith(PREFIX) and v}
+        if environ is None:
+            return cls()
+        token = _INJECTED.set(True)
+        try:
+            return cls.model_validate(values)
+        finally:
+            _INJECTED.reset(token)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if _INJECTED.get():
+            return (init_settings,)
+        return (init_settings, env_settings, dotenv_settings)
+
+    @property
+    def forwarding(self) -> bool:
+        return self.staff_chat_id is not None

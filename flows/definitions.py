@@ -1,0 +1,318 @@
+"""Every screen and every question of Reachable, as data.
+
+Read top to bottom: the main menu, what happens after someone tells us they were hurt, the
+report questionnaire (DESIGN §4: all optional), the review and the separate consent choices
+(DESIGN §3), advice, services, emergency, deleting a report and language. Labels and prompts
+are message ids in ``responses/``; a Mermaid diagram of each flow sits beside this file.
+"""
+
+from __future__ import annotations
+
+from flows.model import Flow, Kind, Option, Step
+
+QUESTIONNAIRE_VERSION = 1
+
+MENU = "menu"
+MAIN = Flow(
+    name="main",
+    diagram="main.mmd",
+    steps=(
+        Step(
+            key=MENU,
+            prompt="menu.prompt",
+            options=(
+                Option("emergency", "menu.emergency", goto="@emergency"),
+                Option("advice", "menu.advice", goto="advice"),
+                Option("services", "menu.services", goto="services"),
+                Option("report", "menu.report", goto="@report"),
+                Option("delete", "menu.delete", goto="delete.ask"),
+                Option("language", "menu.language", goto="language"),
+            ),
+        ),
+        Step(
+            key="emergency",
+            prompt="emergency.guidance",
+            options=(
+                Option("resume", "option.carry_on", goto="@resume", only_if="resume"),
+                Option("services", "menu.services", goto="services"),
+                Option("menu", "option.menu", goto=MENU),
+            ),
+        ),
+        Step(
+            key="services",
+            prompt="services.list",
+            options=(Option("menu", "option.menu", goto=MENU),),
+        ),
+        Step(key="language", prompt="language.prompt", dynamic="locales"),
+        Step(
+            key="delete.ask",
+            prompt="delete.ask",
+            kind=Kind.TEXT,
+            next="@delete",
+            max_length=64,
+            interruptible=False,
+            skippable=False,
+        ),
+    ),
+)
+
+
+def _offer(key: str) -> Step:
+    """What someone gets after telling us they were hurt: safety, support, reporting — in one reply."""
+    return Step(
+        key=key,
+        prompt=key,
+        options=(
+            Option("emergency", "intent.option.emergency", goto="@emergency"),
+            Option("support", "intent.option.support", goto="services"),
+            Option("after", "intent.option.after", goto="advice.after_assault"),
+            Option("report", "intent.option.report", goto="@report"),
+            Option("menu", "option.menu", goto=MENU),
+        ),
+    )
+
+
+SUPPORT = Flow(
+    name="support",
+    diagram="support.mmd",
+    steps=tuple(_offer(f"intent.{kind}") for kind in ("assault", "drugged", "robbery", "threats")),
+)
+
+REPORT = Flow(
+    name="report",
+    diagram="report.mmd",
+    steps=(
+        Step(
+            key="report.intro",
+            prompt="report.intro",
+            options=(
+                Option("start", "report.intro.start", goto="report.what"),
+                Option("menu", "option.not_now", goto=MENU),
+            ),
+        ),
+        Step(
+            key="report.unfinished",
+            prompt="report.unfinished",
+            options=(
+                Option("continue", "report.unfinished.continue", goto="@continue_report"),
+                Option("restart", "report.unfinished.restart", goto="@restart_report"),
+                Option("menu", "option.menu", goto=MENU),
+            ),
+        ),
+        Step(
+            key="report.what",
+            prompt="report.what",
+            kind=Kind.MULTI,
+            field="what",
+            summary_label="summary.what",
+            skippable=True,
+            options=(
+                Option("assault", "report.what.assault"),
+                Option("drugged", "report.what.drugged"),
+                Option("robbery", "report.what.robbery"),
+                Option("threats", "report.what.threats"),
+                Option("violence", "report.what.violence"),
+                Option("other", "report.what.other"),
+            ),
+            next="report.when",
+        ),
+        Step(
+            key="report.when",
+            prompt="report.when",
+            kind=Kind.CHOICE,
+            field="when",
+            summary_label="summary.when",
+            skippable=True,
+            options=(
+                Option("today", "report.when.today"),
+                Option("week", "report.when.week"),
+                Option("month", "report.when.month"),
+                Option("longer", "report.when.longer"),
+            ),
+            next="report.where",
+        ),
+        Step(
+            key="report.where",
+            prompt="report.where",
+            kind=Kind.CHOICE,
+            field="where",
+            summary_label="summary.where",
+            skippable=True,
+            options=(
+                Option("london", "report.where.london", goto="report.borough"),
+                Option("elsewhere", "report.where.elsewhere"),
+            ),
+            next="report.substances",
+        ),
+        Step(
+            key="report.borough",
+            prompt="report.borough",
+            kind=Kind.TEXT,
+            field="borough",
+            summary_label="summary.borough",
+            skippable=True,
+            max_length=60,
+            validate="boroughs",
+            next="report.substances",
+        ),
+        Step(
+            key="report.substances",
+            prompt="report.substances",
+            kind=Kind.MULTI,
+            field="substances",
+            summary_label="summary.substances",
+            skippable=True,
+            options=(
+                Option("g", "report.substances.g"),
+                Option("meth", "report.substances.meth"),
+                Option("meph", "report.substances.meph"),
+                Option("ketamine", "report.substances.ketamine"),
+                Option("alcohol", "report.substances.alcohol"),
+                Option("other", "report.substances.other"),
+            ),
+            next="report.account",
+        ),
+        Step(
+            key="report.account",
+            prompt="report.account",
+            kind=Kind.TEXT,
+            field="account",
+            summary_label="summary.account",
+            skippable=True,
+            max_length=1000,
+            next="report.app",
+        ),
+        Step(
+            key="report.app",
+            prompt="report.app",
+            kind=Kind.CHOICE,
+            field="app",
+            summary_label="summary.app",
+            skippable=True,
+            options=(Option("yes", "option.yes"), Option("no", "option.no")),
+            next="report.elsewhere",
+        ),
+        Step(
+            key="report.elsewhere",
+            prompt="report.elsewhere",
+            kind=Kind.CHOICE,
+            field="elsewhere",
+            summary_label="summary.elsewhere",
+            skippable=True,
+            options=(
+                Option("no", "report.elsewhere.no"),
+                Option("police", "report.elsewhere.police"),
+                Option("galop", "report.elsewhere.galop"),
+                Option("havens", "report.elsewhere.havens"),
+                Option("other", "report.elsewhere.other"),
+            ),
+            next="report.wants",
+        ),
+        Step(
+            key="report.wants",
+            prompt="report.wants",
+            kind=Kind.MULTI,
+            field="wants",
+            summary_label="summary.wants",
+            skippable=True,
+            options=(
+                Option("information", "report.wants.information"),
+                Option("talk", "report.wants.talk"),
+                Option("third_party", "report.wants.third_party"),
+                Option("police", "report.wants.police"),
+            ),
+            next="@review",
+        ),
+    ),
+)
+
+CONSENT = Flow(
+    name="consent",
+    diagram="report.mmd",
+    steps=(
+        Step(
+            key="review",
+            prompt="review.prompt",
+            options=(
+                Option("confirm", "review.confirm", goto="consent.keep"),
+                Option("change", "review.change", goto="review.change"),
+                Option("remove", "review.remove", goto="review.remove"),
+                Option("erase", "review.erase", goto="@erase"),
+            ),
+        ),
+        Step(key="review.change", prompt="review.change.prompt", dynamic="fields"),
+        Step(key="review.remove", prompt="review.remove.prompt", dynamic="answered"),
+        Step(
+            key="consent.keep",
+            prompt="consent.keep",
+            kind=Kind.CHOICE,
+            field="consent.keep",
+            options=(Option("yes", "consent.keep.yes"), Option("no", "consent.keep.no")),
+            next="consent.send",
+        ),
+        Step(
+            key="consent.send",
+            prompt="consent.send",
+            kind=Kind.CHOICE,
+            field="consent.send",
+            only_if="forwarding",
+            options=(
+                Option("support", "consent.send.support", goto="consent.reply"),
+                Option("soit", "consent.send.soit", goto="consent.reply"),
+                Option("no", "consent.send.no"),
+            ),
+            next="@finish",
+        ),
+        Step(
+            key="consent.reply",
+            prompt="consent.reply",
+            kind=Kind.CHOICE,
+            field="consent.reply",
+            options=(Option("yes", "consent.reply.yes"), Option("no", "consent.reply.no")),
+            next="@finish",
+        ),
+    ),
+)
+
+ADVICE_TOPICS = (
+    "g_dosing",
+    "mixing",
+    "overdose",
+    "withdrawal",
+    "meth_meph",
+    "injecting",
+    "pep_prep",
+    "after_assault",
+    "consent",
+    "police",
+)
+
+
+def _topic(topic: str) -> Step:
+    return Step(
+        key=f"advice.{topic}",
+        prompt=f"advice.{topic}",
+        options=(
+            Option("more", "advice.back", goto="advice"),
+            Option("menu", "option.menu", goto=MENU),
+        ),
+    )
+
+
+ADVICE = Flow(
+    name="advice",
+    diagram="advice.mmd",
+    steps=(
+        Step(
+            key="advice",
+            prompt="advice.prompt",
+            options=(
+                *(Option(topic, f"advice.{topic}.title", goto=f"advice.{topic}") for topic in ADVICE_TOPICS),
+                Option("menu", "option.menu", goto=MENU),
+            ),
+        ),
+        *(_topic(topic) for topic in ADVICE_TOPICS),
+    ),
+)
+
+FLOWS = (MAIN, SUPPORT, REPORT, CONSENT, ADVICE)

@@ -1,0 +1,52 @@
+"""Things the engine asks to be done. Channels carry them out *before* sending the replies,
+so a person is never shown a reference or a confirmation for something that failed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from flows.replies import Reply
+
+
+@dataclass(frozen=True, slots=True)
+class StoreReport:
+    """Keep and/or forward a consented report.
+
+    ``summary`` maps field names to option keys (a tuple) or the person's words (a str).
+    ``code`` is shown to the person once and stored only as a slow hash.
+    """
+
+    reference: str
+    code: str
+    summary: Mapping[str, tuple[str, ...] | str]
+    categories: tuple[str, ...]
+    keep: bool
+    send_to: str | None
+    allow_reply: bool
+    questionnaire_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class EraseReport:
+    """Erase the report that ``code`` unlocks; say ``erased`` or ``not_found`` accordingly."""
+
+    code: str
+    erased: tuple[Reply, ...]
+    not_found: tuple[Reply, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetDraft:
+    """Drop the unfinished answers held for this chat."""
+
+
+@dataclass(frozen=True, slots=True)
+class WipeChat:
+    """Delete every message of the conversation that the channel can still delete."""
+
+
+Effect = StoreReport | EraseReport | ForgetDraft | WipeChat
+
+SummaryData = Mapping[str, tuple[str, ...] | str]
+__all__ = ["Effect", "EraseReport", "ForgetDraft", "StoreReport", "SummaryData", "WipeChat"]

@@ -1,0 +1,523 @@
+"""The conversation engine: ``Engine.handle(state, event) -> Outcome``.
+
+Pure: no I/O, no framework. Replies are message ids with variables and options; effects are
+carried out by the channel before it sends the replies.
+
+Safety comes first at every step: emergency words interrupt any question (and the person can
+come back to it), and words about being hurt get one reply that offers emergency help, support
+and reporting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from flows.codes import RandomTokens, Tokens, canonical_code
+from flows.definitions import FLOWS, MENU, QUESTIONNAIRE_VERSION
+from flows.effects import Effect, EraseReport, ForgetDraft, StoreReport, WipeChat
+from flows.events import Choice, Command, Event, Resume, Text, Unsupported
+from flows.lexicon import Lexicon
+from flows.model import Flow, FlowSet, Kind, Option, Step
+from flows.replies import OptionRef, Reply, Summary, SummaryLine
+from flows.state import Answer, State
+from flows.text import label_key, matches
+
+HARM_INTENTS = ("assault", "drugged", "robbery", "threats")
+DEEP_LINKS = {
+    "report": "@report",
+    "advice": "advice",
+    "services": "services",
+    "emergency": "@emergency",
+}
+COMMANDS = {
+    "report": "@report",
+    "advice": "advice",
+    "services": "services",
+    "emergency": "@emergency",
+    "exit": "@exit",
+    "cancel": "@cancel",
+}
+LEAVE = OptionRef("leave", "option.leave")
+SKIP = OptionRef("skip", "option.skip")
+DONE = OptionRef("done", "option.done")
+# Anything longer is not read further: enough for any word list, bounded work per message.
+READ_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """What differs between deployments and changes what the engine offers."""
+
+    forwarding: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    replies: tuple[Reply, ...]
+    state: State
+    effects: tuple[Effect, ...] = ()
+
+
+@dataclass(slots=True)
+class _Turn:
+    """Replies and effects gathered while one event is handled."""
+
+    state: State
+    replies: list[Reply] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
+
+    def say(self, message: str, **variables: str | int | Summary) -> None:
+        self.replies.append(Reply(message=message, variables=variables))
+
+    def outcome(self) -> Outcome:
+        return Outcome(tuple(self.replies), self.state, tuple(self.effects))
+
+
+class Engine:
+    def __init__(
+        self,
+        lexicon: Lexicon,
+        config: EngineConfig | None = None,
+        tokens: Tokens | None = None,
+        flows: Iterable[Flow] = FLOWS,
+    ) -> None:
+        self.lexicon = lexicon
+        self.config = config or EngineConfig()
+        self.tokens = tokens or RandomTokens()
+        self.steps = FlowSet(flows, lexicon.has)
+
+    # ------------------------------------------------------------------ entry point
+    def handle(self, state: State, event: Event) -> Outcome:
+        turn = _Turn(state)
+        match event:
+            case Command():
+                self._command(turn, event)
+            case Choice():
+                self._choice(turn, event)
+            case Text():
+                self._text(turn, event.text[:READ_LIMIT], len(event.text))
+            case Unsupported():
+                turn.say("input.unsupported")
+                self._reprompt(turn)
+            case Resume():
+                if turn.state.step:
+                    turn.say("welcome.back")
+                    self._reprompt(turn)
+                else:
+                    self._welcome(turn)
+        return turn.outcome()
+
+    def reprompt(self, state: State) -> tuple[Reply, ...]:
+        """The question the conversation is waiting on, asked again."""
+        turn = _Turn(state)
+        self._reprompt(turn)
+        return tuple(turn.replies)
+
+    def worth_keeping(self, state: State) -> bool:
+        """Whether ``state`` needs to outlive this turn: answers, a question waiting, a language."""
+        step = self.steps.get(state.step)
+        in_report = step is not None and self._in_report(step)
+        return state.holds_content or bool(state.resume) or in_report or state.locale != "en"
+
+    # ------------------------------------------------------------------ events
+    def _command(self, turn: _Turn, command: Command) -> None:
+        name, argument = command.name, command.argument
+        if name == "start":
+            self._leave_question(turn)
+            target = DEEP_LINKS.get(argument.strip().casefold())
+            if target is None:
+                self._welcome(turn)
+            else:
+                self._go(turn, target)
+        elif name == "help":
+            turn.say("help.text")
+            self._reprompt(turn)
+        elif name == "delete":
+            self._leave_question(turn)
+            if argument:
+                self._delete(turn, argument)
+            else:
+                self._go(turn, "delete.ask")
+        elif name == "language":
+            self._leave_question(turn)
+            wanted = argument.strip().casefold()
+            if wanted in self.lexicon.locales:
+                self._set_locale(turn, wanted)
+            else:
+                self._go(turn, "language")
+        elif name in COMMANDS:
+            if COMMANDS[name] not in ("@exit", "@cancel"):
+                self._leave_question(turn)
+            self._go(turn, COMMANDS[name])
+        else:
+            turn.say("command.unknown")
+            self._reprompt(turn)
+
+    def _choice(self, turn: _Turn, choice: Choice) -> None:
+        step = self.steps.get(turn.state.step)
+        if step is None or choice.step != step.key:
+            turn.say("input.expired")
+            self._reprompt(turn)
+            return
+        if choice.option not in {o.key for o in self._options(step, turn.state)}:
+            turn.say("input.expired")
+            self._reprompt(turn)
+            return
+        self._pick(turn, step, (choice.option,), typed=False)
+
+    def _text(self, turn: _Turn, text: str, length: int) -> None:
+        step = self.steps.get(turn.state.step)
+        if step is not None and step.interruptible and self._says(turn, "emergency", text):
+            self._go(turn, "@emergency")
+            return
+        if step is None:
+            self._free_text(turn, text, first_contact=True)
+            return
+        picked = self._typed_options(step, turn.state, text)
+        if picked:
+            self._pick(turn, step, picked, typed=True)
+        elif step.kind is Kind.TEXT:
+            self._answer_text(turn, step, text.strip(), length)
+        elif step.kind is Kind.MENU:
+            self._free_text(turn, text, first_contact=False)
+        else:
+            turn.say("input.unclear")
+            self._reprompt(turn)
+
+    def _free_text(self, turn: _Turn, text: str, first_contact: bool) -> None:
+        """Text where no question waits: understand it well enough to help."""
+        if self._says(turn, "emergency", text):
+            self._go(turn, "@emergency")
+            return
+        for intent in HARM_INTENTS:
+            if self._says(turn, intent, text):
+                self._go(turn, f"intent.{intent}")
+                return
+        if first_contact:
+            self._welcome(turn)
+        else:
+            turn.say("menu.unclear")
+            self._go(turn, MENU)
+
+    def _says(self, turn: _Turn, group: str, text: str) -> bool:
+        words = set(self.lexicon.words(turn.state.locale, group)) | set(self.lexicon.words("en", group))
+        return matches(text, sorted(words))
+
+    # ------------------------------------------------------------------ options
+    def _options(self, step: Step, state: State) -> list[OptionRef]:
+        """Every option shown at a step, in the order they are numbered."""
+        shown: list[OptionRef] = []
+        if step.dynamic == "locales":
+            shown = [OptionRef(code, f"language.name.{code}") for code in self.lexicon.locales]
+        elif step.dynamic == "fields":
+            shown = [OptionRef(q.key, q.summary_label or q.prompt) for q in self._asked_questions(state)]
+            shown.append(OptionRef("back", "option.back"))
+        elif step.dynamic == "answered":
+            shown = [
+                OptionRef(q.key, q.summary_label or q.prompt)
+                for q in self.steps.questions()
+                if q.field in state.answers
+            ]
+            shown.append(OptionRef("back", "option.back"))
+        for option in step.options:
+            if self._holds(option.only_if, state):
+                shown.append(OptionRef(option.key, option.label, selected=option.key in state.picked))
+        if step.kind is Kind.MULTI:
+            shown.append(DONE)
+        if step.skippable:
+            shown.append(SKIP)
+        shown.append(LEAVE)
+        return shown
+
+    def _asked_questions(self, state: State) -> list[Step]:
+        """Questions that can be changed: all of them, except the borough when not in London."""
+        return [
+            q for q in self.steps.questions() if q.key != "report.borough" or state.answers.get("where") == ("london",)
+        ]
+
+    def _typed_options(self, step: Step, state: State, text: str) -> tuple[str, ...]:
+        """Options named by typed numbers or labels ("2", "Skip", "1, 3"); empty if none."""
+        shown = self._options(step, state)
+        by_label = {label_key(self.lexicon.text(state.locale, o.label)): o.key for o in shown}
+        whole = label_key(text)
+        if whole in by_label:
+            return (by_label[whole],)
+        parts = [p for p in whole.replace(",", " ").split() if p]
+        if not parts or not all(p.isdecimal() and 1 <= int(p) <= len(shown) for p in parts):
+            return ()
+        if len(parts) > 1 and step.kind is not Kind.MULTI:
+            return ()
+        keys = [shown[int(p) - 1].key for p in parts]
+        if len(keys) > 1 and any(k in ("skip", "leave", "done", "back") for k in keys):
+            return ()
+        return tuple(dict.fromkeys(keys))
+
+    def _pick(self, turn: _Turn, step: Step, keys: tuple[str, ...], typed: bool) -> None:
+        state = turn.state
+        first = keys[0]
+        if first == "leave":
+            self._go(turn, "@exit")
+        elif first == "skip":
+            turn.state = state.with_answer(step.field, None) if step.field else state
+            self._advance(turn, step, None)
+        elif first == "back":
+            self._go(turn, "review")
+        elif step.dynamic == "locales":
+            self._set_locale(turn, first)
+        elif step.dynamic == "fields":
+            turn.state = state.evolve(editing=True)
+            self._go(turn, first)
+        elif step.dynamic == "answered":
+            removed = self.steps[first]
+            turn.state = state.with_answer(removed.field or "", None)
+            if removed.field == "where":
+                turn.state = turn.state.with_answer("borough", None)
+            self._go(turn, "@review")
+        elif step.kind is Kind.MULTI:
+            self._pick_several(turn, step, keys, typed)
+        elif step.kind is Kind.CHOICE:
+            turn.state = state.with_answer(step.field or step.key, (first,))
+            self._advance(turn, step, step.option(first))
+        else:
+            option = step.option(first)
+            if option is not None and option.goto:
+                self._go(turn, option.goto)
+
+    def _pick_several(self, turn: _Turn, step: Step, keys: tuple[str, ...], typed: bool) -> None:
+        """A button or one typed option ticks or unticks; several typed at once ("1, 3") answer."""
+        state = turn.state
+        if keys == ("done",) or (typed and len(keys) > 1):
+            chosen = [k for k in (*state.picked, *keys) if k != "done"]
+            turn.state = state.with_answer(step.field or step.key, tuple(dict.fromkeys(chosen)))
+            self._advance(turn, step, None)
+            return
+        key = keys[0]
+        picked = tuple(k for k in state.picked if k != key) if key in state.picked else (*state.picked, key)
+        turn.state = state.evolve(picked=picked)
+        turn.say("input.picked")
+        self._prompt(turn, step)
+
+    def _answer_text(self, turn: _Turn, step: Step, text: str, length: int) -> None:
+        if step.key == "delete.ask":
+            self._delete(turn, text)
+            return
+        if not text:
+            turn.say("input.unclear")
+            self._reprompt(turn)
+            return
+        if step.validate is not None:
+            known = self._known(turn.state.locale, step.validate, text)
+            if known is None:
+                turn.say(f"{step.prompt}.unknown")
+                self._reprompt(turn)
+                return
+            text = known
+        if length > step.max_length:
+            text = text[: step.max_length]
+            turn.say("input.too_long", limit=step.max_length)
+        turn.state = turn.state.with_answer(step.field or step.key, text)
+        self._advance(turn, step, None)
+
+    def _known(self, locale: str, group: str, text: str) -> str | None:
+        """The list entry ``text`` names: exactly, or as the start of only one entry."""
+        entries = self.lexicon.words(locale, group) or self.lexicon.words("en", group)
+        typed = label_key(text)
+        exact = [e for e in entries if label_key(e) == typed]
+        starts = [e for e in entries if len(typed) >= 3 and label_key(e).startswith(typed)]
+        found = exact or starts
+        return found[0] if len(found) == 1 else None
+
+    def _advance(self, turn: _Turn, step: Step, option: Option | None) -> None:
+        target = option.goto if option is not None and option.goto else step.next
+        # Changing an answer from the review goes back to it, unless the answer opens a
+        # follow-up question (London opens the borough).
+        opens_question = option is not None and option.goto is not None and not option.goto.startswith("@")
+        if (
+            turn.state.editing
+            and step.field is not None
+            and not step.field.startswith("consent")
+            and not opens_question
+        ):
+            turn.state = turn.state.evolve(editing=False)
+            target = "@review"
+        if step.field == "where" and option is not None and option.key != "london":
+            turn.state = turn.state.with_answer("borough", None)
+        self._go(turn, target or MENU)
+
+    # ------------------------------------------------------------------ moving
+    def _holds(self, condition: str | None, state: State) -> bool:
+        if condition is None:
+            return True
+        if condition == "forwarding":
+            return self.config.forwarding
+        return bool(state.resume)
+
+    def _go(self, turn: _Turn, target: str) -> None:
+        if target.startswith("@"):
+            self._act(turn, target)
+            return
+        step = self.steps[target]
+        if not self._holds(step.only_if, turn.state):
+            self._go(turn, step.next or MENU)
+            return
+        turn.state = turn.state.evolve(step=step.key, picked=())
+        self._prompt(turn, step)
+
+    def _prompt(self, turn: _Turn, step: Step) -> None:
+        turn.replies.append(Reply(message=step.prompt, options=tuple(self._options(step, turn.state)), step=step.key))
+
+    def _reprompt(self, turn: _Turn) -> None:
+        step = self.steps.get(turn.state.step)
+        if step is None:
+            self._go(turn, MENU)
+        elif step.key == "review":
+            self._go(turn, "@review")
+        else:
+            self._prompt(turn, step)
+
+    def _leave_question(self, turn: _Turn) -> None:
+        """Remember the question the person is leaving, so they can come back to it."""
+        step = self.steps.get(turn.state.step)
+        if step is not None and self._in_report(step) and not turn.state.resume:
+            turn.state = turn.state.evolve(resume=step.key, picked=())
+
+    def _in_report(self, step: Step) -> bool:
+        return self.steps.flow_of(step.key) in ("report", "consent") and step.key not in (
+            "report.intro",
+            "report.unfinished",
+        )
+
+    def _welcome(self, turn: _Turn) -> None:
+        turn.say("welcome.notice")
+        self._go(turn, MENU)
+
+    def _set_locale(self, turn: _Turn, locale: str) -> None:
+        turn.state = turn.state.evolve(locale=locale)
+        turn.say("language.changed")
+        target = turn.state.resume
+        if target:
+            turn.state = turn.state.evolve(resume="")
+        self._go(turn, target or MENU)
+
+    # ------------------------------------------------------------------ actions
+    def _act(self, turn: _Turn, action: str) -> None:
+        state = turn.state
+        if action == "@emergency":
+            self._leave_question(turn)
+            self._go(turn, "emergency")
+        elif action == "@resume":
+            target = state.resume
+            turn.state = state.evolve(resume="")
+            self._go(turn, target or MENU)
+        elif action == "@report":
+            if state.holds_content or state.resume:
+                self._go(turn, "report.unfinished")
+            else:
+                self._go(turn, "report.intro")
+        elif action == "@continue_report":
+            target = state.resume or "@review"
+            turn.state = state.evolve(resume="")
+            self._go(turn, target)
+        elif action == "@restart_report":
+            turn.effects.append(ForgetDraft())
+            turn.state = State(locale=state.locale)
+            self._go(turn, "report.intro")
+        elif action == "@review":
+            self._review(turn)
+        elif action == "@erase":
+            self._forget(turn)
+            turn.say("report.erased")
+            self._go(turn, MENU)
+        elif action == "@cancel":
+            self._forget(turn)
+            turn.say("cancel.done")
+            self._go(turn, MENU)
+        elif action == "@exit":
+            turn.effects.extend((ForgetDraft(), WipeChat()))
+            turn.state = State(locale=state.locale)
+            turn.say("exit.done")
+        elif action == "@finish":
+            self._finish(turn)
+        elif action == "@delete":  # pragma: no cover - reached through delete.ask's text
+            self._go(turn, "delete.ask")
+
+    def _forget(self, turn: _Turn) -> None:
+        turn.effects.append(ForgetDraft())
+        turn.state = State(locale=turn.state.locale)
+
+    def summary(self, answers: dict[str, Answer] | State) -> Summary:
+        """The summary of ``answers``, in question order; consent choices are not part of it."""
+        held = answers.answers if isinstance(answers, State) else answers
+        lines: list[SummaryLine] = []
+        for question in self.steps.questions():
+            value = held.get(question.field or "")
+            if value is None:
+                continue
+            label = question.summary_label or question.prompt
+            if isinstance(value, str):
+                lines.append(SummaryLine(question.field or "", label, text=value))
+            else:
+                labels = tuple(o.label for key in value if (o := question.option(key)) is not None)
+                lines.append(SummaryLine(question.field or "", label, choices=labels))
+        return Summary(tuple(lines))
+
+    def _review(self, turn: _Turn) -> None:
+        state = turn.state.evolve(editing=False, resume="")
+        consentless = {k: v for k, v in state.answers.items() if not k.startswith("consent.")}
+        turn.state = state.evolve(answers=consentless)
+        summary = self.summary(turn.state)
+        if not summary.lines:
+            self._forget(turn)
+            turn.say("review.empty")
+            self._go(turn, MENU)
+            return
+        turn.say("review.summary", summary=summary)
+        self._go(turn, "review")
+
+    def _finish(self, turn: _Turn) -> None:
+        answers = turn.state.answers
+        keep = answers.get("consent.keep") == ("yes",)
+        sent = answers.get("consent.send", ("no",))
+        send_to = sent[0] if isinstance(sent, tuple) and sent and sent[0] != "no" else None
+        allow_reply = send_to is not None and answers.get("consent.reply") == ("yes",)
+        content = {k: v for k, v in answers.items() if not k.startswith("consent.")}
+        self._forget(turn)
+        if not keep and send_to is None:
+            turn.say("report.nothing_kept")
+            self._go(turn, MENU)
+            return
+        reference, code = self.tokens.reference(), self.tokens.code()
+        what = content.get("what", ())
+        turn.effects.insert(
+            0,
+            StoreReport(
+                reference=reference,
+                code=code,
+                summary=content,
+                categories=what if isinstance(what, tuple) else (),
+                keep=keep,
+                send_to=send_to,
+                allow_reply=allow_reply,
+                questionnaire_version=QUESTIONNAIRE_VERSION,
+            ),
+        )
+        turn.say("report.sent" if send_to else "report.kept", reference=reference, code=code)
+        self._go(turn, MENU)
+
+    def _delete(self, turn: _Turn, typed: str) -> None:
+        code = canonical_code(typed)
+        if code is None:
+            turn.say("delete.malformed")
+            self._go(turn, "delete.ask")
+            return
+        turn.state = turn.state.evolve(step=MENU)
+        menu = self.steps[MENU]
+        prompt = Reply(message=menu.prompt, options=tuple(self._options(menu, turn.state)), step=MENU)
+        turn.effects.append(
+            EraseReport(
+                code=code,
+                erased=(Reply("delete.done"), prompt),
+                not_found=(Reply("delete.not_found"), prompt),
+            )
+        )

@@ -1,0 +1,82 @@
+"""Where a conversation stands. Immutable; serialised to JSON and encrypted by ``storage/``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+Answer = tuple[str, ...] | str
+STATE_VERSION = 1
+
+
+def _frozen(answers: Mapping[str, Answer] | None = None) -> Mapping[str, Answer]:
+    return MappingProxyType(dict(answers or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """A conversation's position.
+
+    - ``step``: the step whose question is waiting for an answer ("" when nothing is asked).
+    - ``answers``: report answers so far: option keys (tuple) or the person's words (str).
+    - ``picked``: options ticked so far at a step that takes several.
+    - ``resume``: the step to go back to after an interruption (emergency guidance).
+    - ``editing``: a report answer is being changed from the review; go back there after it.
+    """
+
+    locale: str = "en"
+    step: str = ""
+    answers: Mapping[str, Answer] = field(default_factory=_frozen)
+    picked: tuple[str, ...] = ()
+    resume: str = ""
+    editing: bool = False
+
+    def evolve(self, **changes: Any) -> State:
+        if "answers" in changes:
+            changes["answers"] = _frozen(changes["answers"])
+        return replace(self, **changes)
+
+    def with_answer(self, name: str, value: Answer | None) -> State:
+        answers = dict(self.answers)
+        if value is None or value == () or value == "":
+            answers.pop(name, None)
+        else:
+            answers[name] = value
+        return self.evolve(answers=answers, picked=())
+
+    @property
+    def holds_content(self) -> bool:
+        """True when anything the person said is held: then it is a draft worth keeping."""
+        return bool(self.answers) or bool(self.picked)
+
+    def to_json(self) -> bytes:
+        body = {
+            "v": STATE_VERSION,
+            "locale": self.locale,
+            "step": self.step,
+            "answers": {k: list(v) if isinstance(v, tuple) else v for k, v in self.answers.items()},
+            "picked": list(self.picked),
+            "resume": self.resume,
+            "editing": self.editing,
+        }
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> State:
+        body = json.loads(raw)
+        if not isinstance(body, dict) or body.get("v") != STATE_VERSION:
+            return cls()
+        answers: dict[str, Answer] = {}
+        for key, value in dict(body.get("answers", {})).items():
+            answers[str(key)] = tuple(map(str, value)) if isinstance(value, list) else str(value)
+        return cls(
+            locale=str(body.get("locale", "en")),
+            step=str(body.get("step", "")),
+            answers=_frozen(answers),
+            picked=tuple(map(str, body.get("picked", []))),
+            resume=str(body.get("resume", "")),
+            editing=bool(body.get("editing", False)),
+        )

@@ -1,0 +1,47 @@
+"""Reading what people type: normalising it and matching word lists from ``responses/``.
+
+A list entry is a word or phrase matched on word boundaries; a trailing ``*`` matches any
+ending ("rape*" matches "raped"). Matching ignores case, accents, zero-width characters and
+curly apostrophes, so "I’ve been RAPED" matches like "i've been raped".
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from functools import lru_cache
+
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u200f\u202a\u202b\u202c\u202d\u202e"))
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'"})
+
+
+def normalise(text: str) -> str:
+    """Case-fold, drop accents and invisible characters, and squeeze white space."""
+    folded = unicodedata.normalize("NFKD", text.translate(_INVISIBLE).translate(_APOSTROPHES))
+    stripped = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    return " ".join(stripped.casefold().split())
+
+
+def _pattern(entry: str) -> str:
+    words = normalise(entry)
+    wildcard = words.endswith("*")
+    body = re.escape(words.rstrip("*").strip()).replace(r"\ ", r"\s+")
+    tail = r"\w*" if wildcard else ""
+    return rf"(?<!\w){body}{tail}(?!\w)"
+
+
+@lru_cache(maxsize=256)
+def _compile(entries: tuple[str, ...]) -> re.Pattern[str] | None:
+    patterns = [_pattern(e) for e in entries if normalise(e).rstrip("*").strip()]
+    return re.compile("|".join(patterns)) if patterns else None
+
+
+def matches(text: str, entries: Iterable[str]) -> bool:
+    pattern = _compile(tuple(entries))
+    return pattern is not None and pattern.search(normalise(text)) is not None
+
+
+def label_key(text: str) -> str:
+    """The form typed labels are compared in: normalised, punctuation at the ends removed."""
+    return normalise(text).strip(" .!?,;:'\"()[]")

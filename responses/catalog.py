@@ -1,0 +1,252 @@
+"""Loading charity-editable text: messages, word lists and the services directory.
+
+Layout (the defaults ship in ``responses/default``; an overlay folder has the same shape and
+may hold only what it changes)::
+
+    <dir>/<locale>/messages.yaml   message id -> text ("{name}" marks a variable)
+    <dir>/<locale>/words.yaml      word list name -> list of words or phrases
+    <dir>/<locale>/services.yaml   list of services; an overlay entry with the same id
+                                   replaces fields, and ``remove: true`` drops it
+
+Every problem is collected with its file and line; nothing stops at the first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+DEFAULT_DIR = Path(__file__).parent / "default"
+DEFAULT_LOCALE = "en"
+TELEGRAM_LIMIT = 4096
+WORD_LISTS = frozenset({"emergency", "assault", "drugged", "robbery", "threats", "boroughs"})
+SERVICE_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "for",
+        "phone",
+        "text",
+        "email",
+        "web",
+        "hours",
+        "languages",
+        "last_checked",
+        "source",
+        "remove",
+    }
+)
+# Variables every message may use: filled from the deployment's settings.
+BUILT_INS = frozenset({"retention_days", "draft_hours", "services"})
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: Path
+    line: int
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.severity}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    text: str
+    path: Path
+    line: int
+
+    @property
+    def variables(self) -> frozenset[str]:
+        return frozenset(name for _, name, _, _ in string.Formatter().parse(self.text) if name is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    id: str
+    name: str
+    purpose: str
+    phone: str = ""
+    text: str = ""
+    email: str = ""
+    web: str = ""
+    hours: str = ""
+    languages: tuple[str, ...] = ()
+    last_checked: dt.date | None = None
+    source: str = ""
+    path: Path = field(default=DEFAULT_DIR, compare=False)
+    line: int = field(default=1, compare=False)
+
+
+@dataclass(slots=True)
+class Sources:
+    """Raw material read from one or more folders, before checking."""
+
+    messages: dict[str, dict[str, Message]] = field(default_factory=dict)
+    words: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    services: dict[str, dict[str, Service]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _compose(path: Path, problems: list[Problem]) -> yaml.Node | None:
+    try:
+        with path.open(encoding="utf-8") as stream:
+            return yaml.compose(stream, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        problems.append(Problem(path, line, f"not valid YAML: {error.problem or error}"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        problems.append(Problem(path, 1, f"cannot read the file: {error}"))
+    return None
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _pairs(path: Path, node: yaml.Node | None, problems: list[Problem]) -> Iterator[tuple[str, yaml.Node, int]]:
+    """Key/value pairs of a top-level mapping, reporting duplicates and non-text keys."""
+    if node is None:
+        return
+    if not isinstance(node, yaml.MappingNode):
+        problems.append(Problem(path, _line(node), "expected 'name: value' lines at the top of the file"))
+        return
+    seen: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        line = _line(key_node)
+        if not isinstance(key_node, yaml.ScalarNode):
+            problems.append(Problem(path, line, "a name must be plain text"))
+            continue
+        key = str(key_node.value)
+        if key in seen:
+            problems.append(Problem(path, line, f"{key!r} is defined twice (first at line {seen[key]})"))
+            continue
+        seen[key] = line
+        yield key, value_node, line
+
+
+def _read_messages(path: Path, locale: str, into: Sources) -> None:
+    target = into.messages.setdefault(locale, {})
+    for key, value, line in _pairs(path, _compose(path, into.problems), into.problems):
+        if not isinstance(value, yaml.ScalarNode) or value.tag != "tag:yaml.org,2002:str":
+            into.problems.append(Problem(path, line, f"message {key!r} must be text"))
+            continue
+        target[key] = Message(key, str(value.value).rstrip("\n"), path, line)
+
+
+def _read_words(path: Path, locale: str, into: Sources) -> None:
+    target = into.words.setdefault(locale, {})
+    for key, value, line in _pairs(path, _compose(path, into.problems), into.problems):
+        if key not in WORD_LISTS:
+            known = ", ".join(sorted(WORD_LISTS))
+            into.problems.append(Problem(path, line, f"unknown word list {key!r} (known: {known})"))
+            continue
+        if not isinstance(value, yaml.SequenceNode) or not all(
+            isinstance(item, yaml.ScalarNode) and str(item.value).strip() for item in value.value
+        ):
+            into.problems.append(Problem(path, line, f"word list {key!r} must be a list of words or phrases"))
+            continue
+        target[key] = tuple(str(item.value).strip() for item in value.value)
+
+
+def _read_services(path: Path, locale: str, into: Sources) -> None:
+    node = _compose(path, into.problems)
+    if node is None:
+        return
+    if not isinstance(node, yaml.SequenceNode):
+        into.problems.append(Problem(path, _line(node), "expected a list of services, each starting with '- id:'"))
+        return
+    target = into.services.setdefault(locale, {})
+    for item in node.value:
+        entry = {key: (value, line) for key, value, line in _pairs(path, item, into.problems)}
+        line = _line(item)
+        for key, (_, key_line) in entry.items():
+            if key not in SERVICE_FIELDS:
+                into.problems.append(Problem(path, key_line, f"unknown service field {key!r}"))
+        raw = {k: yaml.safe_load(yaml.serialize(v)) for k, (v, _) in entry.items() if k in SERVICE_FIELDS}
+        service_id = raw.get("id")
+        if not isinstance(service_id, str) or not service_id:
+            into.problems.append(Problem(path, line, "every service needs an 'id'"))
+            continue
+        if raw.get("remove") is True:
+            target.pop(service_id, None)
+            continue
+        base = target.get(service_id)
+        merged = _service(path, line, raw, base, into.problems)
+        if merged is not None:
+            target[service_id] = merged
+
+
+def _service(
+    path: Path, line: int, raw: dict[str, object], base: Service | None, problems: list[Problem]
+) -> Service | None:
+    def text(key: str, default: str) -> str:
+        value = raw.get(key, default)
+        if value is None:
+            return ""
+        if not isinstance(value, str | int):
+            problems.append(Problem(path, line, f"service field {key!r} must be text"))
+            return default
+        return str(value)
+
+    name = text("name", base.name if base else "")
+    purpose = text("for", base.purpose if base else "")
+    if not name or not purpose:
+        problems.append(Problem(path, line, f"service {raw.get('id')!r} needs a 'name' and a 'for'"))
+        return None
+    checked = raw.get("last_checked", base.last_checked if base else None)
+    if isinstance(checked, str):
+        try:
+            checked = dt.date.fromisoformat(checked)
+        except ValueError:
+            problems.append(Problem(path, line, "last_checked must be a date like 2026-11-01"))
+            checked = None
+    if checked is not None and not isinstance(checked, dt.date):
+        problems.append(Problem(path, line, "last_checked must be a date like 2026-11-01"))
+        checked = None
+    languages = raw.get("languages", list(base.languages) if base else [])
+    return Service(
+        id=str(raw["id"]),
+        name=name,
+        purpose=purpose,
+        phone=text("phone", base.phone if base else ""),
+        text=text("text", base.text if base else ""),
+        email=text("email", base.email if base else ""),
+        web=text("web", base.web if base else ""),
+        hours=text("hours", base.hours if base else ""),
+        languages=tuple(map(str, languages)) if isinstance(languages, list) else (),
+        last_checked=checked,
+        source=text("source", base.source if base else ""),
+        path=path,
+        line=line,
+    )
+
+
+def read_folder(folder: Path, into: Sources) -> None:
+    """Read every locale folder under ``folder`` into ``into``, later folders overriding earlier."""
+    if not folder.is_dir():
+        into.problems.append(Problem(folder, 1, "this responses folder does not exist"))
+        return
+    for locale_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        locale = locale_dir.name
+        for name in sorted(p.name for p in locale_dir.iterdir() if p.is_file()):
+            path = locale_dir / name
+            if name == "messages.yaml":
+                _read_messages(path, locale, into)
+            elif name == "words.yaml":
+                _read_words(path, locale, into)
+            elif name == "services.yaml":
+                _read_services(path, locale, into)
+            elif name.endswith((".yaml", ".yml")):
+                into.problems.append(
+                    Problem(path, 1, "unknown file: expected messages.yaml, words.yaml or services.yaml")
+                )

@@ -1,0 +1,168 @@
+"""The checked, merged responses a deployment runs with, and ``responses check``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import string
+from collections.abc import Iterable
+from pathlib import Path
+
+from responses.catalog import (
+    BUILT_INS,
+    DEFAULT_DIR,
+    DEFAULT_LOCALE,
+    TELEGRAM_LIMIT,
+    Message,
+    Problem,
+    Service,
+    Sources,
+    read_folder,
+)
+
+STALE_AFTER = dt.timedelta(days=183)
+
+
+class ResponsesError(Exception):
+    """The responses folders have errors; ``problems`` lists every one with file and line."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = tuple(problems)
+        errors = [p for p in self.problems if p.severity == "error"]
+        super().__init__(f"{len(errors)} error(s) in the responses:\n" + "\n".join(map(str, errors)))
+
+
+class Responses:
+    """Messages, word lists and services per locale, English filling any gap."""
+
+    def __init__(self, sources: Sources) -> None:
+        self._messages = sources.messages
+        self._words = sources.words
+        self._services = sources.services
+        self.problems = tuple(sources.problems)
+
+    @classmethod
+    def load(cls, overlay: Path | None = None, today: dt.date | None = None) -> Responses:
+        responses = check(overlay, today)
+        if any(p.severity == "error" for p in responses.problems):
+            raise ResponsesError(responses.problems)
+        return responses
+
+    @property
+    def locales(self) -> tuple[str, ...]:
+        others = sorted(loc for loc in self._messages if loc != DEFAULT_LOCALE)
+        return (DEFAULT_LOCALE, *others)
+
+    def has(self, message_id: str) -> bool:
+        return message_id in self._messages.get(DEFAULT_LOCALE, {})
+
+    def message(self, locale: str, message_id: str) -> Message:
+        found = self._messages.get(locale, {}).get(message_id)
+        return found or self._messages[DEFAULT_LOCALE][message_id]
+
+    def text(self, locale: str, message_id: str) -> str:
+        return self.message(locale, message_id).text
+
+    def words(self, locale: str, group: str) -> tuple[str, ...]:
+        found = self._words.get(locale, {}).get(group)
+        return found if found is not None else self._words.get(DEFAULT_LOCALE, {}).get(group, ())
+
+    def services(self, locale: str) -> tuple[Service, ...]:
+        found = self._services.get(locale)
+        chosen = found if found is not None else self._services.get(DEFAULT_LOCALE, {})
+        return tuple(chosen.values())
+
+
+def _placeholders(message: Message) -> tuple[frozenset[str], str | None]:
+    """The variables a message uses, or a description of what is wrong with its braces."""
+    names: set[str] = set()
+    try:
+        for _, name, spec, conversion in string.Formatter().parse(message.text):
+            if name is None:
+                continue
+            if not name.isidentifier() or spec or conversion:
+                return (
+                    frozenset(),
+                    f"'{{{name}}}' is not a variable: use a plain name like {{reference}}",
+                )
+            names.add(name)
+    except ValueError:
+        return frozenset(), "has an unmatched '{' or '}' (write '{{' or '}}' for a literal brace)"
+    return frozenset(names), None
+
+
+def check(overlay: Path | None = None, today: dt.date | None = None) -> Responses:
+    """Read the defaults and ``overlay`` and return them with every problem found."""
+    sources = Sources()
+    read_folder(DEFAULT_DIR, sources)
+    reference = dict(sources.messages.get(DEFAULT_LOCALE, {}))
+    if overlay is not None:
+        read_folder(overlay, sources)
+    problems = sources.problems
+    expected = {key: _placeholders(msg)[0] for key, msg in reference.items()}
+    for locale, messages in sources.messages.items():
+        for key, message in messages.items():
+            problems.extend(_check_message(locale, key, message, expected))
+        if locale != DEFAULT_LOCALE:
+            for key in sorted(set(reference) - set(messages)):
+                where = next(iter(messages.values())).path if messages else DEFAULT_DIR / locale
+                problems.append(
+                    Problem(
+                        where,
+                        1,
+                        f"[{locale}] message {key!r} is missing: English is used",
+                        "warning",
+                    )
+                )
+    if not sources.words.get(DEFAULT_LOCALE, {}).get("emergency"):
+        problems.append(Problem(DEFAULT_DIR / DEFAULT_LOCALE / "words.yaml", 1, "no emergency words"))
+    problems.extend(_check_services(sources, today or dt.date.today()))
+    return Responses(sources)
+
+
+def _check_message(locale: str, key: str, message: Message, expected: dict[str, frozenset[str]]) -> list[Problem]:
+    found: list[Problem] = []
+
+    def problem(text: str) -> None:
+        found.append(Problem(message.path, message.line, f"[{locale}] {key!r}: {text}"))
+
+    if key not in expected:
+        problem("unknown message id (not used by the bot; check the spelling)")
+        return found
+    if not message.text.strip():
+        problem("is empty")
+    if len(message.text) > TELEGRAM_LIMIT:
+        problem(f"is {len(message.text):,} characters; Telegram allows {TELEGRAM_LIMIT:,}")
+    names, error = _placeholders(message)
+    if error:
+        problem(error)
+        return found
+    for name in sorted(expected[key] - names):
+        problem(f"missing variable {{{name}}}")
+    for name in sorted(names - expected[key] - BUILT_INS):
+        problem(f"unknown variable {{{name}}} (this message can use: {_listing(expected[key] | BUILT_INS)})")
+    return found
+
+
+def _listing(names: frozenset[str]) -> str:
+    return ", ".join(f"{{{n}}}" for n in sorted(names))
+
+
+def _check_services(sources: Sources, today: dt.date) -> list[Problem]:
+    found: list[Problem] = []
+    for locale, services in sources.services.items():
+        for service in services.values():
+            path, line = service.path, service.line
+            if service.last_checked is None:
+                text = f"[{locale}] service {service.id!r} has no last_checked date: check its details"
+                found.append(Problem(path, line, text, "warning"))
+            elif today - service.last_checked > STALE_AFTER:
+                text = f"[{locale}] service {service.id!r} was last checked on {service.last_checked}"
+                found.append(Problem(path, line, text + ", over six months ago", "warning"))
+    return found
+
+
+def load_responses(overlay: Path | None = None) -> Responses:
+    return Responses.load(overlay)
+
+
+__all__ = ["Problem", "Responses", "ResponsesError", "check", "load_responses"]

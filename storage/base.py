@@ -1,0 +1,108 @@
+"""The narrow interface every store implements; one contract test suite covers them all.
+
+Stores take and give plain values; encryption at rest happens inside the store, so no caller
+can forget it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+
+SummaryData = Mapping[str, tuple[str, ...] | str]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatKey:
+    """A chat, as storage knows it: a keyed hash, never the id itself."""
+
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewReport:
+    reference: str
+    code: str
+    summary: SummaryData
+    categories: tuple[str, ...]
+    keep: bool
+    send_to: str | None
+    allow_reply: bool
+    questionnaire_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReport:
+    reference: str
+    summary: SummaryData
+    consented_at: int
+    keep: bool
+    send_to: str | None
+    allow_reply: bool
+    status: str
+    expires_at: int
+    questionnaire_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    drafts: int
+    reports: int
+
+
+class Store(abc.ABC):
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    # drafts
+    @abc.abstractmethod
+    async def load_draft(self, key: ChatKey) -> bytes | None:
+        """The draft for ``key``, or None if there is none or it has expired."""
+
+    @abc.abstractmethod
+    async def save_draft(self, key: ChatKey, payload: bytes) -> None:
+        """Keep ``payload`` (encrypted) until the draft lifetime passes without another save."""
+
+    @abc.abstractmethod
+    async def forget_draft(self, key: ChatKey) -> None: ...
+
+    # reports
+    @abc.abstractmethod
+    async def add_report(self, report: NewReport, destinations: tuple[str, ...] = ()) -> None:
+        """Store a consented report and, in the same transaction, its outbox entries."""
+
+    @abc.abstractmethod
+    async def get_report(self, reference: str) -> StoredReport | None: ...
+
+    @abc.abstractmethod
+    async def erase_report(self, code: str) -> str | None:
+        """Erase the report ``code`` unlocks; its reference, or None if no report matches."""
+
+    @abc.abstractmethod
+    async def purge_expired(self) -> Purged:
+        """Delete drafts and reports past their expiry; counters stay."""
+
+    @abc.abstractmethod
+    async def counts(self) -> dict[tuple[str, str], int]:
+        """Reports kept, by (category, month)."""
+
+    @abc.abstractmethod
+    async def audit_kinds(self) -> list[tuple[str, str | None]]:
+        """The audit trail as (kind, reference), oldest first."""

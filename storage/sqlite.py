@@ -1,0 +1,262 @@
+"""SQLite through aiosqlite: WAL mode, full sync, secure delete, versioned migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+
+from storage.base import ChatKey, NewReport, Purged, Store, StoredReport, SummaryData
+from storage.crypto import CodeHasher, Keyring, code_tag
+from storage.errors import MigrationError, StorageError
+
+log = logging.getLogger("reachable.storage")
+DB_FILE = "reachable.sqlite3"
+HOUR = 3600
+DAY = 86400
+
+
+def migrations() -> list[tuple[int, str]]:
+    """Every migration script, in order, as (version, SQL)."""
+    folder = resources.files("storage") / "migrations"
+    found = sorted(
+        (int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
+    return found
+
+
+class SQLiteStore(Store):
+    def __init__(
+        self,
+        path: Path,
+        keyring: Keyring,
+        *,
+        draft_hours: int = 24,
+        retention_days: int = 90,
+        clock: Callable[[], float] = time.time,
+        hasher: CodeHasher | None = None,
+    ) -> None:
+        self.path = path
+        self.keyring = keyring
+        self.draft_seconds = draft_hours * HOUR
+        self.retention_seconds = retention_days * DAY
+        self.clock = clock
+        self.hasher = hasher or CodeHasher()
+        self._db: aiosqlite.Connection | None = None
+        self._write = asyncio.Lock()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StorageError("the store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=FULL",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA secure_delete=ON",
+            "PRAGMA busy_timeout=5000",
+        ):
+            await self.db.execute(pragma)
+        await self._migrate()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def _migrate(self) -> None:
+        async with self.db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        current = int(row[0]) if row else 0
+        known = migrations()
+        latest = known[-1][0] if known else 0
+        if current > latest:
+            raise MigrationError(
+                f"the database is at version {current}, newer than this program knows ({latest}); "
+                "upgrade Reachable before running it on this data"
+            )
+        for version, script in known:
+            if version <= current:
+                continue
+            try:
+                await self.db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={version};\nCOMMIT;")
+            except aiosqlite.Error as error:
+                await self.db.execute("ROLLBACK")
+                raise MigrationError(f"migration {version} failed: {type(error).__name__}") from error
+            log.info("storage migrated to version %d", version)
+
+    def _now(self) -> int:
+        return int(self.clock())
+
+    # ------------------------------------------------------------------ drafts
+    async def load_draft(self, key: ChatKey) -> bytes | None:
+        async with self.db.execute(
+            "SELECT payload FROM drafts WHERE chat_key = ? AND expires_at > ?",
+            (key.digest, self._now()),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return self.keyring.decrypt(bytes(row[0])) if row else None
+
+    async def save_draft(self, key: ChatKey, payload: bytes) -> None:
+        sealed = self.keyring.encrypt(payload)
+        async with self._write:
+            await self.db.execute(
+                "INSERT INTO drafts (chat_key, payload, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (chat_key) DO UPDATE SET payload = excluded.payload, expires_at = excluded.expires_at",
+                (key.digest, sealed, self._now() + self.draft_seconds),
+            )
+
+    async def forget_draft(self, key: ChatKey) -> None:
+        async with self._write:
+            await self.db.execute("DELETE FROM drafts WHERE chat_key = ?", (key.digest,))
+
+    # ------------------------------------------------------------------ reports
+    async def add_report(self, report: NewReport, destinations: tuple[str, ...] = ()) -> None:
+        now = self._now()
+        body = {
+            "summary": {k: list(v) if isinstance(v, tuple) else v for k, v in report.summary.items()},
+            "categories": list(report.categories),
+            "consented_at": now,
+        }
+        sealed = self.keyring.encrypt(json.dumps(body, ensure_ascii=False).encode())
+        code_hash = await asyncio.to_thread(self.hasher.hash, report.code)
+        # Rounded up to the hour so the expiry does not give away the exact time of consent.
+        expires = math.ceil((now + self.retention_seconds) / HOUR) * HOUR
+        day = dt.datetime.fromtimestamp(now, dt.UTC)
+        month = day.strftime("%Y-%m")
+        async with self._write:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                await self.db.execute(
+                    "INSERT INTO reports (reference, summary, code_tag, code_hash, keep, send_to, allow_reply,"
+                    " status, created_on, expires_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        report.reference,
+                        sealed,
+                        code_tag(report.code),
+                        code_hash,
+                        int(report.keep),
+                        report.send_to,
+                        int(report.allow_reply),
+                        "queued" if destinations else "kept",
+                        day.date().isoformat(),
+                        expires,
+                        report.questionnaire_version,
+                    ),
+                )
+                for destination in destinations:
+                    await self.db.execute(
+                        "INSERT INTO outbox (reference, destination, payload, next_attempt) VALUES (?, ?, ?, ?)",
+                        (report.reference, destination, sealed, now),
+                    )
+                if report.keep:
+                    for category in report.categories or ("unspecified",):
+                        await self.db.execute(
+                            "INSERT INTO counters (category, month, count) VALUES (?, ?, 1) "
+                            "ON CONFLICT (category, month) DO UPDATE SET count = count + 1",
+                            (category, month),
+                        )
+                await self._audit("report_stored", report.reference, now)
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+
+    async def get_report(self, reference: str) -> StoredReport | None:
+        async with self.db.execute(
+            "SELECT summary, keep, send_to, allow_reply, status, expires_at, version FROM reports WHERE reference = ?",
+            (reference,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        body = json.loads(self.keyring.decrypt(bytes(row[0])))
+        return StoredReport(
+            reference=reference,
+            summary=_summary(body["summary"]),
+            consented_at=int(body["consented_at"]),
+            keep=bool(row[1]),
+            send_to=row[2],
+            allow_reply=bool(row[3]),
+            status=str(row[4]),
+            expires_at=int(row[5]),
+            questionnaire_version=int(row[6]),
+        )
+
+    async def erase_report(self, code: str) -> str | None:
+        async with self.db.execute(
+            "SELECT reference, code_hash, summary, keep, created_on FROM reports WHERE code_tag = ?",
+            (code_tag(code),),
+        ) as cursor:
+            candidates = list(await cursor.fetchall())
+        for reference, hashed, sealed, keep, created_on in candidates:
+            if not await asyncio.to_thread(self.hasher.verify, str(hashed), code):
+                continue
+            categories = json.loads(self.keyring.decrypt(bytes(sealed))).get("categories", [])
+            async with self._write:
+                await self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    await self.db.execute("DELETE FROM reports WHERE reference = ?", (reference,))
+                    if keep:
+                        # Withdrawing takes back consent for the statistics too.
+                        for category in categories or ["unspecified"]:
+                            await self.db.execute(
+                                "UPDATE counters SET count = MAX(count - 1, 0) WHERE category = ? AND month = ?",
+                                (category, str(created_on)[:7]),
+                            )
+                    await self._audit("report_withdrawn", str(reference), self._now())
+                    await self.db.execute("COMMIT")
+                except BaseException:
+                    await self.db.execute("ROLLBACK")
+                    raise
+                await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return str(reference)
+        return None
+
+    async def purge_expired(self) -> Purged:
+        now = self._now()
+        async with self._write:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                drafts = await self.db.execute("DELETE FROM drafts WHERE expires_at <= ?", (now,))
+                reports = await self.db.execute("DELETE FROM reports WHERE expires_at <= ?", (now,))
+                purged = Purged(drafts=drafts.rowcount, reports=reports.rowcount)
+                if purged.reports:
+                    await self._audit(f"reports_expired:{purged.reports}", None, now)
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            if purged.drafts or purged.reports:
+                await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return purged
+
+    async def counts(self) -> dict[tuple[str, str], int]:
+        async with self.db.execute("SELECT category, month, count FROM counters WHERE count > 0") as cursor:
+            return {(str(c), str(m)): int(n) for c, m, n in await cursor.fetchall()}
+
+    async def audit_kinds(self) -> list[tuple[str, str | None]]:
+        async with self.db.execute("SELECT kind, reference FROM audit ORDER BY id") as cursor:
+            return [(str(k), r) for k, r in await cursor.fetchall()]
+
+    async def _audit(self, kind: str, reference: str | None, at: int) -> None:
+        await self.db.execute("INSERT INTO audit (at, kind, reference) VALUES (?, ?, ?)", (at, kind, reference))
+
+
+def _summary(raw: dict[str, object]) -> SummaryData:
+    return {k: tuple(map(str, v)) if isinstance(v, list) else str(v) for k, v in raw.items()}
