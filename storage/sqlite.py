@@ -64,15 +64,20 @@ class SQLiteStore(Store):
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in (
-            "PRAGMA journal_mode=WAL",
-            "PRAGMA synchronous=FULL",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA secure_delete=ON",
-            "PRAGMA busy_timeout=5000",
-        ):
-            await self.db.execute(pragma)
-        await self._migrate()
+        try:
+            for pragma in (
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA synchronous=FULL",
+                "PRAGMA foreign_keys=ON",
+                "PRAGMA secure_delete=ON",
+                "PRAGMA busy_timeout=5000",
+            ):
+                await self.db.execute(pragma)
+            await self._migrate()
+        except BaseException:
+            # A refused or failed open must not leave the connection's thread running.
+            await self.close()
+            raise
 
     async def close(self) -> None:
         if self._db is not None:

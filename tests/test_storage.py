@@ -1,0 +1,207 @@
+"""The storage contract: every backend must pass these. Real SQLite files in a temp folder."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from storage import ChatKey, CodeHasher, Keyring, KeyringError, MigrationError, NewReport, SQLiteStore, Store
+from storage.crypto import KEY_FILE, load_keyring
+from tests.conftest import Clock
+
+SENTENCE = "the unmistakable sentence 5521 about the flat in Vauxhall"
+CODE = "7K2P-QX9D-M4TA-8BWE"
+DAY = 86400
+
+Backend = Callable[[Path, Keyring, Clock, CodeHasher], Store]
+BACKENDS: dict[str, Backend] = {
+    "sqlite": lambda folder, keyring, clock, hasher: SQLiteStore(
+        folder / "db.sqlite3", keyring, clock=clock, hasher=hasher, retention_days=90, draft_hours=24
+    ),
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+async def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, keyring: Keyring, clock: Clock, hasher: CodeHasher
+) -> AsyncIterator[Store]:
+    async with BACKENDS[request.param](tmp_path, keyring, clock, hasher) as store:
+        yield store
+
+
+def report(reference: str = "TEST-0001", code: str = CODE, keep: bool = True, **changes: object) -> NewReport:
+    fields: dict[str, object] = {
+        "reference": reference,
+        "code": code,
+        "summary": {"what": ("assault", "drugged"), "account": SENTENCE},
+        "categories": ("assault", "drugged"),
+        "keep": keep,
+        "send_to": None,
+        "allow_reply": False,
+        "questionnaire_version": 1,
+    }
+    fields.update(changes)
+    return NewReport(**fields)  # type: ignore[arg-type]
+
+
+KEY = ChatKey(b"k" * 32)
+
+
+async def test_a_draft_comes_back_as_it_was_saved(backend: Store) -> None:
+    await backend.save_draft(KEY, b'{"step":"report.when"}')
+    assert await backend.load_draft(KEY) == b'{"step":"report.when"}'
+    assert await backend.load_draft(ChatKey(b"x" * 32)) is None
+
+
+async def test_a_draft_expires_after_its_lifetime(backend: Store, clock: Clock) -> None:
+    await backend.save_draft(KEY, b"answers")
+    clock.now += 23 * 3600
+    assert await backend.load_draft(KEY) == b"answers"
+    clock.now += 2 * 3600
+    assert await backend.load_draft(KEY) is None
+    assert (await backend.purge_expired()).drafts == 1
+
+
+async def test_forgetting_a_draft_removes_it(backend: Store) -> None:
+    await backend.save_draft(KEY, b"answers")
+    await backend.forget_draft(KEY)
+    assert await backend.load_draft(KEY) is None
+
+
+async def test_a_report_is_kept_with_its_consent_and_can_be_read_back(backend: Store, clock: Clock) -> None:
+    await backend.add_report(report(send_to="soit", allow_reply=True))
+    stored = await backend.get_report("TEST-0001")
+    assert stored is not None
+    assert stored.summary["account"] == SENTENCE
+    assert (stored.keep, stored.send_to, stored.allow_reply) == (True, "soit", True)
+    assert stored.consented_at == int(clock.now)
+    assert stored.expires_at >= clock.now + 90 * DAY
+
+
+async def test_only_the_right_code_erases_a_report(backend: Store) -> None:
+    await backend.add_report(report())
+    assert await backend.erase_report("7K2P-QX9D-M4TA-8BWF") is None
+    assert await backend.get_report("TEST-0001") is not None
+    assert await backend.erase_report(CODE) == "TEST-0001"
+    assert await backend.get_report("TEST-0001") is None
+    assert await backend.erase_report(CODE) is None
+
+
+async def test_codes_that_share_a_tag_still_erase_only_their_own_report(backend: Store) -> None:
+    from storage.crypto import code_tag
+
+    first = CODE
+    other = next(
+        c for n in range(200000) if code_tag(c := f"7K2P-QX9D-{n // 10000:04d}-{n % 10000:04d}") == code_tag(first)
+    )
+    await backend.add_report(report("TEST-0001", first))
+    await backend.add_report(report("TEST-0002", other))
+    assert await backend.erase_report(other) == "TEST-0002"
+    assert await backend.get_report("TEST-0001") is not None
+
+
+async def test_counters_count_kept_reports_and_outlive_purged_ones(backend: Store, clock: Clock) -> None:
+    await backend.add_report(report("TEST-0001"))
+    await backend.add_report(report("TEST-0002", code="7K2P-QX9D-M4TA-0000", keep=False))
+    counts = await backend.counts()
+    month = counts and next(iter(counts))[1]
+    assert counts == {("assault", month): 1, ("drugged", month): 1}
+    clock.now += 91 * DAY
+    purged = await backend.purge_expired()
+    assert purged.reports == 2
+    assert await backend.get_report("TEST-0001") is None
+    assert await backend.counts() == counts
+
+
+async def test_withdrawing_takes_the_report_out_of_the_counts(backend: Store) -> None:
+    await backend.add_report(report())
+    await backend.erase_report(CODE)
+    assert await backend.counts() == {}
+
+
+async def test_the_audit_trail_holds_events_but_no_content(backend: Store) -> None:
+    await backend.add_report(report())
+    await backend.erase_report(CODE)
+    trail = await backend.audit_kinds()
+    assert trail == [("report_stored", "TEST-0001"), ("report_withdrawn", "TEST-0001")]
+
+
+async def test_nothing_readable_reaches_the_database_files(tmp_path: Path, keyring: Keyring, clock: Clock) -> None:
+    async with SQLiteStore(tmp_path / "db.sqlite3", keyring, clock=clock) as store:
+        await store.save_draft(KEY, SENTENCE.encode())
+        await store.add_report(report())
+        blob = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+        assert SENTENCE.encode() not in blob
+        assert CODE.encode() not in blob
+        assert b"assault" in blob  # the counters' category is deliberately plain
+    async with aiosqlite.connect(tmp_path / "db.sqlite3") as db:
+        async with db.execute("PRAGMA journal_mode") as cursor:
+            assert (await cursor.fetchone()) == ("wal",)
+        async with db.execute("SELECT code_hash FROM reports") as cursor:
+            row = await cursor.fetchone()
+            assert row is not None and str(row[0]).startswith("$argon2id$")
+
+
+async def test_sent_reports_queue_their_forwards_in_the_same_transaction(
+    tmp_path: Path, keyring: Keyring, clock: Clock
+) -> None:
+    async with SQLiteStore(tmp_path / "db.sqlite3", keyring, clock=clock) as store:
+        await store.add_report(report(send_to="support"), destinations=("telegram", "email"))
+        with pytest.raises(aiosqlite.IntegrityError):
+            await store.add_report(report(send_to="support"), destinations=("telegram",))
+    async with aiosqlite.connect(tmp_path / "db.sqlite3") as db:
+        async with db.execute("SELECT destination FROM outbox ORDER BY destination") as cursor:
+            assert [r[0] for r in await cursor.fetchall()] == ["email", "telegram"]
+        async with db.execute("SELECT count(*) FROM reports") as cursor:
+            assert (await cursor.fetchone()) == (1,)
+
+
+async def test_a_database_newer_than_the_code_is_refused(tmp_path: Path, keyring: Keyring) -> None:
+    async with aiosqlite.connect(tmp_path / "db.sqlite3") as db:
+        await db.execute("PRAGMA user_version = 99")
+    with pytest.raises(MigrationError, match="newer than this program knows"):
+        async with SQLiteStore(tmp_path / "db.sqlite3", keyring):
+            pass
+
+
+async def test_migrations_run_once_and_record_their_version(tmp_path: Path, keyring: Keyring) -> None:
+    for _ in range(2):
+        async with SQLiteStore(tmp_path / "db.sqlite3", keyring):
+            pass
+    async with aiosqlite.connect(tmp_path / "db.sqlite3") as db, db.execute("PRAGMA user_version") as cursor:
+        assert (await cursor.fetchone()) == (1,)
+
+
+def test_the_key_file_is_created_once_private_and_outside_the_database(tmp_path: Path) -> None:
+    first = load_keyring(None, tmp_path)
+    path = tmp_path / KEY_FILE
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    again = load_keyring(None, tmp_path)
+    assert again.decrypt(first.encrypt(b"x")) == b"x"
+
+
+def test_a_key_from_the_environment_wins_and_older_keys_still_open_data(tmp_path: Path) -> None:
+    old, new = Keyring.new_key().decode(), Keyring.new_key().decode()
+    sealed = load_keyring(old, tmp_path).encrypt(b"secret")
+    rotated = load_keyring(f"{new},{old}", tmp_path)
+    assert rotated.decrypt(sealed) == b"secret"
+    assert not (tmp_path / KEY_FILE).exists()
+    with pytest.raises(KeyringError):
+        load_keyring(new, tmp_path).decrypt(sealed)
+
+
+def test_a_malformed_key_is_explained() -> None:
+    with pytest.raises(KeyringError, match="not valid"):
+        Keyring([b"too-short"])
+
+
+def test_chat_keys_do_not_reveal_the_chat_and_differ_by_channel(keyring: Keyring) -> None:
+    telegram = keyring.chat_key("telegram", 123456789)
+    assert b"123456789" not in telegram and len(telegram) == 32
+    assert telegram != keyring.chat_key("console", 123456789)
+    assert telegram == keyring.chat_key("telegram", "123456789")
