@@ -86,5 +86,6 @@ def hasher() -> CodeHasher:
 
 @pytest.fixture
 async def store(tmp_path: Path, keyring: Keyring, clock: Clock, hasher: CodeHasher) -> AsyncIterator[SQLiteStore]:
-    async with SQLiteStore(tmp_path / "db.sqlite3", keyring, clock=clock, hasher=hasher, retention_days=90) as opened:
+    opened = SQLiteStore(tmp_path / "db.sqlite3", keyring, clock=clock, hasher=hasher, retention_days=90)
+    async with opened:
         yield opened

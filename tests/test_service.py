@@ -1,0 +1,108 @@
+"""The conversation service with real storage: what reaches the disk and the logs, and what
+happens when storage fails."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.app import App, create_app
+from bot.settings import Settings
+from flows.events import Choice, Command, Text
+from storage import Keyring, NewReport, SQLiteStore, StorageError
+
+SENTENCE = "Marigold-3318 was at the sauna"
+CHAT = 99887766554
+
+
+@pytest.fixture
+def key() -> str:
+    return Keyring.new_key().decode()
+
+
+@pytest.fixture
+async def app(tmp_path: Path, key: str) -> AsyncIterator[App]:
+    settings = Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path), "REACHABLE_ENCRYPTION_KEY": key})
+    async with create_app(settings) as running:
+        yield running
+
+
+async def say(app: App, *events: Text | Command | Choice | str) -> str:
+    said = []
+    for event in events:
+        if isinstance(event, str):
+            from flows.events import parse_typed
+
+            event = parse_typed(event)
+        delivery = await app.conversations.handle("test", CHAT, event)
+        said.extend(m.text for m in delivery.messages)
+    return "\n".join(said)
+
+
+async def fill_report(app: App) -> None:
+    await say(app, "/report", "1", "1", "done", "skip", "skip", "skip", SENTENCE, "skip", "skip", "skip")
+
+
+async def test_retention_is_enforced_when_the_app_starts(tmp_path: Path, key: str) -> None:
+    past = time.time() - 91 * 86400
+    async with SQLiteStore(tmp_path / "reachable.sqlite3", Keyring([key.encode()]), clock=lambda: past) as store:
+        await store.add_report(
+            NewReport("OLD0-0001", "7K2P-QX9D-M4TA-8BWE", {"account": "old"}, ("assault",), True, None, False, 1)
+        )
+    settings = Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path), "REACHABLE_ENCRYPTION_KEY": key})
+    async with create_app(settings) as app:
+        assert await app.store.get_report("OLD0-0001") is None
+        assert sum((await app.store.counts()).values()) == 1
+
+
+async def test_exit_and_cancel_remove_the_stored_draft(app: App) -> None:
+    key = app.conversations.key("test", CHAT)
+    await fill_report(app)
+    assert await app.store.load_draft(key) is not None
+    delivery = await app.conversations.handle("test", CHAT, Command("exit"))
+    assert delivery.wipe
+    assert await app.store.load_draft(key) is None
+    await fill_report(app)
+    await say(app, "/cancel")
+    assert await app.store.load_draft(key) is None
+
+
+async def test_nobody_who_only_reads_the_menu_leaves_a_row(app: App) -> None:
+    await say(app, "/start", "2", "3", "/services", "/emergency")
+    assert await app.store.load_draft(app.conversations.key("test", CHAT)) is None
+
+
+async def test_logs_carry_no_text_and_no_chat_id(app: App, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    await fill_report(app)
+    await say(app, "1", "1", "I've been raped", "/delete 7K2P-QX9D-M4TA-8BWE")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "turn event=" in logged
+    assert SENTENCE not in logged and "Marigold" not in logged
+    assert str(CHAT) not in logged
+    assert "raped" not in logged and "7K2P" not in logged
+
+
+class FailingStore(SQLiteStore):
+    async def add_report(self, report: NewReport, destinations: tuple[str, ...] = ()) -> None:
+        raise StorageError("disk full")
+
+
+async def test_when_storing_fails_no_code_is_shown_and_the_answers_are_kept(tmp_path: Path, key: str) -> None:
+    settings = Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path), "REACHABLE_ENCRYPTION_KEY": key})
+    app = create_app(settings)
+    app.store = FailingStore(tmp_path / "reachable.sqlite3", app.keyring)
+    app.conversations.store = app.store
+    async with app:
+        await fill_report(app)
+        await say(app, "1")
+        said = await say(app, "1")
+        assert "something went wrong on our side" in said
+        assert "Secret code" not in said
+        assert "Shall we keep this summary?" in said
+        state = await app.store.load_draft(app.conversations.key("test", CHAT))
+        assert state is not None and SENTENCE.encode() in state
