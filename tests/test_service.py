@@ -32,7 +32,7 @@ async def app(tmp_path: Path, key: str) -> AsyncIterator[App]:
 
 
 async def say(app: App, *events: Text | Command | Choice | str) -> str:
-    said = []
+    said: list[str] = []
     for event in events:
         if isinstance(event, str):
             from flows.events import parse_typed
