@@ -31,6 +31,7 @@ class Delivery:
 
     messages: tuple[Rendered, ...]
     wipe: bool = False
+    duplicate: bool = False
 
 
 class Conversations:
@@ -49,6 +50,7 @@ class Conversations:
         self.destinations = destinations
         self._locks: weakref.WeakValueDictionary[bytes, asyncio.Lock] = weakref.WeakValueDictionary()
         self._positions = Positions()
+        self._recent = RecentUpdates()
 
     def key(self, channel: str, chat_id: str | int) -> ChatKey:
         return ChatKey(self.keyring.chat_key(channel, chat_id))
@@ -60,35 +62,69 @@ class Conversations:
             self._locks[key.digest] = lock
         return lock
 
-    async def handle(self, channel: str, chat_id: str | int, event: Event) -> Delivery:
+    async def handle(
+        self,
+        channel: str,
+        chat_id: str | int,
+        event: Event,
+        *,
+        update_id: int | None = None,
+        locale_hint: str | None = None,
+    ) -> Delivery:
+        """One event from one chat. ``update_id`` makes redelivered updates harmless: a turn whose
+        update was already handled does nothing and returns ``Delivery(duplicate=True)``."""
         key = self.key(channel, chat_id)
         async with self._lock(key):
-            return await self._handle(key, event)
+            if update_id is not None:
+                if (channel, update_id) in self._recent or await self.store.seen(channel, update_id):
+                    log.info("duplicate update ignored")
+                    return Delivery((), duplicate=True)
+                self._recent.add((channel, update_id))
+            return await self._handle(key, event, (channel, update_id) if update_id is not None else None, locale_hint)
 
-    async def _handle(self, key: ChatKey, event: Event) -> Delivery:
+    async def _handle(
+        self, key: ChatKey, event: Event, update: tuple[str, int] | None, locale_hint: str | None
+    ) -> Delivery:
         started = time.perf_counter()
         state, stored = await self._load(key)
+        if state == State() and locale_hint:
+            hint = locale_hint.split("-")[0].casefold()
+            if hint in self.engine.lexicon.locales:
+                state = state.evolve(locale=hint)
         outcome = self.engine.handle(state, event)
         replies: tuple[Reply, ...] = outcome.replies
-        wipe = False
+        report: NewReport | None = None
+        forget = wipe = False
         try:
             for effect in outcome.effects:
                 match effect:
                     case StoreReport():
-                        await self.store.add_report(_new_report(effect), self.destinations)
+                        report = _new_report(effect)
                     case EraseReport():
                         erased = await self.store.erase_report(effect.code)
                         replies = effect.erased if erased else effect.not_found
                     case ForgetDraft():
-                        await self.store.forget_draft(key)
+                        forget = True
                     case WipeChat():
                         wipe = True
-            if self.engine.worth_keeping(outcome.state):
-                await self.store.save_draft(key, outcome.state.to_json())
+            keep = self.engine.worth_keeping(outcome.state)
+            draft = outcome.state.to_json() if keep else None
+            forget = (forget or stored) and not keep
+            if report is not None or draft is not None or forget:
+                applied = await self.store.commit_turn(
+                    key,
+                    draft=draft,
+                    forget=forget,
+                    report=report,
+                    destinations=self.destinations if report is not None and report.send_to else (),
+                    update=update,
+                )
+                if not applied:
+                    log.info("duplicate update ignored")
+                    return Delivery((), duplicate=True)
+            if keep:
                 self._positions.drop(key)
             else:
-                if stored:
-                    await self.store.forget_draft(key)
                 self._positions.put(key, outcome.state)
         except Exception as error:  # storage of any kind failing must not lose the conversation
             log.error("turn failed: %s at step %s", type(error).__name__, state.step or "-")
@@ -164,3 +200,19 @@ def _new_report(effect: StoreReport) -> NewReport:
         allow_reply=effect.allow_reply,
         questionnaire_version=effect.questionnaire_version,
     )
+
+
+class RecentUpdates:
+    """Update ids handled lately, in memory: catches redelivery within a run without a read."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._ids: OrderedDict[tuple[str, int], None] = OrderedDict()
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._ids
+
+    def add(self, item: tuple[str, int]) -> None:
+        self._ids[item] = None
+        while len(self._ids) > self.limit:
+            self._ids.popitem(last=False)

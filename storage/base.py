@@ -7,7 +7,7 @@ can forget it.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -76,17 +76,48 @@ class Store(abc.ABC):
     async def load_draft(self, key: ChatKey) -> bytes | None:
         """The draft for ``key``, or None if there is none or it has expired."""
 
-    @abc.abstractmethod
     async def save_draft(self, key: ChatKey, payload: bytes) -> None:
         """Keep ``payload`` (encrypted) until the draft lifetime passes without another save."""
+        await self.commit_turn(key, draft=payload)
 
-    @abc.abstractmethod
-    async def forget_draft(self, key: ChatKey) -> None: ...
+    async def forget_draft(self, key: ChatKey) -> None:
+        await self.commit_turn(key, forget=True)
 
-    # reports
+    # one turn's writes, atomically
     @abc.abstractmethod
+    async def commit_turn(
+        self,
+        key: ChatKey | None,
+        *,
+        draft: bytes | None = None,
+        forget: bool = False,
+        report: NewReport | None = None,
+        destinations: tuple[str, ...] = (),
+        update: tuple[str, int] | None = None,
+    ) -> bool:
+        """Apply a turn in one transaction: mark ``update`` (channel, id) handled, store ``report``
+        with its outbox entries, then save ``draft`` or ``forget`` the draft.
+
+        Returns False, writing nothing, when ``update`` was already handled.
+        """
+
     async def add_report(self, report: NewReport, destinations: tuple[str, ...] = ()) -> None:
         """Store a consented report and, in the same transaction, its outbox entries."""
+        await self.commit_turn(None, report=report, destinations=destinations)
+
+    @abc.abstractmethod
+    async def seen(self, channel: str, update_id: int) -> bool:
+        """Whether this update was already handled."""
+
+    # message ids for the quick exit
+    @abc.abstractmethod
+    async def remember_messages(self, key: ChatKey, message_ids: Sequence[int]) -> None: ...
+
+    @abc.abstractmethod
+    async def take_messages(self, key: ChatKey) -> list[int]:
+        """The conversation's message ids still young enough to delete, forgetting them all."""
+
+    # reports
 
     @abc.abstractmethod
     async def get_report(self, reference: str) -> StoredReport | None: ...

@@ -8,7 +8,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -22,6 +22,10 @@ log = logging.getLogger("reachable.storage")
 DB_FILE = "reachable.sqlite3"
 HOUR = 3600
 DAY = 86400
+# Telegram lets bots delete messages in private chats for 48 hours.
+MESSAGE_LIFETIME = 48 * HOUR
+# Telegram keeps undelivered updates for 24 hours; remembering handled ids longer is pointless.
+UPDATE_MEMORY = 25 * HOUR
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -117,22 +121,77 @@ class SQLiteStore(Store):
             row = await cursor.fetchone()
         return self.keyring.decrypt(bytes(row[0])) if row else None
 
-    async def save_draft(self, key: ChatKey, payload: bytes) -> None:
-        sealed = self.keyring.encrypt(payload)
+    # ------------------------------------------------------------------ turns
+    async def commit_turn(
+        self,
+        key: ChatKey | None,
+        *,
+        draft: bytes | None = None,
+        forget: bool = False,
+        report: NewReport | None = None,
+        destinations: tuple[str, ...] = (),
+        update: tuple[str, int] | None = None,
+    ) -> bool:
+        now = self._now()
+        sealed_draft = self.keyring.encrypt(draft) if draft is not None else None
+        prepared = await self._prepare_report(report, now) if report is not None else None
         async with self._write:
-            await self.db.execute(
-                "INSERT INTO drafts (chat_key, payload, expires_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (chat_key) DO UPDATE SET payload = excluded.payload, expires_at = excluded.expires_at",
-                (key.digest, sealed, self._now() + self.draft_seconds),
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                if update is not None:
+                    marked = await self.db.execute(
+                        "INSERT OR IGNORE INTO seen_updates (channel, update_id, at) VALUES (?, ?, ?)",
+                        (update[0], update[1], now),
+                    )
+                    if marked.rowcount == 0:
+                        await self.db.execute("ROLLBACK")
+                        return False
+                if report is not None and prepared is not None:
+                    await self._insert_report(report, prepared, destinations, now)
+                if key is not None and sealed_draft is not None:
+                    await self.db.execute(
+                        "INSERT INTO drafts (chat_key, payload, expires_at) VALUES (?, ?, ?) ON CONFLICT (chat_key)"
+                        " DO UPDATE SET payload = excluded.payload, expires_at = excluded.expires_at",
+                        (key.digest, sealed_draft, now + self.draft_seconds),
+                    )
+                elif key is not None and forget:
+                    await self.db.execute("DELETE FROM drafts WHERE chat_key = ?", (key.digest,))
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+        return True
+
+    async def seen(self, channel: str, update_id: int) -> bool:
+        async with self.db.execute(
+            "SELECT 1 FROM seen_updates WHERE channel = ? AND update_id = ?", (channel, update_id)
+        ) as cursor:
+            return await cursor.fetchone() is not None
+
+    # ------------------------------------------------------------------ message ids
+    async def remember_messages(self, key: ChatKey, message_ids: Sequence[int]) -> None:
+        if not message_ids:
+            return
+        now = self._now()
+        async with self._write:
+            await self.db.executemany(
+                "INSERT OR IGNORE INTO chat_messages (chat_key, message_id, at) VALUES (?, ?, ?)",
+                [(key.digest, int(m), now) for m in message_ids],
             )
 
-    async def forget_draft(self, key: ChatKey) -> None:
-        async with self._write:
-            await self.db.execute("DELETE FROM drafts WHERE chat_key = ?", (key.digest,))
+    async def take_messages(self, key: ChatKey) -> list[int]:
+        async with (
+            self._write,
+            self.db.execute(
+                "DELETE FROM chat_messages WHERE chat_key = ? RETURNING message_id, at", (key.digest,)
+            ) as cursor,
+        ):
+            rows = await cursor.fetchall()
+        young = self._now() - MESSAGE_LIFETIME
+        return sorted(int(m) for m, at in rows if int(at) > young)
 
     # ------------------------------------------------------------------ reports
-    async def add_report(self, report: NewReport, destinations: tuple[str, ...] = ()) -> None:
-        now = self._now()
+    async def _prepare_report(self, report: NewReport, now: int) -> tuple[bytes, str]:
         body = {
             "summary": {k: list(v) if isinstance(v, tuple) else v for k, v in report.summary.items()},
             "categories": list(report.categories),
@@ -140,47 +199,45 @@ class SQLiteStore(Store):
         }
         sealed = self.keyring.encrypt(json.dumps(body, ensure_ascii=False).encode())
         code_hash = await asyncio.to_thread(self.hasher.hash, report.code)
+        return sealed, code_hash
+
+    async def _insert_report(
+        self, report: NewReport, prepared: tuple[bytes, str], destinations: tuple[str, ...], now: int
+    ) -> None:
+        sealed, code_hash = prepared
         # Rounded up to the hour so the expiry does not give away the exact time of consent.
         expires = math.ceil((now + self.retention_seconds) / HOUR) * HOUR
         day = dt.datetime.fromtimestamp(now, dt.UTC)
-        month = day.strftime("%Y-%m")
-        async with self._write:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
+        await self.db.execute(
+            "INSERT INTO reports (reference, summary, code_tag, code_hash, keep, send_to, allow_reply,"
+            " status, created_on, expires_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                report.reference,
+                sealed,
+                code_tag(report.code),
+                code_hash,
+                int(report.keep),
+                report.send_to,
+                int(report.allow_reply),
+                "queued" if destinations else "kept",
+                day.date().isoformat(),
+                expires,
+                report.questionnaire_version,
+            ),
+        )
+        for destination in destinations:
+            await self.db.execute(
+                "INSERT INTO outbox (reference, destination, payload, next_attempt) VALUES (?, ?, ?, ?)",
+                (report.reference, destination, sealed, now),
+            )
+        if report.keep:
+            for category in report.categories or ("unspecified",):
                 await self.db.execute(
-                    "INSERT INTO reports (reference, summary, code_tag, code_hash, keep, send_to, allow_reply,"
-                    " status, created_on, expires_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        report.reference,
-                        sealed,
-                        code_tag(report.code),
-                        code_hash,
-                        int(report.keep),
-                        report.send_to,
-                        int(report.allow_reply),
-                        "queued" if destinations else "kept",
-                        day.date().isoformat(),
-                        expires,
-                        report.questionnaire_version,
-                    ),
+                    "INSERT INTO counters (category, month, count) VALUES (?, ?, 1) "
+                    "ON CONFLICT (category, month) DO UPDATE SET count = count + 1",
+                    (category, day.strftime("%Y-%m")),
                 )
-                for destination in destinations:
-                    await self.db.execute(
-                        "INSERT INTO outbox (reference, destination, payload, next_attempt) VALUES (?, ?, ?, ?)",
-                        (report.reference, destination, sealed, now),
-                    )
-                if report.keep:
-                    for category in report.categories or ("unspecified",):
-                        await self.db.execute(
-                            "INSERT INTO counters (category, month, count) VALUES (?, ?, 1) "
-                            "ON CONFLICT (category, month) DO UPDATE SET count = count + 1",
-                            (category, month),
-                        )
-                await self._audit("report_stored", report.reference, now)
-                await self.db.execute("COMMIT")
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
+        await self._audit("report_stored", report.reference, now)
 
     async def get_report(self, reference: str) -> StoredReport | None:
         async with self.db.execute(
@@ -240,6 +297,8 @@ class SQLiteStore(Store):
             try:
                 drafts = await self.db.execute("DELETE FROM drafts WHERE expires_at <= ?", (now,))
                 reports = await self.db.execute("DELETE FROM reports WHERE expires_at <= ?", (now,))
+                await self.db.execute("DELETE FROM chat_messages WHERE at <= ?", (now - MESSAGE_LIFETIME,))
+                await self.db.execute("DELETE FROM seen_updates WHERE at <= ?", (now - UPDATE_MEMORY,))
                 purged = Purged(drafts=drafts.rowcount, reports=reports.rowcount)
                 if purged.reports:
                     await self._audit(f"reports_expired:{purged.reports}", None, now)

@@ -7,13 +7,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.app import App, create_app
 from bot.settings import Settings
 from flows.events import Choice, Command, Text
-from storage import Keyring, NewReport, SQLiteStore, StorageError
+from storage import ChatKey, Keyring, NewReport, SQLiteStore, StorageError
 
 SENTENCE = "Marigold-3318 was at the sauna"
 CHAT = 99887766554
@@ -88,8 +89,12 @@ async def test_logs_carry_no_text_and_no_chat_id(app: App, caplog: pytest.LogCap
 
 
 class FailingStore(SQLiteStore):
-    async def add_report(self, report: NewReport, destinations: tuple[str, ...] = ()) -> None:
-        raise StorageError("disk full")
+    """Storing a report fails (a full disk); drafts still work."""
+
+    async def commit_turn(self, key: ChatKey | None, **writes: Any) -> bool:
+        if writes.get("report") is not None:
+            raise StorageError("disk full")
+        return await super().commit_turn(key, **writes)
 
 
 async def test_when_storing_fails_no_code_is_shown_and_the_answers_are_kept(tmp_path: Path, key: str) -> None:
@@ -106,3 +111,18 @@ async def test_when_storing_fails_no_code_is_shown_and_the_answers_are_kept(tmp_
         assert "Shall we keep this summary?" in said
         state = await app.store.load_draft(app.conversations.key("test", CHAT))
         assert state is not None and SENTENCE.encode() in state
+
+
+async def test_a_redelivered_update_is_handled_once(app: App) -> None:
+    await fill_report(app)
+    await say(app, "1")
+    first = await app.conversations.handle("test", CHAT, Text("1"), update_id=500)
+    again = await app.conversations.handle("test", CHAT, Text("1"), update_id=500)
+    assert "Secret code" in "\n".join(m.text for m in first.messages)
+    assert again.duplicate and again.messages == ()
+    assert [k for k, _ in await app.store.audit_kinds()] == ["report_stored"]
+
+
+async def test_telegram_language_picks_the_starting_language_only_when_available(app: App) -> None:
+    delivery = await app.conversations.handle("test", 1, Command("start"), locale_hint="xx-YY")
+    assert "not anonymous" in delivery.messages[0].text

@@ -12,6 +12,7 @@ import pytest
 
 from storage import ChatKey, CodeHasher, Keyring, KeyringError, MigrationError, NewReport, SQLiteStore, Store
 from storage.crypto import KEY_FILE, load_keyring
+from storage.sqlite import migrations
 from tests.conftest import Clock
 
 SENTENCE = "the unmistakable sentence 5521 about the flat in Vauxhall"
@@ -174,7 +175,7 @@ async def test_migrations_run_once_and_record_their_version(tmp_path: Path, keyr
         async with SQLiteStore(tmp_path / "db.sqlite3", keyring):
             pass
     async with aiosqlite.connect(tmp_path / "db.sqlite3") as db, db.execute("PRAGMA user_version") as cursor:
-        assert (await cursor.fetchone()) == (1,)
+        assert (await cursor.fetchone()) == (migrations()[-1][0],)
 
 
 def test_the_key_file_is_created_once_private_and_outside_the_database(tmp_path: Path) -> None:
@@ -205,3 +206,31 @@ def test_chat_keys_do_not_reveal_the_chat_and_differ_by_channel(keyring: Keyring
     assert b"123456789" not in telegram and len(telegram) == 32
     assert telegram != keyring.chat_key("console", 123456789)
     assert telegram == keyring.chat_key("telegram", "123456789")
+
+
+async def test_a_turn_is_applied_once_even_when_its_update_comes_again(backend: Store) -> None:
+    first = await backend.commit_turn(KEY, report=report(), forget=True, update=("telegram", 41))
+    again = await backend.commit_turn(KEY, report=report(), forget=True, update=("telegram", 41))
+    assert (first, again) == (True, False)
+    assert await backend.seen("telegram", 41)
+    assert not await backend.seen("console", 41)
+    assert [k for k, _ in await backend.audit_kinds()] == ["report_stored"]
+
+
+async def test_a_failed_turn_writes_nothing_at_all(backend: Store) -> None:
+    await backend.add_report(report())
+    with pytest.raises(Exception, match="UNIQUE"):
+        await backend.commit_turn(KEY, draft=b"new", report=report(), update=("telegram", 7))
+    assert await backend.load_draft(KEY) is None
+    assert not await backend.seen("telegram", 7)
+
+
+async def test_message_ids_are_handed_back_once_and_only_while_deletable(backend: Store, clock: Clock) -> None:
+    await backend.remember_messages(KEY, [3, 1, 2])
+    clock.now += 47 * 3600
+    await backend.remember_messages(KEY, [9])
+    assert await backend.take_messages(KEY) == [1, 2, 3, 9]
+    assert await backend.take_messages(KEY) == []
+    await backend.remember_messages(KEY, [10])
+    clock.now += 49 * 3600
+    assert await backend.take_messages(KEY) == []
