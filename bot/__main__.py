@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from bot.app import create_app
 from bot.console import run_console
+from bot.errors import ReachableError
 from bot.settings import Settings
 from flows.model import FlowError
 from responses import ResponsesError, check
@@ -24,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     console = commands.add_parser("console", help="talk to the bot in this terminal")
     console.add_argument("--chat", default="local", help="which local conversation to continue")
+    run = commands.add_parser("run", help="run the Telegram bot (long polling, or --webhook)")
+    run.add_argument("--webhook", action="store_true", help="serve a webhook instead of polling")
     responses = commands.add_parser("responses", help="work with the bot's text")
     what = responses.add_subparsers(dest="action", required=True)
     checking = what.add_parser("check", help="check a responses folder and list every problem")
@@ -46,6 +49,14 @@ async def _console(settings: Settings, chat: str) -> None:
         await run_console(app, chat)
 
 
+async def _run(settings: Settings, webhook: bool) -> None:
+    from bot.telegram_run import make_bot, run_polling, run_webhook
+
+    bot = make_bot(settings)
+    async with create_app(settings) as app:
+        await (run_webhook(app, bot) if webhook else run_polling(app, bot))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "responses":
@@ -61,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The console shares the terminal: keep the log out of the conversation.
             logging.getLogger().setLevel(logging.WARNING)
             asyncio.run(_console(settings, args.chat))
-    except (ValidationError, ResponsesError, StorageError, FlowError) as error:
+        elif args.command == "run":
+            asyncio.run(_run(settings, args.webhook))
+    except (ValidationError, ReachableError, ResponsesError, StorageError, FlowError) as error:
         print(f"reachable: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,202 @@
+"""The Telegram channel on aiogram 3: updates become engine events, replies become Bot API calls.
+
+No flow logic lives here. Filters are async classes: aiogram runs plain callables (and magic
+filters) in a thread pool, which halves throughput. Conversation state lives in the engine's
+encrypted store, so aiogram's FSM is switched off rather than kept as a second copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from aiogram import Bot, Dispatcher, Router
+from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import Filter
+from aiogram.types import (
+    BotCommand,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+)
+
+from bot import callbacks
+from bot.app import App
+from flows.events import Event, Unsupported, parse_typed
+from responses import Rendered
+
+log = logging.getLogger("reachable.telegram")
+CHANNEL = "telegram"
+PRIVATE = "private"
+GROUPS = frozenset({"group", "supergroup"})
+COMMANDS = ("start", "help", "emergency", "report", "advice", "services", "delete", "language", "cancel", "exit")
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+GROUP_NOTICE_EVERY = 3600.0
+
+
+class ChatIs(Filter):
+    """Matches messages and button presses by the kind of chat they come from (async, no thread)."""
+
+    def __init__(self, *kinds: str, excluding: int | None = None) -> None:
+        self.kinds = frozenset(kinds)
+        self.excluding = excluding
+
+    async def __call__(self, event: Message | CallbackQuery) -> bool:
+        message = event.message if isinstance(event, CallbackQuery) else event
+        if message is None:
+            return False
+        return message.chat.type in self.kinds and message.chat.id != self.excluding
+
+
+def keyboard(message: Rendered) -> InlineKeyboardMarkup | None:
+    if not message.options or message.step is None:
+        return None
+    rows = [
+        [
+            InlineKeyboardButton(
+                text=("✓ " if option.selected else "") + option.label,
+                callback_data=callbacks.encode(message.step, option.key),
+            )
+        ]
+        for option in message.options
+    ]
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def event_of(message: Message) -> Event:
+    if message.text is not None:
+        return parse_typed(message.text)
+    return Unsupported(kind=str(message.content_type))
+
+
+class TelegramChannel:
+    def __init__(self, app: App, bot: Bot) -> None:
+        self.app = app
+        self.bot = bot
+        self.staff_chat = app.settings.staff_chat_id
+        self._group_notices: OrderedDict[int, float] = OrderedDict()
+
+    def router(self) -> Router:
+        router = Router(name="reachable")
+        router.message.register(self.on_private_message, ChatIs(PRIVATE))
+        router.callback_query.register(self.on_button, ChatIs(PRIVATE))
+        router.callback_query.register(self.on_group_button)
+        router.message.register(self.on_group_message, ChatIs(*GROUPS, excluding=self.staff_chat))
+        router.edited_message.register(self.on_edited)
+        return router
+
+    def dispatcher(self) -> Dispatcher:
+        dispatcher = Dispatcher(disable_fsm=True)
+        dispatcher.include_router(self.router())
+        return dispatcher
+
+    # ------------------------------------------------------------------ private chats
+    async def on_private_message(self, message: Message, event_update: Update) -> None:
+        language = message.from_user.language_code if message.from_user else None
+        await self._turn(message.chat.id, event_of(message), event_update.update_id, message.message_id, language)
+
+    async def on_button(self, query: CallbackQuery, event_update: Update) -> None:
+        await self._answer(query)
+        assert query.message is not None  # guaranteed by the filter
+        language = query.from_user.language_code if query.from_user else None
+        await self._turn(query.message.chat.id, callbacks.decode(query.data), event_update.update_id, None, language)
+
+    async def on_edited(self, message: Message) -> None:
+        """Edits are not read: the answer was taken when it was sent."""
+
+    async def _turn(
+        self, chat_id: int, event: Event, update_id: int, incoming: int | None, language: str | None
+    ) -> None:
+        conversations = self.app.conversations
+        key = conversations.key(CHANNEL, chat_id)
+        delivery = await conversations.handle(CHANNEL, chat_id, event, update_id=update_id, locale_hint=language)
+        if delivery.duplicate:
+            return
+        store = self.app.store
+        if incoming is not None:
+            await store.remember_messages(key, [incoming])
+        if delivery.wipe:
+            await self._wipe(chat_id, await store.take_messages(key))
+        sent: list[int] = []
+        for rendered in delivery.messages:
+            sent.extend(await self._send(chat_id, rendered))
+        await store.remember_messages(key, sent)
+
+    async def _send(self, chat_id: int, rendered: Rendered) -> list[int]:
+        parts = rendered.parts()
+        ids: list[int] = []
+        for number, part in enumerate(parts, start=1):
+            markup = keyboard(rendered) if number == len(parts) else None
+            try:
+                sent = await self.bot.send_message(chat_id, part, reply_markup=markup)
+            except TelegramAPIError as error:
+                log.error("sendMessage failed: %s", type(error).__name__)
+                return ids
+            ids.append(sent.message_id)
+        return ids
+
+    async def _wipe(self, chat_id: int, message_ids: list[int]) -> None:
+        for start in range(0, len(message_ids), 100):
+            try:
+                await self.bot.delete_messages(chat_id, message_ids[start : start + 100])
+            except TelegramAPIError as error:
+                log.warning("deleteMessages failed: %s", type(error).__name__)
+
+    async def _answer(self, query: CallbackQuery) -> None:
+        try:
+            await query.answer()
+        except TelegramAPIError as error:
+            log.info("answerCallbackQuery failed: %s", type(error).__name__)
+
+    # ------------------------------------------------------------------ groups
+    async def on_group_message(self, message: Message) -> None:
+        """No flow in groups, nothing stored: one short line, at most hourly per group, and only
+        when the bot is addressed (a command, a mention, or a reply to the bot)."""
+        text = message.text or ""
+        me = await self.bot.me()
+        addressed = (
+            text.startswith("/")
+            or (me.username is not None and f"@{me.username}".casefold() in text.casefold())
+            or (
+                message.reply_to_message is not None
+                and message.reply_to_message.from_user is not None
+                and message.reply_to_message.from_user.id == me.id
+            )
+        )
+        if not addressed or not self._may_notice(message.chat.id):
+            return
+        text = self.app.responses.text("en", "group.private_only")
+        try:
+            await self.bot.send_message(message.chat.id, text)
+        except TelegramAPIError as error:
+            log.info("group notice failed: %s", type(error).__name__)
+
+    async def on_group_button(self, query: CallbackQuery) -> None:
+        await self._answer(query)
+
+    def _may_notice(self, chat_id: int) -> bool:
+        now = time.monotonic()
+        last = self._group_notices.get(chat_id)
+        if last is not None and now - last < GROUP_NOTICE_EVERY:
+            return False
+        self._group_notices[chat_id] = now
+        self._group_notices.move_to_end(chat_id)
+        while len(self._group_notices) > 10_000:
+            self._group_notices.popitem(last=False)
+        return True
+
+    # ------------------------------------------------------------------ start-up
+    async def register_commands(self) -> None:
+        """The command menu, in every language the responses have."""
+        responses = self.app.responses
+        for locale in responses.locales:
+            commands = [
+                BotCommand(command=name, description=responses.text(locale, f"telegram.command.{name}"))
+                for name in COMMANDS
+            ]
+            kwargs: dict[str, Any] = {} if locale == "en" else {"language_code": locale}
+            await self.bot.set_my_commands(commands, **kwargs)

@@ -1,0 +1,89 @@
+"""``reachable run``: the Telegram bot by long polling, or behind a webhook with a secret header."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+from aiohttp import web
+
+from bot.app import App
+from bot.errors import ConfigError
+from bot.settings import Settings
+from bot.telegram import ALLOWED_UPDATES, TelegramChannel
+
+log = logging.getLogger("reachable.telegram")
+WEBHOOK_PATH = "/telegram"
+CONCURRENT_UPDATES = 64
+
+
+def make_bot(settings: Settings) -> Bot:
+    if settings.telegram_token is None:
+        raise ConfigError("REACHABLE_TELEGRAM_TOKEN is not set: get a token from @BotFather and set it")
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    return Bot(settings.telegram_token.get_secret_value(), session=session)
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdecimal():
+        raise ConfigError(f"REACHABLE_WEBHOOK_LISTEN must look like 127.0.0.1:8080, not {value!r}")
+    return host.strip("[]"), int(port)
+
+
+async def run_polling(app: App, bot: Bot) -> None:
+    channel = TelegramChannel(app, bot)
+    dispatcher = channel.dispatcher()
+    await bot.delete_webhook(drop_pending_updates=False)
+    await channel.register_commands()
+    log.info("polling for updates")
+    await dispatcher.start_polling(
+        bot,
+        handle_signals=True,
+        close_bot_session=True,
+        tasks_concurrency_limit=CONCURRENT_UPDATES,
+        allowed_updates=ALLOWED_UPDATES,
+    )
+
+
+async def run_webhook(app: App, bot: Bot) -> None:
+    settings = app.settings
+    if settings.webhook_secret is None:
+        raise ConfigError("REACHABLE_WEBHOOK_SECRET is required in webhook mode: set a long random value")
+    secret = settings.webhook_secret.get_secret_value()
+    host, port = listen_address(settings.webhook_listen)
+    channel = TelegramChannel(app, bot)
+    dispatcher = channel.dispatcher()
+    web_app = web.Application()
+    # aiogram's handler compares the secret header with secrets.compare_digest and answers 401.
+    SimpleRequestHandler(dispatcher=dispatcher, bot=bot, secret_token=secret).register(web_app, path=WEBHOOK_PATH)
+    setup_application(web_app, dispatcher, bot=bot)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    try:
+        await channel.register_commands()
+        if settings.webhook_url:
+            await bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+        log.info("webhook listening on %s:%d", host, port)
+        await _until_stopped()
+    finally:
+        await runner.cleanup()
+        await bot.session.close()
+
+
+async def _until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")

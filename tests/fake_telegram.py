@@ -1,0 +1,394 @@
+"""A fake Telegram Bot API on 127.0.0.1: real HTTP, so the libraries' own clients talk to it.
+
+It keeps every chat's messages (both sides), hands out updates through long-polling
+``getUpdates`` with Telegram's offset rules, and refuses what Telegram refuses: unknown methods,
+a wrong token, missing or ill-typed parameters, text over 4096 characters, callback data over
+64 bytes, deleting a message that does not exist. Every refusal is kept in ``refusals`` so a
+test can assert the bot made none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+TOKEN = "123456:TEST-token-for-the-fake-api"
+BOT_USER = {"id": 123456, "is_bot": True, "first_name": "Reachable", "username": "reachable_test_bot"}
+Params = dict[str, Any]
+
+
+class Refused(Exception):
+    def __init__(self, code: int, description: str) -> None:
+        self.code = code
+        self.description = description
+
+
+@dataclass
+class Sent:
+    message_id: int
+    from_bot: bool
+    text: str | None
+    buttons: list[tuple[str, str]] = field(default_factory=list)
+    date: int = field(default_factory=lambda: int(time.time()))
+
+
+@dataclass
+class Chat:
+    id: int
+    type: str = "private"
+    title: str | None = None
+    messages: dict[int, Sent] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        if self.type == "private":
+            return {"id": self.id, "type": "private", "first_name": "Alex"}
+        return {"id": self.id, "type": self.type, "title": self.title or "A group"}
+
+
+def _int(params: Params, name: str, required: bool = True) -> int | None:
+    value = params.get(name)
+    if value is None or value == "":
+        if required:
+            raise Refused(400, f"Bad Request: {name} is empty")
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise Refused(400, f"Bad Request: invalid {name} specified") from None
+
+
+def _json(params: Params, name: str) -> Any:
+    value = params.get(name)
+    if value is None or not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise Refused(400, f"Bad Request: can't parse {name} JSON object") from None
+
+
+class FakeTelegram:
+    def __init__(self, token: str = TOKEN) -> None:
+        self.token = token
+        self.chats: dict[int, Chat] = {}
+        self.calls: list[tuple[str, Params]] = []
+        self.refusals: list[tuple[str, str]] = []
+        self.updates: list[dict[str, Any]] = []
+        self.history: dict[int, dict[str, Any]] = {}
+        self.commands: dict[str, list[dict[str, str]]] = {}
+        self.webhook: dict[str, Any] = {}
+        self.answered_callbacks: set[str] = set()
+        self._deleted_bot: dict[int, int] = {}
+        self._update_ids = itertools.count(1)
+        self._message_ids: dict[int, itertools.count[int]] = {}
+        self._callback_ids = itertools.count(1)
+        self._pending_callbacks: set[str] = set()
+        self._new_update = asyncio.Condition()
+        self._bot_spoke = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self.fault: Callable[[str, Params], Awaitable[web.Response | None]] | None = None
+
+    # ------------------------------------------------------------------ server
+    async def start(self) -> str:
+        app = web.Application(client_max_size=50 * 1024 * 1024)
+        app.router.add_route("*", "/bot{token}/{method}", self._serve)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        async with self._new_update:
+            self._new_update.notify_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _serve(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params: Params = dict(request.query)
+        if request.content_type == "application/json":
+            params.update(await request.json())
+        elif request.can_read_body:
+            form = await request.post()
+            params.update({k: v for k, v in form.items() if isinstance(v, str)})
+        self.calls.append((method, params))
+        if self.fault is not None:
+            faulty = await self.fault(method, params)
+            if faulty is not None:
+                return faulty
+        if request.match_info["token"] != self.token:
+            return self._refuse(method, Refused(401, "Unauthorized"))
+        handler = getattr(self, f"_m_{method.casefold()}", None)
+        if handler is None:
+            return self._refuse(method, Refused(404, "Not Found"))
+        try:
+            result = await handler(params)
+        except Refused as refused:
+            return self._refuse(method, refused)
+        return web.json_response({"ok": True, "result": result})
+
+    def _refuse(self, method: str, refused: Refused) -> web.Response:
+        self.refusals.append((method, refused.description))
+        body = {"ok": False, "error_code": refused.code, "description": refused.description}
+        return web.json_response(body, status=refused.code)
+
+    # ------------------------------------------------------------------ what people do
+    def chat(self, chat_id: int, kind: str = "private") -> Chat:
+        if chat_id not in self.chats:
+            self.chats[chat_id] = Chat(chat_id, kind)
+            self._message_ids[chat_id] = itertools.count(1)
+        return self.chats[chat_id]
+
+    def _user(self, user_id: int, language: str | None) -> dict[str, Any]:
+        user = {"id": user_id, "is_bot": False, "first_name": "Alex", "username": "alex_private_name"}
+        if language:
+            user["language_code"] = language
+        return user
+
+    def _message(self, chat: Chat, user_id: int, language: str | None, **content: Any) -> dict[str, Any]:
+        message_id = next(self._message_ids[chat.id])
+        chat.messages[message_id] = Sent(message_id, False, content.get("text"))
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": chat.as_json(),
+            "from": self._user(user_id, language),
+            **content,
+        }
+
+    async def push(self, update: dict[str, Any]) -> int:
+        update_id = next(self._update_ids)
+        update = {"update_id": update_id, **update}
+        self.updates.append(update)
+        self.history[update_id] = update
+        async with self._new_update:
+            self._new_update.notify_all()
+        return update_id
+
+    async def user_sends(
+        self, chat_id: int, text: str, *, kind: str = "private", user_id: int | None = None, language: str = "en"
+    ) -> int:
+        chat = self.chat(chat_id, kind)
+        content: dict[str, Any] = {"text": text}
+        if text.startswith("/"):
+            content["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+        message = self._message(chat, user_id or chat_id, language, **content)
+        return await self.push({"message": message})
+
+    async def user_sends_content(self, chat_id: int, kind: str) -> int:
+        files = {"file_id": "AgAD-fake", "file_unique_id": "uniq"}
+        samples: dict[str, Any] = {
+            "sticker": {
+                **files,
+                "type": "regular",
+                "width": 512,
+                "height": 512,
+                "is_animated": False,
+                "is_video": False,
+            },
+            "photo": [{**files, "width": 90, "height": 90}],
+            "voice": {**files, "duration": 3},
+            "video": {**files, "width": 90, "height": 90, "duration": 3},
+            "location": {"latitude": 51.5, "longitude": -0.12},
+            "contact": {"phone_number": "+447700900000", "first_name": "Sam"},
+        }
+        message = self._message(self.chat(chat_id), chat_id, "en", **{kind: samples[kind]})
+        return await self.push({"message": message})
+
+    async def user_edits(self, chat_id: int, message_id: int, text: str) -> int:
+        chat = self.chat(chat_id)
+        message = {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "edit_date": int(time.time()),
+            "chat": chat.as_json(),
+            "from": self._user(chat_id, "en"),
+            "text": text,
+        }
+        return await self.push({"edited_message": message})
+
+    async def user_taps(self, chat_id: int, label: str, data: str | None = None) -> int:
+        """Tap the button ``label`` on the bot's latest message that has buttons (or send ``data``)."""
+        chat = self.chat(chat_id)
+        message = next(m for m in reversed(chat.messages.values()) if m.from_bot and m.buttons)
+        if data is None:
+            found = [d for text, d in message.buttons if text == label]
+            assert found, f"no button {label!r}; buttons: {[t for t, _ in message.buttons]}"
+            data = found[0]
+        query_id = str(next(self._callback_ids))
+        self._pending_callbacks.add(query_id)
+        bot_message = {
+            "message_id": message.message_id,
+            "date": message.date,
+            "chat": chat.as_json(),
+            "from": BOT_USER,
+            "text": message.text or "",
+        }
+        query = {
+            "id": query_id,
+            "from": self._user(chat_id, "en"),
+            "chat_instance": f"ci{chat_id}",
+            "message": bot_message,
+            "data": data,
+        }
+        return await self.push({"callback_query": query})
+
+    # ------------------------------------------------------------------ what tests read
+    def bot_texts(self, chat_id: int) -> list[str]:
+        return [m.text or "" for m in self.chat(chat_id).messages.values() if m.from_bot]
+
+    def buttons(self, chat_id: int) -> list[str]:
+        found = [m for m in self.chat(chat_id).messages.values() if m.from_bot and m.buttons]
+        return [text for text, _ in found[-1].buttons] if found else []
+
+    async def wait_for_bot(self, chat_id: int, count: int = 1, timeout: float = 15) -> list[str]:
+        """Wait until the bot has sent ``count`` more messages to ``chat_id``; return them."""
+        before = self._spoken(chat_id)
+        return await self.wait_until_spoken(chat_id, before + count, timeout)
+
+    def _spoken(self, chat_id: int) -> int:
+        return sum(1 for m in self.chat(chat_id).messages.values() if m.from_bot) + self._deleted_bot.get(chat_id, 0)
+
+    async def wait_until_spoken(self, chat_id: int, total: int, timeout: float = 15) -> list[str]:
+        async def reached() -> None:
+            async with self._bot_spoke:
+                await self._bot_spoke.wait_for(lambda: self._spoken(chat_id) >= total)
+
+        await asyncio.wait_for(reached(), timeout)
+        return self.bot_texts(chat_id)
+
+    async def settle(self, seconds: float = 0.3) -> None:
+        """Give the bot a moment in which it should do nothing (for 'no reply' assertions)."""
+        await asyncio.sleep(seconds)
+
+    # ------------------------------------------------------------------ Bot API methods
+    async def _m_getme(self, params: Params) -> Any:
+        return BOT_USER
+
+    async def _m_getupdates(self, params: Params) -> Any:
+        offset = _int(params, "offset", required=False) or 0
+        timeout = min(_int(params, "timeout", required=False) or 0, 5)
+        limit = _int(params, "limit", required=False) or 100
+        if offset:
+            self.updates = [u for u in self.updates if u["update_id"] >= offset]
+
+        def ready() -> list[dict[str, Any]]:
+            return [u for u in self.updates if u["update_id"] >= offset][:limit]
+
+        if not ready() and timeout:
+            async with self._new_update:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._new_update.wait_for(lambda: bool(ready())), timeout)
+        return ready()
+
+    async def _m_sendmessage(self, params: Params) -> Any:
+        chat_id = _int(params, "chat_id")
+        assert chat_id is not None
+        text = params.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise Refused(400, "Bad Request: message text is empty")
+        if len(text) > 4096:
+            raise Refused(400, "Bad Request: message is too long")
+        if chat_id not in self.chats:
+            raise Refused(400, "Bad Request: chat not found")
+        buttons = self._buttons(_json(params, "reply_markup"))
+        chat = self.chats[chat_id]
+        message_id = next(self._message_ids[chat_id])
+        chat.messages[message_id] = Sent(message_id, True, text, buttons)
+        async with self._bot_spoke:
+            self._bot_spoke.notify_all()
+        result: dict[str, Any] = {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": chat.as_json(),
+            "from": BOT_USER,
+            "text": text,
+        }
+        return result
+
+    def _buttons(self, markup: Any) -> list[tuple[str, str]]:
+        if markup is None:
+            return []
+        if not isinstance(markup, dict) or "inline_keyboard" not in markup:
+            raise Refused(400, "Bad Request: unsupported reply_markup")
+        buttons = []
+        for row in markup["inline_keyboard"]:
+            for button in row:
+                if not isinstance(button.get("text"), str) or not button["text"]:
+                    raise Refused(400, "Bad Request: text buttons are unallowed in the inline keyboard")
+                data = button.get("callback_data")
+                if data is None or len(str(data).encode()) > 64 or not str(data):
+                    raise Refused(400, "Bad Request: BUTTON_DATA_INVALID")
+                buttons.append((button["text"], str(data)))
+        return buttons
+
+    async def _delete(self, chat_id: int, message_id: int) -> bool:
+        chat = self.chats.get(chat_id)
+        if chat is None or message_id not in chat.messages:
+            return False
+        if chat.messages.pop(message_id).from_bot:
+            self._deleted_bot[chat_id] = self._deleted_bot.get(chat_id, 0) + 1
+        return True
+
+    async def _m_deletemessage(self, params: Params) -> Any:
+        chat_id, message_id = _int(params, "chat_id"), _int(params, "message_id")
+        assert chat_id is not None and message_id is not None
+        if not await self._delete(chat_id, message_id):
+            raise Refused(400, "Bad Request: message to delete not found")
+        return True
+
+    async def _m_deletemessages(self, params: Params) -> Any:
+        chat_id = _int(params, "chat_id")
+        ids = _json(params, "message_ids")
+        if not isinstance(ids, list) or not 1 <= len(ids) <= 100 or not all(isinstance(i, int) for i in ids):
+            raise Refused(400, "Bad Request: message_ids must be a list of 1-100 message identifiers")
+        assert chat_id is not None
+        for message_id in ids:
+            await self._delete(chat_id, message_id)
+        return True
+
+    async def _m_answercallbackquery(self, params: Params) -> Any:
+        query_id = params.get("callback_query_id")
+        if query_id not in self._pending_callbacks:
+            raise Refused(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+        self._pending_callbacks.discard(str(query_id))
+        self.answered_callbacks.add(str(query_id))
+        return True
+
+    async def _m_setmycommands(self, params: Params) -> Any:
+        commands = _json(params, "commands")
+        if not isinstance(commands, list) or not commands:
+            raise Refused(400, "Bad Request: commands must be non-empty")
+        for command in commands:
+            if not 1 <= len(command.get("command", "")) <= 32 or not 1 <= len(command.get("description", "")) <= 256:
+                raise Refused(400, "Bad Request: BOT_COMMAND_INVALID")
+        self.commands[str(params.get("language_code") or "")] = commands
+        return True
+
+    async def _m_setwebhook(self, params: Params) -> Any:
+        if not params.get("url"):
+            raise Refused(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+        self.webhook = dict(params)
+        return True
+
+    async def _m_deletewebhook(self, params: Params) -> Any:
+        self.webhook = {}
+        return True
+
+    async def _m_getwebhookinfo(self, params: Params) -> Any:
+        return {"url": self.webhook.get("url", ""), "has_custom_certificate": False, "pending_update_count": 0}
+
+    async def _m_close(self, params: Params) -> Any:
+        return True

@@ -1,0 +1,141 @@
+"""Running the real aiogram bot against the fake Bot API, in-process or as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+
+from bot.app import App, create_app
+from bot.settings import Settings
+from bot.telegram import ALLOWED_UPDATES, TelegramChannel
+from tests.fake_telegram import TOKEN, FakeTelegram
+
+QUIET = 0.15
+
+
+class Person:
+    """Someone in a private chat with the bot, as seen through the fake server."""
+
+    def __init__(self, fake: FakeTelegram, chat_id: int) -> None:
+        self.fake = fake
+        self.chat_id = chat_id
+        fake.chat(chat_id)
+
+    async def _after(self, action: Awaitable[int], expect_reply: bool = True) -> list[str]:
+        before = len(self.fake.bot_texts(self.chat_id))
+        spoken = self.fake._spoken(self.chat_id)
+        await action
+        if not expect_reply:
+            await self.fake.settle()
+            return []
+        await self.fake.wait_until_spoken(self.chat_id, spoken + 1)
+        while True:  # wait until the bot has gone quiet
+            count = self.fake._spoken(self.chat_id)
+            await asyncio.sleep(QUIET)
+            if self.fake._spoken(self.chat_id) == count:
+                break
+        return self.fake.bot_texts(self.chat_id)[before:]
+
+    async def says(self, text: str) -> list[str]:
+        return await self._after(self.fake.user_sends(self.chat_id, text))
+
+    async def taps(self, label: str) -> list[str]:
+        return await self._after(self.fake.user_taps(self.chat_id, label))
+
+    async def taps_data(self, data: str) -> list[str]:
+        return await self._after(self.fake.user_taps(self.chat_id, "", data=data))
+
+    async def sends(self, kind: str) -> list[str]:
+        return await self._after(self.fake.user_sends_content(self.chat_id, kind))
+
+    @property
+    def buttons(self) -> list[str]:
+        return self.fake.buttons(self.chat_id)
+
+    @property
+    def screen(self) -> str:
+        return "\n\n".join(self.fake.bot_texts(self.chat_id))
+
+
+def settings_for(fake: FakeTelegram, data: Path, key: str, **extra: str) -> Settings:
+    return Settings.from_environ(
+        {
+            "REACHABLE_TELEGRAM_TOKEN": TOKEN,
+            "REACHABLE_TELEGRAM_API_URL": fake.url,
+            "REACHABLE_DATA_DIR": str(data),
+            "REACHABLE_ENCRYPTION_KEY": key,
+            **extra,
+        }
+    )
+
+
+@dataclass
+class Running:
+    app: App
+    bot: Bot
+    dispatcher: Dispatcher
+
+    async def feed(self, update: dict[str, Any]) -> None:
+        """Hand the dispatcher a raw update, as a webhook POST or a redelivery does."""
+        await self.dispatcher.feed_raw_update(self.bot, update)
+
+
+@contextlib.asynccontextmanager
+async def polling_bot(settings: Settings) -> AsyncIterator[Running]:
+    """The real adapter, dispatcher and polling loop, in this event loop."""
+    bot = Bot(
+        settings.telegram_token.get_secret_value() if settings.telegram_token else "",
+        session=AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url)),
+    )
+    async with create_app(settings) as app:
+        channel = TelegramChannel(app, bot)
+        dispatcher = channel.dispatcher()
+        await channel.register_commands()
+        task = asyncio.create_task(
+            dispatcher.start_polling(
+                bot,
+                handle_signals=False,
+                polling_timeout=1,
+                allowed_updates=ALLOWED_UPDATES,
+                tasks_concurrency_limit=16,
+            )
+        )
+        try:
+            yield Running(app, bot, dispatcher)
+        finally:
+            await dispatcher.stop_polling()
+            await task
+
+
+def bot_process_env(settings: Settings) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("REACHABLE_")}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        environ[f"REACHABLE_{name.upper()}"] = str(value)
+    return environ
+
+
+async def start_bot_process(settings: Settings, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        *args,
+        env=bot_process_env(settings),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
