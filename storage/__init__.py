@@ -1,6 +1,6 @@
 """Persistence: drafts, consented reports, outbox, audit and counters, encrypted at rest."""
 
-from storage.base import ChatKey, NewReport, Purged, Store, StoredReport
+from storage.base import ChatKey, NewReport, Outgoing, Purged, Store, StoredReport
 from storage.crypto import CodeHasher, Keyring, load_keyring
 from storage.errors import KeyringError, MigrationError, StorageError
 from storage.sqlite import DB_FILE, SQLiteStore
@@ -13,6 +13,7 @@ __all__ = [
     "KeyringError",
     "MigrationError",
     "NewReport",
+    "Outgoing",
     "Purged",
     "SQLiteStore",
     "StorageError",

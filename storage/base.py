@@ -10,6 +10,7 @@ import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 SummaryData = Mapping[str, tuple[str, ...] | str]
 
@@ -44,6 +45,19 @@ class StoredReport:
     status: str
     expires_at: int
     questionnaire_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One delivery waiting in the outbox: ``data`` is decrypted structured content."""
+
+    id: int
+    reference: str
+    destination: str
+    kind: str
+    data: Mapping[str, Any]
+    attempts: int
+    maybe_sent: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +107,57 @@ class Store(abc.ABC):
         forget: bool = False,
         report: NewReport | None = None,
         destinations: tuple[str, ...] = (),
+        relay_chat: str | None = None,
+        outgoing: Sequence[tuple[str, str, str, Mapping[str, Any]]] = (),
         update: tuple[str, int] | None = None,
     ) -> bool:
         """Apply a turn in one transaction: mark ``update`` (channel, id) handled, store ``report``
-        with its outbox entries, then save ``draft`` or ``forget`` the draft.
+        with a summary delivery per destination (and its relay link to ``relay_chat`` if replies
+        are allowed), queue ``outgoing`` (reference, destination, kind, data), then save ``draft``
+        or ``forget`` the draft.
 
         Returns False, writing nothing, when ``update`` was already handled.
         """
+
+    # the outbox
+    @abc.abstractmethod
+    async def enqueue(self, reference: str, destination: str, kind: str, data: Mapping[str, Any]) -> int: ...
+
+    @abc.abstractmethod
+    async def claim_due(self, limit: int = 50) -> list[Outgoing]:
+        """Deliveries due now, marked as being sent (a crash leaves them marked)."""
+
+    @abc.abstractmethod
+    async def delivered(self, delivery_id: int) -> None:
+        """Sent: forget its content; a summary not kept is cleared once every copy is out."""
+
+    @abc.abstractmethod
+    async def postpone(self, delivery_id: int, seconds: float, give_up: bool = False) -> None: ...
+
+    @abc.abstractmethod
+    async def recover_in_flight(self) -> int:
+        """After a crash: deliveries caught mid-send go back in the queue, flagged as maybe sent."""
+
+    @abc.abstractmethod
+    async def next_due_in(self) -> float | None:
+        """Seconds until the next pending delivery is due (0 if now), None if there is none."""
+
+    @abc.abstractmethod
+    async def delivery_counts(self) -> dict[str, int]:
+        """Deliveries by status."""
+
+    # staff and relays
+    @abc.abstractmethod
+    async def set_status(self, reference: str, status: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def relay_chat(self, reference: str) -> str | None: ...
+
+    @abc.abstractmethod
+    async def close_relay(self, reference: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def find_by_code(self, code: str) -> StoredReport | None: ...
 
     async def add_report(self, report: NewReport, destinations: tuple[str, ...] = ()) -> None:
         """Store a consented report and, in the same transaction, its outbox entries."""

@@ -8,13 +8,14 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
-from storage.base import ChatKey, NewReport, Purged, Store, StoredReport, SummaryData
+from storage.base import ChatKey, NewReport, Outgoing, Purged, Store, StoredReport, SummaryData
 from storage.crypto import CodeHasher, Keyring, code_tag
 from storage.errors import MigrationError, StorageError
 
@@ -130,6 +131,8 @@ class SQLiteStore(Store):
         forget: bool = False,
         report: NewReport | None = None,
         destinations: tuple[str, ...] = (),
+        relay_chat: str | None = None,
+        outgoing: Sequence[tuple[str, str, str, Mapping[str, Any]]] = (),
         update: tuple[str, int] | None = None,
     ) -> bool:
         now = self._now()
@@ -148,6 +151,13 @@ class SQLiteStore(Store):
                         return False
                 if report is not None and prepared is not None:
                     await self._insert_report(report, prepared, destinations, now)
+                    if report.allow_reply and relay_chat is not None and destinations:
+                        await self.db.execute(
+                            "INSERT INTO relays (reference, chat) VALUES (?, ?)",
+                            (report.reference, self.keyring.encrypt(relay_chat.encode())),
+                        )
+                for reference, destination, kind, data in outgoing:
+                    await self._enqueue(reference, destination, kind, data, now)
                 if key is not None and sealed_draft is not None:
                     await self.db.execute(
                         "INSERT INTO drafts (chat_key, payload, expires_at) VALUES (?, ?, ?) ON CONFLICT (chat_key)"
@@ -226,10 +236,7 @@ class SQLiteStore(Store):
             ),
         )
         for destination in destinations:
-            await self.db.execute(
-                "INSERT INTO outbox (reference, destination, payload, next_attempt) VALUES (?, ?, ?, ?)",
-                (report.reference, destination, sealed, now),
-            )
+            await self._enqueue(report.reference, destination, "summary", {}, now)
         if report.keep:
             for category in report.categories or ("unspecified",):
                 await self.db.execute(
@@ -260,35 +267,183 @@ class SQLiteStore(Store):
             questionnaire_version=int(row[6]),
         )
 
-    async def erase_report(self, code: str) -> str | None:
+    async def _match_code(self, code: str) -> tuple[str, bytes, int, str] | None:
+        """The report ``code`` unlocks: (reference, sealed summary, keep, created_on)."""
         async with self.db.execute(
             "SELECT reference, code_hash, summary, keep, created_on FROM reports WHERE code_tag = ?",
             (code_tag(code),),
         ) as cursor:
             candidates = list(await cursor.fetchall())
         for reference, hashed, sealed, keep, created_on in candidates:
-            if not await asyncio.to_thread(self.hasher.verify, str(hashed), code):
-                continue
-            categories = json.loads(self.keyring.decrypt(bytes(sealed))).get("categories", [])
-            async with self._write:
-                await self.db.execute("BEGIN IMMEDIATE")
-                try:
-                    await self.db.execute("DELETE FROM reports WHERE reference = ?", (reference,))
-                    if keep:
-                        # Withdrawing takes back consent for the statistics too.
-                        for category in categories or ["unspecified"]:
-                            await self.db.execute(
-                                "UPDATE counters SET count = MAX(count - 1, 0) WHERE category = ? AND month = ?",
-                                (category, str(created_on)[:7]),
-                            )
-                    await self._audit("report_withdrawn", str(reference), self._now())
-                    await self.db.execute("COMMIT")
-                except BaseException:
-                    await self.db.execute("ROLLBACK")
-                    raise
-                await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return str(reference)
+            if await asyncio.to_thread(self.hasher.verify, str(hashed), code):
+                return str(reference), bytes(sealed), int(keep), str(created_on)
         return None
+
+    async def find_by_code(self, code: str) -> StoredReport | None:
+        found = await self._match_code(code)
+        return await self.get_report(found[0]) if found else None
+
+    async def erase_report(self, code: str) -> str | None:
+        found = await self._match_code(code)
+        if found is None:
+            return None
+        reference, sealed, keep, created_on = found
+        categories = json.loads(self.keyring.decrypt(sealed)).get("categories", [])
+        now = self._now()
+        async with self._write:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                await self.db.execute("DELETE FROM reports WHERE reference = ?", (reference,))
+                if keep:
+                    # Withdrawing takes back consent for the statistics too.
+                    for category in categories or ["unspecified"]:
+                        await self.db.execute(
+                            "UPDATE counters SET count = MAX(count - 1, 0) WHERE category = ? AND month = ?",
+                            (category, created_on[:7]),
+                        )
+                # Copies already sent: ask each recipient to delete theirs. Unsent ones: never send.
+                async with self.db.execute(
+                    "SELECT DISTINCT destination FROM deliveries WHERE reference = ? AND kind = 'summary'"
+                    " AND (status = 'sent' OR maybe_sent = 1 OR status = 'sending')",
+                    (reference,),
+                ) as cursor:
+                    reached = [str(row[0]) for row in await cursor.fetchall()]
+                await self.db.execute(
+                    "DELETE FROM deliveries WHERE reference = ? AND status IN ('pending', 'failed')", (reference,)
+                )
+                await self.db.execute(
+                    "UPDATE deliveries SET payload = ? WHERE reference = ? AND status = 'sent'", (b"", reference)
+                )
+                for destination in reached:
+                    await self._enqueue(reference, destination, "withdrawn", {}, now)
+                await self.db.execute("DELETE FROM relays WHERE reference = ?", (reference,))
+                await self._audit("report_withdrawn", reference, now)
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return reference
+
+    # ------------------------------------------------------------------ the outbox
+    async def _enqueue(self, reference: str, destination: str, kind: str, data: Mapping[str, Any], now: int) -> int:
+        sealed = self.keyring.encrypt(json.dumps(dict(data), ensure_ascii=False).encode())
+        cursor = await self.db.execute(
+            "INSERT INTO deliveries (reference, destination, kind, payload, next_attempt, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (reference, destination, kind, sealed, now, now),
+        )
+        return int(cursor.lastrowid or 0)
+
+    async def enqueue(self, reference: str, destination: str, kind: str, data: Mapping[str, Any]) -> int:
+        async with self._write:
+            return await self._enqueue(reference, destination, kind, data, self._now())
+
+    async def claim_due(self, limit: int = 50) -> list[Outgoing]:
+        async with (
+            self._write,
+            self.db.execute(
+                "UPDATE deliveries SET status = 'sending', attempts = attempts + 1 WHERE id IN ("
+                " SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?)"
+                " RETURNING id, reference, destination, kind, payload, attempts, maybe_sent",
+                (self._now(), limit),
+            ) as cursor,
+        ):
+            rows = await cursor.fetchall()
+        return sorted(
+            (
+                Outgoing(
+                    id=int(row[0]),
+                    reference=str(row[1]),
+                    destination=str(row[2]),
+                    kind=str(row[3]),
+                    data=json.loads(self.keyring.decrypt(bytes(row[4]))),
+                    attempts=int(row[5]),
+                    maybe_sent=bool(row[6]),
+                )
+                for row in rows
+            ),
+            key=lambda o: o.id,
+        )
+
+    async def delivered(self, delivery_id: int) -> None:
+        async with self._write:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                async with self.db.execute(
+                    "UPDATE deliveries SET status = 'sent', payload = ? WHERE id = ? RETURNING reference, kind",
+                    (b"", delivery_id),
+                ) as cursor:
+                    row = await cursor.fetchone()
+                if row is not None and row[1] == "summary":
+                    await self._after_summary_sent(str(row[0]))
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+
+    async def _after_summary_sent(self, reference: str) -> None:
+        async with self.db.execute(
+            "SELECT count(*) FROM deliveries WHERE reference = ? AND kind = 'summary' AND status != 'sent'",
+            (reference,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is not None and int(row[0]) > 0:
+            return
+        await self.db.execute(
+            "UPDATE reports SET status = 'sent' WHERE reference = ? AND status = 'queued'", (reference,)
+        )
+        async with self.db.execute("SELECT keep, summary FROM reports WHERE reference = ?", (reference,)) as cursor:
+            found = await cursor.fetchone()
+        if found is not None and not found[0]:
+            # Sent but not kept: the content goes once every copy is out; reference and consent stay.
+            body = json.loads(self.keyring.decrypt(bytes(found[1])))
+            emptied = {"summary": {}, "categories": [], "consented_at": body.get("consented_at", 0)}
+            sealed = self.keyring.encrypt(json.dumps(emptied).encode())
+            await self.db.execute("UPDATE reports SET summary = ? WHERE reference = ?", (sealed, reference))
+
+    async def postpone(self, delivery_id: int, seconds: float, give_up: bool = False) -> None:
+        async with self._write:
+            await self.db.execute(
+                "UPDATE deliveries SET status = ?, next_attempt = ? WHERE id = ?",
+                ("failed" if give_up else "pending", self._now() + math.ceil(seconds), delivery_id),
+            )
+
+    async def recover_in_flight(self) -> int:
+        async with self._write:
+            cursor = await self.db.execute(
+                "UPDATE deliveries SET status = 'pending', maybe_sent = 1 WHERE status = 'sending'"
+            )
+        return int(cursor.rowcount)
+
+    async def next_due_in(self) -> float | None:
+        async with self.db.execute("SELECT min(next_attempt) FROM deliveries WHERE status = 'pending'") as cursor:
+            row = await cursor.fetchone()
+        if row is None or row[0] is None:
+            return None
+        return max(0.0, float(row[0]) - self.clock())
+
+    async def delivery_counts(self) -> dict[str, int]:
+        async with self.db.execute("SELECT status, count(*) FROM deliveries GROUP BY status") as cursor:
+            return {str(status): int(n) for status, n in await cursor.fetchall()}
+
+    # ------------------------------------------------------------------ staff and relays
+    async def set_status(self, reference: str, status: str) -> bool:
+        async with self._write:
+            cursor = await self.db.execute("UPDATE reports SET status = ? WHERE reference = ?", (status, reference))
+            if cursor.rowcount:
+                await self._audit(f"report_{status}", reference, self._now())
+        return bool(cursor.rowcount)
+
+    async def relay_chat(self, reference: str) -> str | None:
+        async with self.db.execute("SELECT chat FROM relays WHERE reference = ?", (reference,)) as cursor:
+            row = await cursor.fetchone()
+        return self.keyring.decrypt(bytes(row[0])).decode() if row else None
+
+    async def close_relay(self, reference: str) -> bool:
+        async with self._write:
+            cursor = await self.db.execute("DELETE FROM relays WHERE reference = ?", (reference,))
+        return bool(cursor.rowcount)
 
     async def purge_expired(self) -> Purged:
         now = self._now()
@@ -297,6 +452,11 @@ class SQLiteStore(Store):
             try:
                 drafts = await self.db.execute("DELETE FROM drafts WHERE expires_at <= ?", (now,))
                 reports = await self.db.execute("DELETE FROM reports WHERE expires_at <= ?", (now,))
+                await self.db.execute("DELETE FROM relays WHERE reference NOT IN (SELECT reference FROM reports)")
+                await self.db.execute(
+                    "DELETE FROM deliveries WHERE created_at <= ? AND status IN ('sent', 'failed')",
+                    (now - self.retention_seconds,),
+                )
                 await self.db.execute("DELETE FROM chat_messages WHERE at <= ?", (now - MESSAGE_LIFETIME,))
                 await self.db.execute("DELETE FROM seen_updates WHERE at <= ?", (now - UPDATE_MEMORY,))
                 purged = Purged(drafts=drafts.rowcount, reports=reports.rowcount)

@@ -156,7 +156,7 @@ async def test_sent_reports_queue_their_forwards_in_the_same_transaction(
         with pytest.raises(aiosqlite.IntegrityError):
             await store.add_report(report(send_to="support"), destinations=("telegram",))
     async with aiosqlite.connect(tmp_path / "db.sqlite3") as db:
-        async with db.execute("SELECT destination FROM outbox ORDER BY destination") as cursor:
+        async with db.execute("SELECT destination FROM deliveries ORDER BY destination") as cursor:
             assert [r[0] for r in await cursor.fetchall()] == ["email", "telegram"]
         async with db.execute("SELECT count(*) FROM reports") as cursor:
             assert (await cursor.fetchone()) == (1,)
@@ -234,3 +234,68 @@ async def test_message_ids_are_handed_back_once_and_only_while_deletable(backend
     await backend.remember_messages(KEY, [10])
     clock.now += 49 * 3600
     assert await backend.take_messages(KEY) == []
+
+
+async def test_queued_deliveries_are_claimed_once_and_recovered_after_a_crash(backend: Store) -> None:
+    await backend.add_report(report(send_to="support"), destinations=("staff_chat", "email"))
+    claimed = await backend.claim_due()
+    assert [(o.destination, o.kind, o.attempts) for o in claimed] == [
+        ("staff_chat", "summary", 1),
+        ("email", "summary", 1),
+    ]
+    assert await backend.claim_due() == []
+    assert await backend.recover_in_flight() == 2
+    again = await backend.claim_due()
+    assert [o.maybe_sent for o in again] == [True, True]
+
+
+async def test_a_postponed_delivery_waits_its_turn(backend: Store, clock: Clock) -> None:
+    await backend.enqueue("TEST-0001", "staff_chat", "answer", {"text": "hi"})
+    [item] = await backend.claim_due()
+    assert item.data == {"text": "hi"}
+    await backend.postpone(item.id, 30)
+    assert await backend.claim_due() == []
+    assert await backend.next_due_in() == pytest.approx(30, abs=1)
+    clock.now += 31
+    assert [o.id for o in await backend.claim_due()] == [item.id]
+
+
+async def test_withdrawing_a_sent_report_queues_a_notice_for_each_recipient(backend: Store) -> None:
+    await backend.add_report(report(send_to="support"), destinations=("staff_chat", "email"))
+    first, second = await backend.claim_due()
+    await backend.delivered(first.id)
+    await backend.postpone(second.id, 600)  # email not yet delivered
+    assert await backend.erase_report(CODE) == "TEST-0001"
+    notices = await backend.claim_due()
+    assert [(o.destination, o.kind) for o in notices] == [("staff_chat", "withdrawn")]
+    assert await backend.delivery_counts() == {"sent": 1, "sending": 1}
+
+
+async def test_a_sent_report_that_was_not_kept_loses_its_content_once_every_copy_is_out(backend: Store) -> None:
+    await backend.add_report(report(keep=False, send_to="soit"), destinations=("staff_chat", "email"))
+    first, second = await backend.claim_due()
+    await backend.delivered(first.id)
+    kept = await backend.get_report("TEST-0001")
+    assert kept is not None and kept.summary["account"] == SENTENCE
+    await backend.delivered(second.id)
+    emptied = await backend.get_report("TEST-0001")
+    assert emptied is not None and emptied.summary == {} and emptied.status == "sent"
+
+
+async def test_relay_links_are_encrypted_and_closed(backend: Store) -> None:
+    await backend.commit_turn(
+        None, report=report(send_to="support", allow_reply=True), destinations=("staff_chat",), relay_chat="telegram:42"
+    )
+    assert await backend.relay_chat("TEST-0001") == "telegram:42"
+    assert await backend.close_relay("TEST-0001")
+    assert await backend.relay_chat("TEST-0001") is None
+    assert not await backend.close_relay("TEST-0001")
+
+
+async def test_a_report_can_be_found_by_its_code(backend: Store) -> None:
+    await backend.add_report(report())
+    found = await backend.find_by_code(CODE)
+    assert found is not None and found.reference == "TEST-0001"
+    assert await backend.find_by_code("7K2P-QX9D-M4TA-0000") is None
+    assert await backend.set_status("TEST-0001", "acknowledged")
+    assert (await backend.get_report("TEST-0001")).status == "acknowledged"  # type: ignore[union-attr]
