@@ -8,11 +8,13 @@ import logging
 from types import TracebackType
 
 from bot.conversations import Conversations
+from bot.delivery import DeliveryWorker, EmailForwarder
 from bot.settings import Settings
+from bot.staff import StaffDesk
 from flows import Engine, EngineConfig
 from flows.codes import Tokens
 from responses import Renderer, Responses
-from storage import DB_FILE, SQLiteStore, load_keyring
+from storage import DB_FILE, SQLiteStore, Store, load_keyring
 
 log = logging.getLogger("reachable")
 PURGE_EVERY = 15 * 60
@@ -21,7 +23,7 @@ PURGE_EVERY = 15 * 60
 class App:
     """Everything one running bot needs; ``async with app`` opens storage and starts the purge."""
 
-    def __init__(self, settings: Settings, tokens: Tokens | None = None) -> None:
+    def __init__(self, settings: Settings, tokens: Tokens | None = None, store: Store | None = None) -> None:
         self.settings = settings
         self.responses = Responses.load(settings.responses_dir)
         self.engine = Engine(self.responses, EngineConfig(forwarding=settings.forwarding), tokens=tokens)
@@ -30,18 +32,34 @@ class App:
             settings.encryption_key.get_secret_value() if settings.encryption_key else None,
             settings.data_dir,
         )
-        self.store = SQLiteStore(
+        self.store: Store = store or SQLiteStore(
             settings.data_dir / DB_FILE,
             self.keyring,
             draft_hours=settings.draft_hours,
             retention_days=settings.retention_days,
         )
-        self.conversations = Conversations(self.engine, self.renderer, self.store, self.keyring)
+        self.desk = StaffDesk(self.store, self.engine, self.renderer)
+        self.delivery = DeliveryWorker(self.store)
+        if "email" in settings.destinations:
+            self.delivery.add(EmailForwarder(settings, self.desk))
+        self.conversations = Conversations(
+            self.engine,
+            self.renderer,
+            self.store,
+            self.keyring,
+            destinations=settings.destinations,
+            on_queued=self.delivery.wake,
+        )
         self._purger: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> App:
         await self.store.open()
-        await self.purge()
+        try:
+            await self.purge()
+            await self.delivery.start()
+        except BaseException:
+            await self.store.close()
+            raise
         self._purger = asyncio.create_task(self._purge_forever())
         return self
 
@@ -55,6 +73,7 @@ class App:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
+        await self.delivery.stop()
         await self.store.close()
 
     async def purge(self) -> None:
@@ -71,5 +90,6 @@ class App:
                 log.error("purge failed: %s", type(error).__name__)
 
 
-def create_app(settings: Settings, tokens: Tokens | None = None) -> App:
-    return App(settings, tokens)
+def create_app(settings: Settings, tokens: Tokens | None = None, store: Store | None = None) -> App:
+    """Everything, built from ``settings``; tests may hand in predictable ``tokens`` or a ``store``."""
+    return App(settings, tokens, store)

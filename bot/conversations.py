@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flows import Engine, Event, State
-from flows.effects import EraseReport, ForgetDraft, StoreReport, WipeChat
+from flows.effects import CheckReport, EraseReport, ForgetDraft, RelayToStaff, StoreReport, WipeChat
 from flows.replies import Reply
 from responses import Rendered, Renderer
 from storage import ChatKey, Keyring, NewReport, StorageError, Store
@@ -42,12 +42,14 @@ class Conversations:
         store: Store,
         keyring: Keyring,
         destinations: tuple[str, ...] = (),
+        on_queued: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
         self.renderer = renderer
         self.store = store
         self.keyring = keyring
         self.destinations = destinations
+        self.on_queued = on_queued
         self._locks: weakref.WeakValueDictionary[bytes, asyncio.Lock] = weakref.WeakValueDictionary()
         self._positions = Positions()
         self._recent = RecentUpdates()
@@ -80,10 +82,11 @@ class Conversations:
                     log.info("duplicate update ignored")
                     return Delivery((), duplicate=True)
                 self._recent.add((channel, update_id))
-            return await self._handle(key, event, (channel, update_id) if update_id is not None else None, locale_hint)
+            update = (channel, update_id) if update_id is not None else None
+            return await self._handle(key, f"{channel}:{chat_id}", event, update, locale_hint)
 
     async def _handle(
-        self, key: ChatKey, event: Event, update: tuple[str, int] | None, locale_hint: str | None
+        self, key: ChatKey, chat: str, event: Event, update: tuple[str, int] | None, locale_hint: str | None
     ) -> Delivery:
         started = time.perf_counter()
         state, stored = await self._load(key)
@@ -94,6 +97,7 @@ class Conversations:
         outcome = self.engine.handle(state, event)
         replies: tuple[Reply, ...] = outcome.replies
         report: NewReport | None = None
+        outgoing: list[tuple[str, str, str, dict[str, str]]] = []
         forget = wipe = False
         try:
             for effect in outcome.effects:
@@ -103,6 +107,19 @@ class Conversations:
                     case EraseReport():
                         erased = await self.store.erase_report(effect.code)
                         replies = effect.erased if erased else effect.not_found
+                        if erased and self.on_queued is not None:
+                            self.on_queued()
+                    case CheckReport():
+                        found = await self.store.find_by_code(effect.code)
+                        replies = effect.by_status.get(found.status, effect.not_found) if found else effect.not_found
+                    case RelayToStaff():
+                        if await self.store.relay_chat(effect.reference) == chat:
+                            outgoing.extend(
+                                (effect.reference, d, "answer", {"text": effect.text}) for d in self.destinations
+                            )
+                            replies = effect.sent
+                        else:
+                            replies = effect.closed
                     case ForgetDraft():
                         forget = True
                     case WipeChat():
@@ -110,18 +127,23 @@ class Conversations:
             keep = self.engine.worth_keeping(outcome.state)
             draft = outcome.state.to_json() if keep else None
             forget = (forget or stored) and not keep
-            if report is not None or draft is not None or forget:
+            if report is not None or draft is not None or forget or outgoing:
+                sending = report is not None and report.send_to is not None
                 applied = await self.store.commit_turn(
                     key,
                     draft=draft,
                     forget=forget,
                     report=report,
-                    destinations=self.destinations if report is not None and report.send_to else (),
+                    destinations=self.destinations if sending else (),
+                    relay_chat=chat if sending else None,
+                    outgoing=outgoing,
                     update=update,
                 )
                 if not applied:
                     log.info("duplicate update ignored")
                     return Delivery((), duplicate=True)
+                if (sending or outgoing) and self.on_queued is not None:
+                    self.on_queued()
             if keep:
                 self._positions.drop(key)
             else:

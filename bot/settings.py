@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_url: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "reachable@localhost"
+    smtp_to: str = ""
+    smtp_starttls: bool = True
+    smtp_ca_file: Path | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -60,5 +68,19 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, dotenv_settings)
 
     @property
+    def email_recipients(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.smtp_to.split(",") if a.strip())
+
+    @property
+    def destinations(self) -> tuple[str, ...]:
+        """Where consented summaries go: the staff chat and/or email."""
+        found = []
+        if self.staff_chat_id is not None:
+            found.append("staff_chat")
+        if self.smtp_host and self.email_recipients:
+            found.append("email")
+        return tuple(found)
+
+    @property
     def forwarding(self) -> bool:
-        return self.staff_chat_id is not None
+        return bool(self.destinations)

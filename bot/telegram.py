@@ -13,7 +13,7 @@ from collections import OrderedDict
 from typing import Any
 
 from aiogram import Bot, Dispatcher, Router
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError, TelegramRetryAfter
 from aiogram.filters import Filter
 from aiogram.types import (
     BotCommand,
@@ -26,16 +26,32 @@ from aiogram.types import (
 
 from bot import callbacks
 from bot.app import App
-from flows.events import Event, Unsupported, parse_typed
+from bot.delivery import GiveUp, Pacer, RetryLater
+from flows.events import Command, Event, Relayed, Unsupported, parse_typed
 from responses import Rendered
+from storage import Outgoing
 
 log = logging.getLogger("reachable.telegram")
 CHANNEL = "telegram"
 PRIVATE = "private"
 GROUPS = frozenset({"group", "supergroup"})
-COMMANDS = ("start", "help", "emergency", "report", "advice", "services", "delete", "language", "cancel", "exit")
+COMMANDS = (
+    "start",
+    "help",
+    "emergency",
+    "report",
+    "advice",
+    "services",
+    "check",
+    "delete",
+    "language",
+    "cancel",
+    "exit",
+)
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 GROUP_NOTICE_EVERY = 3600.0
+GLOBAL_RATE = 30  # messages a second, Telegram's limit for one bot
+GROUP_RATE = 20  # messages a minute to one group
 
 
 class ChatIs(Filter):
@@ -73,15 +89,39 @@ def event_of(message: Message) -> Event:
     return Unsupported(kind=str(message.content_type))
 
 
+class InChat(Filter):
+    """Matches messages from one chat (the staff chat)."""
+
+    def __init__(self, chat_id: int | None) -> None:
+        self.chat_id = chat_id
+
+    async def __call__(self, message: Message) -> bool:
+        return self.chat_id is not None and message.chat.id == self.chat_id
+
+
+def _retry_for(error: TelegramAPIError) -> RetryLater:
+    if isinstance(error, TelegramRetryAfter):
+        return RetryLater(after=float(error.retry_after), reason="429")
+    return RetryLater(reason=type(error).__name__)
+
+
 class TelegramChannel:
     def __init__(self, app: App, bot: Bot) -> None:
         self.app = app
         self.bot = bot
         self.staff_chat = app.settings.staff_chat_id
+        self.pacer = Pacer(GLOBAL_RATE, 1.0)
         self._group_notices: OrderedDict[int, float] = OrderedDict()
+
+    def attach_forwarders(self) -> None:
+        """Let the delivery worker send to the staff chat and relay to people on Telegram."""
+        if self.staff_chat is not None:
+            self.app.delivery.add(StaffChatForwarder(self))
+        self.app.delivery.add(PersonForwarder({CHANNEL: self}))
 
     def router(self) -> Router:
         router = Router(name="reachable")
+        router.message.register(self.on_staff_message, InChat(self.staff_chat))
         router.message.register(self.on_private_message, ChatIs(PRIVATE))
         router.callback_query.register(self.on_button, ChatIs(PRIVATE))
         router.callback_query.register(self.on_group_button)
@@ -126,18 +166,53 @@ class TelegramChannel:
             sent.extend(await self._send(chat_id, rendered))
         await store.remember_messages(key, sent)
 
-    async def _send(self, chat_id: int, rendered: Rendered) -> list[int]:
+    async def _send(self, chat_id: int, rendered: Rendered, strict: bool = False) -> list[int]:
+        """Send one rendered message (in parts if long). ``strict``: let Bot API errors through."""
         parts = rendered.parts()
         ids: list[int] = []
         for number, part in enumerate(parts, start=1):
             markup = keyboard(rendered) if number == len(parts) else None
+            await self.pacer.wait()
             try:
                 sent = await self.bot.send_message(chat_id, part, reply_markup=markup)
             except TelegramAPIError as error:
+                if strict:
+                    raise
                 log.error("sendMessage failed: %s", type(error).__name__)
                 return ids
             ids.append(sent.message_id)
         return ids
+
+    async def relay(self, chat_id: str, event: Relayed) -> None:
+        """A message from staff reaches the person: through the engine, so their place is kept."""
+        chat = int(chat_id)
+        delivery = await self.app.conversations.handle(CHANNEL, chat, event)
+        sent: list[int] = []
+        try:
+            for rendered in delivery.messages:
+                sent.extend(await self._send(chat, rendered, strict=True))
+        except TelegramForbiddenError as error:
+            raise GiveUp("the person has blocked the bot") from error
+        except TelegramAPIError as error:
+            raise _retry_for(error) from error
+        finally:
+            await self.app.store.remember_messages(self.app.conversations.key(CHANNEL, chat), sent)
+
+    # ------------------------------------------------------------------ the staff chat
+    async def on_staff_message(self, message: Message) -> None:
+        """Staff commands, accepted only here. Anything else said in the staff chat is left alone."""
+        typed = parse_typed(message.text or "")
+        if not isinstance(typed, Command):
+            return
+        answer = await self.app.desk.command(typed.name, typed.argument)
+        if answer is not None:
+            await self.send_staff(answer)
+
+    async def send_staff(self, text: str) -> None:
+        assert self.staff_chat is not None
+        for part in Rendered(text).parts():
+            await self.pacer.wait()
+            await self.bot.send_message(self.staff_chat, part)
 
     async def _wipe(self, chat_id: int, message_ids: list[int]) -> None:
         for start in range(0, len(message_ids), 100):
@@ -200,3 +275,40 @@ class TelegramChannel:
             ]
             kwargs: dict[str, Any] = {} if locale == "en" else {"language_code": locale}
             await self.bot.set_my_commands(commands, **kwargs)
+
+
+class StaffChatForwarder:
+    """Summaries and notices to the staff chat: within Telegram's 20 messages a minute per group
+    and 30 a second overall, and waiting out any 429 for as long as Telegram asks."""
+
+    destination = "staff_chat"
+
+    def __init__(self, channel: TelegramChannel) -> None:
+        self.channel = channel
+        self.group = Pacer(GROUP_RATE, 60.0)
+
+    async def send(self, item: Outgoing) -> None:
+        text = await self.channel.app.desk.compose(item)
+        if text is None:
+            return
+        await self.group.wait()
+        try:
+            await self.channel.send_staff(text.body)
+        except TelegramAPIError as error:
+            raise _retry_for(error) from error
+
+
+class PersonForwarder:
+    """Messages from staff to a person, through whichever channel the person used."""
+
+    destination = "person"
+
+    def __init__(self, channels: dict[str, TelegramChannel]) -> None:
+        self.channels = channels
+
+    async def send(self, item: Outgoing) -> None:
+        channel, _, chat_id = str(item.data.get("chat", "")).partition(":")
+        sender = self.channels.get(channel)
+        if sender is None:
+            raise RetryLater(reason=f"no {channel or 'unknown'} channel running here")
+        await sender.relay(chat_id, Relayed(item.reference, item.kind, str(item.data.get("text", ""))))

@@ -39,6 +39,7 @@ def listen_address(value: str) -> tuple[str, int]:
 
 async def run_polling(app: App, bot: Bot) -> None:
     channel = TelegramChannel(app, bot)
+    channel.attach_forwarders()
     dispatcher = channel.dispatcher()
     await bot.delete_webhook(drop_pending_updates=False)
     await channel.register_commands()
@@ -59,6 +60,7 @@ async def run_webhook(app: App, bot: Bot) -> None:
     secret = settings.webhook_secret.get_secret_value()
     host, port = listen_address(settings.webhook_listen)
     channel = TelegramChannel(app, bot)
+    channel.attach_forwarders()
     dispatcher = channel.dispatcher()
     web_app = web.Application()
     # aiogram's handler compares the secret header with secrets.compare_digest and answers 401.

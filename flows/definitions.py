@@ -274,6 +274,30 @@ CONSENT = Flow(
     ),
 )
 
+RELAY = Flow(
+    name="relay",
+    diagram="relay.mmd",
+    steps=(
+        Step(
+            key="relay.incoming",
+            prompt="relay.incoming.prompt",
+            options=(
+                Option("answer", "relay.answer.option", goto="relay.answer"),
+                Option("resume", "option.carry_on", goto="@resume", only_if="resume"),
+                Option("menu", "option.menu", goto=MENU),
+            ),
+        ),
+        Step(
+            key="relay.answer",
+            prompt="relay.answer",
+            kind=Kind.TEXT,
+            next="@relay",
+            max_length=1000,
+            options=(Option("menu", "option.menu", goto=MENU),),
+        ),
+    ),
+)
+
 ADVICE_TOPICS = (
     "g_dosing",
     "mixing",
@@ -315,4 +339,4 @@ ADVICE = Flow(
     ),
 )
 
-FLOWS = (MAIN, SUPPORT, REPORT, CONSENT, ADVICE)
+FLOWS = (MAIN, SUPPORT, REPORT, CONSENT, RELAY, ADVICE)

@@ -37,6 +37,25 @@ class EraseReport:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckReport:
+    """Tell the person how their report stands, if ``code`` unlocks one: a reply per status."""
+
+    code: str
+    by_status: Mapping[str, tuple[Reply, ...]]
+    not_found: tuple[Reply, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RelayToStaff:
+    """Pass the person's answer about ``reference`` to staff, if the relay is still open."""
+
+    reference: str
+    text: str
+    sent: tuple[Reply, ...]
+    closed: tuple[Reply, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ForgetDraft:
     """Drop the unfinished answers held for this chat."""
 
@@ -46,7 +65,16 @@ class WipeChat:
     """Delete every message of the conversation that the channel can still delete."""
 
 
-Effect = StoreReport | EraseReport | ForgetDraft | WipeChat
+Effect = StoreReport | EraseReport | CheckReport | RelayToStaff | ForgetDraft | WipeChat
 
 SummaryData = Mapping[str, tuple[str, ...] | str]
-__all__ = ["Effect", "EraseReport", "ForgetDraft", "StoreReport", "SummaryData", "WipeChat"]
+__all__ = [
+    "CheckReport",
+    "Effect",
+    "EraseReport",
+    "ForgetDraft",
+    "RelayToStaff",
+    "StoreReport",
+    "SummaryData",
+    "WipeChat",
+]

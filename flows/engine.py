@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 
 from flows.codes import RandomTokens, Tokens, canonical_code
 from flows.definitions import FLOWS, MENU, QUESTIONNAIRE_VERSION
-from flows.effects import Effect, EraseReport, ForgetDraft, StoreReport, WipeChat
-from flows.events import Choice, Command, Event, Resume, Text, Unsupported
+from flows.effects import CheckReport, Effect, EraseReport, ForgetDraft, RelayToStaff, StoreReport, WipeChat
+from flows.events import Choice, Command, Event, Relayed, Resume, Text, Unsupported
 from flows.lexicon import Lexicon
 from flows.model import Flow, FlowSet, Kind, Option, Step
 from flows.replies import OptionRef, Reply, Summary, SummaryLine
 from flows.state import Answer, State
-from flows.text import label_key, matches
+from flows.text import label_key, matches, quote
 
 HARM_INTENTS = ("assault", "drugged", "robbery", "threats")
 DEEP_LINKS = {
@@ -100,6 +100,8 @@ class Engine:
             case Unsupported():
                 turn.say("input.unsupported")
                 self._reprompt(turn)
+            case Relayed():
+                self._relayed(turn, event)
             case Resume():
                 if turn.state.step:
                     turn.say("welcome.back")
@@ -139,6 +141,9 @@ class Engine:
                 self._delete(turn, argument)
             else:
                 self._go(turn, "delete.ask")
+        elif name == "check":
+            self._leave_question(turn)
+            self._check(turn, argument)
         elif name == "language":
             self._leave_question(turn)
             wanted = argument.strip().casefold()
@@ -301,6 +306,9 @@ class Engine:
     def _answer_text(self, turn: _Turn, step: Step, text: str, length: int) -> None:
         if step.key == "delete.ask":
             self._delete(turn, text)
+            return
+        if step.key == "relay.answer":
+            self._relay(turn, text[: step.max_length], cut=length > step.max_length)
             return
         if not text:
             turn.say("input.unclear")
@@ -505,15 +513,64 @@ class Engine:
         turn.say("report.sent" if send_to else "report.kept", reference=reference, code=code)
         self._go(turn, MENU)
 
+    def _menu_prompt(self, turn: _Turn) -> Reply:
+        turn.state = turn.state.evolve(step=MENU)
+        menu = self.steps[MENU]
+        return Reply(message=menu.prompt, options=tuple(self._options(menu, turn.state)), step=MENU)
+
+    def _relayed(self, turn: _Turn, event: Relayed) -> None:
+        """Staff wrote (or acknowledged, or closed): tell the person, keep their place."""
+        self._leave_question(turn)
+        if event.kind == "ack":
+            turn.say("relay.ack", reference=event.reference)
+            self._reprompt(turn)
+            return
+        if event.kind == "closed":
+            if turn.state.relay == event.reference:
+                turn.state = turn.state.evolve(relay="")
+            turn.say("relay.closed", reference=event.reference)
+            self._reprompt(turn)
+            return
+        turn.state = turn.state.evolve(relay=event.reference)
+        turn.say("relay.incoming", reference=event.reference, text=quote(event.text))
+        self._go(turn, "relay.incoming")
+
+    def _relay(self, turn: _Turn, text: str, cut: bool) -> None:
+        reference = turn.state.relay
+        if not reference or not text:
+            turn.say("relay.nothing_open")
+            self._go(turn, MENU)
+            return
+        prompt = self._menu_prompt(turn)
+        sent: tuple[Reply, ...] = (Reply("relay.sent", {"reference": reference}), prompt)
+        if cut:
+            sent = (Reply("input.too_long", {"limit": len(text)}), *sent)
+        closed = (Reply("relay.closed", {"reference": reference}), prompt)
+        turn.effects.append(RelayToStaff(reference=reference, text=text, sent=sent, closed=closed))
+
+    def _check(self, turn: _Turn, typed: str) -> None:
+        code = canonical_code(typed)
+        if code is None:
+            turn.say("check.how")
+            self._go(turn, MENU)
+            return
+        prompt = self._menu_prompt(turn)
+        statuses = ("kept", "queued", "sent", "acknowledged", "closed")
+        turn.effects.append(
+            CheckReport(
+                code=code,
+                by_status={s: (Reply(f"check.{s}"), prompt) for s in statuses},
+                not_found=(Reply("delete.not_found"), prompt),
+            )
+        )
+
     def _delete(self, turn: _Turn, typed: str) -> None:
         code = canonical_code(typed)
         if code is None:
             turn.say("delete.malformed")
             self._go(turn, "delete.ask")
             return
-        turn.state = turn.state.evolve(step=MENU)
-        menu = self.steps[MENU]
-        prompt = Reply(message=menu.prompt, options=tuple(self._options(menu, turn.state)), step=MENU)
+        prompt = self._menu_prompt(turn)
         turn.effects.append(
             EraseReport(
                 code=code,

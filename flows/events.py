@@ -39,11 +39,20 @@ class Unsupported:
 
 
 @dataclass(frozen=True, slots=True)
+class Relayed:
+    """Support staff wrote to this person about their report ``reference``."""
+
+    reference: str
+    kind: str  # relay | ack | closed
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Resume:
     """The channel (re)opened: the console started, or a conversation came back after a restart."""
 
 
-Event = Text | Choice | Command | Unsupported | Resume
+Event = Text | Choice | Command | Unsupported | Relayed | Resume
 
 
 def parse_typed(raw: str) -> Text | Command:

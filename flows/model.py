@@ -38,6 +38,7 @@ ACTIONS = frozenset(
         "@erase",
         "@exit",
         "@finish",
+        "@relay",
         "@report",
         "@restart_report",
         "@resume",

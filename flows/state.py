@@ -25,6 +25,7 @@ class State:
     - ``picked``: options ticked so far at a step that takes several.
     - ``resume``: the step to go back to after an interruption (emergency guidance).
     - ``editing``: a report answer is being changed from the review; go back there after it.
+    - ``relay``: the report whose support worker last wrote; the person's answer goes to them.
     """
 
     locale: str = "en"
@@ -33,6 +34,7 @@ class State:
     picked: tuple[str, ...] = ()
     resume: str = ""
     editing: bool = False
+    relay: str = ""
 
     def evolve(self, **changes: Any) -> State:
         if "answers" in changes:
@@ -61,6 +63,7 @@ class State:
             "picked": list(self.picked),
             "resume": self.resume,
             "editing": self.editing,
+            "relay": self.relay,
         }
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -79,4 +82,5 @@ class State:
             picked=tuple(map(str, body.get("picked", []))),
             resume=str(body.get("resume", "")),
             editing=bool(body.get("editing", False)),
+            relay=str(body.get("relay", "")),
         )

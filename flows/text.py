@@ -45,3 +45,21 @@ def matches(text: str, entries: Iterable[str]) -> bool:
 def label_key(text: str) -> str:
     """The form typed labels are compared in: normalised, punctuation at the ends removed."""
     return normalise(text).strip(" .!?,;:'\"()[]")
+
+
+_BIDI = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+_CONTROL = {c: None for c in range(32) if c != 10}
+WORD_JOINER = "\u2060"
+
+
+def inert(text: str) -> str:
+    """Someone's words made harmless in a message another person reads: no bidirectional
+    overrides or control characters, and no "/command" or "@mention" Telegram would act on
+    (a word joiner after the slash or at sign; it reads the same)."""
+    cleaned = text.translate(_BIDI).translate(_CONTROL)
+    return cleaned.replace("/", "/" + WORD_JOINER).replace("@", "@" + WORD_JOINER)
+
+
+def quote(text: str) -> str:
+    """``inert`` text with every line behind a bar, so none of it can pose as a line of ours."""
+    return "\n".join(f"│ {line}" for line in inert(text).split("\n"))

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from flows.replies import Reply, Summary
+from flows.text import quote
 from responses.catalog import TELEGRAM_LIMIT
 from responses.loader import Responses
 
@@ -60,10 +61,15 @@ class Renderer:
         options = tuple(RenderedOption(o.key, self.responses.text(locale, o.label), o.selected) for o in reply.options)
         return Rendered(text.format_map(variables), options, reply.step)
 
-    def summary_text(self, summary: Summary, locale: str) -> str:
+    def summary_text(self, summary: Summary, locale: str, for_staff: bool = False) -> str:
+        """The summary as the person sees it, or (``for_staff``) with their own words quoted and
+        made inert, so nothing they typed can pose as a line, a command or another summary."""
         lines = []
         for line in summary.lines:
             label = self.responses.text(locale, line.label)
+            if line.text is not None and for_staff:
+                lines.append(f"• {label}:\n{quote(line.text)}")
+                continue
             if line.text is not None:
                 value = line.text
             else:

@@ -99,6 +99,7 @@ async def polling_bot(settings: Settings) -> AsyncIterator[Running]:
     )
     async with create_app(settings) as app:
         channel = TelegramChannel(app, bot)
+        channel.attach_forwarders()
         dispatcher = channel.dispatcher()
         await channel.register_commands()
         task = asyncio.create_task(

@@ -99,10 +99,8 @@ class FailingStore(SQLiteStore):
 
 async def test_when_storing_fails_no_code_is_shown_and_the_answers_are_kept(tmp_path: Path, key: str) -> None:
     settings = Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path), "REACHABLE_ENCRYPTION_KEY": key})
-    app = create_app(settings)
-    app.store = FailingStore(tmp_path / "reachable.sqlite3", app.keyring)
-    app.conversations.store = app.store
-    async with app:
+    failing = FailingStore(tmp_path / "reachable.sqlite3", Keyring([key.encode()]))
+    async with create_app(settings, store=failing) as app:
         await fill_report(app)
         await say(app, "1")
         said = await say(app, "1")

@@ -1,0 +1,205 @@
+"""Delivering what waits in the outbox: summaries, withdrawal notices and relayed messages.
+
+The guarantee
+-------------
+*At least once, and never silently twice.* A summary and its deliveries are written in the
+same transaction as the person's consent, so nothing consented can be lost: a crash before
+sending leaves the delivery queued, and the worker sends it after the restart. Each delivery is
+marked "sending" before it goes out and "sent" after the channel accepted it. Retries use
+exponential backoff with jitter, and honour Telegram's ``retry_after``.
+
+The one window no software can close is a crash (or a dropped connection) after Telegram or the
+mail server accepted a message but before its answer reached us: we cannot know whether it
+arrived. Such a delivery is sent again, marked "Possible repeat" with the same reference, so staff
+never count one report twice; emails keep the same Message-ID, which mail systems use to merge
+copies. Every other failure (429, 5xx, refused connections, 4xx from SMTP) is delivered exactly
+once after recovery, which the tests check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import time
+from email.message import EmailMessage
+from typing import Protocol
+
+import aiosmtplib
+
+from bot.settings import Settings
+from bot.staff import StaffDesk
+from storage import Outgoing, Store
+
+log = logging.getLogger("reachable.delivery")
+MAX_ATTEMPTS = 30  # about two days of capped backoff
+MAX_BACKOFF = 600.0
+
+
+class RetryLater(Exception):
+    """The destination asked us to wait (``after`` seconds), or failed in a way worth retrying."""
+
+    def __init__(self, after: float | None = None, reason: str = "") -> None:
+        super().__init__(reason)
+        self.after = after
+        self.reason = reason
+
+
+class GiveUp(Exception):
+    """The delivery can never succeed (the person blocked the bot, say)."""
+
+
+class Forwarder(Protocol):
+    destination: str
+
+    async def send(self, item: Outgoing) -> None:
+        """Deliver ``item`` or raise RetryLater / GiveUp."""
+
+
+class Pacer:
+    """A token bucket: at most ``rate`` sends per ``per`` seconds, waiting when empty."""
+
+    def __init__(self, rate: int, per: float) -> None:
+        self.capacity = float(rate)
+        self.refill = rate / per
+        self.tokens = float(rate)
+        self.stamp = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.refill)
+                self.stamp = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.refill)
+
+
+class EmailForwarder:
+    """Email to every configured recipient, over SMTP with STARTTLS (aiosmtplib)."""
+
+    destination = "email"
+
+    def __init__(self, settings: Settings, desk: StaffDesk) -> None:
+        self.settings = settings
+        self.desk = desk
+        self.tls = ssl.create_default_context(cafile=str(settings.smtp_ca_file) if settings.smtp_ca_file else None)
+
+    async def send(self, item: Outgoing) -> None:
+        text = await self.desk.compose(item)
+        if text is None:
+            return
+        settings = self.settings
+        message = EmailMessage()
+        message["From"] = settings.smtp_from
+        message["To"] = ", ".join(settings.email_recipients)
+        message["Subject"] = text.subject
+        # The same delivery always carries the same Message-ID, so a repeat merges with the first.
+        message["Message-ID"] = f"<{item.kind}.{item.reference}.{item.id}@reachable.invalid>"
+        message.set_content(text.body)
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=settings.smtp_host,
+                port=settings.smtp_port,
+                start_tls=settings.smtp_starttls,
+                tls_context=self.tls if settings.smtp_starttls else None,
+                username=settings.smtp_username,
+                password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+                timeout=30,
+            )
+        except aiosmtplib.SMTPResponseException as error:
+            raise RetryLater(reason=f"SMTP {error.code}") from error
+        except (aiosmtplib.SMTPException, OSError) as error:
+            raise RetryLater(reason=type(error).__name__) from error
+
+
+class DeliveryWorker:
+    """Sends due deliveries, one destination's pause never holding up another."""
+
+    def __init__(self, store: Store, forwarders: dict[str, Forwarder] | None = None) -> None:
+        self.store = store
+        self.forwarders: dict[str, Forwarder] = dict(forwarders or {})
+        self._wake = asyncio.Event()
+        self._paused: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, forwarder: Forwarder) -> None:
+        self.forwarders[forwarder.destination] = forwarder
+
+    def wake(self) -> None:
+        """Something was queued: look now rather than at the next timer."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        recovered = await self.store.recover_in_flight()
+        if recovered:
+            log.warning("%d delivery(ies) were interrupted mid-send; sending again, marked", recovered)
+        self._task = asyncio.create_task(self._run(), name="reachable-delivery")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                sent = await self.run_once()
+            except Exception as error:
+                log.error("delivery round failed: %s", type(error).__name__)
+                sent = 0
+            if sent:
+                continue
+            due = await self.store.next_due_in()
+            timeout = 30.0 if due is None else min(max(due, 0.05), 30.0)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def run_once(self) -> int:
+        """Send what is due now; the number of deliveries handled."""
+        items = await self.store.claim_due(limit=20)
+        for item in items:
+            await self._deliver(item)
+        return len(items)
+
+    async def _deliver(self, item: Outgoing) -> None:
+        forwarder = self.forwarders.get(item.destination)
+        paused = self._paused.get(item.destination, 0.0) - time.monotonic()
+        if forwarder is None or paused > 0:
+            # Not ours to send in this process (no bot running), or the destination asked us to wait.
+            await self.store.postpone(item.id, paused if paused > 0 else 30.0)
+            return
+        try:
+            await forwarder.send(item)
+        except RetryLater as later:
+            wait = later.after if later.after is not None else self._backoff(item.attempts)
+            if later.after is not None:
+                self._paused[item.destination] = time.monotonic() + later.after
+            give_up = item.attempts >= MAX_ATTEMPTS
+            log.warning(
+                "delivery %s to %s: %s; %s",
+                item.kind,
+                item.destination,
+                later.reason or "retry",
+                "giving up" if give_up else f"retrying in {wait:.0f}s",
+            )
+            await self.store.postpone(item.id, wait, give_up=give_up)
+        except GiveUp as error:
+            log.warning("delivery %s to %s cannot succeed: %s", item.kind, item.destination, error)
+            await self.store.postpone(item.id, 0, give_up=True)
+        else:
+            await self.store.delivered(item.id)
+            log.info("delivered %s to %s", item.kind, item.destination)
+
+    @staticmethod
+    def _backoff(attempts: int) -> float:
+        return min(MAX_BACKOFF, 2.0 ** min(attempts, 12)) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter

@@ -1,0 +1,117 @@
+"""The support workers' side: what they receive, and the commands they may use in the staff chat.
+
+Staff never learn who a person is: summaries carry only what the person chose and a reference;
+relayed messages travel by reference through an encrypted link. Everything a person typed is
+quoted and made inert before staff see it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flows import Engine
+from flows.codes import canonical_reference
+from flows.text import quote
+from responses import Renderer
+from storage import Outgoing, Store, StoredReport
+
+STAFF_LOCALE = "en"
+SMALL = 5
+
+
+@dataclass(frozen=True, slots=True)
+class StaffText:
+    subject: str
+    body: str
+
+
+class StaffDesk:
+    def __init__(self, store: Store, engine: Engine, renderer: Renderer) -> None:
+        self.store = store
+        self.engine = engine
+        self.renderer = renderer
+
+    def _text(self, message_id: str, **variables: str | int) -> str:
+        text = self.renderer.responses.text(STAFF_LOCALE, message_id)
+        return text.format_map({k: str(v) for k, v in variables.items()})
+
+    # ------------------------------------------------------------------ what staff receive
+    async def compose(self, item: Outgoing) -> StaffText | None:
+        """The text of a delivery to staff, or None when there is nothing left to send."""
+        reference = item.reference
+        if item.kind == "summary":
+            report = await self.store.get_report(reference)
+            if report is None or not report.summary:
+                return None
+            body = self._summary(report)
+            subject = self._text("staff.summary.subject", reference=reference)
+        elif item.kind == "withdrawn":
+            body = self._text("staff.withdrawn", reference=reference)
+            subject = self._text("staff.withdrawn.subject", reference=reference)
+        elif item.kind == "answer":
+            body = self._text("staff.answer", reference=reference, text=quote(str(item.data.get("text", ""))))
+            subject = self._text("staff.answer.subject", reference=reference)
+        else:
+            return None
+        if item.maybe_sent:
+            body = self._text("staff.possible_repeat", reference=reference) + "\n\n" + body
+        return StaffText(subject, body)
+
+    def _summary(self, report: StoredReport) -> str:
+        yes, no = self._text("staff.yes"), self._text("staff.no")
+        send_to = self._text(f"staff.send_to.{report.send_to}") if report.send_to else no
+        summary = self.engine.summary(dict(report.summary))
+        return self._text(
+            "staff.summary",
+            reference=report.reference,
+            send_to=send_to,
+            keep=yes if report.keep else no,
+            allow_reply=yes if report.allow_reply else no,
+            version=report.questionnaire_version,
+            summary=self.renderer.summary_text(summary, STAFF_LOCALE, for_staff=True),
+        )
+
+    # ------------------------------------------------------------------ staff commands
+    async def command(self, name: str, argument: str) -> str | None:
+        """Answer a command typed in the staff chat; None for commands that are not ours."""
+        if name == "stats":
+            return await self._stats()
+        if name not in ("ack", "reply", "close"):
+            return None
+        head, _, rest = argument.strip().partition(" ")
+        reference = canonical_reference(head)
+        if reference is None or (name == "reply" and not rest.strip()):
+            return self._text("staff.usage")
+        report = await self.store.get_report(reference)
+        if report is None:
+            return self._text("staff.no_report", reference=reference)
+        chat = await self.store.relay_chat(reference)
+        if name == "ack":
+            await self.store.set_status(reference, "acknowledged")
+            if chat is None:
+                return self._text("staff.done.ack", reference=reference)
+            await self.store.enqueue(reference, "person", "ack", {"chat": chat})
+            return self._text("staff.done.ack_told", reference=reference)
+        if name == "reply":
+            if chat is None or not report.allow_reply:
+                return self._text("staff.no_replies", reference=reference)
+            await self.store.enqueue(reference, "person", "relay", {"chat": chat, "text": rest.strip()})
+            return self._text("staff.done.reply", reference=reference)
+        if chat is not None:
+            await self.store.enqueue(reference, "person", "closed", {"chat": chat})
+            await self.store.close_relay(reference)
+        await self.store.set_status(reference, "closed")
+        return self._text("staff.done.close", reference=reference)
+
+    async def _stats(self) -> str:
+        counts = await self.store.counts()
+        deliveries = await self.store.delivery_counts()
+        lines = []
+        for (category, month), count in sorted(counts.items(), key=lambda item: (item[0][1], item[0][0])):
+            label_id = f"report.what.{category}"
+            responses = self.renderer.responses
+            label = responses.text(STAFF_LOCALE, label_id if responses.has(label_id) else "staff.category.unspecified")
+            lines.append(f"{month}  {label}: {'<5' if count < SMALL else count}")
+        table = "\n".join(lines) or self._text("staff.stats.empty")
+        pending = deliveries.get("pending", 0) + deliveries.get("sending", 0)
+        return self._text("staff.stats", table=table, pending=pending, failed=deliveries.get("failed", 0))
