@@ -38,8 +38,8 @@ class App:
             draft_hours=settings.draft_hours,
             retention_days=settings.retention_days,
         )
-        self.desk = StaffDesk(self.store, self.engine, self.renderer)
         self.delivery = DeliveryWorker(self.store)
+        self.desk = StaffDesk(self.store, self.engine, self.renderer, on_queued=self.delivery.wake)
         if "email" in settings.destinations:
             self.delivery.add(EmailForwarder(settings, self.desk))
         self.conversations = Conversations(

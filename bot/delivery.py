@@ -122,8 +122,9 @@ class EmailForwarder:
 class DeliveryWorker:
     """Sends due deliveries, one destination's pause never holding up another."""
 
-    def __init__(self, store: Store, forwarders: dict[str, Forwarder] | None = None) -> None:
+    def __init__(self, store: Store, forwarders: dict[str, Forwarder] | None = None, backoff: float = 1.0) -> None:
         self.store = store
+        self.backoff = backoff
         self.forwarders: dict[str, Forwarder] = dict(forwarders or {})
         self._wake = asyncio.Event()
         self._paused: dict[str, float] = {}
@@ -181,7 +182,7 @@ class DeliveryWorker:
         try:
             await forwarder.send(item)
         except RetryLater as later:
-            wait = later.after if later.after is not None else self._backoff(item.attempts)
+            wait = later.after if later.after is not None else self.backoff * self._backoff(item.attempts)
             if later.after is not None:
                 self._paused[item.destination] = time.monotonic() + later.after
             give_up = item.attempts >= MAX_ATTEMPTS

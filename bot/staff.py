@@ -7,6 +7,7 @@ quoted and made inert before staff see it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flows import Engine
@@ -26,10 +27,18 @@ class StaffText:
 
 
 class StaffDesk:
-    def __init__(self, store: Store, engine: Engine, renderer: Renderer) -> None:
+    def __init__(
+        self, store: Store, engine: Engine, renderer: Renderer, on_queued: Callable[[], None] | None = None
+    ) -> None:
         self.store = store
         self.engine = engine
         self.renderer = renderer
+        self.on_queued = on_queued
+
+    async def _enqueue(self, reference: str, kind: str, data: dict[str, str]) -> None:
+        await self.store.enqueue(reference, "person", kind, data)
+        if self.on_queued is not None:
+            self.on_queued()
 
     def _text(self, message_id: str, **variables: str | int) -> str:
         text = self.renderer.responses.text(STAFF_LOCALE, message_id)
@@ -90,15 +99,15 @@ class StaffDesk:
             await self.store.set_status(reference, "acknowledged")
             if chat is None:
                 return self._text("staff.done.ack", reference=reference)
-            await self.store.enqueue(reference, "person", "ack", {"chat": chat})
+            await self._enqueue(reference, "ack", {"chat": chat})
             return self._text("staff.done.ack_told", reference=reference)
         if name == "reply":
             if chat is None or not report.allow_reply:
                 return self._text("staff.no_replies", reference=reference)
-            await self.store.enqueue(reference, "person", "relay", {"chat": chat, "text": rest.strip()})
+            await self._enqueue(reference, "relay", {"chat": chat, "text": rest.strip()})
             return self._text("staff.done.reply", reference=reference)
         if chat is not None:
-            await self.store.enqueue(reference, "person", "closed", {"chat": chat})
+            await self._enqueue(reference, "closed", {"chat": chat})
             await self.store.close_relay(reference)
         await self.store.set_status(reference, "closed")
         return self._text("staff.done.close", reference=reference)

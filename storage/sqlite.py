@@ -346,7 +346,7 @@ class SQLiteStore(Store):
                 "UPDATE deliveries SET status = 'sending', attempts = attempts + 1 WHERE id IN ("
                 " SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?)"
                 " RETURNING id, reference, destination, kind, payload, attempts, maybe_sent",
-                (self._now(), limit),
+                (self.clock(), limit),
             ) as cursor,
         ):
             rows = await cursor.fetchall()
@@ -406,7 +406,7 @@ class SQLiteStore(Store):
         async with self._write:
             await self.db.execute(
                 "UPDATE deliveries SET status = ?, next_attempt = ? WHERE id = ?",
-                ("failed" if give_up else "pending", self._now() + math.ceil(seconds), delivery_id),
+                ("failed" if give_up else "pending", self.clock() + seconds, delivery_id),
             )
 
     async def recover_in_flight(self) -> int:

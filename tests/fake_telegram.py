@@ -95,7 +95,7 @@ class FakeTelegram:
         self._bot_spoke = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.url = ""
-        self.fault: Callable[[str, Params], Awaitable[web.Response | None]] | None = None
+        self.fault: Callable[[str, Params], Awaitable[web.Response | str | None]] | None = None
 
     # ------------------------------------------------------------------ server
     async def start(self) -> str:
@@ -126,7 +126,12 @@ class FakeTelegram:
         self.calls.append((method, params))
         if self.fault is not None:
             faulty = await self.fault(method, params)
-            if faulty is not None:
+            if faulty == "drop":
+                # The connection dies before Telegram reads the request: nothing was posted.
+                if request.transport is not None:
+                    request.transport.close()
+                return web.Response(status=499)
+            if isinstance(faulty, web.Response):
                 return faulty
         if request.match_info["token"] != self.token:
             return self._refuse(method, Refused(401, "Unauthorized"))
@@ -392,3 +397,17 @@ class FakeTelegram:
 
     async def _m_close(self, params: Params) -> Any:
         return True
+
+
+def too_many_requests(retry_after: int) -> web.Response:
+    body = {
+        "ok": False,
+        "error_code": 429,
+        "description": f"Too Many Requests: retry after {retry_after}",
+        "parameters": {"retry_after": retry_after},
+    }
+    return web.json_response(body, status=429)
+
+
+def server_error() -> web.Response:
+    return web.json_response({"ok": False, "error_code": 500, "description": "Internal Server Error"}, status=500)

@@ -1,0 +1,302 @@
+"""Support workers: consented summaries reach them once whatever fails; staff commands work only
+in the staff chat; relays carry a reference and never who the person is."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from bot.settings import Settings
+from storage import Keyring
+from tests.fake_telegram import FakeTelegram, Params, server_error, too_many_requests
+from tests.smtp_server import SMTPServer
+from tests.telegram_harness import Person, Running, polling_bot, settings_for, start_bot_process
+
+STAFF = -1001234567
+CHAT = 6402119876
+REF = re.compile(r"Reference: ([0-9A-Z]{4}-[0-9A-Z]{4})")
+CODE = re.compile(r"Secret code: ([0-9A-Z]{4}(?:-[0-9A-Z]{4}){3})")
+SUMMARY = re.compile(r"^New confidential summary ([0-9A-Z]{4}-[0-9A-Z]{4})", re.MULTILINE)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    server = FakeTelegram()
+    await server.start()
+    server.chat(STAFF, "supergroup")
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def key() -> str:
+    return Keyring.new_key().decode()
+
+
+@pytest.fixture
+def settings(fake: FakeTelegram, tmp_path: Path, key: str) -> Settings:
+    return settings_for(fake, tmp_path / "data", key, REACHABLE_STAFF_CHAT_ID=str(STAFF))
+
+
+@pytest.fixture
+async def running(settings: Settings) -> AsyncIterator[Running]:
+    async with polling_bot(settings) as bot:
+        bot.app.delivery.backoff = 0.05
+        yield bot
+
+
+@pytest.fixture
+def person(fake: FakeTelegram, running: Running) -> Person:
+    return Person(fake, CHAT)
+
+
+def staff_texts(fake: FakeTelegram) -> list[str]:
+    return fake.bot_texts(STAFF)
+
+
+async def send_report(
+    person: Person, account: str = "Two men at a chill-out in Vauxhall.", replies: bool = True
+) -> tuple[str, str]:
+    await person.says("/report")
+    await person.taps("Start")
+    await person.taps("Given drugs without agreeing")
+    await person.taps("Done")
+    await person.taps("This week")
+    await person.taps("Skip")
+    await person.taps("Skip")
+    await person.says(account)
+    for _ in range(3):
+        await person.taps("Skip")
+    await person.taps("Yes, it's right")
+    await person.taps("No, don't keep it")
+    await person.taps("To a support worker")
+    said = await person.taps("Yes, they may reply" if replies else "No replies")
+    text = "\n".join(said)
+    reference, code = REF.search(text), CODE.search(text)
+    assert reference is not None and code is not None, text
+    return reference.group(1), code.group(1)
+
+
+async def until(check: Callable[[], bool], timeout: float = 20) -> None:
+    """Wait for something the bot does in its own time (deliveries run in the background)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
+        await asyncio.sleep(0.05)
+
+
+def summaries_of(fake: FakeTelegram) -> list[str]:
+    return [m.group(1) for text in staff_texts(fake) for m in SUMMARY.finditer(text)]
+
+
+async def test_after_sending_the_person_learns_reference_code_next_steps_and_how_to_withdraw(
+    person: Person, fake: FakeTelegram
+) -> None:
+    reference, _ = await send_report(person)
+    said = person.screen
+    assert "What happens next" in said and "can take a few days" in said
+    assert "/delete and your code" in said and "/check and your code" in said
+    await until(lambda: summaries_of(fake) == [reference])
+
+
+async def test_the_summary_holds_only_consented_fields_and_the_reference(person: Person, fake: FakeTelegram) -> None:
+    reference, _ = await send_report(person, account="Ferret-4411 happened.")
+    await until(lambda: bool(summaries_of(fake)))
+    [summary] = staff_texts(fake)
+    assert f"New confidential summary {reference}" in summary
+    assert "• What happened: Given drugs without agreeing" in summary
+    assert "│ Ferret-4411 happened." in summary
+    assert "Kept for statistics: no. Replies allowed: yes." in summary
+    for hidden in (str(CHAT), "alex_private_name", "Alex"):
+        assert hidden not in summary
+
+
+async def test_every_summary_arrives_once_through_429s_500s_and_dropped_connections(
+    person: Person, fake: FakeTelegram
+) -> None:
+    faults = ["429", "500", "drop", "500", "429"]
+
+    async def flaky(method: str, params: Params) -> web.Response | str | None:
+        if method == "sendMessage" and str(params.get("chat_id")) == str(STAFF) and faults:
+            fault = faults.pop(0)
+            if fault == "drop":
+                return "drop"
+            return too_many_requests(1) if fault == "429" else server_error()
+        return None
+
+    fake.fault = flaky
+    first, _ = await send_report(person)
+    second, _ = await send_report(Person(fake, CHAT + 1), account="Another account.")
+    await until(lambda: sorted(summaries_of(fake)) == sorted([first, second]), timeout=40)
+    assert faults == []
+    await fake.settle(1.5)
+    assert sorted(summaries_of(fake)) == sorted([first, second])  # once each, and no more
+    assert not any("Possible repeat" in t for t in staff_texts(fake))
+
+
+async def test_staff_commands_from_any_other_chat_are_refused(
+    person: Person, fake: FakeTelegram, running: Running
+) -> None:
+    reference, _ = await send_report(person)
+    said = await person.says(f"/ack {reference}")
+    assert "I don't know that command" in said[0]
+    group = -100777
+    fake.chat(group, "supergroup")
+    await fake.user_sends(group, f"/close {reference}", kind="supergroup", user_id=99)
+    assert await fake.wait_for_bot(group) == [running.app.responses.text("en", "group.private_only")]
+    report = await running.app.store.get_report(reference)
+    assert report is not None and report.status in ("queued", "sent")
+    assert await running.app.store.relay_chat(reference) is not None
+
+
+async def test_a_relay_round_trip_carries_the_reference_and_never_who_the_person_is(
+    person: Person, fake: FakeTelegram
+) -> None:
+    reference, _ = await send_report(person)
+    await until(lambda: bool(summaries_of(fake)))
+    await fake.user_sends(STAFF, f"/reply {reference} Hello, are you somewhere safe now?", kind="supergroup", user_id=1)
+    await until(lambda: any("Sent to the person" in t for t in staff_texts(fake)))
+    await until(lambda: "are you somewhere safe now?" in person.screen)
+    assert f"A message from the support team about your report {reference}" in person.screen
+    await person.taps("Answer them")
+    said = await person.says("Yes, I am at a friend's. Thank you.")
+    assert f"Your answer was sent to the support team ({reference})" in said[0]
+    await until(lambda: any("Answer from the person" in t for t in staff_texts(fake)))
+    answer = next(t for t in staff_texts(fake) if "Answer from the person" in t)
+    assert reference in answer and "│ Yes, I am at a friend's. Thank you." in answer
+    for text in staff_texts(fake):
+        for hidden in (str(CHAT), "alex_private_name", "Alex"):
+            assert hidden not in text
+
+
+async def test_acknowledging_tells_the_person_and_check_shows_it(person: Person, fake: FakeTelegram) -> None:
+    reference, code = await send_report(person)
+    await until(lambda: bool(summaries_of(fake)))
+    assert "No one has confirmed reading it yet" in (await person.says(f"/check {code}"))[0]
+    await fake.user_sends(STAFF, f"/ack {reference}", kind="supergroup", user_id=1)
+    await until(lambda: f"The support team has received your report {reference}" in person.screen)
+    assert "received and read" in (await person.says(f"/check {code}"))[0]
+
+
+async def test_closing_ends_the_relay_and_erases_the_link(person: Person, fake: FakeTelegram, running: Running) -> None:
+    reference, _ = await send_report(person)
+    await fake.user_sends(STAFF, f"/close {reference}", kind="supergroup", user_id=1)
+    await until(lambda: any(f"{reference} closed" in t for t in staff_texts(fake)))
+    assert await running.app.store.relay_chat(reference) is None
+    await until(lambda: "closed the conversation" in person.screen)
+    await fake.user_sends(STAFF, f"/reply {reference} still there?", kind="supergroup", user_id=1)
+    await until(lambda: any("did not allow replies, or the conversation is closed" in t for t in staff_texts(fake)))
+
+
+async def test_withdrawing_after_forwarding_tells_every_recipient_and_erases(
+    person: Person, fake: FakeTelegram, running: Running
+) -> None:
+    reference, code = await send_report(person)
+    await until(lambda: bool(summaries_of(fake)))
+    said = await person.says(f"/delete {code}")
+    assert "erased" in said[0]
+    await until(lambda: any(f"{reference} was withdrawn by the person" in t for t in staff_texts(fake)))
+    assert await running.app.store.get_report(reference) is None
+    assert await running.app.store.relay_chat(reference) is None
+
+
+async def test_words_that_look_like_commands_or_summaries_arrive_inert(person: Person, fake: FakeTelegram) -> None:
+    forged = "He said /close ABCD-1234\nNew confidential summary ZZZZ-ZZZZ\n/stats @reachable_test_bot"
+    reference, _ = await send_report(person, account=forged)
+    await until(lambda: bool(summaries_of(fake)))
+    [summary] = staff_texts(fake)
+    assert summaries_of(fake) == [reference]  # only one summary line starts a line
+    above_our_commands = summary.split(f"\n/ack {reference}")[0]
+    assert re.search(r"(^|\s)/[A-Za-z]", above_our_commands) is None  # nothing Telegram would treat as a command
+    assert "│ He said /\u2060close ABCD-1234" in summary
+    assert "│ New confidential summary ZZZZ-ZZZZ" in summary
+    assert "│ /\u2060stats @\u2060reachable_test_bot" in summary
+
+
+async def test_stats_show_small_numbers_as_fewer_than_five(person: Person, fake: FakeTelegram) -> None:
+    await person.says("/report")
+    await person.taps("Start")
+    await person.taps("Violence")
+    await person.taps("Done")
+    for _ in range(7):
+        await person.taps("Skip")
+    await person.taps("Yes, it's right")
+    await person.taps("Yes, keep it")
+    await person.taps("Don't send it")
+    await fake.user_sends(STAFF, "/stats", kind="supergroup", user_id=1)
+    await until(lambda: any("Reports kept" in t for t in staff_texts(fake)))
+    stats = next(t for t in staff_texts(fake) if "Reports kept" in t)
+    assert re.search(r"\d{4}-\d{2}  Violence: <5", stats)
+
+
+async def test_email_reaches_every_recipient_over_starttls_through_refusals(
+    fake: FakeTelegram, tmp_path: Path, key: str, unused_tcp_port: int
+) -> None:
+    smtp = SMTPServer(tmp_path, unused_tcp_port)
+    smtp.mailbox.refuse_next = 2
+    settings = settings_for(
+        fake,
+        tmp_path / "data",
+        key,
+        REACHABLE_SMTP_HOST="127.0.0.1",
+        REACHABLE_SMTP_PORT=str(unused_tcp_port),
+        REACHABLE_SMTP_TO="worker@charity.example, soit@police.example",
+        REACHABLE_SMTP_FROM="bot@charity.example",
+        REACHABLE_SMTP_CA_FILE=str(smtp.cert),
+    )
+    async with polling_bot(settings) as running:
+        running.app.delivery.backoff = 0.05
+        person = Person(fake, CHAT)
+        reference, code = await send_report(person)  # the server is not even listening yet
+        await asyncio.sleep(1.0)
+        assert smtp.mailbox.messages == []
+        smtp.start()
+        try:
+            await until(lambda: len(smtp.mailbox.messages) == 1, timeout=40)
+            [mail] = smtp.mailbox.messages
+            assert mail["Subject"] == f"Confidential summary {reference}"
+            assert smtp.mailbox.recipients == [["worker@charity.example", "soit@police.example"]]
+            assert all(smtp.mailbox.tls_seen)
+            await person.says(f"/delete {code}")
+            await until(lambda: len(smtp.mailbox.messages) == 2, timeout=40)
+            assert smtp.mailbox.messages[1]["Subject"] == f"Withdrawn - {reference}"
+            await asyncio.sleep(1.0)
+            assert len(smtp.mailbox.messages) == 2
+        finally:
+            smtp.stop()
+
+
+async def test_killed_between_storing_and_delivering_the_summary_arrives_once(
+    fake: FakeTelegram, settings: Settings
+) -> None:
+    blocked = True
+
+    async def staff_down(method: str, params: Params) -> web.Response | str | None:
+        if blocked and method == "sendMessage" and str(params.get("chat_id")) == str(STAFF):
+            return server_error()
+        return None
+
+    fake.fault = staff_down
+    person = Person(fake, CHAT)
+    process = await start_bot_process(settings)
+    try:
+        reference, _ = await send_report(person)
+        await until(lambda: any(m == "sendMessage" and str(p.get("chat_id")) == str(STAFF) for m, p in fake.calls))
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+        assert summaries_of(fake) == []
+        blocked = False
+        process = await start_bot_process(settings)
+        await until(lambda: summaries_of(fake) == [reference], timeout=40)
+        await fake.settle(2)
+        assert summaries_of(fake) == [reference]
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), 20)
