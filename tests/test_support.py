@@ -300,3 +300,24 @@ async def test_killed_between_storing_and_delivering_the_summary_arrives_once(
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(process.wait(), 20)
+
+
+async def test_a_send_interrupted_by_a_crash_is_resent_marked_as_a_possible_repeat(
+    settings: Settings, key: str
+) -> None:
+    from bot.app import create_app
+    from storage import NewReport
+
+    async with create_app(settings) as app:
+        await app.delivery.stop()  # drive the queue by hand
+        report = NewReport("ABCD-2345", "7K2P-QX9D-M4TA-8BWE", {"account": "x"}, (), False, "support", False, 1)
+        await app.store.add_report(report, destinations=("staff_chat",))
+        [claimed] = await app.store.claim_due()  # "sending" when the process dies
+    async with create_app(settings) as app:  # the restart recovers it
+        await app.delivery.stop()
+        [again] = await app.store.claim_due()
+        assert again.id == claimed.id and again.maybe_sent
+        text = await app.desk.compose(again)
+        assert text is not None
+        assert text.body.startswith("Possible repeat: this was being sent when the service restarted.")
+        assert "New confidential summary ABCD-2345" in text.body
