@@ -14,10 +14,14 @@ from pydantic import ValidationError
 from bot.app import create_app
 from bot.console import run_console
 from bot.errors import ReachableError
+from bot.preview import build_preview, to_html, to_markdown
 from bot.settings import Settings
+from flows import Engine, EngineConfig
+from flows.definitions import build_flows
 from flows.model import FlowError
-from responses import ResponsesError, check
-from storage import StorageError
+from responses import Renderer, Responses, ResponsesError, check
+from responses.readability import TARGET_READING_AGE, WORST_ALLOWED, measure, summarise
+from storage import Keyring, StorageError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,17 +35,66 @@ def _parser() -> argparse.ArgumentParser:
     what = responses.add_subparsers(dest="action", required=True)
     checking = what.add_parser("check", help="check a responses folder and list every problem")
     checking.add_argument("folder", nargs="?", type=Path, help="your overlay folder (default: the built-in text)")
+    checking.add_argument("--readability", action="store_true", help="print reading ages, worst first")
+    checking.add_argument("--locale", default="en", help="language to measure with --readability")
+    previewing = what.add_parser("preview", help="every screen, in order, as a page a reviewer can read")
+    previewing.add_argument("folder", nargs="?", type=Path, help="your overlay folder (default: the built-in text)")
+    previewing.add_argument("--locale", default="en", help="language to show (default: en)")
+    previewing.add_argument("--out", type=Path, help="write here (.html, or .md for Markdown); default: print")
+    keys = commands.add_parser("keys", help="encryption keys")
+    keys_what = keys.add_subparsers(dest="action", required=True)
+    keys_what.add_parser("new", help="print a new key for REACHABLE_ENCRYPTION_KEY")
     return parser
 
 
-def _check(folder: Path | None) -> int:
-    problems = check(folder).problems
+def _check(folder: Path | None, readability: bool, locale: str) -> int:
+    checked = check(folder)
+    problems = checked.problems
     errors = [p for p in problems if p.severity == "error"]
     for problem in problems:
         print(problem)
+    if readability and not errors:
+        _readability(checked, locale)
     warnings = len(problems) - len(errors)
     print(f"{len(errors)} error(s), {warnings} warning(s)")
     return 1 if errors else 0
+
+
+def _readability(responses: Responses, locale: str) -> None:
+    scores = measure(responses, locale)
+    summary = summarise(scores, worst=10)
+    print(f"\nReading age per message ({locale}), Flesch-Kincaid grade + 5:")
+    for found in sorted(scores, key=lambda s: s.message):
+        print(f"  {found.reading_age:5.1f}  {found.message}  ({found.words} words)")
+    print("\nHardest to read:")
+    for found in summary.worst:
+        print(f"  {found.reading_age:5.1f}  {found.message}")
+    verdict = "meets the target" if summary.meets_target else "DOES NOT meet the target"
+    print(
+        f"\nReading age: all text {summary.overall}, median message {summary.median}, hardest "
+        f"{summary.worst[0].reading_age:.1f} ({summary.messages} messages). Target: about 9 to 11 "
+        f"(all text and median at most {TARGET_READING_AGE:g}, no message above {WORST_ALLOWED:g}): {verdict}."
+    )
+
+
+def _preview(folder: Path | None, locale: str, out: Path | None) -> int:
+    responses = Responses.load(folder)
+    if locale not in responses.locales:
+        print(f"reachable: no {locale!r} text; languages here: {', '.join(responses.locales)}", file=sys.stderr)
+        return 2
+    engine = Engine(
+        responses,
+        EngineConfig(forwarding=True),
+        flows=build_flows(responses.question_order, responses.questions_off),
+    )
+    preview = build_preview(engine, Renderer(responses, retention_days=90, draft_hours=24), locale)
+    page = to_markdown(preview) if out is not None and out.suffix == ".md" else to_html(preview)
+    if out is None:
+        sys.stdout.write(page)
+    else:
+        out.write_text(page, encoding="utf-8")
+        print(f"wrote {out} ({len(preview.step_keys)} screens, {len(preview.other)} other messages)")
+    return 0
 
 
 async def _console(settings: Settings, chat: str) -> None:
@@ -59,8 +112,17 @@ async def _run(settings: Settings, webhook: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "keys":
+        print(Keyring.new_key().decode())
+        return 0
     if args.command == "responses":
-        return _check(args.folder)
+        try:
+            if args.action == "preview":
+                return _preview(args.folder, args.locale, args.out)
+            return _check(args.folder, args.readability, args.locale)
+        except ResponsesError as error:
+            print(f"reachable: {error}", file=sys.stderr)
+            return 2
     try:
         settings = Settings.from_environ()
         logging.basicConfig(

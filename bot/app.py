@@ -13,6 +13,7 @@ from bot.settings import Settings
 from bot.staff import StaffDesk
 from flows import Engine, EngineConfig
 from flows.codes import Tokens
+from flows.definitions import build_flows
 from responses import Renderer, Responses
 from storage import DB_FILE, SQLiteStore, Store, load_keyring
 
@@ -26,7 +27,8 @@ class App:
     def __init__(self, settings: Settings, tokens: Tokens | None = None, store: Store | None = None) -> None:
         self.settings = settings
         self.responses = Responses.load(settings.responses_dir)
-        self.engine = Engine(self.responses, EngineConfig(forwarding=settings.forwarding), tokens=tokens)
+        flows = build_flows(self.responses.question_order, self.responses.questions_off)
+        self.engine = Engine(self.responses, EngineConfig(forwarding=settings.forwarding), tokens=tokens, flows=flows)
         self.renderer = Renderer(self.responses, settings.retention_days, settings.draft_hours)
         self.keyring = load_keyring(
             settings.encryption_key.get_secret_value() if settings.encryption_key else None,

@@ -42,8 +42,7 @@ def format_message(message: Rendered, width: int = WIDTH) -> str:
     for line in message.text.split("\n"):
         lines.extend(_wrap(line, width))
     for number, option in enumerate(message.options, start=1):
-        tick = "[x] " if option.selected else ""
-        lines.extend(_wrap(f"  {number}. {tick}{option.label}", width))
+        lines.extend(_wrap(f"  {number}. {option.text}", width))
     return "\n".join(lines)
 
 

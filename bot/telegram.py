@@ -74,7 +74,7 @@ def keyboard(message: Rendered) -> InlineKeyboardMarkup | None:
     rows = [
         [
             InlineKeyboardButton(
-                text=("✓ " if option.selected else "") + option.label,
+                text=option.text,
                 callback_data=callbacks.encode(message.step, option.key),
             )
         ]

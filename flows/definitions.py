@@ -8,6 +8,9 @@ are message ids in ``responses/``; a Mermaid diagram of each flow sits beside th
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+
 from flows.model import Flow, Kind, Option, Step
 
 QUESTIONNAIRE_VERSION = 1
@@ -340,3 +343,40 @@ ADVICE = Flow(
 )
 
 FLOWS = (MAIN, SUPPORT, REPORT, CONSENT, RELAY, ADVICE)
+
+# The report's optional questions, by field, in their default order. The borough always follows
+# "where" (and goes with it); the consent steps are not questions and can never be changed.
+QUESTION_FIELDS = ("what", "when", "where", "substances", "account", "app", "elsewhere", "wants")
+FOLLOW_UPS = {"where": ("borough",)}
+
+
+def build_flows(order: Sequence[str] | None = None, off: Collection[str] = ()) -> tuple[Flow, ...]:
+    """The flows with the report's questions in ``order`` and without those ``off``.
+
+    Raises ValueError naming unknown fields or a questionnaire with no question left.
+    """
+    chosen = list(order) if order else list(QUESTION_FIELDS)
+    unknown = sorted((set(chosen) | set(off)) - set(QUESTION_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown report question(s): {', '.join(unknown)} (known: {', '.join(QUESTION_FIELDS)})")
+    chosen += [f for f in QUESTION_FIELDS if f not in chosen]  # anything not listed keeps its place at the end
+    asked = [f for f in dict.fromkeys(chosen) if f not in set(off)]
+    if not asked:
+        raise ValueError("every report question is turned off: keep at least one")
+    by_field = {step.field: step for step in REPORT.steps if step.field}
+    chain: list[Step] = []
+    for field in asked:
+        chain.append(by_field[field])
+        chain.extend(by_field[f] for f in FOLLOW_UPS.get(field, ()))
+    linked: list[Step] = []
+    for index, step in enumerate(chain):
+        after = next(
+            (s.key for s in chain[index + 1 :] if s.field not in FOLLOW_UPS.get(step.field or "", ())), "@review"
+        )
+        linked.append(replace(step, next=after))
+    intro, unfinished = REPORT.steps[0], REPORT.steps[1]
+    intro = replace(
+        intro, options=tuple(replace(o, goto=linked[0].key) if o.key == "start" else o for o in intro.options)
+    )
+    report = replace(REPORT, steps=(intro, unfinished, *linked))
+    return tuple(report if flow is REPORT else flow for flow in FLOWS)

@@ -39,6 +39,8 @@ COMMANDS = {
     "cancel": "@cancel",
 }
 LEAVE = OptionRef("leave", "option.leave")
+MORE = OptionRef("next_page", "option.more")
+PAGE_BREAK = "\n---\n"
 SKIP = OptionRef("skip", "option.skip")
 DONE = OptionRef("done", "option.done")
 # Anything longer is not read further: enough for any word list, bounded work per message.
@@ -108,6 +110,12 @@ class Engine:
                     self._reprompt(turn)
                 else:
                     self._welcome(turn)
+        return turn.outcome()
+
+    def enter(self, state: State, target: str) -> Outcome:
+        """What happens on arriving at ``target`` (a step or an action) from ``state``."""
+        turn = _Turn(state)
+        self._go(turn, target)
         return turn.outcome()
 
     def reprompt(self, state: State) -> tuple[Reply, ...]:
@@ -210,9 +218,16 @@ class Engine:
         return matches(text, sorted(words))
 
     # ------------------------------------------------------------------ options
+    def _pages(self, step: Step, state: State) -> int:
+        if step.kind is not Kind.MENU:
+            return 1
+        return self.lexicon.text(state.locale, step.prompt).count(PAGE_BREAK) + 1
+
     def _options(self, step: Step, state: State) -> list[OptionRef]:
         """Every option shown at a step, in the order they are numbered."""
         shown: list[OptionRef] = []
+        if state.page < self._pages(step, state) - 1:
+            shown.append(MORE)
         if step.dynamic == "locales":
             shown = [OptionRef(code, f"language.name.{code}") for code in self.lexicon.locales]
         elif step.dynamic == "fields":
@@ -263,6 +278,9 @@ class Engine:
         first = keys[0]
         if first == "leave":
             self._go(turn, "@exit")
+        elif first == "next_page":
+            turn.state = state.evolve(page=state.page + 1)
+            self._prompt(turn, step)
         elif first == "skip":
             turn.state = state.with_answer(step.field, None) if step.field else state
             self._advance(turn, step, None)
@@ -369,7 +387,7 @@ class Engine:
         if not self._holds(step.only_if, turn.state):
             self._go(turn, step.next or MENU)
             return
-        turn.state = turn.state.evolve(step=step.key, picked=())
+        turn.state = turn.state.evolve(step=step.key, picked=(), page=0)
         self._prompt(turn, step)
 
     def _prompt(self, turn: _Turn, step: Step) -> None:

@@ -132,7 +132,7 @@ class FlowSet(Mapping[str, Step]):
         keys = [o.key for o in step.options]
         for key in {k for k in keys if keys.count(k) > 1}:
             yield f"{where} has the option key {key!r} twice"
-        for key in {"skip", "done", "leave"} & set(keys):
+        for key in {"skip", "done", "leave", "back", "next_page"} & set(keys):
             yield f"{where} uses the reserved option key {key!r}"
         for condition in [step.only_if, *(o.only_if for o in step.options)]:
             if condition is not None and condition not in CONDITIONS:

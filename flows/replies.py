@@ -44,10 +44,11 @@ class Reply:
     """A message to send: a message id from ``responses/``, its variables and its options.
 
     ``step`` names the step the options belong to, so a pressed button can be checked
-    against the step the conversation is at.
+    against the step the conversation is at. ``page`` picks one page of a long message.
     """
 
     message: str
     variables: Mapping[str, Variable] = field(default_factory=dict)
     options: tuple[OptionRef, ...] = ()
     step: str | None = None
+    page: int | None = None

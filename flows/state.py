@@ -26,6 +26,7 @@ class State:
     - ``resume``: the step to go back to after an interruption (emergency guidance).
     - ``editing``: a report answer is being changed from the review; go back there after it.
     - ``relay``: the report whose support worker last wrote; the person's answer goes to them.
+    - ``page``: which page of a long screen is showing (pages are split by a ``---`` line).
     """
 
     locale: str = "en"
@@ -35,6 +36,7 @@ class State:
     resume: str = ""
     editing: bool = False
     relay: str = ""
+    page: int = 0
 
     def evolve(self, **changes: Any) -> State:
         if "answers" in changes:
@@ -64,6 +66,7 @@ class State:
             "resume": self.resume,
             "editing": self.editing,
             "relay": self.relay,
+            "page": self.page,
         }
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -83,4 +86,5 @@ class State:
             resume=str(body.get("resume", "")),
             editing=bool(body.get("editing", False)),
             relay=str(body.get("relay", "")),
+            page=int(body.get("page", 0)),
         )

@@ -22,10 +22,15 @@ from typing import Literal
 
 import yaml
 
+from flows.definitions import QUESTION_FIELDS
+
 DEFAULT_DIR = Path(__file__).parent / "default"
 DEFAULT_LOCALE = "en"
 TELEGRAM_LIMIT = 4096
-WORD_LISTS = frozenset({"emergency", "assault", "drugged", "robbery", "threats", "boroughs"})
+WORD_LISTS = frozenset({"emergency", "assault", "drugged", "robbery", "threats", "boroughs", "judgemental"})
+# Lists an overlay adds to rather than replaces.
+EXTENDED_LISTS = frozenset({"judgemental"})
+PAGE_BREAK = "\n---\n"
 SERVICE_FIELDS = frozenset(
     {
         "id",
@@ -93,6 +98,8 @@ class Sources:
     messages: dict[str, dict[str, Message]] = field(default_factory=dict)
     words: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     services: dict[str, dict[str, Service]] = field(default_factory=dict)
+    question_order: tuple[str, ...] = ()
+    questions_off: tuple[str, ...] = ()
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -155,7 +162,8 @@ def _read_words(path: Path, locale: str, into: Sources) -> None:
         ):
             into.problems.append(Problem(path, line, f"word list {key!r} must be a list of words or phrases"))
             continue
-        target[key] = tuple(str(item.value).strip() for item in value.value)
+        entries = tuple(str(item.value).strip() for item in value.value)
+        target[key] = tuple(dict.fromkeys((*target.get(key, ()), *entries))) if key in EXTENDED_LISTS else entries
 
 
 def _read_services(path: Path, locale: str, into: Sources) -> None:
@@ -180,7 +188,8 @@ def _read_services(path: Path, locale: str, into: Sources) -> None:
         if raw.get("remove") is True:
             target.pop(service_id, None)
             continue
-        base = target.get(service_id)
+        # A translation changes only what it gives; the rest comes from the English entry.
+        base = target.get(service_id) or into.services.get("en", {}).get(service_id)
         merged = _service(path, line, raw, base, into.problems)
         if merged is not None:
             target[service_id] = merged
@@ -231,11 +240,38 @@ def _service(
     )
 
 
+def _read_questions(path: Path, into: Sources) -> None:
+    """``order:`` and ``off:`` lists of report question names; the consent steps are not among them."""
+    for key, value, line in _pairs(path, _compose(path, into.problems), into.problems):
+        if key not in ("order", "off"):
+            into.problems.append(Problem(path, line, f"unknown setting {key!r}: use 'order' and 'off'"))
+            continue
+        if not isinstance(value, yaml.SequenceNode) or not all(isinstance(i, yaml.ScalarNode) for i in value.value):
+            into.problems.append(Problem(path, line, f"{key!r} must be a list of question names"))
+            continue
+        names = tuple(str(item.value).strip() for item in value.value)
+        for item, name in zip(value.value, names, strict=True):
+            if name.startswith("consent") or name in ("review", "keep", "send", "reply"):
+                into.problems.append(Problem(path, _line(item), f"{name!r}: the consent steps cannot be changed"))
+            elif name not in QUESTION_FIELDS:
+                known = ", ".join(QUESTION_FIELDS)
+                into.problems.append(Problem(path, _line(item), f"unknown report question {name!r} (known: {known})"))
+        valid = tuple(n for n in names if n in QUESTION_FIELDS)
+        if key == "order":
+            into.question_order = valid
+        else:
+            into.questions_off = valid
+    if set(QUESTION_FIELDS) <= set(into.questions_off):
+        into.problems.append(Problem(path, 1, "every report question is turned off: keep at least one"))
+
+
 def read_folder(folder: Path, into: Sources) -> None:
     """Read every locale folder under ``folder`` into ``into``, later folders overriding earlier."""
     if not folder.is_dir():
         into.problems.append(Problem(folder, 1, "this responses folder does not exist"))
         return
+    if (folder / "questions.yaml").is_file():
+        _read_questions(folder / "questions.yaml", into)
     for locale_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
         locale = locale_dir.name
         for name in sorted(p.name for p in locale_dir.iterdir() if p.is_file()):

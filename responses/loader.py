@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import string
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
+from flows.text import matches
 from responses.catalog import (
     BUILT_INS,
     DEFAULT_DIR,
     DEFAULT_LOCALE,
+    PAGE_BREAK,
     TELEGRAM_LIMIT,
     Message,
     Problem,
@@ -20,6 +24,12 @@ from responses.catalog import (
 )
 
 STALE_AFTER = dt.timedelta(days=183)
+# Staff read the staff chat in one language (English unless a charity rewrites it); each
+# language is named in its own words, the same everywhere.
+STAFF_ONLY = ("staff.", "language.name.")
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+# Symbols used as plain typography, never as the only carrier of meaning.
+ALLOWED_SYMBOLS = frozenset("•■│–—→")
 
 
 class ResponsesError(Exception):
@@ -38,6 +48,8 @@ class Responses:
         self._messages = sources.messages
         self._words = sources.words
         self._services = sources.services
+        self.question_order = sources.question_order
+        self.questions_off = sources.questions_off
         self.problems = tuple(sources.problems)
 
     @classmethod
@@ -59,6 +71,10 @@ class Responses:
         found = self._messages.get(locale, {}).get(message_id)
         return found or self._messages[DEFAULT_LOCALE][message_id]
 
+    def ids(self, locale: str = DEFAULT_LOCALE) -> tuple[str, ...]:
+        """Every message id the bot uses (the English set), in file order."""
+        return tuple(self._messages[DEFAULT_LOCALE])
+
     def text(self, locale: str, message_id: str) -> str:
         return self.message(locale, message_id).text
 
@@ -67,9 +83,10 @@ class Responses:
         return found if found is not None else self._words.get(DEFAULT_LOCALE, {}).get(group, ())
 
     def services(self, locale: str) -> tuple[Service, ...]:
-        found = self._services.get(locale)
-        chosen = found if found is not None else self._services.get(DEFAULT_LOCALE, {})
-        return tuple(chosen.values())
+        """The directory in ``locale``: the English entries, each replaced by its translation if any."""
+        english = self._services.get(DEFAULT_LOCALE, {})
+        translated = self._services.get(locale, {}) if locale != DEFAULT_LOCALE else {}
+        return tuple(translated.get(key, service) for key, service in english.items())
 
 
 def _placeholders(message: Message) -> tuple[frozenset[str], str | None]:
@@ -103,7 +120,7 @@ def check(overlay: Path | None = None, today: dt.date | None = None) -> Response
         for key, message in messages.items():
             problems.extend(_check_message(locale, key, message, expected))
         if locale != DEFAULT_LOCALE:
-            for key in sorted(set(reference) - set(messages)):
+            for key in sorted(k for k in set(reference) - set(messages) if not k.startswith(STAFF_ONLY)):
                 where = next(iter(messages.values())).path if messages else DEFAULT_DIR / locale
                 problems.append(
                     Problem(
@@ -113,6 +130,12 @@ def check(overlay: Path | None = None, today: dt.date | None = None) -> Response
                         "warning",
                     )
                 )
+    for locale, messages in sources.messages.items():
+        flagged = sources.words.get(locale, {}).get("judgemental", ()) + sources.words.get(DEFAULT_LOCALE, {}).get(
+            "judgemental", ()
+        )
+        for key, message in messages.items():
+            problems.extend(_check_tone(locale, key, message, flagged))
     if not sources.words.get(DEFAULT_LOCALE, {}).get("emergency"):
         problems.append(Problem(DEFAULT_DIR / DEFAULT_LOCALE / "words.yaml", 1, "no emergency words"))
     problems.extend(_check_services(sources, today or dt.date.today()))
@@ -130,7 +153,7 @@ def _check_message(locale: str, key: str, message: Message, expected: dict[str, 
         return found
     if not message.text.strip():
         problem("is empty")
-    if len(message.text) > TELEGRAM_LIMIT:
+    if len(message.text) > TELEGRAM_LIMIT and PAGE_BREAK not in message.text:
         problem(f"is {len(message.text):,} characters; Telegram allows {TELEGRAM_LIMIT:,}")
     names, error = _placeholders(message)
     if error:
@@ -143,14 +166,38 @@ def _check_message(locale: str, key: str, message: Message, expected: dict[str, 
     return found
 
 
+def _check_tone(locale: str, key: str, message: Message, flagged: tuple[str, ...]) -> list[Problem]:
+    """Judgemental phrases (a list charities extend) and emoji that might carry meaning alone."""
+    found = []
+    for phrase in sorted(set(flagged)):
+        if matches(message.text, [phrase]):
+            text = f"[{locale}] {key!r}: {phrase!r} can sound judgemental or blaming; please reword"
+            found.append(Problem(message.path, message.line, text, "warning"))
+    for line in message.text.splitlines():
+        symbols = [ch for ch in line if unicodedata.category(ch) == "So" and ch not in ALLOWED_SYMBOLS]
+        bare = _PLACEHOLDER.sub("", line)
+        if symbols and not any(ch.isalpha() for ch in bare):
+            text = f"[{locale}] {key!r}: {''.join(symbols)} stands alone on a line; say it in words too"
+            found.append(Problem(message.path, message.line, text, "warning"))
+    for number, page in enumerate(message.text.split(PAGE_BREAK), start=1):
+        if len(page) > TELEGRAM_LIMIT and PAGE_BREAK in message.text:
+            text = f"[{locale}] {key!r}: page {number} is {len(page):,} characters; Telegram allows {TELEGRAM_LIMIT:,}"
+            found.append(Problem(message.path, message.line, text))
+    return found
+
+
 def _listing(names: frozenset[str]) -> str:
     return ", ".join(f"{{{n}}}" for n in sorted(names))
 
 
 def _check_services(sources: Sources, today: dt.date) -> list[Problem]:
     found: list[Problem] = []
+    english = sources.services.get(DEFAULT_LOCALE, {})
     for locale, services in sources.services.items():
         for service in services.values():
+            inherited = service.id in english and service.last_checked == english[service.id].last_checked
+            if locale != DEFAULT_LOCALE and inherited:
+                continue  # a translation carries the English entry's date: warned about once, there
             path, line = service.path, service.line
             if service.last_checked is None:
                 text = f"[{locale}] service {service.id!r} has no last_checked date: check its details"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from flows.replies import Reply, Summary
 from flows.text import quote
-from responses.catalog import TELEGRAM_LIMIT
+from responses.catalog import PAGE_BREAK, TELEGRAM_LIMIT
 from responses.loader import Responses
 
 
@@ -17,6 +17,12 @@ class RenderedOption:
     key: str
     label: str
     selected: bool = False
+    shown: str = ""
+
+    @property
+    def text(self) -> str:
+        """What a button or a numbered line shows: the label, or the words for a chosen one."""
+        return self.shown or self.label
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +59,8 @@ class Renderer:
 
     def render(self, reply: Reply, locale: str) -> Rendered:
         text = self.responses.text(locale, reply.message)
+        pages = text.split(PAGE_BREAK)
+        text = pages[min(reply.page, len(pages) - 1)] if reply.page is not None else "\n\n".join(pages)
         variables = _Variables(retention_days=str(self.retention_days), draft_hours=str(self.draft_hours))
         if "{services}" in text:
             variables["services"] = self.services_text(locale)

@@ -33,7 +33,7 @@ def rows(data: Path, table: str) -> int:
 
 
 def option_number(screen: str, label: str) -> str:
-    found = re.search(rf"^\s+(\d+)\. (?:\[x\] )?{re.escape(label)}$", screen, re.MULTILINE)
+    found = re.search(rf"^\s+(\d+)\. {re.escape(label)}$", screen, re.MULTILINE)
     assert found, f"no option {label!r} on screen:\n{screen}"
     return found.group(1)
 
