@@ -391,7 +391,10 @@ class Engine:
         self._prompt(turn, step)
 
     def _prompt(self, turn: _Turn, step: Step) -> None:
-        turn.replies.append(Reply(message=step.prompt, options=tuple(self._options(step, turn.state)), step=step.key))
+        pages = self._pages(step, turn.state)
+        page = min(turn.state.page, pages - 1) if pages > 1 else None
+        options = tuple(self._options(step, turn.state))
+        turn.replies.append(Reply(message=step.prompt, options=options, step=step.key, page=page))
 
     def _reprompt(self, turn: _Turn) -> None:
         step = self.steps.get(turn.state.step)

@@ -66,8 +66,13 @@ class Renderer:
             variables["services"] = self.services_text(locale)
         for name, value in reply.variables.items():
             variables[name] = self.summary_text(value, locale) if isinstance(value, Summary) else str(value)
-        options = tuple(RenderedOption(o.key, self.responses.text(locale, o.label), o.selected) for o in reply.options)
-        return Rendered(text.format_map(variables), options, reply.step)
+        chosen = self.responses.text(locale, "option.chosen")
+        options = []
+        for option in reply.options:
+            label = self.responses.text(locale, option.label)
+            shown = chosen.format_map(_Variables(label=label)) if option.selected else ""
+            options.append(RenderedOption(option.key, label, option.selected, shown))
+        return Rendered(text.format_map(variables), tuple(options), reply.step)
 
     def summary_text(self, summary: Summary, locale: str, for_staff: bool = False) -> str:
         """The summary as the person sees it, or (``for_staff``) with their own words quoted and

@@ -103,7 +103,9 @@ def test_erase_it_all_from_the_review(chat: Chat) -> None:
 def test_every_question_can_be_skipped(chat: Chat) -> None:
     start_report(chat)
     asked = []
-    while chat.step.startswith("report."):
+    for _ in range(20):
+        if not chat.step.startswith("report."):
+            break
         asked.append(chat.step)
         chat.send("skip")
     assert asked == [
@@ -133,7 +135,9 @@ def test_changing_where_to_london_asks_for_the_borough_then_returns(chat: Chat) 
     for _ in range(2):
         chat.send("skip")
     chat.tap("Somewhere else")
-    while chat.step != "review":
+    for _ in range(20):
+        if chat.step == "review":
+            break
         chat.send("skip")
     chat.tap("Change an answer")
     chat.tap("Where")
@@ -174,7 +178,9 @@ def test_emergency_words_mid_report_interrupt_then_the_report_resumes_at_the_sam
 
 def test_an_answer_that_is_too_long_is_cut_and_the_person_is_told(chat: Chat) -> None:
     start_report(chat)
-    while chat.step != "report.account":
+    for _ in range(20):
+        if chat.step == "report.account":
+            break
         chat.send("skip")
     said = text_of(chat.send("x" * 5000))
     assert "I kept the first 1000 characters" in said

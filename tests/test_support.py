@@ -189,7 +189,7 @@ async def test_closing_ends_the_relay_and_erases_the_link(person: Person, fake: 
     await fake.user_sends(STAFF, f"/close {reference}", kind="supergroup", user_id=1)
     await until(lambda: any(f"{reference} closed" in t for t in staff_texts(fake)))
     assert await running.app.store.relay_chat(reference) is None
-    await until(lambda: "closed the conversation" in person.screen)
+    await until(lambda: "closed the chat" in person.screen)
     await fake.user_sends(STAFF, f"/reply {reference} still there?", kind="supergroup", user_id=1)
     await until(lambda: any("did not allow replies, or the conversation is closed" in t for t in staff_texts(fake)))
 
