@@ -69,11 +69,17 @@ def _readability(responses: Responses, locale: str) -> None:
     print("\nHardest to read:")
     for found in summary.worst:
         print(f"  {found.reading_age:5.1f}  {found.message}")
+    figures = (
+        f"\nReading age: all text {summary.overall}, median message {summary.median}, hardest "
+        f"{summary.worst[0].reading_age:.1f} ({summary.messages} messages)."
+    )
+    if locale != "en":
+        print(figures + " The formula is made for English: use these only to compare messages in this language.")
+        return
     verdict = "meets the target" if summary.meets_target else "DOES NOT meet the target"
     print(
-        f"\nReading age: all text {summary.overall}, median message {summary.median}, hardest "
-        f"{summary.worst[0].reading_age:.1f} ({summary.messages} messages). Target: about 9 to 11 "
-        f"(all text and median at most {TARGET_READING_AGE:g}, no message above {WORST_ALLOWED:g}): {verdict}."
+        f"{figures} Target: about 9 to 11 (all text and median at most {TARGET_READING_AGE:g}, "
+        f"no message above {WORST_ALLOWED:g}): {verdict}."
     )
 
 
