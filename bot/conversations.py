@@ -15,14 +15,17 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from flows import Engine, Event, State
 from flows.effects import CheckReport, EraseReport, ForgetDraft, RelayToStaff, StoreReport, WipeChat
+from flows.events import Command, Relayed
 from flows.replies import Reply
 from responses import Rendered, Renderer
 from storage import ChatKey, Keyring, NewReport, StorageError, Store
 
 log = logging.getLogger("reachable.conversations")
+EXIT = Command(name="exit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,7 @@ class Delivery:
     messages: tuple[Rendered, ...]
     wipe: bool = False
     duplicate: bool = False
+    limited: bool = False
 
 
 class Conversations:
@@ -53,6 +57,7 @@ class Conversations:
         self._locks: weakref.WeakValueDictionary[bytes, asyncio.Lock] = weakref.WeakValueDictionary()
         self._positions = Positions()
         self._recent = RecentUpdates()
+        self.flood = FloodGuard()
 
     def key(self, channel: str, chat_id: str | int) -> ChatKey:
         return ChatKey(self.keyring.chat_key(channel, chat_id))
@@ -76,6 +81,17 @@ class Conversations:
         """One event from one chat. ``update_id`` makes redelivered updates harmless: a turn whose
         update was already handled does nothing and returns ``Delivery(duplicate=True)``."""
         key = self.key(channel, chat_id)
+        # The quick exit always works; staff messages are not the person's flood.
+        if not isinstance(event, Relayed) and event != EXIT:
+            verdict = self.flood.check(key.digest)
+            if verdict is not Flood.ALLOW:
+                # Refused before waiting for the chat's lock: a flood holds up no one else.
+                log.info("chat over its message rate: %s", verdict.name.lower())
+                if verdict is Flood.WARN:
+                    known = self._positions.get(key)
+                    notice = self.renderer.render(Reply("flood.slow_down"), known.locale if known else "en")
+                    return Delivery((notice,), limited=True)
+                return Delivery((), limited=True)
         async with self._lock(key):
             if update_id is not None:
                 if (channel, update_id) in self._recent or await self.store.seen(channel, update_id):
@@ -238,3 +254,42 @@ class RecentUpdates:
         self._ids[item] = None
         while len(self._ids) > self.limit:
             self._ids.popitem(last=False)
+
+
+class Flood(Enum):
+    ALLOW = 1
+    WARN = 2  # over the limit: say so, once
+    DROP = 3  # still over the limit: ignore quietly
+
+
+class FloodGuard:
+    """A token bucket per chat: a burst of ``burst`` messages, then ``rate`` a second. A chat over
+    it is told once, kindly, and its messages are ignored until it slows down. The check is
+    synchronous and cheap, so a flood costs the bot almost nothing."""
+
+    def __init__(
+        self,
+        burst: int = 20,
+        rate: float = 1.0,
+        limit: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst = float(burst)
+        self.rate = rate
+        self.limit = limit
+        self.clock = clock
+        self._buckets: OrderedDict[bytes, tuple[float, float, bool]] = OrderedDict()
+
+    def check(self, chat: bytes) -> Flood:
+        now = self.clock()
+        tokens, stamp, warned = self._buckets.get(chat, (self.burst, now, False))
+        tokens = min(self.burst, tokens + (now - stamp) * self.rate)
+        if tokens >= 1:
+            verdict, tokens, warned = Flood.ALLOW, tokens - 1, False
+        else:
+            verdict, warned = (Flood.DROP if warned else Flood.WARN), True
+        self._buckets[chat] = (tokens, now, warned)
+        self._buckets.move_to_end(chat)
+        if len(self._buckets) > self.limit:
+            self._buckets.popitem(last=False)
+        return verdict

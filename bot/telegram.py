@@ -112,6 +112,7 @@ class TelegramChannel:
         self.staff_chat = app.settings.staff_chat_id
         self.pacer = Pacer(GLOBAL_RATE, 1.0)
         self._group_notices: OrderedDict[int, float] = OrderedDict()
+        self._unwritten: dict[bytes, list[int]] = {}
 
     def attach_forwarders(self) -> None:
         """Let the delivery worker send to the staff chat and relay to people on Telegram."""
@@ -156,9 +157,16 @@ class TelegramChannel:
         delivery = await conversations.handle(CHANNEL, chat_id, event, update_id=update_id, locale_hint=language)
         if delivery.duplicate:
             return
-        store = self.app.store
+        held = self._unwritten.setdefault(key.digest, [])
         if incoming is not None:
-            await store.remember_messages(key, [incoming])
+            held.append(incoming)
+        if delivery.limited:
+            # A flood costs no writes: its message ids wait in memory for the chat's next turn.
+            for rendered in delivery.messages:
+                held.extend(await self._send(chat_id, rendered))
+            return
+        store = self.app.store
+        await store.remember_messages(key, self._unwritten.pop(key.digest, []))
         if delivery.wipe:
             await self._wipe(chat_id, await store.take_messages(key))
         sent: list[int] = []

@@ -1,0 +1,70 @@
+"""One account sending a thousand messages fast is told once to slow down, and does not hold
+anyone else up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.conversations import Flood, FloodGuard
+from storage import Keyring
+from tests.fake_telegram import FakeTelegram
+from tests.telegram_harness import Person, Running, polling_bot, settings_for
+
+FLOODER = 111000111
+OTHER = 222000222
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[tuple[FakeTelegram, Running]]:
+    fake = FakeTelegram()
+    await fake.start()
+    async with polling_bot(settings_for(fake, tmp_path / "data", Keyring.new_key().decode())) as bot:
+        yield fake, bot
+    await fake.stop()
+
+
+async def test_a_flood_is_told_once_and_someone_else_is_answered_meanwhile(
+    running: tuple[FakeTelegram, Running],
+) -> None:
+    fake, _ = running
+    fake.chat(FLOODER)
+    other = Person(fake, OTHER)
+    for n in range(500):
+        await fake.user_sends(FLOODER, f"message {n}")
+    replies = await other.says("/start")  # arrives in the middle of the flood
+    for n in range(500, 1000):
+        await fake.user_sends(FLOODER, f"message {n}")
+    assert "not anonymous" in replies[0]
+    assert (await other.taps("Who can help"))[0].startswith("These services can help.")
+    await asyncio.sleep(1.0)
+    flooder_saw = fake.bot_texts(FLOODER)
+    slow_downs = [t for t in flooder_saw if t.startswith("You are sending messages very fast")]
+    assert len(slow_downs) == 1
+    # The first burst is answered (1 welcome of 2 messages, then 1 reply each); the rest are not read.
+    assert len(flooder_saw) <= 2 + 20 * 2 + 1
+    assert fake.refusals == []
+
+
+async def test_exit_still_works_while_a_chat_is_over_its_limit(running: tuple[FakeTelegram, Running]) -> None:
+    fake, _ = running
+    fake.chat(FLOODER)
+    for n in range(40):
+        await fake.user_sends(FLOODER, f"message {n}")
+    await asyncio.sleep(1.0)
+    await fake.user_sends(FLOODER, "/exit")
+    await asyncio.sleep(1.0)
+    left = [m.text for m in fake.chat(FLOODER).messages.values()]
+    assert left == ["Done."]  # every message, answered or ignored, was deleted
+
+
+def test_the_flood_guard_refills_over_time() -> None:
+    now = [0.0]
+    guard = FloodGuard(burst=3, rate=1.0, clock=lambda: now[0])
+    assert [guard.check(b"a") for _ in range(5)] == [Flood.ALLOW] * 3 + [Flood.WARN, Flood.DROP]
+    assert guard.check(b"b") is Flood.ALLOW  # another chat is untouched
+    now[0] += 2.0
+    assert [guard.check(b"a") for _ in range(3)] == [Flood.ALLOW, Flood.ALLOW, Flood.WARN]
