@@ -21,7 +21,8 @@ from flows.definitions import build_flows
 from flows.model import FlowError
 from responses import Renderer, Responses, ResponsesError, check
 from responses.readability import TARGET_READING_AGE, WORST_ALLOWED, measure, summarise
-from storage import Keyring, StorageError
+from storage import DB_FILE, Keyring, SQLiteStore, StorageError, load_keyring, rotate_key_file
+from storage.crypto import KEY_FILE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="encryption keys")
     keys_what = keys.add_subparsers(dest="action", required=True)
     keys_what.add_parser("new", help="print a new key for REACHABLE_ENCRYPTION_KEY")
+    keys_what.add_parser(
+        "rotate",
+        help="re-encrypt everything under the newest key (with a key file: add a new key first)",
+    )
     return parser
 
 
@@ -108,6 +113,21 @@ async def _console(settings: Settings, chat: str) -> None:
         await run_console(app, chat)
 
 
+async def _rotate(settings: Settings) -> None:
+    """Re-encrypt under the newest key. With a key file, a new key is added in front first; with
+    REACHABLE_ENCRYPTION_KEY, put the new key first in the list before running this."""
+    if settings.encryption_key is None:
+        keyring = rotate_key_file(settings.data_dir)
+        print(f"added a new key to {settings.data_dir / KEY_FILE}")
+    else:
+        keyring = load_keyring(settings.encryption_key.get_secret_value(), settings.data_dir)
+    async with SQLiteStore(settings.data_dir / DB_FILE, keyring) as store:
+        counts = await store.reencrypt()
+    done = ", ".join(f"{n} {table}" for table, n in counts.items())
+    print(f"re-encrypted under the newest of {keyring.count} key(s): {done}")
+    print("Keep the older key(s) listed for 48 hours, then remove them: open drafts start afresh after that.")
+
+
 async def _run(settings: Settings, webhook: bool) -> None:
     from bot.telegram_run import make_bot, run_polling, run_webhook
 
@@ -118,7 +138,7 @@ async def _run(settings: Settings, webhook: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "keys":
+    if args.command == "keys" and args.action == "new":
         print(Keyring.new_key().decode())
         return 0
     if args.command == "responses":
@@ -142,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_console(settings, args.chat))
         elif args.command == "run":
             asyncio.run(_run(settings, args.webhook))
+        elif args.command == "keys":
+            asyncio.run(_rotate(settings))
     except (ValidationError, ReachableError, ResponsesError, StorageError, FlowError) as error:
         print(f"reachable: {error}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """Persistence: drafts, consented reports, outbox, audit and counters, encrypted at rest."""
 
 from storage.base import ChatKey, NewReport, Outgoing, Purged, Store, StoredReport
-from storage.crypto import CodeHasher, Keyring, load_keyring
+from storage.crypto import CodeHasher, Keyring, load_keyring, rotate_key_file
 from storage.errors import KeyringError, MigrationError, StorageError
 from storage.sqlite import DB_FILE, SQLiteStore
 
@@ -20,4 +20,5 @@ __all__ = [
     "Store",
     "StoredReport",
     "load_keyring",
+    "rotate_key_file",
 ]

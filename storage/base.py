@@ -159,6 +159,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def find_by_code(self, code: str) -> StoredReport | None: ...
 
+    @abc.abstractmethod
+    async def reencrypt(self) -> dict[str, int]:
+        """Re-encrypt everything stored under the newest key; counts by kind of data."""
+
     async def add_report(self, report: NewReport, destinations: tuple[str, ...] = ()) -> None:
         """Store a consented report and, in the same transaction, its outbox entries."""
         await self.commit_turn(None, report=report, destinations=destinations)

@@ -4,7 +4,8 @@
   keys may be given, newest first: data under older keys still opens, new data uses the newest
   (``MultiFernet``), which is what ``keys rotate`` builds on.
 - Chat ids are never stored: a draft is found by HMAC-SHA256 of the channel and chat id under
-  a key derived from the newest encryption key.
+  a key derived from the oldest encryption key listed, so adding a new key keeps drafts
+  findable; dropping the old key later starts open drafts afresh (they last a day at most).
 - The secret code is stored only as an Argon2id hash. A 16-bit tag of its SHA-256 narrows the
   search; it leaves 64 of the code's 80 bits to the slow hash.
 - The key never lives in the database: it comes from REACHABLE_ENCRYPTION_KEY or from a key
@@ -42,9 +43,9 @@ class Keyring:
                 "(make one with `reachable keys new`)"
             ) from error
         self._fernet = MultiFernet(fernets)
-        self._hash_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"reachable chat key v1").derive(
-            keys[0]
-        )
+        # From the oldest key: putting a new key in front (rotation) keeps open drafts findable.
+        kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"reachable chat key v1")
+        self._hash_key = kdf.derive(keys[-1])
         self.count = len(fernets)
 
     @staticmethod
@@ -83,6 +84,21 @@ def load_keyring(configured: str | None, data_dir: Path) -> Keyring:
             handle.write(Keyring.new_key() + b"\n")
     lines = [line.strip() for line in path.read_bytes().splitlines() if line.strip()]
     return Keyring(lines)
+
+
+def rotate_key_file(data_dir: Path) -> Keyring:
+    """Put a new key in front of the key file's keys (written atomically, mode 0600)."""
+    path = data_dir / KEY_FILE
+    old = [line.strip() for line in path.read_bytes().splitlines() if line.strip()] if path.exists() else []
+    keys = [Keyring.new_key(), *old]
+    temporary = path.with_suffix(".new")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(b"\n".join(keys) + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    return Keyring(keys)
 
 
 def code_tag(code: str) -> bytes:

@@ -322,7 +322,7 @@ class SQLiteStore(Store):
             except BaseException:
                 await self.db.execute("ROLLBACK")
                 raise
-            await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self._checkpoint()
         return reference
 
     # ------------------------------------------------------------------ the outbox
@@ -427,6 +427,37 @@ class SQLiteStore(Store):
         async with self.db.execute("SELECT status, count(*) FROM deliveries GROUP BY status") as cursor:
             return {str(status): int(n) for status, n in await cursor.fetchall()}
 
+    # ------------------------------------------------------------------ keys
+    async def reencrypt(self) -> dict[str, int]:
+        sealed_columns = (
+            ("drafts", "chat_key", "payload"),
+            ("reports", "reference", "summary"),
+            ("deliveries", "id", "payload"),
+            ("relays", "reference", "chat"),
+        )
+        counts: dict[str, int] = {}
+        async with self._write:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for table, key, column in sealed_columns:
+                    query = f"SELECT {key}, {column} FROM {table} WHERE length({column}) > 0"  # noqa: S608
+                    async with self.db.execute(query) as cursor:
+                        rows = list(await cursor.fetchall())
+                    updated = await self.db.executemany(
+                        f"UPDATE {table} SET {column} = ? WHERE {key} = ?",  # noqa: S608 - names are fixed above
+                        [(self.keyring.rotate(bytes(sealed)), row_key) for row_key, sealed in rows],
+                    )
+                    await updated.close()
+                    counts[table] = len(rows)
+                await self._audit("keys_rotated", None, self._now())
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self._checkpoint()
+            await (await self.db.execute("VACUUM")).close()  # old ciphertexts leave the free pages too
+        return counts
+
     # ------------------------------------------------------------------ staff and relays
     async def set_status(self, reference: str, status: str) -> bool:
         async with self._write:
@@ -467,7 +498,7 @@ class SQLiteStore(Store):
                 await self.db.execute("ROLLBACK")
                 raise
             if purged.drafts or purged.reports:
-                await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                await self._checkpoint()
         return purged
 
     async def counts(self) -> dict[tuple[str, str], int]:
@@ -477,6 +508,11 @@ class SQLiteStore(Store):
     async def audit_kinds(self) -> list[tuple[str, str | None]]:
         async with self.db.execute("SELECT kind, reference FROM audit ORDER BY id") as cursor:
             return [(str(k), r) for k, r in await cursor.fetchall()]
+
+    async def _checkpoint(self) -> None:
+        """Fold the write-ahead log into the database and empty it: erased data leaves the -wal."""
+        async with self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cursor:
+            await cursor.fetchall()
 
     async def _audit(self, kind: str, reference: str | None, at: int) -> None:
         await self.db.execute("INSERT INTO audit (at, kind, reference) VALUES (?, ?, ?)", (at, kind, reference))
