@@ -156,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s %(message)s",
             stream=sys.stderr,
         )
+        # aiosqlite logs every statement with its parameters at DEBUG: never let stored data into logs.
+        logging.getLogger("aiosqlite").setLevel(logging.WARNING)
         if args.command == "console":
             # The console shares the terminal: keep the log out of the conversation.
             logging.getLogger().setLevel(logging.WARNING)

@@ -81,6 +81,12 @@ class Conversations:
         """One event from one chat. ``update_id`` makes redelivered updates harmless: a turn whose
         update was already handled does nothing and returns ``Delivery(duplicate=True)``."""
         key = self.key(channel, chat_id)
+        update = (channel, update_id) if update_id is not None else None
+        if update is not None:
+            if update in self._recent:
+                log.info("duplicate update ignored")
+                return Delivery((), duplicate=True)
+            self._recent.add(update)
         # The quick exit always works; staff messages are not the person's flood.
         if not isinstance(event, Relayed) and event != EXIT:
             verdict = self.flood.check(key.digest)
@@ -93,12 +99,9 @@ class Conversations:
                     return Delivery((notice,), limited=True)
                 return Delivery((), limited=True)
         async with self._lock(key):
-            if update_id is not None:
-                if (channel, update_id) in self._recent or await self.store.seen(channel, update_id):
-                    log.info("duplicate update ignored")
-                    return Delivery((), duplicate=True)
-                self._recent.add((channel, update_id))
-            update = (channel, update_id) if update_id is not None else None
+            if update is not None and await self.store.seen(*update):
+                log.info("duplicate update ignored")
+                return Delivery((), duplicate=True)
             return await self._handle(key, f"{channel}:{chat_id}", event, update, locale_hint)
 
     async def _handle(

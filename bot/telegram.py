@@ -113,6 +113,7 @@ class TelegramChannel:
         self.pacer = Pacer(GLOBAL_RATE, 1.0)
         self._group_notices: OrderedDict[int, float] = OrderedDict()
         self._unwritten: dict[bytes, list[int]] = {}
+        self._answered: OrderedDict[str, None] = OrderedDict()
 
     def attach_forwarders(self) -> None:
         """Let the delivery worker send to the staff chat and relay to people on Telegram."""
@@ -141,32 +142,39 @@ class TelegramChannel:
         await self._turn(message.chat.id, event_of(message), event_update.update_id, message.message_id, language)
 
     async def on_button(self, query: CallbackQuery, event_update: Update) -> None:
-        await self._answer(query)
         assert query.message is not None  # guaranteed by the filter
         language = query.from_user.language_code if query.from_user else None
-        await self._turn(query.message.chat.id, callbacks.decode(query.data), event_update.update_id, None, language)
+        event = callbacks.decode(query.data)
+        await self._turn(query.message.chat.id, event, event_update.update_id, None, language, query)
 
     async def on_edited(self, message: Message) -> None:
         """Edits are not read: the answer was taken when it was sent."""
 
     async def _turn(
-        self, chat_id: int, event: Event, update_id: int, incoming: int | None, language: str | None
+        self,
+        chat_id: int,
+        event: Event,
+        update_id: int,
+        incoming: int | None,
+        language: str | None,
+        query: CallbackQuery | None = None,
     ) -> None:
         conversations = self.app.conversations
         key = conversations.key(CHANNEL, chat_id)
         delivery = await conversations.handle(CHANNEL, chat_id, event, update_id=update_id, locale_hint=language)
         if delivery.duplicate:
-            return
-        held = self._unwritten.setdefault(key.digest, [])
-        if incoming is not None:
-            held.append(incoming)
+            return  # a button press Telegram delivers twice is answered once: a second answer is refused
+        if query is not None:
+            await self._answer(query)
+        arrived = [incoming] if incoming is not None else []
         if delivery.limited:
             # A flood costs no writes: its message ids wait in memory for the chat's next turn.
-            for rendered in delivery.messages:
-                held.extend(await self._send(chat_id, rendered))
+            # (Looked up again after sending: another turn may have taken the list meanwhile.)
+            sent_now = [i for rendered in delivery.messages for i in await self._send(chat_id, rendered)]
+            self._unwritten.setdefault(key.digest, []).extend([*arrived, *sent_now])
             return
         store = self.app.store
-        await store.remember_messages(key, self._unwritten.pop(key.digest, []))
+        await store.remember_messages(key, [*self._unwritten.pop(key.digest, []), *arrived])
         if delivery.wipe:
             await self._wipe(chat_id, await store.take_messages(key))
         sent: list[int] = []
@@ -230,6 +238,12 @@ class TelegramChannel:
                 log.warning("deleteMessages failed: %s", type(error).__name__)
 
     async def _answer(self, query: CallbackQuery) -> None:
+        """Stop the button's spinner, once per press: Telegram refuses a second answer."""
+        if query.id in self._answered:
+            return
+        self._answered[query.id] = None
+        while len(self._answered) > 10_000:
+            self._answered.popitem(last=False)
         try:
             await query.answer()
         except TelegramAPIError as error:

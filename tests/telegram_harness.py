@@ -16,6 +16,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 
 from bot.app import App, create_app
+from bot.conversations import FloodGuard
 from bot.settings import Settings
 from bot.telegram import ALLOWED_UPDATES, TelegramChannel
 from tests.fake_telegram import TOKEN, FakeTelegram
@@ -91,13 +92,17 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def polling_bot(settings: Settings) -> AsyncIterator[Running]:
+async def polling_bot(settings: Settings, real_flood_limit: bool = False) -> AsyncIterator[Running]:
     """The real adapter, dispatcher and polling loop, in this event loop."""
     bot = Bot(
         settings.telegram_token.get_secret_value() if settings.telegram_token else "",
         session=AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url)),
     )
     async with create_app(settings) as app:
+        if not real_flood_limit:
+            # Scripted people tap several buttons a second, faster than anyone can: the flood
+            # limit is tested on its own in test_flood.py.
+            app.conversations.flood = FloodGuard(burst=10_000)
         channel = TelegramChannel(app, bot)
         channel.attach_forwarders()
         dispatcher = channel.dispatcher()

@@ -22,7 +22,8 @@ OTHER = 222000222
 async def running(tmp_path: Path) -> AsyncIterator[tuple[FakeTelegram, Running]]:
     fake = FakeTelegram()
     await fake.start()
-    async with polling_bot(settings_for(fake, tmp_path / "data", Keyring.new_key().decode())) as bot:
+    settings = settings_for(fake, tmp_path / "data", Keyring.new_key().decode())
+    async with polling_bot(settings, real_flood_limit=True) as bot:
         yield fake, bot
     await fake.stop()
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bot.app import App, create_app
+from bot.conversations import FloodGuard
 from bot.settings import Settings
 from flows.events import Choice, Command, Text
 from storage import ChatKey, Keyring, NewReport, SQLiteStore, StorageError
@@ -29,6 +30,8 @@ def key() -> str:
 async def app(tmp_path: Path, key: str) -> AsyncIterator[App]:
     settings = Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path), "REACHABLE_ENCRYPTION_KEY": key})
     async with create_app(settings) as running:
+        # These tests answer faster than any person: the flood limit is tested in test_flood.py.
+        running.conversations.flood = FloodGuard(burst=10_000)
         yield running
 
 
