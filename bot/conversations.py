@@ -288,7 +288,10 @@ class FloodGuard:
         tokens, stamp, warned = self._buckets.get(chat, (self.burst, now, False))
         tokens = min(self.burst, tokens + (now - stamp) * self.rate)
         if tokens >= 1:
-            verdict, tokens, warned = Flood.ALLOW, tokens - 1, False
+            # Told once per flood: the warning is forgotten only once the chat has calmed down
+            # enough to fill its bucket again, not at each token that trickles back.
+            verdict, warned = Flood.ALLOW, warned and tokens < self.burst
+            tokens -= 1
         else:
             verdict, warned = (Flood.DROP if warned else Flood.WARN), True
         self._buckets[chat] = (tokens, now, warned)

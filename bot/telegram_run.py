@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bot.app import App
 from bot.errors import ConfigError
+from bot.polling import DurablePolling
 from bot.settings import Settings
 from bot.telegram import ALLOWED_UPDATES, TelegramChannel
 
@@ -44,13 +45,15 @@ async def run_polling(app: App, bot: Bot) -> None:
     await bot.delete_webhook(drop_pending_updates=False)
     await channel.register_commands()
     log.info("polling for updates")
-    await dispatcher.start_polling(
-        bot,
-        handle_signals=True,
-        close_bot_session=True,
-        tasks_concurrency_limit=CONCURRENT_UPDATES,
-        allowed_updates=ALLOWED_UPDATES,
-    )
+    polling = DurablePolling(dispatcher, bot, ALLOWED_UPDATES, concurrency=CONCURRENT_UPDATES)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, polling.stop)
+    try:
+        await polling.run()
+    finally:
+        await bot.session.close()
 
 
 async def run_webhook(app: App, bot: Bot) -> None:
@@ -64,7 +67,11 @@ async def run_webhook(app: App, bot: Bot) -> None:
     dispatcher = channel.dispatcher()
     web_app = web.Application()
     # aiogram's handler compares the secret header with secrets.compare_digest and answers 401.
-    SimpleRequestHandler(dispatcher=dispatcher, bot=bot, secret_token=secret).register(web_app, path=WEBHOOK_PATH)
+    # Handled in the foreground: Telegram gets 200 only once the update is handled, so an update
+    # interrupted by a crash is delivered again (and the handled-update marks make that harmless).
+    SimpleRequestHandler(dispatcher=dispatcher, bot=bot, secret_token=secret, handle_in_background=False).register(
+        web_app, path=WEBHOOK_PATH
+    )
     setup_application(web_app, dispatcher, bot=bot)
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()

@@ -17,6 +17,7 @@ from aiogram.client.telegram import TelegramAPIServer
 
 from bot.app import App, create_app
 from bot.conversations import FloodGuard
+from bot.polling import DurablePolling
 from bot.settings import Settings
 from bot.telegram import ALLOWED_UPDATES, TelegramChannel
 from tests.fake_telegram import TOKEN, FakeTelegram
@@ -107,20 +108,14 @@ async def polling_bot(settings: Settings, real_flood_limit: bool = False) -> Asy
         channel.attach_forwarders()
         dispatcher = channel.dispatcher()
         await channel.register_commands()
-        task = asyncio.create_task(
-            dispatcher.start_polling(
-                bot,
-                handle_signals=False,
-                polling_timeout=1,
-                allowed_updates=ALLOWED_UPDATES,
-                tasks_concurrency_limit=16,
-            )
-        )
+        polling = DurablePolling(dispatcher, bot, ALLOWED_UPDATES, concurrency=16, timeout=1)
+        task = asyncio.create_task(polling.run())
         try:
             yield Running(app, bot, dispatcher)
         finally:
-            await dispatcher.stop_polling()
+            polling.stop()
             await task
+            await bot.session.close()
 
 
 def bot_process_env(settings: Settings) -> dict[str, str]:
