@@ -58,6 +58,7 @@ class App:
         await self.store.open()
         try:
             await self.purge()
+            await self.conversations.warm()
             await self.delivery.start()
         except BaseException:
             await self.store.close()

@@ -99,9 +99,6 @@ class Conversations:
                     return Delivery((notice,), limited=True)
                 return Delivery((), limited=True)
         async with self._lock(key):
-            if update is not None and await self.store.seen(*update):
-                log.info("duplicate update ignored")
-                return Delivery((), duplicate=True)
             return await self._handle(key, f"{channel}:{chat_id}", event, update, locale_hint)
 
     async def _handle(
@@ -163,10 +160,7 @@ class Conversations:
                     return Delivery((), duplicate=True)
                 if (sending or outgoing) and self.on_queued is not None:
                     self.on_queued()
-            if keep:
-                self._positions.drop(key)
-            else:
-                self._positions.put(key, outcome.state)
+            self._positions.put(key, outcome.state, stored=keep)
         except Exception as error:  # storage of any kind failing must not lose the conversation
             log.error("turn failed: %s at step %s", type(error).__name__, state.step or "-")
             replies = (Reply("error.try_again"), *self.engine.reprompt(state))
@@ -183,7 +177,11 @@ class Conversations:
         return Delivery(tuple(self.renderer.render(r, locale) for r in replies), wipe=wipe)
 
     async def _load(self, key: ChatKey) -> tuple[State, bool]:
-        """The conversation's state, and whether it came from storage."""
+        """The conversation's state, and whether it is in storage. Every turn writes the state
+        through to the encrypted store; it is read back from there only after a restart."""
+        held = self._positions.held(key)
+        if held is not None:
+            return held
         try:
             raw = await self.store.load_draft(key)
         except StorageError as error:
@@ -191,13 +189,21 @@ class Conversations:
             return State(), True
         if raw:
             return State.from_json(raw), True
-        return self._positions.get(key) or State(), False
+        return State(), False
+
+    async def warm(self) -> None:
+        """After a start: remember which updates were handled lately, so redeliveries are caught
+        in memory rather than by a read per update."""
+        for update in await self.store.recent_updates():
+            self._recent.add(update)
 
 
 class Positions:
-    """Where conversations without any content stand (a menu, an advice page), kept in memory
-    only: nothing reaches the disk for someone who never starts a report. Bounded in size and
-    age; after a restart those people simply start again at the welcome."""
+    """Where each conversation stands, in memory. Those without any content (a menu, an advice
+    page) live only here: nothing reaches the disk for someone who never starts a report, and
+    after a restart they start again at the welcome. Drafts are also written to the encrypted
+    store every turn; holding them here saves reading them back. Bounded in size and age (the
+    age of a draft on disk)."""
 
     def __init__(
         self,
@@ -208,17 +214,22 @@ class Positions:
         self.limit = limit
         self.ttl = ttl
         self.clock = clock
-        self._held: OrderedDict[bytes, tuple[float, State]] = OrderedDict()
+        self._held: OrderedDict[bytes, tuple[float, State, bool]] = OrderedDict()
 
-    def get(self, key: ChatKey) -> State | None:
+    def held(self, key: ChatKey) -> tuple[State, bool] | None:
+        """The state, and whether it is also in storage; None if not held (or too old)."""
         found = self._held.get(key.digest)
         if found is None or self.clock() - found[0] > self.ttl:
             self._held.pop(key.digest, None)
             return None
-        return found[1]
+        return found[1], found[2]
 
-    def put(self, key: ChatKey, state: State) -> None:
-        self._held[key.digest] = (self.clock(), state)
+    def get(self, key: ChatKey) -> State | None:
+        found = self.held(key)
+        return found[0] if found else None
+
+    def put(self, key: ChatKey, state: State, stored: bool = False) -> None:
+        self._held[key.digest] = (self.clock(), state, stored)
         self._held.move_to_end(key.digest)
         while len(self._held) > self.limit:
             self._held.popitem(last=False)
@@ -246,7 +257,7 @@ def _new_report(effect: StoreReport) -> NewReport:
 class RecentUpdates:
     """Update ids handled lately, in memory: catches redelivery within a run without a read."""
 
-    def __init__(self, limit: int = 10_000) -> None:
+    def __init__(self, limit: int = 500_000) -> None:
         self.limit = limit
         self._ids: OrderedDict[tuple[str, int], None] = OrderedDict()
 

@@ -53,6 +53,7 @@ async def run_polling(app: App, bot: Bot) -> None:
     try:
         await polling.run()
     finally:
+        await channel.ledger.close()
         await bot.session.close()
 
 
@@ -85,6 +86,7 @@ async def run_webhook(app: App, bot: Bot) -> None:
         await _until_stopped()
     finally:
         await runner.cleanup()
+        await channel.ledger.close()
         await bot.session.close()
 
 

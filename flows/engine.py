@@ -88,6 +88,7 @@ class Engine:
         self.config = config or EngineConfig()
         self.tokens = tokens or RandomTokens()
         self.steps = FlowSet(flows, lexicon.has)
+        self._label_keys: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------ entry point
     def handle(self, state: State, event: Event) -> Outcome:
@@ -256,10 +257,17 @@ class Engine:
             q for q in self.steps.questions() if q.key != "report.borough" or state.answers.get("where") == ("london",)
         ]
 
+    def _label_key(self, locale: str, message_id: str) -> str:
+        """A label as typed answers are compared to it; the text never changes once loaded."""
+        found = self._label_keys.get((locale, message_id))
+        if found is None:
+            found = self._label_keys[(locale, message_id)] = label_key(self.lexicon.text(locale, message_id))
+        return found
+
     def _typed_options(self, step: Step, state: State, text: str) -> tuple[str, ...]:
         """Options named by typed numbers or labels ("2", "Skip", "1, 3"); empty if none."""
         shown = self._options(step, state)
-        by_label = {label_key(self.lexicon.text(state.locale, o.label)): o.key for o in shown}
+        by_label = {self._label_key(state.locale, o.label): o.key for o in shown}
         whole = label_key(text)
         if whole in by_label:
             return (by_label[whole],)

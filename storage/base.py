@@ -171,9 +171,17 @@ class Store(abc.ABC):
     async def seen(self, channel: str, update_id: int) -> bool:
         """Whether this update was already handled."""
 
-    # message ids for the quick exit
     @abc.abstractmethod
-    async def remember_messages(self, key: ChatKey, message_ids: Sequence[int]) -> None: ...
+    async def recent_updates(self) -> list[tuple[str, int]]:
+        """Every update marked handled and not yet purged, as (channel, id)."""
+
+    # message ids for the quick exit
+    async def remember_messages(self, key: ChatKey, message_ids: Sequence[int]) -> None:
+        await self.remember_batch({key: message_ids})
+
+    @abc.abstractmethod
+    async def remember_batch(self, batch: Mapping[ChatKey, Sequence[int]]) -> None:
+        """Message ids of many conversations, in one write."""
 
     @abc.abstractmethod
     async def take_messages(self, key: ChatKey) -> list[int]:

@@ -1,14 +1,16 @@
-"""SQLite through aiosqlite: WAL mode, full sync, secure delete, versioned migrations."""
+"""SQLite through aiosqlite: WAL mode, secure delete, versioned migrations; full sync for every
+transaction that keeps or erases a consented report."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -72,7 +74,9 @@ class SQLiteStore(Store):
         try:
             for pragma in (
                 "PRAGMA journal_mode=WAL",
-                "PRAGMA synchronous=FULL",
+                # Safe against a process crash in WAL mode; a turn that stores or erases a report
+                # switches to FULL so that it survives power loss as well (see _durably).
+                "PRAGMA synchronous=NORMAL",
                 "PRAGMA foreign_keys=ON",
                 "PRAGMA secure_delete=ON",
                 "PRAGMA busy_timeout=5000",
@@ -138,7 +142,7 @@ class SQLiteStore(Store):
         now = self._now()
         sealed_draft = self.keyring.encrypt(draft) if draft is not None else None
         prepared = await self._prepare_report(report, now) if report is not None else None
-        async with self._write:
+        async with self._write, self._durably(report is not None):
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 if update is not None:
@@ -178,16 +182,21 @@ class SQLiteStore(Store):
         ) as cursor:
             return await cursor.fetchone() is not None
 
+    async def recent_updates(self) -> list[tuple[str, int]]:
+        async with self.db.execute("SELECT channel, update_id FROM seen_updates") as cursor:
+            return [(str(c), int(u)) for c, u in await cursor.fetchall()]
+
     # ------------------------------------------------------------------ message ids
-    async def remember_messages(self, key: ChatKey, message_ids: Sequence[int]) -> None:
-        if not message_ids:
-            return
+    async def remember_batch(self, batch: Mapping[ChatKey, Sequence[int]]) -> None:
         now = self._now()
+        rows = [(key.digest, int(m), now) for key, ids in batch.items() for m in ids]
+        if not rows:
+            return
         async with self._write:
-            await self.db.executemany(
-                "INSERT OR IGNORE INTO chat_messages (chat_key, message_id, at) VALUES (?, ?, ?)",
-                [(key.digest, int(m), now) for m in message_ids],
+            written = await self.db.executemany(
+                "INSERT OR IGNORE INTO chat_messages (chat_key, message_id, at) VALUES (?, ?, ?)", rows
             )
+            await written.close()
 
     async def take_messages(self, key: ChatKey) -> list[int]:
         async with (
@@ -290,7 +299,7 @@ class SQLiteStore(Store):
         reference, sealed, keep, created_on = found
         categories = json.loads(self.keyring.decrypt(sealed)).get("categories", [])
         now = self._now()
-        async with self._write:
+        async with self._write, self._durably(True):
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 await self.db.execute("DELETE FROM reports WHERE reference = ?", (reference,))
@@ -508,6 +517,18 @@ class SQLiteStore(Store):
     async def audit_kinds(self) -> list[tuple[str, str | None]]:
         async with self.db.execute("SELECT kind, reference FROM audit ORDER BY id") as cursor:
             return [(str(k), r) for k, r in await cursor.fetchall()]
+
+    @contextlib.asynccontextmanager
+    async def _durably(self, needed: bool) -> AsyncIterator[None]:
+        """Full sync for the transactions that keep or erase what a person consented to."""
+        if not needed:
+            yield
+            return
+        await (await self.db.execute("PRAGMA synchronous=FULL")).close()
+        try:
+            yield
+        finally:
+            await (await self.db.execute("PRAGMA synchronous=NORMAL")).close()
 
     async def _checkpoint(self) -> None:
         """Fold the write-ahead log into the database and empty it: erased data leaves the -wal."""

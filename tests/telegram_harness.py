@@ -115,6 +115,7 @@ async def polling_bot(settings: Settings, real_flood_limit: bool = False) -> Asy
         finally:
             polling.stop()
             await task
+            await channel.ledger.close()
             await bot.session.close()
 
 

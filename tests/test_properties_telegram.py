@@ -45,6 +45,7 @@ class Harness:
     loop: asyncio.AbstractEventLoop
     fake: FakeTelegram
     app: App
+    channel: TelegramChannel
     bot: Bot
     dispatcher: Dispatcher
     data: Path
@@ -70,12 +71,13 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
         await app.__aenter__()
         bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(fake.url)))
         channel = TelegramChannel(app, bot)
-        return Harness(loop, fake, app, bot, channel.dispatcher(), data, logs, itertools.count(1))
+        return Harness(loop, fake, app, channel, bot, channel.dispatcher(), data, logs, itertools.count(1))
 
     running = loop.run_until_complete(start())
     yield running
 
     async def stop() -> None:
+        await running.channel.ledger.close()
         await running.app.__aexit__(None, None, None)
         await running.bot.session.close()
         await running.fake.stop()

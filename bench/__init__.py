@@ -1,0 +1,1 @@
+"""Benchmarks and load tests: `make bench`, `make load`. They print figures; they assert nothing."""

@@ -1,0 +1,74 @@
+"""Shared pieces: percentiles, memory, and a person who answers as soon as the bot replies."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.fake_telegram import FakeTelegram
+
+
+def rss_mb(pid: int | None = None) -> float:
+    """Resident memory of a process (this one by default), in MiB."""
+    path = Path(f"/proc/{pid or 'self'}/status")
+    for line in path.read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_rss_mb(pid: int | None = None) -> float:
+    path = Path(f"/proc/{pid or 'self'}/status")
+    for line in path.read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+@dataclass
+class Latencies:
+    values: list[float] = field(default_factory=list)
+
+    def line(self) -> str:
+        ms = [v * 1000 for v in self.values]
+        return (
+            f"p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms, "
+            f"mean {statistics.fmean(ms):.1f} ms ({len(ms)} replies)"
+        )
+
+
+class Replies:
+    """Waits for the bot's next message in a chat and times how long it took."""
+
+    def __init__(self, fake: FakeTelegram) -> None:
+        self.fake = fake
+        self.waiting: dict[int, tuple[asyncio.Future[str], float]] = {}
+        self.latencies = Latencies()
+        original = fake._m_sendmessage
+
+        async def send(params: dict[str, object]) -> object:
+            result = await original(params)
+            chat = int(str(params["chat_id"]))
+            waiting = self.waiting.pop(chat, None)
+            if waiting is not None and not waiting[0].done():
+                self.latencies.values.append(time.perf_counter() - waiting[1])
+                waiting[0].set_result(str(params.get("text", "")))
+            return result
+
+        fake._m_sendmessage = send  # type: ignore[method-assign]
+
+    def expect(self, chat: int) -> asyncio.Future[str]:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.waiting[chat] = (future, time.perf_counter())
+        return future

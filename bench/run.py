@@ -1,0 +1,218 @@
+"""`make bench`: capacity figures from one run on this machine.
+
+(a) a bare aiogram echo bot and (b) Reachable's report flow with encrypted SQLite writes, both
+over real HTTP against the same fake Bot API (no flood limits: this measures capacity), and
+their ratio; p50/p99 latency at 200 messages a second; the engine alone in-process; cold start;
+memory idle and with 10,000 open drafts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiogram import Bot, Dispatcher, Router
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.filters import Filter
+from aiogram.types import Message
+
+from bench.common import Replies, rss_mb
+from bot.app import create_app
+from bot.conversations import FloodGuard
+from bot.delivery import Pacer
+from bot.polling import DurablePolling
+from bot.telegram import ALLOWED_UPDATES, TelegramChannel
+from flows import Engine, State
+from flows.events import parse_typed
+from responses import Responses
+from storage import Keyring
+from tests.fake_telegram import TOKEN, FakeTelegram
+from tests.telegram_harness import bot_process_env, settings_for
+
+PEOPLE = 100
+# A report as a person types it: every answer, then keep it.
+FLOW = ["/report", "1", "1, 2", "1", "2", "skip", "It happened after the party.", "skip", "skip", "skip", "1", "1"]
+ECHO_MESSAGES = len(FLOW)
+
+
+class IsText(Filter):
+    async def __call__(self, message: Message) -> bool:
+        return message.text is not None
+
+
+def echo_dispatcher() -> Dispatcher:
+    router = Router()
+
+    async def echo(message: Message) -> None:
+        await message.answer(message.text or "")
+
+    router.message.register(echo, IsText())
+    dispatcher = Dispatcher(disable_fsm=True)
+    dispatcher.include_router(router)
+    return dispatcher
+
+
+async def drive(fake: FakeTelegram, replies: Replies, people: int, rate: float | None) -> float:
+    """Each person sends the flow, one message after the bot answered the last; ``rate`` caps
+    messages a second overall. Returns messages handled a second."""
+    gap = 1 / rate if rate else 0.0
+    next_slot = [time.perf_counter()]
+
+    async def person(chat: int) -> None:
+        fake.chat(chat)
+        for text in FLOW:
+            if gap:
+                slot = max(next_slot[0], time.perf_counter())
+                next_slot[0] = slot + gap
+                await asyncio.sleep(max(0.0, slot - time.perf_counter()))
+            answer = replies.expect(chat)
+            await fake.user_sends(chat, text)
+            await asyncio.wait_for(answer, 60)
+            await asyncio.sleep(0.05 if chat % 2 else 0.0)  # both bots see the same gaps
+
+    started = time.perf_counter()
+    await asyncio.gather(*(person(10_000 + n) for n in range(people)))
+    return people * len(FLOW) / (time.perf_counter() - started)
+
+
+async def with_bot(
+    make: Callable[[Bot, str], Awaitable[tuple[DurablePolling, Callable[[], Awaitable[None]]]]], rate: float | None
+) -> tuple[float, Replies]:
+    fake = FakeTelegram()
+    await fake.start()
+    replies = Replies(fake)
+    bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(fake.url)))
+    polling, close = await make(bot, fake.url)
+    task = asyncio.create_task(polling.run())
+    try:
+        throughput = await drive(fake, replies, PEOPLE, rate)
+    finally:
+        polling.stop()
+        await task
+        await close()
+        await bot.session.close()
+        await fake.stop()
+    return throughput, replies
+
+
+async def bare(bot: Bot, url: str) -> tuple[DurablePolling, Callable[[], Awaitable[None]]]:
+    async def nothing() -> None:
+        return None
+
+    return DurablePolling(echo_dispatcher(), bot, ALLOWED_UPDATES, concurrency=64, timeout=1), nothing
+
+
+async def reachable(bot: Bot, url: str) -> tuple[DurablePolling, Callable[[], Awaitable[None]]]:
+    folder = tempfile.mkdtemp(prefix="reachable-bench-")
+    fake_stub = type("F", (), {"url": url})()
+    settings = settings_for(fake_stub, Path(folder), Keyring.new_key().decode())  # type: ignore[arg-type]
+    app = create_app(settings)
+    await app.__aenter__()
+    app.conversations.flood = FloodGuard(burst=10_000)  # capacity, not flood behaviour
+    channel = TelegramChannel(app, bot)
+    channel.pacer = Pacer(1_000_000, 1.0)  # capacity: Telegram's 30/s pacing is not what we measure
+    polling = DurablePolling(channel.dispatcher(), bot, ALLOWED_UPDATES, concurrency=64, timeout=1)
+
+    async def close() -> None:
+        await channel.ledger.close()
+        await app.__aexit__(None, None, None)
+
+    return polling, close
+
+
+def engine_steps_per_second() -> float:
+    engine = Engine(Responses.load())
+    events = [parse_typed(text) for text in FLOW]
+    rounds, started = 2000, time.perf_counter()
+    for _ in range(rounds):
+        state = State()
+        for event in events:
+            state = engine.handle(state, event).state
+    return rounds * len(events) / (time.perf_counter() - started)
+
+
+async def cold_start() -> float:
+    """Seconds from starting `reachable run` to its first call to the Bot API (getMe or setMyCommands)."""
+    fake = FakeTelegram()
+    await fake.start()
+    settings = settings_for(fake, Path(tempfile.mkdtemp(prefix="reachable-cold-")), Keyring.new_key().decode())
+    started = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", env=bot_process_env(settings), stderr=subprocess.DEVNULL
+    )
+    while not any(method in ("setMyCommands", "getUpdates") for method, _ in fake.calls):
+        await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    process.terminate()
+    await process.wait()
+    await fake.stop()
+    return elapsed
+
+
+async def memory_with_drafts(count: int = 10_000) -> tuple[float, float]:
+    folder = Path(tempfile.mkdtemp(prefix="reachable-mem-"))
+    fake_stub = type("F", (), {"url": "http://127.0.0.1:9"})()
+    settings = settings_for(fake_stub, folder, Keyring.new_key().decode())  # type: ignore[arg-type]
+    async with create_app(settings) as app:
+        app.conversations.flood = FloodGuard(burst=10_000)
+        gc.collect()
+        idle = rss_mb()
+        for n in range(count):
+            for text in ("/report", "1", "1, 2"):
+                await app.conversations.handle("telegram", 50_000 + n, parse_typed(text))
+        gc.collect()
+        return idle, rss_mb()
+
+
+def idle_process_mb() -> float:
+    """Memory of a bot process that imported everything and opened its store."""
+    code = (
+        "import asyncio, tempfile, os; from pathlib import Path\n"
+        "import bot.telegram, bot.telegram_run\n"
+        "from bot.app import create_app; from bot.settings import Settings\n"
+        "from bench.common import rss_mb\n"
+        "async def main():\n"
+        "    s = Settings.from_environ({'REACHABLE_DATA_DIR': tempfile.mkdtemp()})\n"
+        "    async with create_app(s): print(rss_mb())\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=dict(os.environ))
+    return float(out.stdout.strip())
+
+
+async def main() -> None:
+    print(
+        f"Benchmark on {os.cpu_count()} cores, Python {sys.version.split()[0]}; {PEOPLE} people x {len(FLOW)} messages.\n"
+    )
+    bare_max, _ = await with_bot(bare, None)
+    flow_max, _ = await with_bot(reachable, None)
+    print("Capacity over HTTP against the fake Bot API (no flood limits), messages handled a second:")
+    print(f"  (a) bare aiogram echo:            {bare_max:7.0f}/s")
+    print(
+        f"  (b) Reachable report flow:        {flow_max:7.0f}/s   ({flow_max / bare_max:.0%} of bare aiogram; target >= 80%)"
+    )
+    _, bare_paced = await with_bot(bare, 200)
+    _, flow_paced = await with_bot(reachable, 200)
+    print("Latency from a message reaching the Bot API to the bot's reply, at 200 messages a second:")
+    print(f"  (a) bare aiogram echo:            {bare_paced.latencies.line()}")
+    print(f"  (b) Reachable report flow:        {flow_paced.latencies.line()}   (target p99 <= 15 ms)")
+    print(f"Engine alone, in-process:           {engine_steps_per_second():7.0f} steps/s")
+    print(f"Cold start (process to first Bot API call): {await cold_start():.2f} s")
+    idle_process = idle_process_mb()
+    idle, loaded = await memory_with_drafts()
+    print(
+        f"Memory: bot process idle {idle_process:.0f} MiB; 10,000 open drafts add {loaded - idle:.1f} MiB "
+        f"({idle:.0f} -> {loaded:.0f} MiB in this process; target <= 50 MiB)"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
