@@ -53,8 +53,9 @@ class Replies:
 
     def __init__(self, fake: FakeTelegram) -> None:
         self.fake = fake
-        self.waiting: dict[int, tuple[asyncio.Future[str], float]] = {}
+        self.waiting: dict[int, tuple[asyncio.Future[str], float, int]] = {}
         self.latencies = Latencies()
+        self.steps: list[int] = []  # which message of the flow each latency belongs to
         original = fake._m_sendmessage
 
         async def send(params: dict[str, object]) -> object:
@@ -63,12 +64,13 @@ class Replies:
             waiting = self.waiting.pop(chat, None)
             if waiting is not None and not waiting[0].done():
                 self.latencies.values.append(time.perf_counter() - waiting[1])
+                self.steps.append(waiting[2])
                 waiting[0].set_result(str(params.get("text", "")))
             return result
 
         fake._m_sendmessage = send  # type: ignore[method-assign]
 
-    def expect(self, chat: int) -> asyncio.Future[str]:
+    def expect(self, chat: int, tag: int = 0) -> asyncio.Future[str]:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.waiting[chat] = (future, time.perf_counter())
+        self.waiting[chat] = (future, time.perf_counter(), tag)
         return future

@@ -51,6 +51,15 @@ class GiveUp(Exception):
     """The delivery can never succeed (the person blocked the bot, say)."""
 
 
+class PartlySent(Exception):
+    """Some deliveries of a combined send went out before ``error``; the rest did not."""
+
+    def __init__(self, sent: list[Outgoing], error: RetryLater) -> None:
+        super().__init__(error.reason)
+        self.sent = sent
+        self.error = error
+
+
 class Forwarder(Protocol):
     destination: str
 
@@ -58,13 +67,18 @@ class Forwarder(Protocol):
         """Deliver ``item`` or raise RetryLater / GiveUp."""
 
 
+class Combining(Forwarder, Protocol):
+    async def send_combined(self, items: list[Outgoing]) -> None:
+        """Deliver several at once (fewer messages when a backlog builds), or raise PartlySent."""
+
+
 class Pacer:
     """A token bucket: at most ``rate`` sends per ``per`` seconds, waiting when empty."""
 
-    def __init__(self, rate: int, per: float) -> None:
-        self.capacity = float(rate)
+    def __init__(self, rate: float, per: float, burst: float | None = None) -> None:
+        self.capacity = float(burst if burst is not None else rate)
         self.refill = rate / per
-        self.tokens = float(rate)
+        self.tokens = self.capacity
         self.stamp = time.monotonic()
         self._lock = asyncio.Lock()
 
@@ -167,10 +181,35 @@ class DeliveryWorker:
 
     async def run_once(self) -> int:
         """Send what is due now; the number of deliveries handled."""
-        items = await self.store.claim_due(limit=20)
+        items = await self.store.claim_due(limit=50)
+        summaries = [i for i in items if i.kind == "summary"]
+        forwarders = {i.destination for i in summaries}
+        for destination in forwarders:
+            forwarder = self.forwarders.get(destination)
+            batch = [i for i in summaries if i.destination == destination]
+            if len(batch) > 1 and hasattr(forwarder, "send_combined") and self._open(destination):
+                await self._deliver_combined(forwarder, batch)  # type: ignore[arg-type]
+                items = [i for i in items if i not in batch]
         for item in items:
             await self._deliver(item)
-        return len(items)
+        return len(items) + sum(1 for i in summaries if i not in items)
+
+    def _open(self, destination: str) -> bool:
+        return self._paused.get(destination, 0.0) <= time.monotonic()
+
+    async def _deliver_combined(self, forwarder: Combining, batch: list[Outgoing]) -> None:
+        try:
+            await forwarder.send_combined(batch)
+        except PartlySent as partly:
+            for item in partly.sent:
+                await self.store.delivered(item.id)
+            for item in batch:
+                if item not in partly.sent:
+                    await self._retry(item, partly.error)
+        else:
+            for item in batch:
+                await self.store.delivered(item.id)
+            log.info("delivered %d summaries to %s in fewer messages", len(batch), forwarder.destination)
 
     async def _deliver(self, item: Outgoing) -> None:
         forwarder = self.forwarders.get(item.destination)
@@ -182,24 +221,27 @@ class DeliveryWorker:
         try:
             await forwarder.send(item)
         except RetryLater as later:
-            wait = later.after if later.after is not None else self.backoff * self._backoff(item.attempts)
-            if later.after is not None:
-                self._paused[item.destination] = time.monotonic() + later.after
-            give_up = item.attempts >= MAX_ATTEMPTS
-            log.warning(
-                "delivery %s to %s: %s; %s",
-                item.kind,
-                item.destination,
-                later.reason or "retry",
-                "giving up" if give_up else f"retrying in {wait:.0f}s",
-            )
-            await self.store.postpone(item.id, wait, give_up=give_up)
+            await self._retry(item, later)
         except GiveUp as error:
             log.warning("delivery %s to %s cannot succeed: %s", item.kind, item.destination, error)
             await self.store.postpone(item.id, 0, give_up=True)
         else:
             await self.store.delivered(item.id)
             log.info("delivered %s to %s", item.kind, item.destination)
+
+    async def _retry(self, item: Outgoing, later: RetryLater) -> None:
+        wait = later.after if later.after is not None else self.backoff * self._backoff(item.attempts)
+        if later.after is not None:
+            self._paused[item.destination] = time.monotonic() + later.after
+        give_up = item.attempts >= MAX_ATTEMPTS
+        log.warning(
+            "delivery %s to %s: %s; %s",
+            item.kind,
+            item.destination,
+            later.reason or "retry",
+            "giving up" if give_up else f"retrying in {wait:.0f}s",
+        )
+        await self.store.postpone(item.id, wait, give_up=give_up)
 
     @staticmethod
     def _backoff(attempts: int) -> float:

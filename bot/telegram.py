@@ -28,7 +28,7 @@ from aiogram.types import (
 
 from bot import callbacks
 from bot.app import App
-from bot.delivery import GiveUp, Pacer, RetryLater
+from bot.delivery import GiveUp, Pacer, PartlySent, RetryLater
 from flows.events import Command, Event, Relayed, Unsupported, parse_typed
 from responses import Rendered
 from storage import ChatKey, Outgoing, Store
@@ -53,6 +53,8 @@ COMMANDS = (
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 GROUP_NOTICE_EVERY = 3600.0
 GLOBAL_RATE = 30  # messages a second, Telegram's limit for one bot
+COMBINED_SEPARATOR = "\n\n· · ·\n\n"
+TELEGRAM_LIMIT = 4096
 GROUP_RATE = 20  # messages a minute to one group
 
 
@@ -112,7 +114,8 @@ class TelegramChannel:
         self.app = app
         self.bot = bot
         self.staff_chat = app.settings.staff_chat_id
-        self.pacer = Pacer(GLOBAL_RATE, 1.0)
+        # Never more than GLOBAL_RATE in any second: a small burst, then the rest of the rate.
+        self.pacer = Pacer(GLOBAL_RATE - 5, 1.0, burst=5)
         self._group_notices: OrderedDict[int, float] = OrderedDict()
         self.ledger = MessageLedger(app.store)
         self._answered: OrderedDict[str, None] = OrderedDict()
@@ -298,7 +301,8 @@ class StaffChatForwarder:
 
     def __init__(self, channel: TelegramChannel) -> None:
         self.channel = channel
-        self.group = Pacer(GROUP_RATE, 60.0)
+        # Never more than GROUP_RATE in any minute: a burst of one, then an even trickle.
+        self.group = Pacer(GROUP_RATE - 1, 60.0, burst=1)
 
     async def send(self, item: Outgoing) -> None:
         text = await self.channel.app.desk.compose(item)
@@ -309,6 +313,31 @@ class StaffChatForwarder:
             await self.channel.send_staff(text.body)
         except TelegramAPIError as error:
             raise _retry_for(error) from error
+
+    async def send_combined(self, items: list[Outgoing]) -> None:
+        """When summaries queue up, send as many as fit in each message (4,096 characters), each
+        still whole and with its own reference; a message that fails leaves its summaries queued."""
+        bodies: list[tuple[Outgoing, str]] = []
+        for item in items:
+            text = await self.channel.app.desk.compose(item)
+            bodies.append((item, text.body if text else ""))
+        messages: list[list[tuple[Outgoing, str]]] = [[]]
+        for item, body in bodies:
+            current = messages[-1]
+            size = sum(len(b) + len(COMBINED_SEPARATOR) for _, b in current) + len(body)
+            if current and size > TELEGRAM_LIMIT:
+                messages.append([])
+            messages[-1].append((item, body))
+        sent: list[Outgoing] = []
+        for message in messages:
+            combined = COMBINED_SEPARATOR.join(body for _, body in message if body)
+            if combined:
+                await self.group.wait()
+                try:
+                    await self.channel.send_staff(combined)
+                except TelegramAPIError as error:
+                    raise PartlySent(sent, _retry_for(error)) from error
+            sent.extend(item for item, _ in message)
 
 
 class PersonForwarder:

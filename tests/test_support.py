@@ -321,3 +321,24 @@ async def test_a_send_interrupted_by_a_crash_is_resent_marked_as_a_possible_repe
         assert text is not None
         assert text.body.startswith("Possible repeat: this was being sent when the service restarted.")
         assert "New confidential summary ABCD-2345" in text.body
+
+
+async def test_a_backlog_of_summaries_is_combined_into_fewer_staff_messages(
+    fake: FakeTelegram, running: Running
+) -> None:
+    from storage import NewReport
+
+    app = running.app
+    await app.delivery.stop()
+    references = [f"BACK-{n:04d}" for n in range(6)]
+    for n, reference in enumerate(references):
+        report = NewReport(
+            reference, f"7K2P-QX9D-M4TA-{n:04d}", {"account": f"account {n}"}, (), False, "support", False, 1
+        )
+        await app.store.add_report(report, destinations=("staff_chat",))
+    await app.delivery.run_once()
+    texts = staff_texts(fake)
+    assert 1 <= len(texts) < len(references)
+    assert all(len(t) <= 4096 for t in texts)
+    assert sorted(summaries_of(fake)) == references  # every one, each once, whole
+    assert await app.store.delivery_counts() == {"sent": len(references)}
