@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint check-responses clean
+.PHONY: demo test bench load check-responses clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# Figures, not tests: capacity against bare aiogram, latency, memory (a minute or two).
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench.run
+
+# 1,000 people at Telegram's real flood limits: takes minutes by design.
+load: $(VENV)/.installed-test
+	$(BIN)/python -m bench.load
 
 check-responses: $(VENV)/.installed
 	$(BIN)/reachable responses check $(DIR)

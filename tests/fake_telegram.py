@@ -10,9 +10,11 @@ test can assert the bot made none.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,9 +28,10 @@ Params = dict[str, Any]
 
 
 class Refused(Exception):
-    def __init__(self, code: int, description: str) -> None:
+    def __init__(self, code: int, description: str, retry_after: int | None = None) -> None:
         self.code = code
         self.description = description
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -96,6 +99,10 @@ class FakeTelegram:
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.fault: Callable[[str, Params], Awaitable[web.Response | str | None]] | None = None
+        self.limits = False
+        self.too_many = 0
+        self._sent_times: collections.deque[float] = collections.deque()
+        self._group_times: dict[int, collections.deque[float]] = {}
 
     # ------------------------------------------------------------------ server
     async def start(self) -> str:
@@ -145,8 +152,11 @@ class FakeTelegram:
         return web.json_response({"ok": True, "result": result})
 
     def _refuse(self, method: str, refused: Refused) -> web.Response:
-        self.refusals.append((method, refused.description))
-        body = {"ok": False, "error_code": refused.code, "description": refused.description}
+        if refused.code != 429:  # a 429 is Telegram pacing us, not a protocol error
+            self.refusals.append((method, refused.description))
+        body: dict[str, Any] = {"ok": False, "error_code": refused.code, "description": refused.description}
+        if refused.retry_after is not None:
+            body["parameters"] = {"retry_after": refused.retry_after}
         return web.json_response(body, status=refused.code)
 
     # ------------------------------------------------------------------ what people do
@@ -298,9 +308,35 @@ class FakeTelegram:
                     await asyncio.wait_for(self._new_update.wait_for(lambda: bool(ready())), timeout)
         return ready()
 
+    def enforce_flood_limits(self) -> None:
+        """Answer 429 as Telegram does past about 30 messages a second overall and 20 a minute to
+        one group, with retry_after saying when the window frees."""
+        self.limits = True
+
+    def _flood(self, chat_id: int) -> None:
+        if not self.limits:
+            return
+        now = time.monotonic()
+        while self._sent_times and now - self._sent_times[0] >= 1.0:
+            self._sent_times.popleft()
+        group = self._group_times.setdefault(chat_id, collections.deque())
+        while group and now - group[0] >= 60.0:
+            group.popleft()
+        if len(self._sent_times) >= 30:
+            self.too_many += 1
+            raise Refused(429, "Too Many Requests: retry after 1", retry_after=1)
+        if chat_id < 0 and len(group) >= 20:
+            self.too_many += 1
+            wait = max(1, math.ceil(60.0 - (now - group[0])))
+            raise Refused(429, f"Too Many Requests: retry after {wait}", retry_after=wait)
+        self._sent_times.append(now)
+        if chat_id < 0:
+            group.append(now)
+
     async def _m_sendmessage(self, params: Params) -> Any:
         chat_id = _int(params, "chat_id")
         assert chat_id is not None
+        self._flood(chat_id)
         text = params.get("text")
         if not isinstance(text, str) or not text.strip():
             raise Refused(400, "Bad Request: message text is empty")

@@ -1,0 +1,88 @@
+"""`make load`: 1,000 people complete and send reports at once, through the fake Bot API answering
+429 as Telegram does past its flood limits (about 30 messages a second overall, 20 a minute to a
+group). At those limits it takes minutes by design. Prints what it measured; asserts nothing."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import signal
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import Replies, peak_rss_mb, rss_mb
+from storage import Keyring
+from tests.fake_telegram import FakeTelegram
+from tests.telegram_harness import settings_for, start_bot_process
+
+STAFF = -1009999
+# Typed answers: start, what, when, where, (skip drugs), own words, skip x3, right, don't keep,
+# send to a support worker, no replies.
+FLOW = ["/report", "1", "1, 2", "1", "2", "skip", "It happened at a party.", "skip", "skip", "skip", "1", "2", "1", "2"]
+SUMMARY = re.compile(r"^New confidential summary ([0-9A-Z]{4}-[0-9A-Z]{4})", re.MULTILINE)
+
+
+async def main(people: int) -> None:
+    fake = FakeTelegram()
+    await fake.start()
+    fake.enforce_flood_limits()
+    fake.chat(STAFF, "supergroup")
+    data = Path(tempfile.mkdtemp(prefix="reachable-load-"))
+    settings = settings_for(fake, data, Keyring.new_key().decode(), REACHABLE_STAFF_CHAT_ID=str(STAFF))
+    process = await start_bot_process(settings)
+    replies = Replies(fake)
+    peak = 0.0
+
+    async def watch_memory() -> None:
+        nonlocal peak
+        while process.returncode is None:
+            peak = max(peak, peak_rss_mb(process.pid))
+            await asyncio.sleep(0.5)
+
+    async def person(chat: int) -> None:
+        fake.chat(chat)
+        for step, text in enumerate(FLOW):
+            answer = replies.expect(chat, tag=step)
+            await fake.user_sends(chat, text)
+            await asyncio.wait_for(answer, 3600)
+
+    watcher = asyncio.create_task(watch_memory())
+    started = time.perf_counter()
+    await asyncio.gather(*(person(20_000 + n) for n in range(people)))
+    conversations_done = time.perf_counter() - started
+    with sqlite3.connect(data / "reachable.sqlite3") as db:
+        references = {str(r[0]) for r in db.execute("SELECT reference FROM reports")}
+    while len({*found(fake)}) < len(references):  # noqa: ASYNC110 - polling another process's work
+        await asyncio.sleep(1)
+    all_delivered = time.perf_counter() - started
+    await asyncio.sleep(5)
+    delivered = found(fake)
+    process.send_signal(signal.SIGTERM)
+    await process.wait()
+    watcher.cancel()
+    idle_at_end = rss_mb()
+    print(f"Load: {people} people x {len(FLOW)} messages, fake Bot API enforcing Telegram's flood limits.")
+    rate = people * len(FLOW) / conversations_done
+    print(f"  conversations finished in {conversations_done:.0f} s: {rate:.1f} updates/s")
+    print(f"  reply latency (message sent to first reply): {replies.latencies.line()}")
+    print(
+        f"  summaries: {len(references)} stored, {len(set(delivered))} delivered, "
+        f"{len(delivered) - len(set(delivered))} twice; all delivered after {all_delivered:.0f} s "
+        f"in {len(fake.bot_texts(STAFF))} staff messages"
+    )
+    print(f"  429s received by the bot: {fake.too_many}; protocol errors: {len(fake.refusals)}")
+    print(f"  bot process peak memory: {peak:.0f} MiB (load generator: {idle_at_end:.0f} MiB)")
+    await fake.stop()
+
+
+def found(fake: FakeTelegram) -> list[str]:
+    return [m.group(1) for text in fake.bot_texts(STAFF) for m in SUMMARY.finditer(text)]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--people", type=int, default=1000)
+    asyncio.run(main(parser.parse_args().people))
