@@ -54,6 +54,7 @@ ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 GROUP_NOTICE_EVERY = 3600.0
 GLOBAL_RATE = 30  # messages a second, Telegram's limit for one bot
 COMBINED_SEPARATOR = "\n\n· · ·\n\n"
+RETRY_AFTER_ATTEMPTS = 5
 TELEGRAM_LIMIT = 4096
 GROUP_RATE = 20  # messages a minute to one group
 
@@ -114,8 +115,8 @@ class TelegramChannel:
         self.app = app
         self.bot = bot
         self.staff_chat = app.settings.staff_chat_id
-        # Never more than GLOBAL_RATE in any second: a small burst, then the rest of the rate.
-        self.pacer = Pacer(GLOBAL_RATE - 5, 1.0, burst=5)
+        # Under GLOBAL_RATE in any second, with a margin: a small burst, then an even rate.
+        self.pacer = Pacer(GLOBAL_RATE - 5, 1.0, burst=3)
         self._group_notices: OrderedDict[int, float] = OrderedDict()
         self.ledger = MessageLedger(app.store)
         self._answered: OrderedDict[str, None] = OrderedDict()
@@ -184,9 +185,8 @@ class TelegramChannel:
         ids: list[int] = []
         for number, part in enumerate(parts, start=1):
             markup = keyboard(rendered) if number == len(parts) else None
-            await self.pacer.wait()
             try:
-                sent = await self.bot.send_message(chat_id, part, reply_markup=markup)
+                sent = await self._send_paced(chat_id, part, markup)
             except TelegramAPIError as error:
                 if strict:
                     raise
@@ -194,6 +194,22 @@ class TelegramChannel:
                 return ids
             ids.append(sent.message_id)
         return ids
+
+    async def _send_paced(
+        self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None, attempts: int = RETRY_AFTER_ATTEMPTS
+    ) -> Message:
+        """Within Telegram's rate; if Telegram still says 429, wait as long as it asks and send
+        again: a person's reply is never dropped for pacing."""
+        for attempt in range(1, attempts + 1):
+            await self.pacer.wait()
+            try:
+                return await self.bot.send_message(chat_id, text, reply_markup=markup)
+            except TelegramRetryAfter as error:
+                if attempt == attempts:
+                    raise
+                log.info("429 from Telegram: waiting %ss", error.retry_after)
+                await asyncio.sleep(float(error.retry_after))
+        raise AssertionError("unreachable")
 
     async def relay(self, chat_id: str, event: Relayed) -> None:
         """A message from staff reaches the person: through the engine, so their place is kept."""
@@ -221,8 +237,9 @@ class TelegramChannel:
     async def send_staff(self, text: str) -> None:
         assert self.staff_chat is not None
         for part in Rendered(text).parts():
-            await self.pacer.wait()
-            await self.bot.send_message(self.staff_chat, part)
+            # One attempt: a 429 goes back to the delivery worker, which pauses the staff chat
+            # for as long as Telegram asks without holding up other deliveries.
+            await self._send_paced(self.staff_chat, part, None, attempts=1)
 
     async def _wipe(self, chat_id: int, message_ids: list[int]) -> None:
         for start in range(0, len(message_ids), 100):

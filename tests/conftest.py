@@ -14,6 +14,7 @@ import pytest
 from flows import Engine, EngineConfig
 from responses import Renderer, Responses
 from storage import CodeHasher, Keyring, SQLiteStore
+from tests.fake_telegram import FakeTelegram
 from tests.helpers import Chat, FixedTokens
 
 _real_connect = socket.socket.connect
@@ -34,6 +35,15 @@ def _guarded_connect(self: socket.socket, address: Any) -> Any:
 @pytest.fixture(autouse=True)
 def no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    """A fake Telegram Bot API on 127.0.0.1 that aiogram's own client talks to."""
+    server = FakeTelegram()
+    await server.start()
+    yield server
+    await server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -131,13 +131,18 @@ def bot_process_env(settings: Settings) -> dict[str, str]:
 
 
 async def start_bot_process(settings: Settings, *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "run",
-        *args,
-        env=bot_process_env(settings),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    """``reachable run`` as a real process. Its log goes to a file beside (never inside) the data
+    folder: a pipe nobody reads fills up and blocks the bot once it has logged 64 KiB."""
+    log = settings.data_dir.parent / f"{settings.data_dir.name}-bot.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as stderr:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            *args,
+            env=bot_process_env(settings),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
+        )

@@ -6,7 +6,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -86,14 +85,6 @@ def test_an_overlay_changes_the_conversation_in_the_console(overlay: Path, tmp_p
         assert "Roughly when was it?" in screen
     finally:
         console.kill()
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def test_an_overlay_changes_the_conversation_on_telegram(

@@ -16,14 +16,6 @@ from tests.fake_telegram import TOKEN, FakeTelegram
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def bot(fake: FakeTelegram) -> AsyncIterator[Bot]:
     client = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(fake.url)))
     yield client

@@ -35,6 +35,15 @@ def answer_everything(chat: Chat, account: str = "He took my phone.") -> None:
     chat.send("done")
 
 
+def skip_until(chat: Chat, step: str) -> None:
+    """Skip questions until ``step`` is asked (at most 20: a loop that cannot end is a failure)."""
+    for _ in range(20):
+        if chat.step == step:
+            return
+        chat.send("skip")
+    raise AssertionError(f"never reached {step}; stuck at {chat.step}")
+
+
 def stored(chat: Chat) -> list[StoreReport]:
     return [e for e in chat.effects if isinstance(e, StoreReport)]
 
@@ -135,10 +144,7 @@ def test_changing_where_to_london_asks_for_the_borough_then_returns(chat: Chat) 
     for _ in range(2):
         chat.send("skip")
     chat.tap("Somewhere else")
-    for _ in range(20):
-        if chat.step == "review":
-            break
-        chat.send("skip")
+    skip_until(chat, "review")
     chat.tap("Change an answer")
     chat.tap("Where")
     chat.tap("In London")
@@ -178,10 +184,7 @@ def test_emergency_words_mid_report_interrupt_then_the_report_resumes_at_the_sam
 
 def test_an_answer_that_is_too_long_is_cut_and_the_person_is_told(chat: Chat) -> None:
     start_report(chat)
-    for _ in range(20):
-        if chat.step == "report.account":
-            break
-        chat.send("skip")
+    skip_until(chat, "report.account")
     said = text_of(chat.send("x" * 5000))
     assert "I kept the first 1000 characters" in said
     assert chat.state.answers["account"] == "x" * 1000

@@ -26,12 +26,9 @@ SUMMARY = re.compile(r"^New confidential summary ([0-9A-Z]{4}-[0-9A-Z]{4})", re.
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram()
-    await server.start()
-    server.chat(STAFF, "supergroup")
-    yield server
-    await server.stop()
+def with_staff(fake: FakeTelegram) -> FakeTelegram:
+    fake.chat(STAFF, "supergroup")
+    return fake
 
 
 @pytest.fixture
@@ -40,8 +37,8 @@ def key() -> str:
 
 
 @pytest.fixture
-def settings(fake: FakeTelegram, tmp_path: Path, key: str) -> Settings:
-    return settings_for(fake, tmp_path / "data", key, REACHABLE_STAFF_CHAT_ID=str(STAFF))
+def settings(with_staff: FakeTelegram, tmp_path: Path, key: str) -> Settings:
+    return settings_for(with_staff, tmp_path / "data", key, REACHABLE_STAFF_CHAT_ID=str(STAFF))
 
 
 @pytest.fixture

@@ -25,14 +25,6 @@ CODE = re.compile(r"Secret code: ([0-9A-Z]{4}(?:-[0-9A-Z]{4}){3})")
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 def settings(fake: FakeTelegram, tmp_path: Path) -> Settings:
     return settings_for(fake, tmp_path / "data", Keyring.new_key().decode())
 
@@ -286,3 +278,22 @@ async def test_killed_mid_report_the_bot_continues_at_the_same_question(fake: Fa
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(process.wait(), 20)
+
+
+async def test_a_reply_that_telegram_rate_limits_is_sent_after_the_wait_not_dropped(
+    person: Person, fake: FakeTelegram
+) -> None:
+    from tests.fake_telegram import Params, too_many_requests
+
+    limited = [True]
+
+    async def once(method: str, params: Params) -> object:
+        if method == "sendMessage" and limited[0]:
+            limited[0] = False
+            return too_many_requests(1)
+        return None
+
+    fake.fault = once  # type: ignore[assignment]
+    replies = await person.says("/services")
+    assert replies[0].startswith("These services can help.")
+    assert not limited[0]
