@@ -119,6 +119,7 @@ class TelegramChannel:
         self.pacer = Pacer(GLOBAL_RATE - 5, 1.0, burst=3)
         self._group_notices: OrderedDict[int, float] = OrderedDict()
         self.ledger = MessageLedger(app.store)
+        self._wipes: dict[ChatKey, int] = {}
         self._answered: OrderedDict[str, None] = OrderedDict()
 
     def attach_forwarders(self) -> None:
@@ -175,9 +176,19 @@ class TelegramChannel:
         if incoming is not None:
             self.ledger.note(key, [incoming])
         if delivery.wipe:
+            self._wipes[key] = self._wipes.get(key, 0) + 1
             await self._wipe(chat_id, await self.ledger.take(key))
-        for rendered in delivery.messages:
-            self.ledger.note(key, await self._send(chat_id, rendered))
+        await self._send_and_note(chat_id, key, delivery.messages)
+
+    async def _send_and_note(self, chat_id: int, key: ChatKey, messages: tuple[Rendered, ...]) -> None:
+        """Send, and note the ids for the quick exit. If the chat was wiped while these were on
+        their way (a reply to an earlier message, still being paced), delete them at once."""
+        wipes = self._wipes.get(key, 0)
+        sent = [i for rendered in messages for i in await self._send(chat_id, rendered)]
+        if self._wipes.get(key, 0) != wipes and sent:
+            await self._wipe(chat_id, sent)
+            return
+        self.ledger.note(key, sent)
 
     async def _send(self, chat_id: int, rendered: Rendered, strict: bool = False) -> list[int]:
         """Send one rendered message (in parts if long). ``strict``: let Bot API errors through."""
