@@ -11,9 +11,10 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -22,6 +23,7 @@ from storage.crypto import CodeHasher, Keyring, code_tag
 from storage.errors import MigrationError, StorageError
 
 log = logging.getLogger("reachable.storage")
+T = TypeVar("T")
 DB_FILE = "reachable.sqlite3"
 HOUR = 3600
 DAY = 86400
@@ -61,6 +63,9 @@ class SQLiteStore(Store):
         self.hasher = hasher or CodeHasher()
         self._db: aiosqlite.Connection | None = None
         self._write = asyncio.Lock()
+        # Argon2 gets threads of its own: a burst of reports must not fill asyncio's default
+        # pool, which other work (aiohttp's address lookups) waits on.
+        self._hashing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="reachable-argon2")
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -92,6 +97,10 @@ class SQLiteStore(Store):
         if self._db is not None:
             await self._db.close()
             self._db = None
+        self._hashing.shutdown(wait=False)
+
+    async def _hash(self, work: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._hashing, work, *args)
 
     async def _migrate(self) -> None:
         async with self.db.execute("PRAGMA user_version") as cursor:
@@ -217,7 +226,7 @@ class SQLiteStore(Store):
             "consented_at": now,
         }
         sealed = self.keyring.encrypt(json.dumps(body, ensure_ascii=False).encode())
-        code_hash = await asyncio.to_thread(self.hasher.hash, report.code)
+        code_hash = await self._hash(self.hasher.hash, report.code)
         return sealed, code_hash
 
     async def _insert_report(
@@ -284,7 +293,7 @@ class SQLiteStore(Store):
         ) as cursor:
             candidates = list(await cursor.fetchall())
         for reference, hashed, sealed, keep, created_on in candidates:
-            if await asyncio.to_thread(self.hasher.verify, str(hashed), code):
+            if await self._hash(self.hasher.verify, str(hashed), code):
                 return str(reference), bytes(sealed), int(keep), str(created_on)
         return None
 
