@@ -31,6 +31,7 @@ from bot.app import App
 from bot.delivery import GiveUp, Pacer, PartlySent, RetryLater
 from flows.events import Command, Event, Relayed, Unsupported, parse_typed
 from responses import Rendered
+from responses.catalog import TELEGRAM_LIMIT
 from storage import ChatKey, Outgoing, Store
 
 log = logging.getLogger("reachable.telegram")
@@ -55,7 +56,6 @@ GROUP_NOTICE_EVERY = 3600.0
 GLOBAL_RATE = 30  # messages a second, Telegram's limit for one bot
 COMBINED_SEPARATOR = "\n\n· · ·\n\n"
 RETRY_AFTER_ATTEMPTS = 5
-TELEGRAM_LIMIT = 4096
 GROUP_RATE = 20  # messages a minute to one group
 
 

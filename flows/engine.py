@@ -330,10 +330,11 @@ class Engine:
         self._prompt(turn, step)
 
     def _answer_text(self, turn: _Turn, step: Step, text: str, length: int) -> None:
-        if step.key == "delete.ask":
+        # A step whose answer is handed to an action (not kept as a report field).
+        if step.next == "@delete":
             self._delete(turn, text)
             return
-        if step.key == "relay.answer":
+        if step.next == "@relay":
             self._relay(turn, text[: step.max_length], cut=length > step.max_length)
             return
         if not text:
@@ -476,8 +477,6 @@ class Engine:
             turn.say("exit.done")
         elif action == "@finish":
             self._finish(turn)
-        elif action == "@delete":  # pragma: no cover - reached through delete.ask's text
-            self._go(turn, "delete.ask")
 
     def _forget(self, turn: _Turn) -> None:
         turn.effects.append(ForgetDraft())
