@@ -42,6 +42,22 @@ def _parser() -> argparse.ArgumentParser:
     previewing.add_argument("folder", nargs="?", type=Path, help="your overlay folder (default: the built-in text)")
     previewing.add_argument("--locale", default="en", help="language to show (default: en)")
     previewing.add_argument("--out", type=Path, help="write here (.html, or .md for Markdown); default: print")
+    understanding = commands.add_parser("understanding", help="how well the bot understands what people write")
+    understanding_what = understanding.add_subparsers(dest="action", required=True)
+    testing = understanding_what.add_parser(
+        "test", help="precision, recall and F1 per intent and language, like 'rasa test nlu'"
+    )
+    testing.add_argument("folder", nargs="?", type=Path, help="your overlay folder (default: the built-in text)")
+    testing.add_argument(
+        "--heldout",
+        type=Path,
+        action="append",
+        default=[],
+        help="a Rasa NLU file of messages never used in training, named by language (en.yml); "
+        "without it, cross-validation",
+    )
+    testing.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
+    testing.add_argument("--misses", action="store_true", help="list the safety examples whose help was missed")
     keys = commands.add_parser("keys", help="encryption keys")
     keys_what = keys.add_subparsers(dest="action", required=True)
     keys_what.add_parser("new", help="print a new key for REACHABLE_ENCRYPTION_KEY")
@@ -50,6 +66,33 @@ def _parser() -> argparse.ArgumentParser:
         help="re-encrypt everything under the newest key (with a key file: add a new key first)",
     )
     return parser
+
+
+def _understanding_test(folder: Path | None, heldout: list[Path], folds: int, misses: bool) -> int:
+    from flows.classifier import IntentClassifier
+    from flows.evaluation import cross_validate, render, score
+    from responses.catalog import read_examples
+
+    responses = Responses.load(folder)
+    examples = responses.examples()
+    if not heldout:
+        report = cross_validate(examples, lambda part: IntentClassifier.train(part).understand_many, folds)
+        title = f"Cross-validation, {folds} folds, {len(examples)} examples (each judged by a model that never saw it)"
+        print(render(report, title, misses=misses))
+        return 0
+    tested = []
+    for path in heldout:
+        found, problems = read_examples(path, path.stem)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if any(p.severity == "error" for p in problems):
+            return 2
+        tested.extend(found)
+    classifier = IntentClassifier.train(examples, dict(responses.language_samples()))
+    report = score(tested, classifier.understand_many([e.text for e in tested]))
+    title = f"Held-out: {len(tested)} messages never used in training; model trained on {len(examples)} examples"
+    print(render(report, title, misses=misses))
+    return 0
 
 
 def _check(folder: Path | None, readability: bool, locale: str) -> int:
@@ -141,8 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "keys" and args.action == "new":
         print(Keyring.new_key().decode())
         return 0
-    if args.command == "responses":
+    if args.command in ("responses", "understanding"):
         try:
+            if args.command == "understanding":
+                return _understanding_test(args.folder, args.heldout, args.folds, args.misses)
             if args.action == "preview":
                 return _preview(args.folder, args.locale, args.out)
             return _check(args.folder, args.readability, args.locale)

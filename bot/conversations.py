@@ -166,10 +166,11 @@ class Conversations:
             replies = (Reply("error.try_again"), *self.engine.reprompt(state))
             return Delivery(tuple(self.renderer.render(r, state.locale) for r in replies))
         log.info(
-            "turn event=%s step=%s->%s effects=%s ms=%.1f",
+            "turn event=%s step=%s->%s understood=%s effects=%s ms=%.1f",
             type(event).__name__,
             state.step or "-",
             outcome.state.step or "-",
+            outcome.understood or "-",  # an intent and a confidence band, never the words
             ",".join(type(e).__name__ for e in outcome.effects) or "-",
             (time.perf_counter() - started) * 1000,
         )

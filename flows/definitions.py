@@ -1,7 +1,8 @@
 """Every screen and every question of Reachable, as data.
 
-Read top to bottom: the main menu, what happens after someone tells us they were hurt, the
-report questionnaire (DESIGN §4: all optional), the review and the separate consent choices
+Read top to bottom: the main menu, what happens after someone tells us they were hurt or
+writes something we have to understand (``INTENT_TARGETS``: where each intent leads), the report
+questionnaire (DESIGN §4: all optional), the review and the separate consent choices
 (DESIGN §3), advice, services, emergency, deleting a report and language. Labels and prompts
 are message ids in ``responses/``; a Mermaid diagram of each flow sits beside this file.
 """
@@ -12,6 +13,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 from flows.model import Flow, Kind, Option, Step
+from flows.understanding import HARMS
 
 QUESTIONNAIRE_VERSION = 1
 
@@ -41,6 +43,27 @@ MAIN = Flow(
                 Option("menu", "option.menu", goto=MENU),
             ),
         ),
+        # Suicidal thoughts: their own help, never overdose first aid.
+        Step(
+            key="crisis",
+            prompt="crisis.guidance",
+            options=(
+                Option("resume", "option.carry_on", goto="@resume", only_if="resume"),
+                Option("services", "menu.services", goto="services"),
+                Option("menu", "option.menu", goto=MENU),
+            ),
+        ),
+        # When we are not sure what someone means: safety first, then the likeliest needs.
+        Step(key="triage", prompt="triage.prompt", dynamic="likely"),
+        Step(
+            key="about",
+            prompt="about.text",
+            options=(
+                Option("report", "menu.report", goto="@report"),
+                Option("menu", "option.menu", goto=MENU),
+            ),
+        ),
+        Step(key="thanks", prompt="thanks.reply", options=(Option("menu", "option.menu", goto=MENU),)),
         Step(
             key="services",
             prompt="services.list",
@@ -53,33 +76,97 @@ MAIN = Flow(
             kind=Kind.TEXT,
             next="@delete",
             max_length=64,
-            interruptible=False,
+            skippable=False,
+        ),
+        Step(
+            key="check.ask",
+            prompt="check.ask",
+            kind=Kind.TEXT,
+            next="@check",
+            max_length=64,
             skippable=False,
         ),
     ),
 )
 
+# Harms after which the "what to do after an assault" advice belongs on the screen.
+SEXUAL_HARMS = ("assault", "drugged")
 
-def _offer(key: str) -> Step:
+
+def _offer(kind: str) -> Step:
     """What someone gets after telling us they were hurt: safety, support, reporting — in one reply."""
+    after = (Option("after", "intent.option.after", goto="advice.after_assault"),) if kind in SEXUAL_HARMS else ()
     return Step(
-        key=key,
-        prompt=key,
+        key=f"intent.{kind}",
+        prompt=f"intent.{kind}",
         options=(
             Option("emergency", "intent.option.emergency", goto="@emergency"),
             Option("support", "intent.option.support", goto="services"),
-            Option("after", "intent.option.after", goto="advice.after_assault"),
+            *after,
             Option("report", "intent.option.report", goto="@report"),
+            Option("police", "advice.police.title", goto="advice.police"),
             Option("menu", "option.menu", goto=MENU),
         ),
     )
 
 
-SUPPORT = Flow(
-    name="support",
-    diagram="support.mmd",
-    steps=tuple(_offer(f"intent.{kind}") for kind in ("assault", "drugged", "robbery", "threats")),
-)
+SUPPORT = Flow(name="support", diagram="support.mmd", steps=tuple(_offer(kind) for kind in HARMS))
+
+# What each intent of the understanding step leads to (``flows/understanding.py``). Charities'
+# examples in ``responses/<locale>/nlu.yml`` may use only these intents.
+INTENT_TARGETS = {
+    "overdose": "@emergency",
+    "suicide": "@crisis",
+    **{kind: f"intent.{kind}" for kind in HARMS},
+    "need_help": "triage",
+    "advice_mixing": "advice.mixing",
+    "advice_g_dosing": "advice.g_dosing",
+    "advice_overdose_signs": "advice.overdose",
+    "advice_withdrawal": "advice.withdrawal",
+    "advice_meth_meph": "advice.meth_meph",
+    "advice_injecting": "advice.injecting",
+    "advice_pep_prep": "advice.pep_prep",
+    "advice_after_assault": "advice.after_assault",
+    "advice_consent": "advice.consent",
+    "advice_police": "advice.police",
+    "services": "services",
+    "open_now": "services",
+    "report": "@report",
+    "delete_report": "delete.ask",
+    "check_report": "check.ask",
+    "about": "about",
+    "greeting": "@greet",
+    "thanks": "thanks",
+    "other": "@other",
+}
+# How the triage question offers an intent it thinks likely (an overdose is always offered, as
+# "someone is in danger"; greetings, thanks and "other" never are).
+TRIAGE_LABELS = {
+    "suicide": "triage.option.suicide",
+    "assault": "report.what.assault",
+    "drugged": "report.what.drugged",
+    "robbery": "report.what.robbery",
+    "threats": "report.what.threats",
+    "violence": "report.what.violence",
+    "need_help": "menu.services",
+    "advice_mixing": "advice.mixing.title",
+    "advice_g_dosing": "advice.g_dosing.title",
+    "advice_overdose_signs": "advice.overdose.title",
+    "advice_withdrawal": "advice.withdrawal.title",
+    "advice_meth_meph": "advice.meth_meph.title",
+    "advice_injecting": "advice.injecting.title",
+    "advice_pep_prep": "advice.pep_prep.title",
+    "advice_after_assault": "advice.after_assault.title",
+    "advice_consent": "advice.consent.title",
+    "advice_police": "advice.police.title",
+    "services": "menu.services",
+    "open_now": "menu.services",
+    "report": "menu.report",
+    "delete_report": "menu.delete",
+    "check_report": "triage.option.check",
+    "about": "triage.option.about",
+}
+TRIAGE_OFFERS = 3
 
 REPORT = Flow(
     name="report",

@@ -3,9 +3,11 @@
 Pure: no I/O, no framework. Replies are message ids with variables and options; effects are
 carried out by the channel before it sends the replies.
 
-Safety comes first at every step: emergency words interrupt any question (and the person can
-come back to it), and words about being hurt get one reply that offers emergency help, support
-and reporting.
+Safety comes first at every step. Free text the screen does not expect goes through the
+understanding step (``flows/understanding.py``): an overdose or suicidal thoughts interrupt any
+question (and the person can come back to it), being hurt gets one reply that offers emergency
+help, support and reporting, and when nothing is clear a short triage question asks whether
+anyone is in danger. Nothing ends in "I don't understand".
 """
 
 from __future__ import annotations
@@ -13,17 +15,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from flows.classifier import trained
 from flows.codes import RandomTokens, Tokens, canonical_code
-from flows.definitions import FLOWS, MENU, QUESTIONNAIRE_VERSION
+from flows.definitions import (
+    FLOWS,
+    INTENT_TARGETS,
+    MENU,
+    QUESTIONNAIRE_VERSION,
+    TRIAGE_LABELS,
+    TRIAGE_OFFERS,
+)
 from flows.effects import CheckReport, Effect, EraseReport, ForgetDraft, RelayToStaff, StoreReport, WipeChat
 from flows.events import Choice, Command, Event, Relayed, Resume, Text, Unsupported
 from flows.lexicon import Lexicon
 from flows.model import Flow, FlowSet, Kind, Option, Step
 from flows.replies import OptionRef, Reply, Summary, SummaryLine
 from flows.state import Answer, State
-from flows.text import label_key, matches, quote
+from flows.text import label_key, quote
+from flows.understanding import URGENT, Policy, Understander, Understanding, band, decide, urgent_in_answer
 
-HARM_INTENTS = ("assault", "drugged", "robbery", "threats")
 DEEP_LINKS = {
     "report": "@report",
     "advice": "advice",
@@ -37,7 +47,11 @@ COMMANDS = {
     "emergency": "@emergency",
     "exit": "@exit",
     "cancel": "@cancel",
+    "menu": MENU,
 }
+# Screens an action shows, for saying a screen's words without moving to it.
+ACTION_SCREENS = {"@emergency": "emergency", "@crisis": "crisis", "@report": "report.intro"}
+LANGUAGE_SWITCH = "lang."
 LEAVE = OptionRef("leave", "option.leave")
 MORE = OptionRef("next_page", "option.more")
 PAGE_BREAK = "\n---\n"
@@ -52,6 +66,7 @@ class EngineConfig:
     """What differs between deployments and changes what the engine offers."""
 
     forwarding: bool = False
+    policy: Policy = field(default_factory=Policy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +74,7 @@ class Outcome:
     replies: tuple[Reply, ...]
     state: State
     effects: tuple[Effect, ...] = ()
+    understood: str = ""  # "intent/band" when free text was understood: all a log may say of it
 
 
 @dataclass(slots=True)
@@ -68,12 +84,14 @@ class _Turn:
     state: State
     replies: list[Reply] = field(default_factory=list)
     effects: list[Effect] = field(default_factory=list)
+    understood: str = ""
+    detected: bool = False
 
     def say(self, message: str, **variables: str | int | Summary) -> None:
         self.replies.append(Reply(message=message, variables=variables))
 
     def outcome(self) -> Outcome:
-        return Outcome(tuple(self.replies), self.state, tuple(self.effects))
+        return Outcome(tuple(self.replies), self.state, tuple(self.effects), self.understood)
 
 
 class Engine:
@@ -83,16 +101,25 @@ class Engine:
         config: EngineConfig | None = None,
         tokens: Tokens | None = None,
         flows: Iterable[Flow] = FLOWS,
+        understander: Understander | None = None,
     ) -> None:
         self.lexicon = lexicon
         self.config = config or EngineConfig()
         self.tokens = tokens or RandomTokens()
-        self.steps = FlowSet(flows, lexicon.has)
+        self.steps = FlowSet(flows, lexicon.has, INTENT_TARGETS, TRIAGE_LABELS)
+        self.understander = understander or trained(lexicon.examples(), lexicon.language_samples())
         self._label_keys: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------ entry point
     def handle(self, state: State, event: Event) -> Outcome:
         turn = _Turn(state)
+        self._dispatch(turn, event)
+        if state.detected and not turn.detected and turn.state.detected:
+            # The one-tap language switch is offered on the screen after detection only.
+            turn.state = turn.state.evolve(detected=False)
+        return turn.outcome()
+
+    def _dispatch(self, turn: _Turn, event: Event) -> None:
         match event:
             case Command():
                 self._command(turn, event)
@@ -111,7 +138,6 @@ class Engine:
                     self._reprompt(turn)
                 else:
                     self._welcome(turn)
-        return turn.outcome()
 
     def enter(self, state: State, target: str) -> Outcome:
         """What happens on arriving at ``target`` (a step or an action) from ``state``."""
@@ -152,7 +178,10 @@ class Engine:
                 self._go(turn, "delete.ask")
         elif name == "check":
             self._leave_question(turn)
-            self._check(turn, argument)
+            if argument:
+                self._check(turn, argument)
+            else:
+                self._go(turn, "check.ask")
         elif name == "language":
             self._leave_question(turn)
             wanted = argument.strip().casefold()
@@ -163,7 +192,10 @@ class Engine:
         elif name in COMMANDS:
             if COMMANDS[name] not in ("@exit", "@cancel"):
                 self._leave_question(turn)
-            self._go(turn, COMMANDS[name])
+            if name == "menu":
+                self._go_to_menu(turn)
+            else:
+                self._go(turn, COMMANDS[name])
         else:
             turn.say("command.unknown")
             self._reprompt(turn)
@@ -182,11 +214,12 @@ class Engine:
 
     def _text(self, turn: _Turn, text: str, length: int) -> None:
         step = self.steps.get(turn.state.step)
-        if step is not None and step.interruptible and self._says(turn, "emergency", text):
-            self._go(turn, "@emergency")
+        if self._says_menu(turn, text):
+            self._leave_question(turn)
+            self._go_to_menu(turn)
             return
         if step is None:
-            self._free_text(turn, text, first_contact=True)
+            self._understand(turn, text, first_contact=True)
             return
         picked = self._typed_options(step, turn.state, text)
         if picked:
@@ -194,29 +227,96 @@ class Engine:
         elif step.kind is Kind.TEXT:
             self._answer_text(turn, step, text.strip(), length)
         elif step.kind is Kind.MENU:
-            self._free_text(turn, text, first_contact=False)
+            self._understand(turn, text, first_contact=False)
         else:
-            turn.say("input.unclear")
-            self._reprompt(turn)
+            self._off_question(turn, step, text)
 
-    def _free_text(self, turn: _Turn, text: str, first_contact: bool) -> None:
-        """Text where no question waits: understand it well enough to help."""
-        if self._says(turn, "emergency", text):
-            self._go(turn, "@emergency")
+    def _says_menu(self, turn: _Turn, text: str) -> bool:
+        """ "menu" or "back" typed alone, in the person's language or in English."""
+        typed = label_key(text)
+        if not typed or len(typed) > 40:
+            return False
+        words = (*self.lexicon.words(turn.state.locale, "menu"), *self.lexicon.words("en", "menu"))
+        return typed in {label_key(w) for w in words}
+
+    def _go_to_menu(self, turn: _Turn) -> None:
+        self._go(turn, MENU)
+
+    # ------------------------------------------------------------------ understanding free text
+    def _classify(self, turn: _Turn, text: str) -> Understanding:
+        understood = self.understander.understand(text)
+        turn.understood = f"{understood.intent}/{band(understood.confidence)}"
+        return understood
+
+    def _understand(self, turn: _Turn, text: str, first_contact: bool) -> None:
+        """Free text where no question waits: answer what it means, or ask a triage question."""
+        understood = self._classify(turn, text)
+        self._follow_language(turn, understood, text)
+        decision = decide(understood, self.config.policy)
+        if decision.intents:
+            self._answer(turn, decision.intents, first_contact)
             return
-        for intent in HARM_INTENTS:
-            if self._says(turn, intent, text):
-                self._go(turn, f"intent.{intent}")
-                return
         if first_contact:
+            turn.say("welcome.notice")
+        self._triage(turn, decision.likely)
+
+    def _answer(self, turn: _Turn, intents: tuple[str, ...], first_contact: bool = False) -> None:
+        """Help for each intent, in order: every screen but the last is said without its buttons."""
+        targets = [INTENT_TARGETS[intent] for intent in intents]
+        if any(intent in URGENT for intent in intents):
+            self._leave_question(turn)
+        for target in targets[:-1]:
+            screen = ACTION_SCREENS.get(target, target)
+            turn.say(self.steps[screen].prompt)
+        last = targets[-1]
+        if last in ("@greet", "@other") and first_contact:
             self._welcome(turn)
         else:
-            turn.say("menu.unclear")
-            self._go(turn, MENU)
+            self._go(turn, last)
 
-    def _says(self, turn: _Turn, group: str, text: str) -> bool:
-        words = set(self.lexicon.words(turn.state.locale, group)) | set(self.lexicon.words("en", group))
-        return matches(text, sorted(words))
+    def _triage(self, turn: _Turn, likely: tuple[str, ...]) -> None:
+        offered: list[str] = []
+        labels: set[str] = set()
+        for intent in likely:
+            label = TRIAGE_LABELS.get(intent)
+            if label is not None and label not in labels:
+                offered.append(intent)
+                labels.add(label)
+        turn.state = turn.state.evolve(likely=tuple(offered[:TRIAGE_OFFERS]))
+        self._go(turn, "triage")
+
+    def _follow_language(self, turn: _Turn, understood: Understanding, text: str) -> None:
+        """Answer in the language the person writes in, when it is clear, with a one-tap switch."""
+        policy = self.config.policy
+        language = understood.language
+        if (
+            language
+            and language != turn.state.locale
+            and language in self.lexicon.locales
+            and understood.language_confidence >= policy.language
+            and sum(ch.isalpha() for ch in text) >= policy.language_min_letters
+        ):
+            turn.state = turn.state.evolve(locale=language, detected=True)
+            turn.detected = True
+            turn.say("language.detected")
+
+    def _off_question(self, turn: _Turn, step: Step, text: str) -> None:
+        """Typed words at a question with options that name none of them."""
+        understood = self._classify(turn, text)
+        decision = decide(understood, self.config.policy)
+        urgent = tuple(i for i in decision.intents if i in URGENT)
+        if urgent:
+            self._answer(turn, urgent)
+            return
+        named = tuple(i for i in decision.intents if step.option(i) is not None)
+        if step.kind is Kind.MULTI and named:
+            # "he took my phone" at "what happened?": tick what they told us.
+            turn.state = turn.state.evolve(picked=tuple(dict.fromkeys((*turn.state.picked, *named))))
+            turn.say("input.picked")
+            self._prompt(turn, step)
+            return
+        turn.say("input.unclear")
+        self._reprompt(turn)
 
     # ------------------------------------------------------------------ options
     def _pages(self, step: Step, state: State) -> int:
@@ -241,6 +341,12 @@ class Engine:
                 if q.field in state.answers
             ]
             shown.append(OptionRef("back", "option.back"))
+        elif step.dynamic == "likely":
+            shown = [
+                OptionRef("danger", "triage.option.danger"),
+                *(OptionRef(i, TRIAGE_LABELS[i]) for i in state.likely if i in TRIAGE_LABELS),
+                OptionRef("other", "triage.option.other"),
+            ]
         for option in step.options:
             if self._holds(option.only_if, state):
                 shown.append(OptionRef(option.key, option.label, selected=option.key in state.picked))
@@ -248,6 +354,12 @@ class Engine:
             shown.append(DONE)
         if step.skippable:
             shown.append(SKIP)
+        if state.detected and step.kind is Kind.MENU:
+            shown.extend(
+                OptionRef(LANGUAGE_SWITCH + code, f"language.name.{code}")
+                for code in self.lexicon.locales
+                if code != state.locale
+            )
         shown.append(LEAVE)
         return shown
 
@@ -294,6 +406,14 @@ class Engine:
             self._advance(turn, step, None)
         elif first == "back":
             self._go(turn, "review")
+        elif first.startswith(LANGUAGE_SWITCH):
+            # The same screen again, in the language chosen.
+            turn.state = state.evolve(locale=first.removeprefix(LANGUAGE_SWITCH), detected=False)
+            turn.say("language.changed")
+            self._prompt(turn, step)
+        elif step.dynamic == "likely":
+            target = {"danger": "@emergency", "other": MENU}.get(first) or INTENT_TARGETS[first]
+            self._go(turn, target)
         elif step.dynamic == "locales":
             self._set_locale(turn, first)
         elif step.dynamic == "fields":
@@ -331,8 +451,11 @@ class Engine:
 
     def _answer_text(self, turn: _Turn, step: Step, text: str, length: int) -> None:
         # A step whose answer is handed to an action (not kept as a report field).
-        if step.next == "@delete":
-            self._delete(turn, text)
+        if step.next in ("@delete", "@check"):
+            if canonical_code(text) is not None:
+                (self._delete if step.next == "@delete" else self._check)(turn, text)
+            else:
+                self._not_a_code(turn, step, text)
             return
         if step.next == "@relay":
             self._relay(turn, text[: step.max_length], cut=length > step.max_length)
@@ -344,15 +467,40 @@ class Engine:
         if step.validate is not None:
             known = self._known(turn.state.locale, step.validate, text)
             if known is None:
-                turn.say(f"{step.prompt}.unknown")
-                self._reprompt(turn)
+                urgent = self._urgent(turn, text)
+                if urgent:
+                    self._answer(turn, urgent)
+                else:
+                    turn.say(f"{step.prompt}.unknown")
+                    self._reprompt(turn)
                 return
             text = known
         if length > step.max_length:
             text = text[: step.max_length]
             turn.say("input.too_long", limit=step.max_length)
         turn.state = turn.state.with_answer(step.field or step.key, text)
-        self._advance(turn, step, None)
+        urgent = urgent_in_answer(self._classify(turn, text), self.config.policy)
+        if urgent is None:
+            self._advance(turn, step, None)
+            return
+        # Kept as the answer; help first, and "carry on" goes on to the next question.
+        turn.state = turn.state.evolve(resume=step.next or "@review", editing=False)
+        self._answer(turn, (urgent,))
+
+    def _urgent(self, turn: _Turn, text: str) -> tuple[str, ...]:
+        decision = decide(self._classify(turn, text), self.config.policy)
+        return tuple(i for i in decision.intents if i in URGENT)
+
+    def _not_a_code(self, turn: _Turn, step: Step, text: str) -> None:
+        """Words where a code was asked for: understood like any free text when they mean
+        something clearly; otherwise, how a code looks."""
+        understood = self._classify(turn, text)
+        decision = decide(understood, self.config.policy)
+        if decision.intents and INTENT_TARGETS[decision.intents[-1]] != step.key:
+            self._answer(turn, decision.intents)
+            return
+        turn.say("delete.malformed")
+        self._prompt(turn, step)
 
     def _known(self, locale: str, group: str, text: str) -> str | None:
         """The list entry ``text`` names: exactly, or as the start of only one entry."""
@@ -396,7 +544,8 @@ class Engine:
         if not self._holds(step.only_if, turn.state):
             self._go(turn, step.next or MENU)
             return
-        turn.state = turn.state.evolve(step=step.key, picked=(), page=0)
+        likely = turn.state.likely if step.dynamic == "likely" else ()
+        turn.state = turn.state.evolve(step=step.key, picked=(), page=0, likely=likely)
         self._prompt(turn, step)
 
     def _prompt(self, turn: _Turn, step: Step) -> None:
@@ -441,9 +590,15 @@ class Engine:
     # ------------------------------------------------------------------ actions
     def _act(self, turn: _Turn, action: str) -> None:
         state = turn.state
-        if action == "@emergency":
+        if action in ("@emergency", "@crisis"):
             self._leave_question(turn)
-            self._go(turn, "emergency")
+            self._go(turn, ACTION_SCREENS[action])
+        elif action == "@greet":
+            turn.say("greeting.reply")
+            self._go(turn, MENU)
+        elif action == "@other":
+            turn.say("menu.unclear")
+            self._go(turn, MENU)
         elif action == "@resume":
             target = state.resume
             turn.state = state.evolve(resume="")
@@ -477,6 +632,7 @@ class Engine:
             turn.say("exit.done")
         elif action == "@finish":
             self._finish(turn)
+
 
     def _forget(self, turn: _Turn) -> None:
         turn.effects.append(ForgetDraft())

@@ -32,12 +32,16 @@ class Kind(Enum):
 ACTIONS = frozenset(
     {
         "@cancel",
+        "@check",
         "@continue_report",
+        "@crisis",
         "@delete",
         "@emergency",
         "@erase",
         "@exit",
         "@finish",
+        "@greet",
+        "@other",
         "@relay",
         "@report",
         "@restart_report",
@@ -48,7 +52,7 @@ ACTIONS = frozenset(
 # Conditions a step or option may depend on.
 CONDITIONS = frozenset({"forwarding", "resume"})
 # Options computed when the step is shown.
-DYNAMIC = frozenset({"locales", "fields", "answered"})
+DYNAMIC = frozenset({"locales", "fields", "answered", "likely"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +79,6 @@ class Step:
     validate: str | None = None
     dynamic: str | None = None
     only_if: str | None = None
-    interruptible: bool = True
 
     @property
     def is_question(self) -> bool:
@@ -97,7 +100,13 @@ class Flow:
 class FlowSet(Mapping[str, Step]):
     """Every step of every flow, checked once when built."""
 
-    def __init__(self, flows: Iterable[Flow], has_message: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        flows: Iterable[Flow],
+        has_message: Callable[[str], bool],
+        intents: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
         self.flows = tuple(flows)
         self._steps: dict[str, Step] = {}
         problems: list[str] = []
@@ -109,6 +118,16 @@ class FlowSet(Mapping[str, Step]):
         for flow in self.flows:
             for step in flow.steps:
                 problems.extend(self._check(flow.name, step, has_message))
+        for intent, target in (intents or {}).items():
+            if target.startswith("@") and target not in ACTIONS:
+                problems.append(f"intent {intent!r} goes to unknown action {target!r}")
+            elif not target.startswith("@") and target not in self._steps:
+                problems.append(f"intent {intent!r} goes to {target!r}, which does not exist")
+        for intent, label in (labels or {}).items():
+            if intents is not None and intent not in intents:
+                problems.append(f"the triage question offers unknown intent {intent!r}")
+            if not has_message(label):
+                problems.append(f"message id {label!r} offered for intent {intent!r} is missing from the English responses")
         if problems:
             raise FlowError(problems)
 

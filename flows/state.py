@@ -27,6 +27,8 @@ class State:
     - ``editing``: a report answer is being changed from the review; go back there after it.
     - ``relay``: the report whose support worker last wrote; the person's answer goes to them.
     - ``page``: which page of a long screen is showing (pages are split by a ``---`` line).
+    - ``likely``: what the triage question offers (intents), when we were not sure what was meant.
+    - ``detected``: the language was just taken from what the person wrote; offer a one-tap switch.
     """
 
     locale: str = "en"
@@ -37,6 +39,8 @@ class State:
     editing: bool = False
     relay: str = ""
     page: int = 0
+    likely: tuple[str, ...] = ()
+    detected: bool = False
 
     def evolve(self, **changes: Any) -> State:
         if "answers" in changes:
@@ -67,6 +71,8 @@ class State:
             "editing": self.editing,
             "relay": self.relay,
             "page": self.page,
+            "likely": list(self.likely),
+            "detected": self.detected,
         }
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -87,4 +93,6 @@ class State:
             editing=bool(body.get("editing", False)),
             relay=str(body.get("relay", "")),
             page=int(body.get("page", 0)),
+            likely=tuple(map(str, body.get("likely", []))),
+            detected=bool(body.get("detected", False)),
         )

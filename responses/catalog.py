@@ -7,6 +7,8 @@ may hold only what it changes)::
     <dir>/<locale>/words.yaml      word list name -> list of words or phrases
     <dir>/<locale>/services.yaml   list of services; an overlay entry with the same id
                                    replaces fields, and ``remove: true`` drops it
+    <dir>/<locale>/nlu.yml         examples of what people write, per intent, in Rasa's NLU
+                                   format; an overlay's examples are learned as well
 
 Every problem is collected with its file and line; nothing stops at the first.
 """
@@ -22,12 +24,15 @@ from typing import Literal
 
 import yaml
 
-from flows.definitions import QUESTION_FIELDS
+from flows.definitions import INTENT_TARGETS, QUESTION_FIELDS
+from flows.understanding import Example
 
 DEFAULT_DIR = Path(__file__).parent / "default"
 DEFAULT_LOCALE = "en"
 TELEGRAM_LIMIT = 4096
-WORD_LISTS = frozenset({"emergency", "assault", "drugged", "robbery", "threats", "boroughs", "judgemental"})
+WORD_LISTS = frozenset({"menu", "boroughs", "judgemental"})
+# Word lists the bot once listened for; the understanding step learns from examples instead.
+RETIRED_LISTS = frozenset({"emergency", "assault", "drugged", "robbery", "threats"})
 # Lists an overlay adds to rather than replaces.
 EXTENDED_LISTS = frozenset({"judgemental"})
 PAGE_BREAK = "\n---\n"
@@ -100,6 +105,7 @@ class Sources:
     services: dict[str, dict[str, Service]] = field(default_factory=dict)
     question_order: tuple[str, ...] = ()
     questions_off: tuple[str, ...] = ()
+    examples: dict[str, list[Example]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -153,6 +159,10 @@ def _read_messages(path: Path, locale: str, into: Sources) -> None:
 def _read_words(path: Path, locale: str, into: Sources) -> None:
     target = into.words.setdefault(locale, {})
     for key, value, line in _pairs(path, _compose(path, into.problems), into.problems):
+        if key in RETIRED_LISTS:
+            text = f"word list {key!r} is no longer used: add examples of what people write to nlu.yml"
+            into.problems.append(Problem(path, line, text))
+            continue
         if key not in WORD_LISTS:
             known = ", ".join(sorted(WORD_LISTS))
             into.problems.append(Problem(path, line, f"unknown word list {key!r} (known: {known})"))
@@ -240,6 +250,57 @@ def _service(
     )
 
 
+def _read_examples(path: Path, locale: str, into: Sources) -> None:
+    """Rasa NLU training data (``version: "3.1"``, ``nlu:`` → ``- intent:`` / ``examples: |``).
+    An overlay's examples are learned as well as the defaults, never instead of them."""
+    target = into.examples.setdefault(locale, [])
+    for key, value, line in _pairs(path, _compose(path, into.problems), into.problems):
+        if key == "version":
+            continue
+        if key != "nlu":
+            into.problems.append(Problem(path, line, f"{key!r} is not used here: only 'nlu' examples are read"))
+            continue
+        if not isinstance(value, yaml.SequenceNode):
+            into.problems.append(Problem(path, line, "'nlu' must be a list of '- intent:' entries"))
+            continue
+        for item in value.value:
+            entry = {k: (v, ln) for k, v, ln in _pairs(path, item, into.problems)}
+            item_line = _line(item)
+            if "intent" not in entry:
+                kinds = ", ".join(sorted(entry)) or "nothing"
+                into.problems.append(Problem(path, item_line, f"only '- intent:' entries are read here, not {kinds}"))
+                continue
+            intent_node, intent_line = entry["intent"]
+            intent = str(intent_node.value) if isinstance(intent_node, yaml.ScalarNode) else ""
+            if intent not in INTENT_TARGETS:
+                known = ", ".join(sorted(INTENT_TARGETS))
+                into.problems.append(Problem(path, intent_line, f"unknown intent {intent!r} (known: {known})"))
+                continue
+            examples = entry.get("examples")
+            if examples is None or not isinstance(examples[0], yaml.ScalarNode):
+                into.problems.append(Problem(path, intent_line, f"intent {intent!r} needs 'examples: |' lines"))
+                continue
+            node, _ = examples
+            # A block scalar's text starts on the line after its "|".
+            first = _line(node) + (1 if node.style in ("|", ">") else 0)
+            for offset, raw in enumerate(str(node.value).split("\n")):
+                text = raw.strip()
+                if not text:
+                    continue
+                if not text.startswith("- ") or not text[2:].strip():
+                    message = f"an example must be a line starting with '- ' (intent {intent!r})"
+                    into.problems.append(Problem(path, first + offset, message))
+                    continue
+                target.append(Example(text[2:].strip(), intent, locale, str(path), first + offset))
+
+
+def read_examples(path: Path, locale: str) -> tuple[list[Example], list[Problem]]:
+    """Examples from one Rasa NLU file (a held-out test set, say), with any problems found."""
+    sources = Sources()
+    _read_examples(path, locale, sources)
+    return sources.examples.get(locale, []), sources.problems
+
+
 def _read_questions(path: Path, into: Sources) -> None:
     """``order:`` and ``off:`` lists of report question names; the consent steps are not among them."""
     for key, value, line in _pairs(path, _compose(path, into.problems), into.problems):
@@ -282,7 +343,9 @@ def read_folder(folder: Path, into: Sources) -> None:
                 _read_words(path, locale, into)
             elif name == "services.yaml":
                 _read_services(path, locale, into)
+            elif name == "nlu.yml":
+                _read_examples(path, locale, into)
             elif name.endswith((".yaml", ".yml")):
                 into.problems.append(
-                    Problem(path, 1, "unknown file: expected messages.yaml, words.yaml or services.yaml")
+                    Problem(path, 1, "unknown file: expected messages.yaml, words.yaml, services.yaml or nlu.yml")
                 )

@@ -9,7 +9,9 @@ import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
-from flows.text import matches
+from flows.definitions import INTENT_TARGETS
+from flows.text import label_key, matches
+from flows.understanding import SAFETY, Example
 from responses.catalog import (
     BUILT_INS,
     DEFAULT_DIR,
@@ -24,6 +26,9 @@ from responses.catalog import (
 )
 
 STALE_AFTER = dt.timedelta(days=183)
+# The fewest examples an intent may have, in every language that has examples at all.
+MIN_SAFETY_EXAMPLES = 40
+MIN_EXAMPLES = 10
 # Staff read the staff chat in one language (English unless a charity rewrites it); each
 # language is named in its own words, the same everywhere.
 STAFF_ONLY = ("staff.", "language.name.")
@@ -48,6 +53,7 @@ class Responses:
         self._messages = sources.messages
         self._words = sources.words
         self._services = sources.services
+        self._examples = tuple(e for locale in sorted(sources.examples) for e in sources.examples[locale])
         self.question_order = sources.question_order
         self.questions_off = sources.questions_off
         self.problems = tuple(sources.problems)
@@ -81,6 +87,18 @@ class Responses:
     def words(self, locale: str, group: str) -> tuple[str, ...]:
         found = self._words.get(locale, {}).get(group)
         return found if found is not None else self._words.get(DEFAULT_LOCALE, {}).get(group, ())
+
+    def examples(self) -> tuple[Example, ...]:
+        return self._examples
+
+    def language_samples(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Each language's own messages, line by line: more text to tell languages apart by."""
+        samples = []
+        for locale in self.locales:
+            lines = (line.strip(" •■│–-") for m in self._messages.get(locale, {}).values() for line in m.text.split("\n"))
+            kept = tuple(dict.fromkeys(line for line in lines if len(line) > 20 and "{" not in line))
+            samples.append((locale, kept))
+        return tuple(samples)
 
     def services(self, locale: str) -> tuple[Service, ...]:
         """The directory in ``locale``: the English entries, each replaced by its translation if any."""
@@ -136,8 +154,7 @@ def check(overlay: Path | None = None, today: dt.date | None = None) -> Response
         )
         for key, message in messages.items():
             problems.extend(_check_tone(locale, key, message, flagged))
-    if not sources.words.get(DEFAULT_LOCALE, {}).get("emergency"):
-        problems.append(Problem(DEFAULT_DIR / DEFAULT_LOCALE / "words.yaml", 1, "no emergency words"))
+    problems.extend(_check_examples(sources.examples))
     problems.extend(_check_services(sources, today or dt.date.today()))
     return Responses(sources)
 
@@ -183,6 +200,39 @@ def _check_tone(locale: str, key: str, message: Message, flagged: tuple[str, ...
         if len(page) > TELEGRAM_LIMIT and PAGE_BREAK in message.text:
             text = f"[{locale}] {key!r}: page {number} is {len(page):,} characters; Telegram allows {TELEGRAM_LIMIT:,}"
             found.append(Problem(message.path, message.line, text))
+    return found
+
+
+def _check_examples(by_locale: dict[str, list[Example]]) -> list[Problem]:
+    """Too few examples for an intent in a language, and the same words under two intents."""
+    found: list[Problem] = []
+    for locale, examples in sorted(by_locale.items()):
+        if not examples:
+            continue
+        counts = {intent: 0 for intent in INTENT_TARGETS}
+        for example in examples:
+            counts[example.intent] += 1
+        where = Path(examples[-1].path)
+        for intent, count in counts.items():
+            least = MIN_SAFETY_EXAMPLES if intent in SAFETY else MIN_EXAMPLES
+            if count < least:
+                text = f"[{locale}] intent {intent!r} has {count} example(s); it needs at least {least}"
+                found.append(Problem(where, 1, text))
+    seen: dict[str, Example] = {}
+    for example in (e for locale in sorted(by_locale) for e in by_locale[locale]):
+        key = label_key(example.text)
+        first = seen.setdefault(key, example)
+        if first is example:
+            continue
+        if first.intent != example.intent:
+            text = (
+                f"[{example.locale}] example {example.text!r} is under {example.intent!r} here and under "
+                f"{first.intent!r} at {first.path}:{first.line}: an example can mean only one thing"
+            )
+            found.append(Problem(Path(example.path), example.line, text))
+        else:
+            text = f"[{example.locale}] example {example.text!r} is also at {first.path}:{first.line}"
+            found.append(Problem(Path(example.path), example.line, text, "warning"))
     return found
 
 

@@ -1,0 +1,177 @@
+"""How well the understanding step understands: like ``rasa test nlu``, for our classifier and
+our safety policy.
+
+Two measures per intent and language:
+
+- the classifier's own precision, recall and F1 (its likeliest intent against the label);
+- for safety intents, *help recall*: how often the policy (:func:`flows.understanding.decide`)
+  gives that help in the first reply. This is what a person notices, and it is recall-first,
+  so it is at least the classifier's recall.
+
+And the false alarms that matter: messages that are not about an overdose given overdose first
+aid, and messages not about suicide given the suicide screen.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from flows.understanding import SAFETY, Example, Policy, Understanding, decide
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """Counts for one intent in one language (or ``*`` for all languages)."""
+
+    intent: str
+    locale: str
+    support: int = 0
+    predicted: int = 0
+    correct: int = 0
+    helped: int = 0  # safety intents: the first reply gave this help
+
+    @property
+    def precision(self) -> float:
+        return self.correct / self.predicted if self.predicted else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.correct / self.support if self.support else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    @property
+    def help_recall(self) -> float:
+        return self.helped / self.support if self.support else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Miss:
+    example: Example
+    got: tuple[str, ...]  # what the first reply answered ("triage" when it asked instead)
+
+
+@dataclass
+class Report:
+    figures: dict[tuple[str, str], Figures] = field(default_factory=dict)
+    confused: Counter[tuple[str, str]] = field(default_factory=Counter)
+    misses: list[Miss] = field(default_factory=list)
+    overdose_false_alarms: list[Example] = field(default_factory=list)
+    suicide_false_alarms: list[Example] = field(default_factory=list)
+    language_right: int = 0
+    total: int = 0
+
+    def get(self, intent: str, locale: str = "*") -> Figures:
+        return self.figures.get((intent, locale), Figures(intent, locale))
+
+    @property
+    def locales(self) -> list[str]:
+        return sorted({locale for _, locale in self.figures if locale != "*"})
+
+    @property
+    def intents(self) -> list[str]:
+        return sorted({intent for intent, _ in self.figures}, key=_intent_order)
+
+
+def _intent_order(intent: str) -> tuple[int, str]:
+    return (SAFETY.index(intent) if intent in SAFETY else len(SAFETY), intent)
+
+
+def score(examples: Sequence[Example], understood: Sequence[Understanding], policy: Policy = Policy()) -> Report:
+    """Compare what was understood with what each example means."""
+    report = Report()
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+
+    def bump(intent: str, locale: str, name: str) -> None:
+        for where in ((intent, locale), (intent, "*")):
+            counts.setdefault(where, {"support": 0, "predicted": 0, "correct": 0, "helped": 0})[name] += 1
+
+    for example, found in zip(examples, understood, strict=True):
+        report.total += 1
+        report.language_right += found.language == example.locale
+        predicted = found.intent
+        decision = decide(found, policy)
+        bump(example.intent, example.locale, "support")
+        bump(predicted, example.locale, "predicted")
+        if predicted == example.intent:
+            bump(example.intent, example.locale, "correct")
+        else:
+            report.confused[(example.intent, predicted)] += 1
+        if example.intent in decision.intents:
+            bump(example.intent, example.locale, "helped")
+        elif example.intent in SAFETY:
+            report.misses.append(Miss(example, decision.intents or ("triage", *decision.likely[:2])))
+        if example.intent != "overdose" and "overdose" in decision.intents:
+            report.overdose_false_alarms.append(example)
+        if example.intent != "suicide" and "suicide" in decision.intents:
+            report.suicide_false_alarms.append(example)
+    report.figures = {key: Figures(key[0], key[1], **value) for key, value in counts.items()}
+    return report
+
+
+def cross_validate(
+    examples: Sequence[Example],
+    train: Callable[[Sequence[Example]], Callable[[Sequence[str]], list[Understanding]]],
+    folds: int = 5,
+    policy: Policy = Policy(),
+) -> Report:
+    """Each example is understood by a model that never saw it: ``folds`` models, each trained
+    on the rest. Folds are stratified by intent and language, and fixed (no randomness)."""
+    buckets: dict[tuple[str, str], list[int]] = {}
+    for index, example in enumerate(examples):
+        buckets.setdefault((example.intent, example.locale), []).append(index)
+    fold_of = [0] * len(examples)
+    for indices in buckets.values():
+        for position, index in enumerate(indices):
+            fold_of[index] = position % folds
+    ordered: list[Example] = []
+    found: list[Understanding] = []
+    for fold in range(folds):
+        held = [e for e, f in zip(examples, fold_of, strict=True) if f == fold]
+        rest = [e for e, f in zip(examples, fold_of, strict=True) if f != fold]
+        understand = train(rest)
+        ordered.extend(held)
+        found.extend(understand([e.text for e in held]))
+    return score(ordered, found, policy)
+
+
+def render(report: Report, title: str, confused: int = 10, misses: bool = False) -> str:
+    """The report as a plain-text table, like ``rasa test nlu`` prints."""
+    lines = [title, ""]
+    for locale in ["*", *report.locales]:
+        name = "all languages" if locale == "*" else locale
+        lines.append(f"{name}:")
+        lines.append(f"  {'intent':<24}{'n':>5}{'prec':>7}{'recall':>8}{'f1':>7}{'help':>7}")
+        for intent in report.intents:
+            figures = report.get(intent, locale)
+            if not figures.support:
+                continue
+            helped = f"{figures.help_recall:>7.0%}" if intent in SAFETY else f"{'':>7}"
+            lines.append(
+                f"  {intent:<24}{figures.support:>5}{figures.precision:>7.0%}{figures.recall:>8.0%}"
+                f"{figures.f1:>7.0%}{helped}"
+            )
+        lines.append("")
+    lines.append(f"language told apart: {report.language_right}/{report.total}")
+    lines.append(
+        f"overdose first aid for a message about something else: {len(report.overdose_false_alarms)}; "
+        f"suicide help for a message about something else: {len(report.suicide_false_alarms)}"
+    )
+    lines.append("")
+    lines.append("most confused (meant -> understood as):")
+    for (meant, got), count in report.confused.most_common(confused):
+        lines.append(f"  {count:>4}  {meant} -> {got}")
+    if misses:
+        lines.append("")
+        lines.append("safety examples whose first reply missed their help:")
+        for miss in report.misses:
+            example = miss.example
+            lines.append(f"  [{example.locale}] {example.intent} -> {', '.join(miss.got)}: {example.text}")
+        for example in report.overdose_false_alarms:
+            lines.append(f"  [{example.locale}] {example.intent} -> overdose first aid: {example.text}")
+    return "\n".join(lines)

@@ -1,0 +1,134 @@
+"""What free text means: an intent, how sure we are, and the language it is written in.
+
+The understanding step runs wherever someone types something the screen does not expect. It is
+trained when the bot starts from the charity-editable examples in ``responses/`` (Rasa's NLU
+format, so the same files train a Rasa assistant). Nothing typed is kept: text is classified in
+memory and only the intent and a confidence band may reach a log.
+
+Safety decides recall-first (:func:`decide`): when an overdose or suicidal thoughts are
+plausible, that help comes first, because a false alarm costs one tap on "Carry on where I was"
+and a miss can cost a life. When nothing is clear, the engine asks a short triage question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# Help that cannot wait: these interrupt anything, even a question being answered.
+URGENT = ("overdose", "suicide")
+# Being hurt: each gets its own screen of safety, support and reporting.
+HARMS = ("assault", "drugged", "robbery", "threats", "violence")
+SAFETY = URGENT + HARMS
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One training example: what someone might type, what it means, and where it was written."""
+
+    text: str
+    intent: str
+    locale: str
+    path: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Understanding:
+    """Scores (probabilities that add up to 1) for every intent, and the likeliest language."""
+
+    scores: Mapping[str, float]
+    language: str = ""
+    language_confidence: float = 0.0
+    # The likeliest intent of each part of a longer message ("he robbed me and now he's
+    # blackmailing me"), with its score: how a second harm is noticed.
+    parts: tuple[tuple[str, float], ...] = ()
+
+    def ranked(self) -> list[tuple[str, float]]:
+        return sorted(self.scores.items(), key=lambda item: (-item[1], item[0]))
+
+    @property
+    def intent(self) -> str:
+        return self.ranked()[0][0] if self.scores else "other"
+
+    @property
+    def confidence(self) -> float:
+        return self.ranked()[0][1] if self.scores else 0.0
+
+    def score(self, intent: str) -> float:
+        return self.scores.get(intent, 0.0)
+
+
+class Understander(Protocol):
+    def understand(self, text: str) -> Understanding: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Thresholds on an intent's score. Set by cross-validation (see ``docs/understanding.md``)."""
+
+    urgent: float = 0.2  # overdose or suicide from here on: that help first
+    harm: float = 0.3  # a harm from here on gets its own help
+    second_harm: float = 0.25  # a second harm named in the same message, from here on
+    part_harm: float = 0.6  # ... or a harm that one part of the message is clearly about
+    sure: float = 0.4  # anything else is acted on from here on; below, a triage question
+    in_answer: float = 0.5  # in words typed as an answer to a question, urgent help from here on
+    likely: float = 0.05  # intents offered by the triage question
+    language: float = 0.8  # switch language from here on
+    language_min_letters: int = 8  # too short to tell a language apart below this
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do about free text: intents to answer, in order, or a triage question with
+    ``likely`` intents to offer when ``intents`` is empty."""
+
+    intents: tuple[str, ...]
+    likely: tuple[str, ...] = ()
+    confident: bool = field(default=True, compare=False)
+
+
+def decide(understood: Understanding, policy: Policy = Policy()) -> Decision:
+    """Recall-first: urgent help, then harms (up to two), then the likeliest intent if sure."""
+    score = understood.score
+    chosen: list[str] = []
+    overdose, suicide = score("overdose") >= policy.urgent, score("suicide") >= policy.urgent
+    if suicide and (not overdose or score("suicide") >= score("overdose")):
+        # Suicidal thoughts get their own help, never overdose first aid.
+        chosen.append("suicide")
+    elif overdose:
+        chosen.append("overdose")
+        if suicide:
+            chosen.append("suicide")
+    harms = sorted((h for h in HARMS if score(h) >= policy.second_harm), key=lambda h: -score(h))
+    if harms and score(harms[0]) >= policy.harm:
+        for intent, part_score in understood.parts:
+            if intent in HARMS and part_score >= policy.part_harm and intent not in harms:
+                harms.append(intent)
+        chosen.extend(harms[: 1 if chosen else 2])
+    if chosen:
+        return Decision(tuple(chosen))
+    if understood.confidence >= policy.sure:
+        return Decision((understood.intent,))
+    likely = tuple(i for i, s in understood.ranked() if s >= policy.likely and i not in ("other", "greeting"))
+    return Decision((), likely=likely, confident=False)
+
+
+def urgent_in_answer(understood: Understanding, policy: Policy = Policy()) -> str | None:
+    """The urgent intent in words typed as an answer (an account of what happened), if any.
+    Stricter than :func:`decide`: an account of the past often names what happened then."""
+    best = max(URGENT, key=understood.score)
+    return best if understood.score(best) >= policy.in_answer else None
+
+
+def band(confidence: float) -> str:
+    """A confidence band, the only trace of a classification that may reach a log."""
+    return "high" if confidence >= 0.7 else "medium" if confidence >= 0.4 else "low"
+
+
+def group_by_intent(examples: Sequence[Example]) -> dict[str, list[Example]]:
+    grouped: dict[str, list[Example]] = {}
+    for example in examples:
+        grouped.setdefault(example.intent, []).append(example)
+    return grouped
