@@ -153,6 +153,11 @@ class IntentClassifier:
         texts = [(e.locale, e.text) for e in examples]
         for locale, more in (language_texts or {}).items():
             texts.extend((locale, text) for text in more)
+        # Words written the same in several languages ("hi", "sos") say nothing about which.
+        locales_of: dict[str, set[str]] = {}
+        for locale, text in texts:
+            locales_of.setdefault(_language_text(text), set()).add(locale)
+        texts = [(locale, text) for locale, text in texts if len(locales_of[_language_text(text)]) == 1]
         languages = None
         if len({locale for locale, _ in texts}) > 1:
             languages = _Model(Settings(c=1.0, sharpness=4.0), (1, 4), None).fit(

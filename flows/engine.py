@@ -85,7 +85,6 @@ class _Turn:
     replies: list[Reply] = field(default_factory=list)
     effects: list[Effect] = field(default_factory=list)
     understood: str = ""
-    detected: bool = False
 
     def say(self, message: str, **variables: str | int | Summary) -> None:
         self.replies.append(Reply(message=message, variables=variables))
@@ -109,14 +108,14 @@ class Engine:
         self.steps = FlowSet(flows, lexicon.has, INTENT_TARGETS, TRIAGE_LABELS)
         self.understander = understander or trained(lexicon.examples(), lexicon.language_samples())
         self._label_keys: dict[tuple[str, str], str] = {}
+        self._menu_words: frozenset[str] | None = None
 
     # ------------------------------------------------------------------ entry point
     def handle(self, state: State, event: Event) -> Outcome:
-        turn = _Turn(state)
+        # The one-tap language switch is offered on the screen after detection only: it counts
+        # when a button or a typed option names it, and then it goes.
+        turn = _Turn(state if isinstance(event, Choice | Text) else state.evolve(detected=False))
         self._dispatch(turn, event)
-        if state.detected and not turn.detected and turn.state.detected:
-            # The one-tap language switch is offered on the screen after detection only.
-            turn.state = turn.state.evolve(detected=False)
         return turn.outcome()
 
     def _dispatch(self, turn: _Turn, event: Event) -> None:
@@ -207,21 +206,24 @@ class Engine:
             self._reprompt(turn)
             return
         if choice.option not in {o.key for o in self._options(step, turn.state)}:
+            turn.state = turn.state.evolve(detected=False)
             turn.say("input.expired")
             self._reprompt(turn)
             return
+        turn.state = turn.state.evolve(detected=False)
         self._pick(turn, step, (choice.option,), typed=False)
 
     def _text(self, turn: _Turn, text: str, length: int) -> None:
         step = self.steps.get(turn.state.step)
-        if self._says_menu(turn, text):
+        picked = self._typed_options(step, turn.state, text) if step is not None else ()
+        turn.state = turn.state.evolve(detected=False)
+        if not picked and self._says_menu(text):
             self._leave_question(turn)
             self._go_to_menu(turn)
             return
         if step is None:
             self._understand(turn, text, first_contact=True)
             return
-        picked = self._typed_options(step, turn.state, text)
         if picked:
             self._pick(turn, step, picked, typed=True)
         elif step.kind is Kind.TEXT:
@@ -231,13 +233,15 @@ class Engine:
         else:
             self._off_question(turn, step, text)
 
-    def _says_menu(self, turn: _Turn, text: str) -> bool:
-        """ "menu" or "back" typed alone, in the person's language or in English."""
+    def _says_menu(self, text: str) -> bool:
+        """ "menu" or "back" typed alone, in any of the bot's languages."""
         typed = label_key(text)
         if not typed or len(typed) > 40:
             return False
-        words = (*self.lexicon.words(turn.state.locale, "menu"), *self.lexicon.words("en", "menu"))
-        return typed in {label_key(w) for w in words}
+        if self._menu_words is None:
+            words = (w for locale in self.lexicon.locales for w in self.lexicon.words(locale, "menu"))
+            self._menu_words = frozenset(map(label_key, words))
+        return typed in self._menu_words
 
     def _go_to_menu(self, turn: _Turn) -> None:
         self._go(turn, MENU)
@@ -297,7 +301,6 @@ class Engine:
             and sum(ch.isalpha() for ch in text) >= policy.language_min_letters
         ):
             turn.state = turn.state.evolve(locale=language, detected=True)
-            turn.detected = True
             turn.say("language.detected")
 
     def _off_question(self, turn: _Turn, step: Step, text: str) -> None:
@@ -496,7 +499,8 @@ class Engine:
         something clearly; otherwise, how a code looks."""
         understood = self._classify(turn, text)
         decision = decide(understood, self.config.policy)
-        if decision.intents and INTENT_TARGETS[decision.intents[-1]] != step.key:
+        meant = decision.intents[-1] if decision.intents else "other"
+        if meant not in ("other", "greeting", "thanks") and INTENT_TARGETS[meant] != step.key:
             self._answer(turn, decision.intents)
             return
         turn.say("delete.malformed")

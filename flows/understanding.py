@@ -69,7 +69,7 @@ class Policy:
     """Thresholds on an intent's score. Set by cross-validation (see ``docs/understanding.md``)."""
 
     urgent: float = 0.2  # overdose or suicide from here on: that help first
-    harm: float = 0.3  # a harm from here on gets its own help
+    harm: float = 0.25  # a harm from here on gets its own help
     second_harm: float = 0.25  # a second harm named in the same message, from here on
     part_harm: float = 0.6  # ... or a harm that one part of the message is clearly about
     sure: float = 0.4  # anything else is acted on from here on; below, a triage question

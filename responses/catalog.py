@@ -7,7 +7,7 @@ may hold only what it changes)::
     <dir>/<locale>/words.yaml      word list name -> list of words or phrases
     <dir>/<locale>/services.yaml   list of services; an overlay entry with the same id
                                    replaces fields, and ``remove: true`` drops it
-    <dir>/<locale>/nlu.yml         examples of what people write, per intent, in Rasa's NLU
+    <dir>/<locale>/nlu*.yml        examples of what people write, per intent, in Rasa's NLU
                                    format; an overlay's examples are learned as well
 
 Every problem is collected with its file and line; nothing stops at the first.
@@ -343,9 +343,9 @@ def read_folder(folder: Path, into: Sources) -> None:
                 _read_words(path, locale, into)
             elif name == "services.yaml":
                 _read_services(path, locale, into)
-            elif name == "nlu.yml":
+            elif name.startswith("nlu") and name.endswith((".yml", ".yaml")):
                 _read_examples(path, locale, into)
             elif name.endswith((".yaml", ".yml")):
                 into.problems.append(
-                    Problem(path, 1, "unknown file: expected messages.yaml, words.yaml, services.yaml or nlu.yml")
+                    Problem(path, 1, "unknown file: expected messages.yaml, words.yaml, services.yaml or nlu*.yml")
                 )

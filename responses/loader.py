@@ -218,9 +218,10 @@ def _check_examples(by_locale: dict[str, list[Example]]) -> list[Problem]:
             if count < least:
                 text = f"[{locale}] intent {intent!r} has {count} example(s); it needs at least {least}"
                 found.append(Problem(where, 1, text))
-    seen: dict[str, Example] = {}
+    seen: dict[tuple[str, str], Example] = {}
     for example in (e for locale in sorted(by_locale) for e in by_locale[locale]):
-        key = label_key(example.text)
+        # The same words in two languages ("hi", "sos") are fine when they mean the same.
+        key = (label_key(example.text), example.locale)
         first = seen.setdefault(key, example)
         if first is example:
             continue
