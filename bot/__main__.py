@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _understanding_test(folder: Path | None, heldout: list[Path], folds: int, misses: bool) -> int:
     from flows.classifier import IntentClassifier
-    from flows.evaluation import cross_validate, render, score
+    from flows.evaluation import cross_validate, first_reply, render, score
     from responses.catalog import read_examples
 
     responses = Responses.load(folder)
@@ -89,8 +89,14 @@ def _understanding_test(folder: Path | None, heldout: list[Path], folds: int, mi
             return 2
         tested.extend(found)
     classifier = IntentClassifier.train(examples, dict(responses.language_samples()))
-    report = score(tested, classifier.understand_many([e.text for e in tested]))
-    title = f"Held-out: {len(tested)} messages never used in training; model trained on {len(examples)} examples"
+    engine = Engine(
+        responses, flows=build_flows(responses.question_order, responses.questions_off), understander=classifier
+    )
+    report = score(tested, classifier.understand_many([e.text for e in tested]), helped=first_reply(engine))
+    title = (
+        f"Held-out: {len(tested)} messages never used in training, each sent as a first message to the bot; "
+        f"model trained on {len(examples)} examples"
+    )
     print(render(report, title, misses=misses))
     return 0
 
@@ -172,10 +178,11 @@ async def _rotate(settings: Settings) -> None:
 
 
 async def _run(settings: Settings, webhook: bool) -> None:
-    from bot.telegram_run import make_bot, run_polling, run_webhook
+    app = create_app(settings)  # starts training the understanding step on its own thread
+    from bot.telegram_run import make_bot, run_polling, run_webhook  # the Telegram library, meanwhile
 
     bot = make_bot(settings)
-    async with create_app(settings) as app:
+    async with app:
         await (run_webhook(app, bot) if webhook else run_polling(app, bot))
 
 

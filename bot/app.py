@@ -12,6 +12,7 @@ from bot.delivery import DeliveryWorker, EmailForwarder
 from bot.settings import Settings
 from bot.staff import StaffDesk
 from flows import Engine, EngineConfig
+from flows.classifier import TrainedInBackground
 from flows.codes import Tokens
 from flows.definitions import build_flows
 from responses import Renderer, Responses
@@ -28,7 +29,16 @@ class App:
         self.settings = settings
         self.responses = Responses.load(settings.responses_dir)
         flows = build_flows(self.responses.question_order, self.responses.questions_off)
-        self.engine = Engine(self.responses, EngineConfig(forwarding=settings.forwarding), tokens=tokens, flows=flows)
+        self.understander = TrainedInBackground(
+            self.responses.examples(), dict(self.responses.language_samples()), cache=settings.model_cache
+        )
+        self.engine = Engine(
+            self.responses,
+            EngineConfig(forwarding=settings.forwarding),
+            tokens=tokens,
+            flows=flows,
+            understander=self.understander,
+        )
         self.renderer = Renderer(self.responses, settings.retention_days, settings.draft_hours)
         self.keyring = load_keyring(
             settings.encryption_key.get_secret_value() if settings.encryption_key else None,
@@ -56,6 +66,11 @@ class App:
 
     async def __aenter__(self) -> App:
         await self.store.open()
+        # Ready before the first message: training ran while the rest started up.
+        classifier = await asyncio.to_thread(self.understander.ready)
+        log.info(
+            "understanding step ready: %d examples, trained in %.2f s", classifier.examples, classifier.training_seconds
+        )
         try:
             await self.purge()
             await self.conversations.warm()

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     telegram_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org"
     data_dir: Path = Path("data")
+    cache_dir: Path | None = None
     staff_chat_id: int | None = None
     framework: Literal["aiogram", "ptb"] = "aiogram"
     responses_dir: Path | None = None
@@ -66,6 +67,11 @@ class Settings(BaseSettings):
         if _INJECTED.get():
             return (init_settings,)
         return (init_settings, env_settings, dotenv_settings)
+
+    @property
+    def model_cache(self) -> Path:
+        """Where the trained understanding model is kept between starts (nothing personal)."""
+        return self.cache_dir or self.data_dir / "cache"
 
     @property
     def email_recipients(self) -> tuple[str, ...]:

@@ -31,7 +31,7 @@ from flows.lexicon import Lexicon
 from flows.model import Flow, FlowSet, Kind, Option, Step
 from flows.replies import OptionRef, Reply, Summary, SummaryLine
 from flows.state import Answer, State
-from flows.text import label_key, quote
+from flows.text import label_key, matches, quote
 from flows.understanding import URGENT, Policy, Understander, Understanding, band, decide, urgent_in_answer
 
 DEEP_LINKS = {
@@ -109,6 +109,7 @@ class Engine:
         self.understander = understander or trained(lexicon.examples(), lexicon.language_samples())
         self._label_keys: dict[tuple[str, str], str] = {}
         self._menu_words: frozenset[str] | None = None
+        self._emergency_words: tuple[str, ...] | None = None
 
     # ------------------------------------------------------------------ entry point
     def handle(self, state: State, event: Event) -> Outcome:
@@ -221,6 +222,13 @@ class Engine:
             self._leave_question(turn)
             self._go_to_menu(turn)
             return
+        answering = step is not None and step.kind is Kind.TEXT and step.field is not None
+        if not picked and not answering and self._says_emergency(text):
+            if step is None or step.kind is Kind.MENU:
+                self._follow_language(turn, self._classify(turn, text), text)
+            turn.understood = "overdose/words"
+            self._answer(turn, ("overdose",))
+            return
         if step is None:
             self._understand(turn, text, first_contact=True)
             return
@@ -242,6 +250,14 @@ class Engine:
             words = (w for locale in self.lexicon.locales for w in self.lexicon.words(locale, "menu"))
             self._menu_words = frozenset(map(label_key, words))
         return typed in self._menu_words
+
+    def _says_emergency(self, text: str) -> bool:
+        """An unmistakable emergency phrase, in any of the bot's languages: help first, always."""
+        if self._emergency_words is None:
+            self._emergency_words = tuple(
+                sorted({w for locale in self.lexicon.locales for w in self.lexicon.words(locale, "emergency")})
+            )
+        return matches(text, self._emergency_words)
 
     def _go_to_menu(self, turn: _Turn) -> None:
         self._go(turn, MENU)
@@ -482,13 +498,14 @@ class Engine:
             text = text[: step.max_length]
             turn.say("input.too_long", limit=step.max_length)
         turn.state = turn.state.with_answer(step.field or step.key, text)
-        urgent = urgent_in_answer(self._classify(turn, text), self.config.policy)
-        if urgent is None:
+        policy = self.config.policy
+        now = "overdose" if self._says_emergency(text) else urgent_in_answer(self._classify(turn, text), policy)
+        if now is None:
             self._advance(turn, step, None)
             return
         # Kept as the answer; help first, and "carry on" goes on to the next question.
         turn.state = turn.state.evolve(resume=step.next or "@review", editing=False)
-        self._answer(turn, (urgent,))
+        self._answer(turn, (now,))
 
     def _urgent(self, turn: _Turn, text: str) -> tuple[str, ...]:
         decision = decide(self._classify(turn, text), self.config.policy)
@@ -636,7 +653,6 @@ class Engine:
             turn.say("exit.done")
         elif action == "@finish":
             self._finish(turn)
-
 
     def _forget(self, turn: _Turn) -> None:
         turn.effects.append(ForgetDraft())

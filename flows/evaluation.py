@@ -18,7 +18,31 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from flows.definitions import INTENT_TARGETS
+from flows.engine import ACTION_SCREENS, Engine
+from flows.events import Text
+from flows.state import State
 from flows.understanding import SAFETY, Example, Policy, Understanding, decide
+
+# What a first reply helps with, by the message ids it says.
+_HELPS = {
+    ACTION_SCREENS.get(target, target): intent
+    for intent, target in INTENT_TARGETS.items()
+    if intent in SAFETY or intent.startswith("advice_")
+}
+_PROMPTS = {"emergency": "emergency.guidance", "crisis": "crisis.guidance"}
+
+
+def first_reply(engine: Engine) -> Callable[[Example, Understanding], tuple[str, ...]]:
+    """What the engine's real first reply to an example helps with (its whole routing, word lists
+    included), in order: a fresh conversation, the example as its first message."""
+    by_message = {_PROMPTS.get(step, engine.steps[step].prompt): intent for step, intent in _HELPS.items()}
+
+    def helped(example: Example, _: Understanding) -> tuple[str, ...]:
+        replies = engine.handle(State(), Text(example.text)).replies
+        return tuple(by_message[r.message] for r in replies if r.message in by_message)
+
+    return helped
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +106,14 @@ def _intent_order(intent: str) -> tuple[int, str]:
     return (SAFETY.index(intent) if intent in SAFETY else len(SAFETY), intent)
 
 
-def score(examples: Sequence[Example], understood: Sequence[Understanding], policy: Policy = Policy()) -> Report:
-    """Compare what was understood with what each example means."""
+def score(
+    examples: Sequence[Example],
+    understood: Sequence[Understanding],
+    policy: Policy | None = None,
+    helped: Callable[[Example, Understanding], tuple[str, ...]] | None = None,
+) -> Report:
+    """Compare what was understood with what each example means. ``helped`` says what the first
+    reply helps with (:func:`first_reply`); by default, what the policy decides."""
     report = Report()
     counts: dict[tuple[str, str], dict[str, int]] = {}
 
@@ -95,20 +125,21 @@ def score(examples: Sequence[Example], understood: Sequence[Understanding], poli
         report.total += 1
         report.language_right += found.language == example.locale
         predicted = found.intent
-        decision = decide(found, policy)
+        decision = decide(found, policy or Policy())
+        answered = helped(example, found) if helped is not None else decision.intents
         bump(example.intent, example.locale, "support")
         bump(predicted, example.locale, "predicted")
         if predicted == example.intent:
             bump(example.intent, example.locale, "correct")
         else:
             report.confused[(example.intent, predicted)] += 1
-        if example.intent in decision.intents:
+        if example.intent in answered:
             bump(example.intent, example.locale, "helped")
         elif example.intent in SAFETY:
-            report.misses.append(Miss(example, decision.intents or ("triage", *decision.likely[:2])))
-        if example.intent != "overdose" and "overdose" in decision.intents:
+            report.misses.append(Miss(example, answered or ("triage", *decision.likely[:2])))
+        if example.intent != "overdose" and "overdose" in answered:
             report.overdose_false_alarms.append(example)
-        if example.intent != "suicide" and "suicide" in decision.intents:
+        if example.intent != "suicide" and "suicide" in answered:
             report.suicide_false_alarms.append(example)
     report.figures = {key: Figures(key[0], key[1], **value) for key, value in counts.items()}
     return report
@@ -118,7 +149,7 @@ def cross_validate(
     examples: Sequence[Example],
     train: Callable[[Sequence[Example]], Callable[[Sequence[str]], list[Understanding]]],
     folds: int = 5,
-    policy: Policy = Policy(),
+    policy: Policy | None = None,
 ) -> Report:
     """Each example is understood by a model that never saw it: ``folds`` models, each trained
     on the rest. Folds are stratified by intent and language, and fixed (no randomness)."""

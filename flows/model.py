@@ -127,7 +127,9 @@ class FlowSet(Mapping[str, Step]):
             if intents is not None and intent not in intents:
                 problems.append(f"the triage question offers unknown intent {intent!r}")
             if not has_message(label):
-                problems.append(f"message id {label!r} offered for intent {intent!r} is missing from the English responses")
+                problems.append(
+                    f"message id {label!r} offered for intent {intent!r} is missing from the English responses"
+                )
         if problems:
             raise FlowError(problems)
 

@@ -69,9 +69,10 @@ class Policy:
     """Thresholds on an intent's score. Set by cross-validation (see ``docs/understanding.md``)."""
 
     urgent: float = 0.2  # overdose or suicide from here on: that help first
-    harm: float = 0.25  # a harm from here on gets its own help
-    second_harm: float = 0.25  # a second harm named in the same message, from here on
+    harm: float = 0.2  # a harm from here on gets its own help
+    second_harm: float = 0.2  # a second harm named in the same message, from here on
     part_harm: float = 0.6  # ... or a harm that one part of the message is clearly about
+    part_urgent: float = 0.6  # an overdose or suicide that one part of a long message is about
     sure: float = 0.4  # anything else is acted on from here on; below, a triage question
     in_answer: float = 0.5  # in words typed as an answer to a question, urgent help from here on
     likely: float = 0.05  # intents offered by the triage question
@@ -93,7 +94,9 @@ def decide(understood: Understanding, policy: Policy = Policy()) -> Decision:
     """Recall-first: urgent help, then harms (up to two), then the likeliest intent if sure."""
     score = understood.score
     chosen: list[str] = []
-    overdose, suicide = score("overdose") >= policy.urgent, score("suicide") >= policy.urgent
+    parts = {i for i, s in understood.parts if i in URGENT and s >= policy.part_urgent}
+    overdose = score("overdose") >= policy.urgent or "overdose" in parts
+    suicide = score("suicide") >= policy.urgent or "suicide" in parts
     if suicide and (not overdose or score("suicide") >= score("overdose")):
         # Suicidal thoughts get their own help, never overdose first aid.
         chosen.append("suicide")

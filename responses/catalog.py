@@ -30,9 +30,9 @@ from flows.understanding import Example
 DEFAULT_DIR = Path(__file__).parent / "default"
 DEFAULT_LOCALE = "en"
 TELEGRAM_LIMIT = 4096
-WORD_LISTS = frozenset({"menu", "boroughs", "judgemental"})
+WORD_LISTS = frozenset({"emergency", "menu", "boroughs", "judgemental"})
 # Word lists the bot once listened for; the understanding step learns from examples instead.
-RETIRED_LISTS = frozenset({"emergency", "assault", "drugged", "robbery", "threats"})
+RETIRED_LISTS = frozenset({"assault", "drugged", "robbery", "threats"})
 # Lists an overlay adds to rather than replaces.
 EXTENDED_LISTS = frozenset({"judgemental"})
 PAGE_BREAK = "\n---\n"
@@ -112,7 +112,8 @@ class Sources:
 def _compose(path: Path, problems: list[Problem]) -> yaml.Node | None:
     try:
         with path.open(encoding="utf-8") as stream:
-            return yaml.compose(stream, Loader=yaml.SafeLoader)
+            # libyaml's loader when present: the examples files are thousands of lines.
+            return yaml.compose(stream, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -280,7 +281,8 @@ def _read_examples(path: Path, locale: str, into: Sources) -> None:
             if examples is None or not isinstance(examples[0], yaml.ScalarNode):
                 into.problems.append(Problem(path, intent_line, f"intent {intent!r} needs 'examples: |' lines"))
                 continue
-            node, _ = examples
+            node = examples[0]
+            assert isinstance(node, yaml.ScalarNode)
             # A block scalar's text starts on the line after its "|".
             first = _line(node) + (1 if node.style in ("|", ">") else 0)
             for offset, raw in enumerate(str(node.value).split("\n")):

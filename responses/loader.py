@@ -95,7 +95,9 @@ class Responses:
         """Each language's own messages, line by line: more text to tell languages apart by."""
         samples = []
         for locale in self.locales:
-            lines = (line.strip(" •■│–-") for m in self._messages.get(locale, {}).values() for line in m.text.split("\n"))
+            lines = (
+                line.strip(" •■│–-") for m in self._messages.get(locale, {}).values() for line in m.text.split("\n")
+            )
             kept = tuple(dict.fromkeys(line for line in lines if len(line) > 20 and "{" not in line))
             samples.append((locale, kept))
         return tuple(samples)

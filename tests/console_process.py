@@ -10,13 +10,17 @@ import threading
 import time
 from pathlib import Path
 
+from tests.helpers import MODEL_CACHE
+
 PROMPT = "\n> "
 
 
 class ConsoleProcess:
     def __init__(self, data_dir: Path, chat: str = "local", env: dict[str, str] | None = None) -> None:
         environ = {k: v for k, v in os.environ.items() if not k.startswith("REACHABLE_")}
-        environ.update({"REACHABLE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"})
+        environ.update(
+            {"REACHABLE_DATA_DIR": str(data_dir), "REACHABLE_CACHE_DIR": str(MODEL_CACHE), "PYTHONUNBUFFERED": "1"}
+        )
         environ.update(env or {})
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot", "console", "--chat", chat],

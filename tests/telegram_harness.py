@@ -21,6 +21,7 @@ from bot.polling import DurablePolling
 from bot.settings import Settings
 from bot.telegram import ALLOWED_UPDATES, TelegramChannel
 from tests.fake_telegram import TOKEN, FakeTelegram
+from tests.helpers import MODEL_CACHE
 
 QUIET = 0.15
 
@@ -75,6 +76,7 @@ def settings_for(fake: FakeTelegram, data: Path, key: str, **extra: str) -> Sett
             "REACHABLE_TELEGRAM_TOKEN": TOKEN,
             "REACHABLE_TELEGRAM_API_URL": fake.url,
             "REACHABLE_DATA_DIR": str(data),
+            "REACHABLE_CACHE_DIR": str(MODEL_CACHE),
             "REACHABLE_ENCRYPTION_KEY": key,
             **extra,
         }

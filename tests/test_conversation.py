@@ -66,11 +66,17 @@ def test_emergency_words_get_emergency_guidance_first(chat: Chat, typed: str) ->
     assert "press 55" in said and "18000" in said and "recovery position" in said
 
 
-def test_anything_else_gets_the_menu_with_a_kind_line(chat: Chat) -> None:
+def test_something_off_topic_gets_a_kind_line_with_999_and_the_menu(chat: Chat) -> None:
+    chat.send("/start")
+    said = text_of(chat.send("whats the weather like tomorrow"))
+    assert "I'm not sure I understood. If you or someone else is in danger, call 999." in said
+    assert chat.step == "menu"
+
+
+def test_a_question_about_the_service_gets_who_sees_what(chat: Chat) -> None:
     chat.send("/start")
     said = text_of(chat.send("what is this"))
-    assert "Thank you for writing" in said
-    assert chat.step == "menu"
+    assert "confidential, but not anonymous" in said and "A bot answers here, not a person." in said
 
 
 def test_every_menu_option_is_answerable_by_number_or_by_label(chat: Chat) -> None:

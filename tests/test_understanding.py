@@ -11,13 +11,17 @@ import pytest
 from bot.app import create_app
 from bot.settings import Settings
 from flows import Engine
-from flows.classifier import IntentClassifier
-from flows.evaluation import score
+from flows.classifier import IntentClassifier, _fit, char_grams, word_grams
+from flows.classifier import Settings as ModelSettings
+from flows.evaluation import Report, first_reply, score
 from flows.events import Choice
 from flows.understanding import SAFETY, Decision, Understanding, decide
 from responses import Responses, check
 from responses.catalog import read_examples
+from storage import Keyring
+from tests.fake_telegram import FakeTelegram
 from tests.helpers import Chat, text_of
+from tests.telegram_harness import Person, polling_bot, settings_for
 
 HELDOUT = Path(__file__).parent / "data" / "heldout"
 OVERDOSE_FIRST_AID = "Lay them on their side (the recovery position)."
@@ -87,7 +91,9 @@ def test_a_message_naming_two_harms_gets_help_for_both(chat: Chat) -> None:
     assert "Crimestoppers" in said and "Being threatened or blackmailed is frightening" in said
 
 
-@pytest.mark.parametrize(("typed", "locale"), [("mój kolega nie oddycha, brał G", "pl"), ("prietenul meu nu mai respira, a luat G", "ro")])
+@pytest.mark.parametrize(
+    ("typed", "locale"), [("mój kolega nie oddycha, brał G", "pl"), ("prietenul meu nu mai respira, a luat G", "ro")]
+)
 def test_a_first_message_in_polish_or_romanian_is_answered_in_that_language(
     chat: Chat, responses: Responses, typed: str, locale: str
 ) -> None:
@@ -239,36 +245,51 @@ def test_a_weak_guess_asks_instead() -> None:
 
 
 # ---------------------------------------------------------------- the classifier
-def test_the_fast_path_gives_the_same_scores_as_scikit_learns(responses: Responses) -> None:
-    classifier = IntentClassifier.train(responses.examples(), dict(responses.language_samples()))
-    texts = ["my mate has gone blue and wont respond", "hi", "zzz", "mój kolega nie oddycha", "a, b. c and d"]
-    for one, many in zip(map(classifier.understand, texts), classifier.understand_many(texts), strict=True):
-        assert one.intent == many.intent and one.language == many.language
-        assert all(abs(one.scores[k] - many.scores[k]) < 1e-6 for k in one.scores)
-        assert [i for i, _ in one.parts] == [i for i, _ in many.parts]
-        assert all(abs(a - b) < 1e-6 for (_, a), (_, b) in zip(one.parts, many.parts, strict=True))
+TEXTS = ["my mate has gone blue and wont respond", "hi", "zzz", "mój kolega nie oddycha", "a, b. c and d", "", "x" * 30]
 
 
-def heldout_report(responses: Responses):  # type: ignore[no-untyped-def]
+def test_our_n_grams_are_scikit_learns() -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), lowercase=False).build_analyzer()
+    words = TfidfVectorizer(ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b", lowercase=False).build_analyzer()
+    for text in TEXTS:
+        assert char_grams(2, 5, text) == chars(text)
+        assert word_grams(text) == words(text)
+
+
+def test_classifying_through_the_plain_model_gives_scikit_learns_margins(responses: Responses) -> None:
+    from scipy.sparse import hstack
+
+    examples = responses.examples()
+    specs = [("char", "2", "5"), ("word",)]
+    model, (vectorizers, estimator) = _fit(
+        [e.text for e in examples], [e.intent for e in examples], specs, ModelSettings()
+    )
+    expected = estimator.decision_function(hstack([v.transform(TEXTS) for v in vectorizers], format="csr"))
+    for text, row in zip(TEXTS, expected, strict=True):
+        assert abs(model.margins(text) - row).max() < 1e-4
+
+
+@pytest.fixture(scope="module")
+def heldout(responses: Responses) -> Report:
+    """Messages written apart from the examples and never trained on, each sent to the real engine
+    as the first message of a conversation."""
     tested = []
     for path in sorted(HELDOUT.glob("*.yml")):
         found, problems = read_examples(path, path.stem)
         assert not problems
         tested.extend(found)
     classifier = IntentClassifier.train(responses.examples(), dict(responses.language_samples()))
-    return score(tested, classifier.understand_many([e.text for e in tested]))
-
-
-@pytest.fixture(scope="module")
-def heldout(responses: Responses):  # type: ignore[no-untyped-def]
-    return heldout_report(responses)
+    engine = Engine(responses, understander=classifier)
+    return score(tested, classifier.understand_many([e.text for e in tested]), helped=first_reply(engine))
 
 
 @pytest.mark.parametrize("locale", ["en", "pl", "ro"])
 @pytest.mark.parametrize("intent", ["overdose", "suicide", "assault"])
 def test_held_out_messages_about_overdose_suicide_and_assault_get_their_help_95_percent(
-    heldout, intent: str, locale: str
-) -> None:  # type: ignore[no-untyped-def]
+    heldout: Report, intent: str, locale: str
+) -> None:
     figures = heldout.get(intent, locale)
     assert figures.support >= 25
     assert figures.help_recall >= 0.95, [m.example.text for m in heldout.misses if m.example.intent == intent]
@@ -276,16 +297,22 @@ def test_held_out_messages_about_overdose_suicide_and_assault_get_their_help_95_
 
 @pytest.mark.parametrize("locale", ["en", "pl", "ro"])
 @pytest.mark.parametrize("intent", ["drugged", "robbery", "threats", "violence"])
-def test_held_out_messages_about_other_harms_get_their_help_90_percent(heldout, intent: str, locale: str) -> None:  # type: ignore[no-untyped-def]
+def test_held_out_messages_about_other_harms_get_their_help_90_percent(
+    heldout: Report, intent: str, locale: str
+) -> None:
     assert heldout.get(intent, locale).help_recall >= 0.9
 
 
-def test_no_held_out_benign_message_gets_overdose_first_aid(heldout) -> None:  # type: ignore[no-untyped-def]
-    benign = [e.text for e in heldout.overdose_false_alarms if e.intent not in SAFETY]
+def test_no_held_out_benign_message_gets_overdose_first_aid(heldout: Report) -> None:
+    """Benign: everyday messages, questions about the service, greetings. (Advice questions about
+    drugs given emergency guidance are counted in docs/understanding.md; recall comes first.)"""
+    benign = [
+        e.text for e in heldout.overdose_false_alarms if e.intent not in SAFETY and not e.intent.startswith("advice_")
+    ]
     assert benign == []
 
 
-def test_held_out_messages_are_answered_in_their_language(heldout) -> None:  # type: ignore[no-untyped-def]
+def test_held_out_messages_are_answered_in_their_language(heldout: Report) -> None:
     assert heldout.language_right / heldout.total >= 0.97
 
 
@@ -318,9 +345,12 @@ def test_a_language_with_too_few_examples_for_a_safety_intent_is_an_error(tmp_pa
 
 
 def test_retired_word_lists_say_where_examples_go_now(tmp_path: Path) -> None:
-    path = write(tmp_path, "en/words.yaml", "emergency:\n  - help\n")
+    path = write(tmp_path, "en/words.yaml", "assault:\n  - help\n")
     problems = [str(p) for p in check(tmp_path).problems]
-    assert f"{path}:1: error: word list 'emergency' is no longer used: add examples of what people write to nlu.yml" in problems
+    assert (
+        f"{path}:1: error: word list 'assault' is no longer used: add examples of what people write to nlu.yml"
+        in problems
+    )
 
 
 def test_a_charitys_examples_teach_the_bot_new_ways_of_saying_things(tmp_path: Path, responses: Responses) -> None:
@@ -338,7 +368,7 @@ def test_a_charitys_examples_teach_the_bot_new_ways_of_saying_things(tmp_path: P
 async def test_logs_hold_the_intent_and_a_confidence_band_never_the_words(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path / "data")})
+    settings = Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path / "data")})  # bot.settings
     caplog.set_level(logging.DEBUG)
     async with create_app(settings) as app:
         await app.conversations.handle("console", "c1", Choice("", "x"))
@@ -348,3 +378,53 @@ async def test_logs_hold_the_intent_and_a_confidence_band_never_the_words(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "understood=overdose/" in logged
     assert "zebra" not in logged and "blue" not in logged
+
+
+# ---------------------------------------------------------------- through the real bot
+ISSUE_MESSAGES = [
+    ("my mate has gone blue and wont respond", "If you or someone else is in danger, call 999 now."),
+    ("he's been out for an hour and snoring weird", "If you or someone else is in danger, call 999 now."),
+    ("i woke up and he was fucking me", "The Havens help people after sexual assault"),
+    ("he had sex with me while i was passed out", "The Havens help people after sexual assault"),
+    ("i want to kill myself", "Samaritans will listen, day or night."),
+    ("he has my nudes and wants money", "Being threatened or blackmailed is frightening."),
+    ("my phone was taken", "call Crimestoppers: 0800 555 111"),
+    ("will i get arrested if i report", "Drugs and reporting to police"),
+    ("i think i need PEP, condom broke last night", "PEP and PrEP"),
+]
+
+
+@pytest.fixture
+def telegram_settings(fake: FakeTelegram, tmp_path: Path) -> Settings:
+    return settings_for(fake, tmp_path / "data", Keyring.new_key().decode())
+
+
+async def test_each_message_people_sent_gets_the_right_help_in_its_first_reply_on_telegram(
+    fake: FakeTelegram, telegram_settings: Settings
+) -> None:
+    async with polling_bot(telegram_settings):
+        for number, (typed, expected) in enumerate(ISSUE_MESSAGES):
+            person = Person(fake, 8_100_000 + number)
+            await person.says("/start")
+            first = await person.says(typed)
+            assert expected in first[0], (typed, first[0][:80])
+            if "kill myself" in typed:
+                assert OVERDOSE_FIRST_AID not in "\n".join(first)
+    assert fake.refusals == []
+
+
+@pytest.mark.parametrize(
+    ("typed", "locale"),
+    [("mój kolega nie oddycha, brał G", "pl"), ("frate prietenul meu nu mai respira, a luat G", "ro")],
+)
+async def test_a_polish_or_romanian_first_message_is_answered_in_that_language_on_telegram(
+    fake: FakeTelegram, telegram_settings: Settings, responses: Responses, typed: str, locale: str
+) -> None:
+    async with polling_bot(telegram_settings):
+        person = Person(fake, 8_200_000)
+        replies = await person.says(typed)
+        assert replies[0] == responses.text(locale, "language.detected")
+        assert replies[1].startswith(responses.text(locale, "emergency.guidance").split("\n")[0])
+        assert "English" in person.buttons
+        again = await person.taps("English")
+        assert again[-1].startswith("If you or someone else is in danger, call 999 now.")
