@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from bot.app import create_app
 from bot.console import run_console
-from bot.errors import ReachableError
+from bot.errors import ConfigError, ReachableError
 from bot.preview import build_preview, to_html, to_markdown
 from bot.settings import Settings
 from flows import Engine, EngineConfig
@@ -22,7 +22,8 @@ from flows.model import FlowError
 from responses import Renderer, Responses, ResponsesError, check
 from responses.readability import TARGET_READING_AGE, WORST_ALLOWED, measure, summarise
 from storage import DB_FILE, Keyring, SQLiteStore, StorageError, load_keyring, rotate_key_file
-from storage.crypto import KEY_FILE
+from storage.crypto import KEY_FILE, prune_key_file
+from storage.lock import DataLock
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     keys_what.add_parser(
         "rotate",
         help="re-encrypt everything under the newest key (with a key file: add a new key first)",
+    )
+    keys_what.add_parser(
+        "prune",
+        help="drop older keys once nothing stored needs them (with REACHABLE_ENCRYPTION_KEY: say whether you may)",
     )
     return parser
 
@@ -164,21 +169,54 @@ async def _console(settings: Settings, chat: str) -> None:
 
 async def _rotate(settings: Settings) -> None:
     """Re-encrypt under the newest key. With a key file, a new key is added in front first; with
-    REACHABLE_ENCRYPTION_KEY, put the new key first in the list before running this."""
-    if settings.encryption_key is None:
-        keyring = rotate_key_file(settings.data_dir)
-        print(f"added a new key to {settings.data_dir / KEY_FILE}")
-    else:
-        keyring = load_keyring(settings.encryption_key.get_secret_value(), settings.data_dir)
-    async with SQLiteStore(settings.data_dir / DB_FILE, keyring) as store:
-        counts = await store.reencrypt()
+    REACHABLE_ENCRYPTION_KEY, put the new key first in the list before running this. Refused
+    while the bot or the console runs on the same data folder."""
+    with DataLock(settings.data_dir, "rotate keys"):
+        if settings.encryption_key is None:
+            keyring = rotate_key_file(settings.data_dir)
+            print(f"added a new key to {settings.data_dir / KEY_FILE}")
+        else:
+            keyring = load_keyring(settings.encryption_key.get_secret_value(), settings.data_dir)
+        async with SQLiteStore(settings.data_dir / DB_FILE, keyring) as store:
+            counts = await store.reencrypt()
     done = ", ".join(f"{n} {table}" for table, n in counts.items())
     print(f"re-encrypted under the newest of {keyring.count} key(s): {done}")
-    print("Keep the older key(s) listed for 48 hours, then remove them: open drafts start afresh after that.")
+    print("Keep the older key(s) for 48 hours (open drafts are found by the oldest), then: reachable keys prune")
+
+
+async def _prune(settings: Settings) -> None:
+    """Drop every key but the newest, once everything stored opens with the newest alone."""
+    with DataLock(settings.data_dir, "prune keys"):
+        configured = settings.encryption_key.get_secret_value() if settings.encryption_key else None
+        keyring = load_keyring(configured, settings.data_dir)
+        if keyring.count == 1:
+            print("only one key is in use: nothing to prune")
+            return
+        store = SQLiteStore(settings.data_dir / DB_FILE, keyring)
+        async with store:
+            stale = await store.tokens_not_under_newest()
+        if stale:
+            raise ConfigError(f"{stale} stored item(s) still need an older key: run `reachable keys rotate` first")
+        if configured:
+            print("everything stored opens with the newest key: remove the older keys from REACHABLE_ENCRYPTION_KEY")
+            print("(open drafts are found through the oldest key and start afresh once it is gone)")
+            return
+        dropped = prune_key_file(settings.data_dir)
+    print(f"removed {dropped} older key(s) from {settings.data_dir / KEY_FILE}; open drafts start afresh")
+
+
+def _warn_about_key_file(settings: Settings) -> None:
+    if settings.encryption_key is None:
+        logging.getLogger("reachable").warning(
+            "the encryption key is the file %s, in the same folder as the database: one backup or one "
+            "stolen disk holds both. Set REACHABLE_ENCRYPTION_KEY from a secrets manager instead",
+            settings.data_dir / KEY_FILE,
+        )
 
 
 async def _run(settings: Settings, webhook: bool) -> None:
-    app = create_app(settings)  # starts training the understanding step on its own thread
+    _warn_about_key_file(settings)
+    app = create_app(settings)  # starts training the understanding step in its own process
     from bot.telegram_run import make_bot, run_polling, run_webhook  # the Telegram library, meanwhile
 
     bot = make_bot(settings)
@@ -217,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "run":
             asyncio.run(_run(settings, args.webhook))
         elif args.command == "keys":
-            asyncio.run(_rotate(settings))
+            asyncio.run(_rotate(settings) if args.action == "rotate" else _prune(settings))
     except (ValidationError, ReachableError, ResponsesError, StorageError, FlowError) as error:
         print(f"reachable: {error}", file=sys.stderr)
         return 2

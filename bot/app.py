@@ -9,6 +9,7 @@ from types import TracebackType
 
 from bot.conversations import Conversations
 from bot.delivery import DeliveryWorker, EmailForwarder
+from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.staff import StaffDesk
 from flows import Engine, EngineConfig
@@ -17,6 +18,7 @@ from flows.codes import Tokens
 from flows.definitions import build_flows
 from responses import Renderer, Responses
 from storage import DB_FILE, SQLiteStore, Store, load_keyring
+from storage.lock import DataLock
 
 log = logging.getLogger("reachable")
 PURGE_EVERY = 15 * 60
@@ -26,6 +28,11 @@ class App:
     """Everything one running bot needs; ``async with app`` opens storage and starts the purge."""
 
     def __init__(self, settings: Settings, tokens: Tokens | None = None, store: Store | None = None) -> None:
+        if "email" in settings.destinations and not settings.smtp_starttls and not settings.smtp_insecure_plaintext:
+            raise ConfigError(
+                "REACHABLE_SMTP_STARTTLS=false would send summaries and the mail password unencrypted. "
+                "Use a mail server with STARTTLS, or set REACHABLE_SMTP_INSECURE_PLAINTEXT=true if you accept that"
+            )
         self.settings = settings
         self.responses = Responses.load(settings.responses_dir)
         flows = build_flows(self.responses.question_order, self.responses.questions_off)
@@ -61,22 +68,33 @@ class App:
             self.keyring,
             destinations=settings.destinations,
             on_queued=self.delivery.wake,
+            draft_hours=settings.draft_hours,
         )
         self._purger: asyncio.Task[None] | None = None
+        self.lock = DataLock(settings.data_dir, "start another")
 
     async def __aenter__(self) -> App:
-        await self.store.open()
-        # Ready before the first message: training ran while the rest started up.
-        classifier = await asyncio.to_thread(self.understander.ready)
-        log.info(
-            "understanding step ready: %d examples, trained in %.2f s", classifier.examples, classifier.training_seconds
-        )
+        self.lock.acquire()
         try:
+            await self.store.open()
+        except BaseException:
+            self.lock.release()
+            raise
+        try:
+            # Ready before the first message: training ran while the rest started up.
+            classifier = await asyncio.to_thread(self.understander.ready)
+            log.info(
+                "understanding step ready (%s model): %d examples, trained in %.2f s",
+                self.understander.source,
+                classifier.examples,
+                classifier.training_seconds,
+            )
             await self.purge()
             await self.conversations.warm()
             await self.delivery.start()
         except BaseException:
             await self.store.close()
+            self.lock.release()
             raise
         self._purger = asyncio.create_task(self._purge_forever())
         return self
@@ -93,6 +111,7 @@ class App:
                 await self._purger
         await self.delivery.stop()
         await self.store.close()
+        self.lock.release()
 
     async def purge(self) -> None:
         purged = await self.store.purge_expired()

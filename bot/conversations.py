@@ -14,7 +14,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from flows import Engine, Event, State
@@ -30,12 +30,19 @@ EXIT = Command(name="exit")
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """What a channel must do after one event: optionally wipe the chat, then send ``messages``."""
+    """What a channel must do after one event: optionally wipe the chat, then send ``messages``.
+
+    ``remember``: this chat now has something stored (a report draft, or a report just kept or
+    sent), so its message ids may be written down for the quick exit; before that they stay in
+    memory. ``forget_ids``: the draft went and nothing was kept, so the ids written down go too.
+    """
 
     messages: tuple[Rendered, ...]
     wipe: bool = False
     duplicate: bool = False
     limited: bool = False
+    remember: bool = False
+    forget_ids: bool = False
 
 
 class Conversations:
@@ -47,6 +54,7 @@ class Conversations:
         keyring: Keyring,
         destinations: tuple[str, ...] = (),
         on_queued: Callable[[], None] | None = None,
+        draft_hours: int = 24,
     ) -> None:
         self.engine = engine
         self.renderer = renderer
@@ -55,7 +63,7 @@ class Conversations:
         self.destinations = destinations
         self.on_queued = on_queued
         self._locks: weakref.WeakValueDictionary[bytes, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._positions = Positions()
+        self._positions = Positions(ttl=draft_hours * 3600)
         self._recent = RecentUpdates()
         self.flood = FloodGuard()
 
@@ -128,6 +136,13 @@ class Conversations:
                     case CheckReport():
                         found = await self.store.find_by_code(effect.code)
                         replies = effect.by_status.get(found.status, effect.not_found) if found else effect.not_found
+                        if found is not None and await self.store.relay_held(found.reference):
+                            # Back with their code after a quick exit: what staff sent meanwhile follows.
+                            count = await self.store.release_held(found.reference, key, chat)
+                            if count and effect.released is not None:
+                                replies = (replace(effect.released, variables={"count": count}), *replies)
+                            if self.on_queued is not None:
+                                self.on_queued()
                     case RelayToStaff():
                         if await self.store.relay_chat(effect.reference) == chat:
                             outgoing.extend(
@@ -140,6 +155,10 @@ class Conversations:
                         forget = True
                     case WipeChat():
                         wipe = True
+                        # Nothing from staff reaches this chat until the person comes back with their code.
+                        held = await self.store.hold_relays(key)
+                        if held:
+                            log.info("quick exit: %d relay(s) held", len(held))
             keep = self.engine.worth_keeping(outcome.state)
             draft = outcome.state.to_json() if keep else None
             forget = (forget or stored) and not keep
@@ -161,6 +180,8 @@ class Conversations:
                 if (sending or outgoing) and self.on_queued is not None:
                     self.on_queued()
             self._positions.put(key, outcome.state, stored=keep)
+            remember = keep or report is not None
+            forget_ids = forget and report is None and not wipe
         except Exception as error:  # storage of any kind failing must not lose the conversation
             log.error("turn failed: %s at step %s", type(error).__name__, state.step or "-")
             replies = (Reply("error.try_again"), *self.engine.reprompt(state))
@@ -175,7 +196,8 @@ class Conversations:
             (time.perf_counter() - started) * 1000,
         )
         locale = outcome.state.locale
-        return Delivery(tuple(self.renderer.render(r, locale) for r in replies), wipe=wipe)
+        messages = tuple(self.renderer.render(r, locale) for r in replies)
+        return Delivery(messages, wipe=wipe, remember=remember, forget_ids=forget_ids)
 
     async def _load(self, key: ChatKey) -> tuple[State, bool]:
         """The conversation's state, and whether it is in storage. Every turn writes the state

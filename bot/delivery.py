@@ -214,9 +214,13 @@ class DeliveryWorker:
     async def _deliver(self, item: Outgoing) -> None:
         forwarder = self.forwarders.get(item.destination)
         paused = self._paused.get(item.destination, 0.0) - time.monotonic()
-        if forwarder is None or paused > 0:
-            # Not ours to send in this process (no bot running), or the destination asked us to wait.
-            await self.store.postpone(item.id, paused if paused > 0 else 30.0)
+        if paused > 0:
+            await self.store.postpone(item.id, paused)  # the destination asked us to wait
+            return
+        if forwarder is None:
+            # Nothing here sends there (the setting was removed, or no bot runs): retried with
+            # backoff, and given up after the same bounded number of tries as any failure.
+            await self._retry(item, RetryLater(reason=f"nothing sends to {item.destination} here"))
             return
         try:
             await forwarder.send(item)
@@ -224,10 +228,23 @@ class DeliveryWorker:
             await self._retry(item, later)
         except GiveUp as error:
             log.warning("delivery %s to %s cannot succeed: %s", item.kind, item.destination, error)
-            await self.store.postpone(item.id, 0, give_up=True)
+            await self._give_up(item)
         else:
             await self.store.delivered(item.id)
             log.info("delivered %s to %s", item.kind, item.destination)
+
+    async def _give_up(self, item: Outgoing) -> None:
+        """Stop trying, and tell staff through every other way they are reached."""
+        await self.store.postpone(item.id, 0, give_up=True)
+        if item.kind == "undeliverable":
+            return
+        others = [d for d in self.forwarders if d not in (item.destination, "person")]
+        for destination in others:
+            data = {"destination": item.destination, "kind": item.kind, "attempts": item.attempts}
+            await self.store.enqueue(item.reference, destination, "undeliverable", data)
+        if not others:
+            log.error("a %s for %s was given up and no other way reaches staff", item.kind, item.destination)
+        self.wake()
 
     async def _retry(self, item: Outgoing, later: RetryLater) -> None:
         wait = later.after if later.after is not None else self.backoff * self._backoff(item.attempts)
@@ -241,7 +258,10 @@ class DeliveryWorker:
             later.reason or "retry",
             "giving up" if give_up else f"retrying in {wait:.0f}s",
         )
-        await self.store.postpone(item.id, wait, give_up=give_up)
+        if give_up:
+            await self._give_up(item)
+        else:
+            await self.store.postpone(item.id, wait)
 
     @staticmethod
     def _backoff(attempts: int) -> float:

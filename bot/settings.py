@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PREFIX = "REACHABLE_"
@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     cache_dir: Path | None = None
     staff_chat_id: int | None = None
+    staff_user_ids: str = ""
     framework: Literal["aiogram", "ptb"] = "aiogram"
     responses_dir: Path | None = None
     retention_days: int = Field(default=90, ge=1, le=3650)
@@ -42,6 +43,8 @@ class Settings(BaseSettings):
     smtp_to: str = ""
     smtp_starttls: bool = True
     smtp_ca_file: Path | None = None
+    # Named to be noticed: summaries and the password would cross the network readable by anyone.
+    smtp_insecure_plaintext: bool = False
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -72,6 +75,19 @@ class Settings(BaseSettings):
     def model_cache(self) -> Path:
         """Where the trained understanding model is kept between starts (nothing personal)."""
         return self.cache_dir or self.data_dir / "cache"
+
+    @field_validator("staff_user_ids")
+    @classmethod
+    def _user_ids(cls, value: str) -> str:
+        for part in value.replace(" ", ",").split(","):
+            if part.strip() and not part.strip().isdecimal():
+                raise ValueError(f"must be Telegram user ids (numbers) separated by commas, not {part.strip()!r}")
+        return value
+
+    @property
+    def staff_users(self) -> frozenset[int]:
+        """Telegram user ids allowed to use staff commands in the staff chat."""
+        return frozenset(int(p) for p in self.staff_user_ids.replace(" ", ",").split(",") if p.strip())
 
     @property
     def email_recipients(self) -> tuple[str, ...]:

@@ -35,18 +35,23 @@ class StaffDesk:
         self.renderer = renderer
         self.on_queued = on_queued
 
-    async def _enqueue(self, reference: str, kind: str, data: dict[str, str]) -> None:
-        await self.store.enqueue(reference, "person", kind, data)
-        if self.on_queued is not None:
+    async def _enqueue(self, reference: str, kind: str, data: dict[str, str], held: bool = False) -> None:
+        await self.store.enqueue(reference, "person", kind, data, held=held)
+        if self.on_queued is not None and not held:
             self.on_queued()
+
+    def refusal(self, staff_listed: bool) -> str:
+        """What someone in the staff chat who is not listed as staff is told."""
+        return self._text("staff.not_allowed" if staff_listed else "staff.commands_off")
 
     def _text(self, message_id: str, **variables: str | int) -> str:
         text = self.renderer.responses.text(STAFF_LOCALE, message_id)
         return text.format_map({k: str(v) for k, v in variables.items()})
 
     # ------------------------------------------------------------------ what staff receive
-    async def compose(self, item: Outgoing) -> StaffText | None:
-        """The text of a delivery to staff, or None when there is nothing left to send."""
+    async def compose(self, item: Outgoing, shared: bool = False) -> StaffText | None:
+        """The text of a delivery to staff, or None when there is nothing left to send.
+        ``shared``: for a withdrawal, a message that also held other summaries was left."""
         reference = item.reference
         if item.kind == "summary":
             report = await self.store.get_report(reference)
@@ -56,7 +61,15 @@ class StaffDesk:
             subject = self._text("staff.summary.subject", reference=reference)
         elif item.kind == "withdrawn":
             body = self._text("staff.withdrawn", reference=reference)
+            if shared:
+                body += "\n" + self._text("staff.withdrawn.shared", reference=reference)
             subject = self._text("staff.withdrawn.subject", reference=reference)
+        elif item.kind == "undeliverable":
+            failed = str(item.data.get("destination", ""))
+            name = "staff.unreachable" if failed == "person" else "staff.undeliverable"
+            where = self._text(f"staff.where.{failed}") if failed in ("staff_chat", "email") else failed
+            body = self._text(name, reference=reference, where=where, attempts=str(item.data.get("attempts", "")))
+            subject = self._text("staff.undeliverable.subject", reference=reference)
         elif item.kind == "answer":
             body = self._text("staff.answer", reference=reference, text=quote(str(item.data.get("text", ""))))
             subject = self._text("staff.answer.subject", reference=reference)
@@ -95,19 +108,22 @@ class StaffDesk:
         if report is None:
             return self._text("staff.no_report", reference=reference)
         chat = await self.store.relay_chat(reference)
+        # After a quick exit nothing reaches the person's chat until they come back with their code.
+        held = chat is not None and await self.store.relay_held(reference)
         if name == "ack":
             await self.store.set_status(reference, "acknowledged")
             if chat is None:
                 return self._text("staff.done.ack", reference=reference)
-            await self._enqueue(reference, "ack", {"chat": chat})
-            return self._text("staff.done.ack_told", reference=reference)
+            await self._enqueue(reference, "ack", {"chat": chat}, held=held)
+            return self._text("staff.held" if held else "staff.done.ack_told", reference=reference)
         if name == "reply":
             if chat is None or not report.allow_reply:
                 return self._text("staff.no_replies", reference=reference)
-            await self._enqueue(reference, "relay", {"chat": chat, "text": rest.strip()})
-            return self._text("staff.done.reply", reference=reference)
+            await self._enqueue(reference, "relay", {"chat": chat, "text": rest.strip()}, held=held)
+            return self._text("staff.held" if held else "staff.done.reply", reference=reference)
         if chat is not None:
-            await self._enqueue(reference, "closed", {"chat": chat})
+            if not held:
+                await self._enqueue(reference, "closed", {"chat": chat})
             await self.store.close_relay(reference)
         await self.store.set_status(reference, "closed")
         return self._text("staff.done.close", reference=reference)

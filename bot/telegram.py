@@ -29,10 +29,12 @@ from aiogram.types import (
 from bot import callbacks
 from bot.app import App
 from bot.delivery import GiveUp, Pacer, PartlySent, RetryLater
+from bot.errors import ConfigError
 from flows.events import Command, Event, Relayed, Unsupported, parse_typed
 from responses import Rendered
 from responses.catalog import TELEGRAM_LIMIT
 from storage import ChatKey, Outgoing, Store
+from storage.sqlite import MESSAGE_LIFETIME
 
 log = logging.getLogger("reachable.telegram")
 CHANNEL = "telegram"
@@ -52,6 +54,9 @@ COMMANDS = (
     "exit",
 )
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+STAFF_COMMANDS = frozenset({"ack", "reply", "close", "stats"})
+# What the bot sends staff about a report, remembered so a withdrawal can delete it there.
+REMEMBERED = frozenset({"summary", "answer"})
 GROUP_NOTICE_EVERY = 3600.0
 GLOBAL_RATE = 30  # messages a second, Telegram's limit for one bot
 COMBINED_SEPARATOR = "\n\n· · ·\n\n"
@@ -175,6 +180,10 @@ class TelegramChannel:
             await self._answer(query)
         if incoming is not None:
             self.ledger.note(key, [incoming])
+        if delivery.remember:
+            self.ledger.persist(key)
+        elif delivery.forget_ids:
+            await self.ledger.unpersist(key)
         if delivery.wipe:
             self._wipes[key] = self._wipes.get(key, 0) + 1
             await self._wipe(chat_id, await self.ledger.take(key))
@@ -237,20 +246,58 @@ class TelegramChannel:
 
     # ------------------------------------------------------------------ the staff chat
     async def on_staff_message(self, message: Message) -> None:
-        """Staff commands, accepted only here. Anything else said in the staff chat is left alone."""
+        """Staff commands, accepted only here and only from the staff listed by id: anyone who
+        joins the group can read it, but not act. Anything else said there is left alone."""
         typed = parse_typed(message.text or "")
         if not isinstance(typed, Command):
+            return
+        allowed = self.app.settings.staff_users
+        if message.from_user is None or message.from_user.id not in allowed:
+            if typed.name in STAFF_COMMANDS:
+                await self.send_staff(self.app.desk.refusal(bool(allowed)))
             return
         answer = await self.app.desk.command(typed.name, typed.argument)
         if answer is not None:
             await self.send_staff(answer)
 
-    async def send_staff(self, text: str) -> None:
+    async def check_staff_chat(self) -> None:
+        """At start-up: the staff chat must be one the bot can see, and private (a group with a
+        public @username can be found and joined by anyone)."""
+        if self.staff_chat is None:
+            return
+        try:
+            chat = await self.bot.get_chat(self.staff_chat)
+        except TelegramAPIError as error:
+            raise ConfigError(
+                f"the bot cannot see the staff chat {self.staff_chat} ({type(error).__name__}): check "
+                "REACHABLE_STAFF_CHAT_ID and that the bot is a member"
+            ) from error
+        if chat.username:
+            raise ConfigError(
+                f"the staff chat is public (@{chat.username}): anyone could find it, join and read "
+                "summaries. Make the group private (remove its public link), then start again"
+            )
+        if not self.app.settings.staff_users:
+            log.warning("no REACHABLE_STAFF_USER_IDS: staff commands in the staff chat will be refused")
+
+    async def send_staff(self, text: str) -> list[int]:
+        """Send to the staff chat; the ids of the messages sent."""
         assert self.staff_chat is not None
+        ids = []
         for part in Rendered(text).parts():
             # One attempt: a 429 goes back to the delivery worker, which pauses the staff chat
             # for as long as Telegram asks without holding up other deliveries.
-            await self._send_paced(self.staff_chat, part, None, attempts=1)
+            ids.append((await self._send_paced(self.staff_chat, part, None, attempts=1)).message_id)
+        return ids
+
+    async def delete_staff_messages(self, reference: str) -> bool:
+        """A report was withdrawn: delete the bot's staff-chat messages that hold only it (where
+        Telegram still allows). True when some message also holding other summaries stays."""
+        found = await self.app.store.take_staff_messages(reference)
+        alone = [message for chat, message, shared in found if not shared and chat == self.staff_chat]
+        if alone:
+            await self._wipe(self.staff_chat or 0, alone)
+        return any(shared for _, _, shared in found)
 
     async def _wipe(self, chat_id: int, message_ids: list[int]) -> None:
         for start in range(0, len(message_ids), 100):
@@ -333,14 +380,23 @@ class StaffChatForwarder:
         self.group = Pacer(GROUP_RATE - 1, 60.0, burst=1)
 
     async def send(self, item: Outgoing) -> None:
-        text = await self.channel.app.desk.compose(item)
+        shared = False
+        if item.kind == "withdrawn":
+            shared = await self.channel.delete_staff_messages(item.reference)
+        text = await self.channel.app.desk.compose(item, shared=shared)
         if text is None:
             return
         await self.group.wait()
         try:
-            await self.channel.send_staff(text.body)
+            ids = await self.channel.send_staff(text.body)
         except TelegramAPIError as error:
             raise _retry_for(error) from error
+        if item.kind in REMEMBERED:
+            await self.channel.app.store.remember_staff_messages([item.reference], self.staff_chat_id, ids)
+
+    @property
+    def staff_chat_id(self) -> int:
+        return self.channel.staff_chat or 0
 
     async def send_combined(self, items: list[Outgoing]) -> None:
         """When summaries queue up, send as many as fit in each message (4,096 characters), each
@@ -362,9 +418,11 @@ class StaffChatForwarder:
             if combined:
                 await self.group.wait()
                 try:
-                    await self.channel.send_staff(combined)
+                    ids = await self.channel.send_staff(combined)
                 except TelegramAPIError as error:
                     raise PartlySent(sent, _retry_for(error)) from error
+                references = [item.reference for item, body in message if body]
+                await self.channel.app.store.remember_staff_messages(references, self.staff_chat_id, ids)
             sent.extend(item for item, _ in message)
 
 
@@ -385,22 +443,55 @@ class PersonForwarder:
 
 
 class MessageLedger:
-    """Message ids of each conversation, both sides, for the quick exit. Noted in memory and
-    written in one transaction every quarter second (a flood of a thousand messages costs a
-    handful of writes); a wipe writes its chat's ids first, so none is missed. A crash can lose
-    the last quarter second of ids: those few messages would stay in that chat."""
+    """Message ids of each conversation, both sides, for the quick exit.
 
-    def __init__(self, store: Store, every: float = 0.25) -> None:
+    They stay in memory until the chat has something stored (a report draft, or a report kept
+    or sent): someone who only reads the menu, advice or services leaves no row naming their
+    chat, not even a keyed hash. From then on they are also written down, in one transaction
+    every quarter second (a flood of a thousand messages costs a handful of writes), so a
+    restart still finds them; when the draft goes with nothing kept, the rows go too. A wipe
+    writes its chat's ids first, so none is missed. A crash can lose the last quarter second of
+    ids, and a restart loses those held only in memory: those few messages would stay."""
+
+    def __init__(self, store: Store, every: float = 0.25, limit: int = 100_000) -> None:
         self.store = store
         self.every = every
+        self.limit = limit
+        self._memory: OrderedDict[ChatKey, list[tuple[int, float]]] = OrderedDict()
+        self._persisted: set[ChatKey] = set()
         self._pending: dict[ChatKey, list[int]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def note(self, key: ChatKey, message_ids: list[int]) -> None:
-        if message_ids:
-            self._pending.setdefault(key, []).extend(message_ids)
-            if self._task is None or self._task.done():
-                self._task = asyncio.create_task(self._flush_soon())
+        if not message_ids:
+            return
+        now = time.monotonic()
+        young = [(i, at) for i, at in self._memory.get(key, []) if now - at < MESSAGE_LIFETIME]
+        self._memory[key] = young + [(i, now) for i in message_ids]
+        self._memory.move_to_end(key)
+        while len(self._memory) > self.limit:
+            old, _ = self._memory.popitem(last=False)
+            self._persisted.discard(old)
+        if key in self._persisted:
+            self._queue(key, message_ids)
+
+    def _queue(self, key: ChatKey, message_ids: list[int]) -> None:
+        self._pending.setdefault(key, []).extend(message_ids)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush_soon())
+
+    def persist(self, key: ChatKey) -> None:
+        """The chat now has something stored: write its ids down, those noted so far included."""
+        if key not in self._persisted:
+            self._persisted.add(key)
+            self._queue(key, [i for i, _ in self._memory.get(key, [])])
+
+    async def unpersist(self, key: ChatKey) -> None:
+        """The draft went and nothing was kept: the ids go back to memory only."""
+        if key in self._persisted:
+            self._persisted.discard(key)
+            self._pending.pop(key, None)
+            await self.store.forget_messages(key)
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(self.every)
@@ -415,9 +506,11 @@ class MessageLedger:
 
     async def take(self, key: ChatKey) -> list[int]:
         """Every id of this chat still young enough to delete, forgetting them."""
-        pending = self._pending.pop(key, [])
-        await self.store.remember_batch({key: pending})
-        return await self.store.take_messages(key)
+        held = [i for i, at in self._memory.pop(key, []) if time.monotonic() - at < MESSAGE_LIFETIME]
+        self._pending.pop(key, None)
+        self._persisted.discard(key)
+        stored = await self.store.take_messages(key)
+        return sorted(set(held) | set(stored))
 
     async def close(self) -> None:
         if self._task is not None and not self._task.done():

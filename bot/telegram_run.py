@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from urllib.parse import urlsplit
 
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -31,6 +32,17 @@ def make_bot(settings: Settings) -> Bot:
     return Bot(settings.telegram_token.get_secret_value(), session=session)
 
 
+def webhook_path(url: str | None) -> str:
+    """The path the webhook is served on: the path of REACHABLE_WEBHOOK_URL, so what Telegram
+    is told and what is served always agree (``/telegram`` when no URL is set)."""
+    if not url:
+        return WEBHOOK_PATH
+    parsed = urlsplit(url)
+    if parsed.scheme != "https" or not parsed.netloc:
+        raise ConfigError(f"REACHABLE_WEBHOOK_URL must be an https:// address, not {url!r}")
+    return parsed.path or "/"
+
+
 def listen_address(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdecimal():
@@ -40,6 +52,7 @@ def listen_address(value: str) -> tuple[str, int]:
 
 async def run_polling(app: App, bot: Bot) -> None:
     channel = TelegramChannel(app, bot)
+    await channel.check_staff_chat()
     channel.attach_forwarders()
     dispatcher = channel.dispatcher()
     await bot.delete_webhook(drop_pending_updates=False)
@@ -64,14 +77,16 @@ async def run_webhook(app: App, bot: Bot) -> None:
     secret = settings.webhook_secret.get_secret_value()
     host, port = listen_address(settings.webhook_listen)
     channel = TelegramChannel(app, bot)
+    await channel.check_staff_chat()
     channel.attach_forwarders()
     dispatcher = channel.dispatcher()
     web_app = web.Application()
     # aiogram's handler compares the secret header with secrets.compare_digest and answers 401.
     # Handled in the foreground: Telegram gets 200 only once the update is handled, so an update
     # interrupted by a crash is delivered again (and the handled-update marks make that harmless).
+    path = webhook_path(settings.webhook_url)
     SimpleRequestHandler(dispatcher=dispatcher, bot=bot, secret_token=secret, handle_in_background=False).register(
-        web_app, path=WEBHOOK_PATH
+        web_app, path=path
     )
     setup_application(web_app, dispatcher, bot=bot)
     runner = web.AppRunner(web_app, access_log=None)
@@ -82,7 +97,7 @@ async def run_webhook(app: App, bot: Bot) -> None:
         await channel.register_commands()
         if settings.webhook_url:
             await bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
-        log.info("webhook listening on %s:%d", host, port)
+        log.info("webhook listening on %s:%d%s", host, port, path)
         await _until_stopped()
     finally:
         await runner.cleanup()

@@ -38,11 +38,15 @@ class EraseReport:
 
 @dataclass(frozen=True, slots=True)
 class CheckReport:
-    """Tell the person how their report stands, if ``code`` unlocks one: a reply per status."""
+    """Tell the person how their report stands, if ``code`` unlocks one: a reply per status.
+    Coming back with the code also releases whatever staff sent after a quick exit."""
 
     code: str
     by_status: Mapping[str, tuple[Reply, ...]]
     not_found: tuple[Reply, ...]
+    # Said before the status when messages from staff, held since a quick exit, now follow
+    # (the channel fills in {count}).
+    released: Reply | None = None
 
 
 @dataclass(frozen=True, slots=True)

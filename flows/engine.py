@@ -152,10 +152,12 @@ class Engine:
         return tuple(turn.replies)
 
     def worth_keeping(self, state: State) -> bool:
-        """Whether ``state`` needs to outlive this turn: answers, a question waiting, a language."""
+        """Whether ``state`` needs to outlive this turn (a report draft): answers, or a question of
+        the report waiting."""
         step = self.steps.get(state.step)
         in_report = step is not None and self._in_report(step)
-        return state.holds_content or bool(state.resume) or in_report or state.locale != "en"
+        # A language alone is not worth a row naming the chat: it stays in memory.
+        return state.holds_content or bool(state.resume) or in_report
 
     # ------------------------------------------------------------------ events
     def _command(self, turn: _Turn, command: Command) -> None:
@@ -765,6 +767,7 @@ class Engine:
                 code=code,
                 by_status={s: (Reply(f"check.{s}"), prompt) for s in statuses},
                 not_found=(Reply("delete.not_found"), prompt),
+                released=Reply("check.released"),
             )
         )
 

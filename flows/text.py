@@ -48,15 +48,18 @@ def label_key(text: str) -> str:
 
 
 _BIDI = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
-_CONTROL = {c: None for c in range(32) if c != 10}
+# C0 and C1 controls and DEL: none carries meaning in a message, and some act on terminals.
+_CONTROL = dict.fromkeys((*range(32), 0x7F, *range(0x80, 0xA0)))
 WORD_JOINER = "\u2060"
 
 
 def inert(text: str) -> str:
-    """Someone's words made harmless in a message another person reads: no bidirectional
-    overrides or control characters, and no "/command" or "@mention" Telegram would act on
-    (a word joiner after the slash or at sign; it reads the same)."""
-    cleaned = text.translate(_BIDI).translate(_CONTROL)
+    """Someone's words made harmless in a message another person reads: every kind of line
+    break (CR, LF, U+2028, U+2029, U+0085, vertical tab, form feed...) becomes one plain line
+    break, no bidirectional overrides or other control characters remain, and no "/command" or
+    "@mention" Telegram would act on (a word joiner after the slash or at sign; it reads the same)."""
+    lines = text.translate(_BIDI).splitlines()
+    cleaned = "\n".join(line.translate(_CONTROL) for line in lines)
     return cleaned.replace("/", "/" + WORD_JOINER).replace("@", "@" + WORD_JOINER)
 
 

@@ -121,7 +121,10 @@ class Store(abc.ABC):
 
     # the outbox
     @abc.abstractmethod
-    async def enqueue(self, reference: str, destination: str, kind: str, data: Mapping[str, Any]) -> int: ...
+    async def enqueue(
+        self, reference: str, destination: str, kind: str, data: Mapping[str, Any], held: bool = False
+    ) -> int:
+        """Queue a delivery; ``held``: kept back until the person comes back (see hold_relays)."""
 
     @abc.abstractmethod
     async def claim_due(self, limit: int = 50) -> list[Outgoing]:
@@ -160,6 +163,26 @@ class Store(abc.ABC):
     async def find_by_code(self, code: str) -> StoredReport | None: ...
 
     @abc.abstractmethod
+    async def hold_relays(self, key: ChatKey) -> list[str]:
+        """After a quick exit: hold everything staff send to this chat; the references held."""
+
+    @abc.abstractmethod
+    async def relay_held(self, reference: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def release_held(self, reference: str, key: ChatKey, chat: str) -> int:
+        """The person came back with their code, in ``chat``: send what was held; how many."""
+
+    @abc.abstractmethod
+    async def remember_staff_messages(
+        self, references: Sequence[str], chat_id: int, message_ids: Sequence[int]
+    ) -> None: ...
+
+    @abc.abstractmethod
+    async def take_staff_messages(self, reference: str) -> list[tuple[int, int, bool]]:
+        """The bot's staff-chat messages holding ``reference``: (chat, message, shared), forgotten."""
+
+    @abc.abstractmethod
     async def reencrypt(self) -> dict[str, int]:
         """Re-encrypt everything stored under the newest key; counts by kind of data."""
 
@@ -186,6 +209,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def take_messages(self, key: ChatKey) -> list[int]:
         """The conversation's message ids still young enough to delete, forgetting them all."""
+
+    @abc.abstractmethod
+    async def forget_messages(self, key: ChatKey) -> None:
+        """Drop the conversation's message ids from storage (the channel keeps them in memory)."""
 
     # reports
 

@@ -1,8 +1,12 @@
 """Keys, encryption at rest, keyed hashing of chat ids, and the slow hash of secret codes.
 
-- Report content and drafts are encrypted with Fernet (AES-128-CBC + HMAC-SHA256). Several
-  keys may be given, newest first: data under older keys still opens, new data uses the newest
-  (``MultiFernet``), which is what ``keys rotate`` builds on.
+- Report content and drafts are encrypted with AES-256-GCM under a key derived (HKDF) from each
+  configured key. A token carries no time: a Fernet token's creation time is in clear, which
+  would date every row. Several keys may be given, newest first: data under older keys still
+  opens, new data uses the newest, which is what ``keys rotate`` builds on. Tokens written by
+  earlier versions (Fernet) still open, and the store re-encrypts them when it opens.
+- A token is self-delimiting (``MAGIC | key id | length | nonce | ciphertext+tag``), so a test
+  can find and try to open every token in the database and its write-ahead log.
 - Chat ids are never stored: a draft is found by HMAC-SHA256 of the channel and chat id under
   a key derived from the oldest encryption key listed, so adding a new key keeps drafts
   findable; dropping the old key later starts open drafts afresh (they last a day at most).
@@ -14,21 +18,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
-from collections.abc import Sequence
+import stat
+import struct
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from storage.errors import KeyringError
 
 KEY_FILE = "reachable.key"
+MAGIC = b"\xa5\x52"  # first bytes of every token of ours
+_HEADER = struct.Struct(">2s4sI")  # magic, key id, length of nonce + ciphertext + tag
+NONCE = 12
+LEGACY = b"gAAAAA"  # how every Fernet token starts
+
+
+def _derive(key: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
 
 
 class Keyring:
@@ -42,10 +60,16 @@ class Keyring:
                 "an encryption key is not valid: each must be 32 url-safe base64-encoded bytes "
                 "(make one with `reachable keys new`)"
             ) from error
+        self._fernets = fernets
         self._fernet = MultiFernet(fernets)
+        self._ciphers: dict[bytes, AESGCM] = {}
+        self._ids: list[bytes] = []
+        for key in keys:
+            key_id = _derive(key, b"reachable key id v1")[:4]
+            self._ciphers[key_id] = AESGCM(_derive(key, b"reachable aes-256-gcm v1"))
+            self._ids.append(key_id)
         # From the oldest key: putting a new key in front (rotation) keeps open drafts findable.
-        kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"reachable chat key v1")
-        self._hash_key = kdf.derive(keys[-1])
+        self._hash_key = _derive(keys[-1], b"reachable chat key v1")
         self.count = len(fernets)
 
     @staticmethod
@@ -53,52 +77,136 @@ class Keyring:
         return Fernet.generate_key()
 
     def encrypt(self, plain: bytes) -> bytes:
-        return self._fernet.encrypt(plain)
+        key_id = self._ids[0]
+        nonce = os.urandom(NONCE)
+        header = _HEADER.pack(MAGIC, key_id, NONCE + len(plain) + 16)
+        return header + nonce + self._ciphers[key_id].encrypt(nonce, plain, header)
 
     def decrypt(self, token: bytes) -> bytes:
+        if token.startswith(LEGACY):
+            try:
+                return self._fernet.decrypt(token)
+            except InvalidToken as error:
+                raise KeyringError("stored data cannot be opened with the configured keys") from error
+        if len(token) < _HEADER.size + NONCE + 16 or not token.startswith(MAGIC):
+            raise KeyringError("stored data is not an encrypted token")
+        _, key_id, length = _HEADER.unpack_from(token)
+        cipher = self._ciphers.get(key_id)
+        body = token[_HEADER.size :]
+        if cipher is None or len(body) != length:
+            raise KeyringError("stored data cannot be opened with the configured keys")
         try:
-            return self._fernet.decrypt(token)
-        except InvalidToken as error:
+            return cipher.decrypt(body[:NONCE], body[NONCE:], token[: _HEADER.size])
+        except InvalidTag as error:
             raise KeyringError("stored data cannot be opened with the configured keys") from error
 
     def rotate(self, token: bytes) -> bytes:
-        """Re-encrypt ``token`` under the newest key."""
-        try:
-            return self._fernet.rotate(token)
-        except InvalidToken as error:
-            raise KeyringError("stored data cannot be opened with the configured keys") from error
+        """Re-encrypt ``token`` under the newest key (and in the current format)."""
+        return self.encrypt(self.decrypt(token))
+
+    def fernet_time(self, token: bytes) -> int:
+        """When a token of the old format was made (it says so in clear: why the format changed)."""
+        for fernet in self._fernets:
+            with contextlib.suppress(InvalidToken):
+                return fernet.extract_timestamp(token)
+        raise KeyringError("stored data cannot be opened with the configured keys")
+
+    def is_current(self, token: bytes) -> bool:
+        """Whether ``token`` is in the current format and under the newest key."""
+        return token.startswith(MAGIC + self._ids[0])
+
+    def tokens_in(self, raw: bytes) -> Iterator[bytes]:
+        """Every token of ours this keyring opens inside ``raw`` (a database or log file), as
+        plain text: what someone holding the file and the key could read."""
+        start = raw.find(MAGIC)
+        while start != -1:
+            if len(raw) >= start + _HEADER.size:
+                _, key_id, length = _HEADER.unpack_from(raw, start)
+                end = start + _HEADER.size + length
+                if key_id in self._ciphers and end <= len(raw):
+                    with contextlib.suppress(KeyringError):
+                        yield self.decrypt(raw[start:end])
+            start = raw.find(MAGIC, start + 1)
 
     def chat_key(self, channel: str, chat_id: str | int) -> bytes:
         return hmac.new(self._hash_key, f"{channel}\x00{chat_id}".encode(), hashlib.sha256).digest()
 
 
 def load_keyring(configured: str | None, data_dir: Path) -> Keyring:
-    """Keys from the setting (comma-separated, newest first), else from the key file."""
+    """Keys from the setting (comma-separated, newest first), else from the key file (created
+    on first use; a second process starting at the same moment reads the file the first wrote)."""
     if configured:
         return Keyring([k.strip().encode() for k in configured.split(",") if k.strip()])
     path = data_dir / KEY_FILE
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(Keyring.new_key() + b"\n")
-    lines = [line.strip() for line in path.read_bytes().splitlines() if line.strip()]
-    return Keyring(lines)
+        secure_folder(data_dir)
+        with contextlib.suppress(FileExistsError):
+            write_key_file(path, [Keyring.new_key()], replace=False)
+    return Keyring(read_key_file(path))
+
+
+def read_key_file(path: Path) -> list[bytes]:
+    """The keys in ``path``, refusing a symbolic link (someone could point it elsewhere)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as error:
+        raise KeyringError(f"the key file {path} cannot be read safely ({error.strerror})") from error
+    with os.fdopen(fd, "rb") as handle:
+        lines = [line.strip() for line in handle.read().splitlines() if line.strip()]
+    if not lines:
+        raise KeyringError(f"the key file {path} is empty")
+    return lines
+
+
+def write_key_file(path: Path, keys: Sequence[bytes], replace: bool = True) -> None:
+    """Write keys safely: a new file of our own (unique name, O_EXCL, mode 0600, never through a
+    symbolic link), flushed to disk, then renamed into place in one step (``replace``) or linked
+    only if no key file exists yet (else FileExistsError)."""
+    folder = path.parent
+    if path.is_symlink():
+        raise KeyringError(f"the key file {path} is a symbolic link: refusing to write through it")
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".reachable-key-")  # O_EXCL, mode 0600
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(b"\n".join(keys) + b"\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        if replace:
+            os.replace(temporary, path)
+        else:
+            os.link(temporary, path)  # fails if another process created the file first
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def rotate_key_file(data_dir: Path) -> Keyring:
-    """Put a new key in front of the key file's keys (written atomically, mode 0600)."""
+    """Put a new key in front of the key file's keys."""
     path = data_dir / KEY_FILE
-    old = [line.strip() for line in path.read_bytes().splitlines() if line.strip()] if path.exists() else []
+    old = read_key_file(path) if path.exists() else []
     keys = [Keyring.new_key(), *old]
-    temporary = path.with_suffix(".new")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(b"\n".join(keys) + b"\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_key_file(path, keys)
     return Keyring(keys)
+
+
+def prune_key_file(data_dir: Path) -> int:
+    """Keep only the newest key; the number of keys dropped."""
+    path = data_dir / KEY_FILE
+    keys = read_key_file(path)
+    write_key_file(path, keys[:1])
+    return len(keys) - 1
+
+
+def secure_folder(folder: Path) -> None:
+    """Create ``folder`` if needed and make it readable by this user only (0700)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if stat.S_IMODE(folder.stat().st_mode) != 0o700:
+        folder.chmod(0o700)
 
 
 def code_tag(code: str) -> bytes:

@@ -1,5 +1,11 @@
 """SQLite through aiosqlite: WAL mode, secure delete, versioned migrations; full sync for every
-transaction that keeps or erases a consented report."""
+transaction that keeps or erases a consented report.
+
+Privacy at rest, as built: the folder is 0700 and the files 0600; report content, drafts,
+deliveries and relay links are encrypted (``storage/crypto.py``); no exact time sits beside a
+reference or a chat key (days only: a draft's exact expiry is inside its ciphertext, and retries
+are scheduled in memory); the write-ahead log is emptied (checkpoint, TRUNCATE) whenever content
+is forgotten and at every purge, so earlier versions of a draft do not linger in it."""
 
 from __future__ import annotations
 
@@ -9,8 +15,11 @@ import datetime as dt
 import json
 import logging
 import math
+import os
+import stat
+import struct
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -19,7 +28,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from storage.base import ChatKey, NewReport, Outgoing, Purged, Store, StoredReport, SummaryData
-from storage.crypto import CodeHasher, Keyring, code_tag
+from storage.crypto import LEGACY, CodeHasher, Keyring, code_tag, secure_folder
 from storage.errors import MigrationError, StorageError
 
 log = logging.getLogger("reachable.storage")
@@ -31,6 +40,26 @@ DAY = 86400
 MESSAGE_LIFETIME = 48 * HOUR
 # Telegram keeps undelivered updates for 24 hours; remembering handled ids longer is pointless.
 UPDATE_MEMORY = 25 * HOUR
+# A draft's payload: its exact expiry, then the conversation's state. Both encrypted together.
+_DRAFT = struct.Struct(">2sQ")
+DRAFT_MARK = b"D1"
+# Tables and columns that hold encrypted tokens, and the key each row is found by.
+SEALED = (
+    ("drafts", "chat_key", "payload"),
+    ("reports", "reference", "summary"),
+    ("deliveries", "id", "payload"),
+    ("relays", "reference", "chat"),
+)
+WAL_LIMIT = 1 << 20  # bytes the write-ahead log may keep after a checkpoint
+
+
+def day_of(moment: float) -> int:
+    """The start of ``moment``'s day (UTC), in seconds: the only kind of time stored in clear."""
+    return int(moment) - int(moment) % DAY
+
+
+def end_of_day(moment: float) -> int:
+    return int(math.ceil(moment / DAY) * DAY)
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -63,6 +92,8 @@ class SQLiteStore(Store):
         self.hasher = hasher or CodeHasher()
         self._db: aiosqlite.Connection | None = None
         self._write = asyncio.Lock()
+        self._not_before: dict[int, float] = {}  # delivery retries, in memory only
+        self._emptied = False
         # Argon2 gets threads of its own: a burst of reports must not fill asyncio's default
         # pool, which other work (aiohttp's address lookups) waits on.
         self._hashing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="reachable-argon2")
@@ -74,7 +105,12 @@ class SQLiteStore(Store):
         return self._db
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        secure_folder(self.path.parent)
+        # SQLite creates the -wal and -shm files with the database file's permissions.
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
+        for file in (self.path, *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm"))):
+            if file.exists() and stat.S_IMODE(file.stat().st_mode) != 0o600:
+                file.chmod(0o600)
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         try:
             for pragma in (
@@ -85,9 +121,11 @@ class SQLiteStore(Store):
                 "PRAGMA foreign_keys=ON",
                 "PRAGMA secure_delete=ON",
                 "PRAGMA busy_timeout=5000",
+                f"PRAGMA journal_size_limit={WAL_LIMIT}",
             ):
                 await self.db.execute(pragma)
             await self._migrate()
+            await self._upgrade_tokens()
         except BaseException:
             # A refused or failed open must not leave the connection's thread running.
             await self.close()
@@ -126,6 +164,44 @@ class SQLiteStore(Store):
     def _now(self) -> int:
         return int(self.clock())
 
+    async def _upgrade_tokens(self) -> None:
+        """Tokens written before this version (Fernet, which carries its creation time in clear)
+        are re-encrypted in the current format, drafts with their exact expiry inside, relays with
+        their chat's keyed hash; then old ciphertext leaves the file."""
+        upgraded = 0
+        async with self._write:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for table, key, column in SEALED:
+                    query = f"SELECT {key}, {column} FROM {table} WHERE substr({column}, 1, 6) = ?"  # noqa: S608
+                    async with self.db.execute(query, (LEGACY,)) as cursor:
+                        rows = list(await cursor.fetchall())
+                    for row_key, sealed in rows:
+                        token = bytes(sealed)
+                        plain = self.keyring.decrypt(token)
+                        if table == "drafts":
+                            made = self.keyring.fernet_time(token)
+                            plain = _DRAFT.pack(DRAFT_MARK, int(made + self.draft_seconds)) + plain
+                        await self.db.execute(
+                            f"UPDATE {table} SET {column} = ? WHERE {key} = ?",  # noqa: S608 - fixed names
+                            (self.keyring.encrypt(plain), row_key),
+                        )
+                        if table == "relays":
+                            channel, _, chat_id = plain.decode().partition(":")
+                            await self.db.execute(
+                                "UPDATE relays SET chat_key = ? WHERE reference = ?",
+                                (self.keyring.chat_key(channel, chat_id), row_key),
+                            )
+                        upgraded += 1
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            if upgraded:
+                await self._checkpoint()
+                await (await self.db.execute("VACUUM")).close()
+                log.info("re-encrypted %d stored item(s) in the current format", upgraded)
+
     # ------------------------------------------------------------------ drafts
     async def load_draft(self, key: ChatKey) -> bytes | None:
         async with self.db.execute(
@@ -133,7 +209,13 @@ class SQLiteStore(Store):
             (key.digest, self._now()),
         ) as cursor:
             row = await cursor.fetchone()
-        return self.keyring.decrypt(bytes(row[0])) if row else None
+        if row is None:
+            return None
+        expires, payload = _unseal_draft(self.keyring.decrypt(bytes(row[0])))
+        return payload if expires > self._now() else None
+
+    def _seal_draft(self, payload: bytes, now: int) -> bytes:
+        return self.keyring.encrypt(_DRAFT.pack(DRAFT_MARK, now + self.draft_seconds) + payload)
 
     # ------------------------------------------------------------------ turns
     async def commit_turn(
@@ -149,8 +231,9 @@ class SQLiteStore(Store):
         update: tuple[str, int] | None = None,
     ) -> bool:
         now = self._now()
-        sealed_draft = self.keyring.encrypt(draft) if draft is not None else None
+        sealed_draft = self._seal_draft(draft, now) if draft is not None else None
         prepared = await self._prepare_report(report, now) if report is not None else None
+        forgot = False
         async with self._write, self._durably(report is not None):
             await self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -166,8 +249,12 @@ class SQLiteStore(Store):
                     await self._insert_report(report, prepared, destinations, now)
                     if report.allow_reply and relay_chat is not None and destinations:
                         await self.db.execute(
-                            "INSERT INTO relays (reference, chat) VALUES (?, ?)",
-                            (report.reference, self.keyring.encrypt(relay_chat.encode())),
+                            "INSERT INTO relays (reference, chat, chat_key) VALUES (?, ?, ?)",
+                            (
+                                report.reference,
+                                self.keyring.encrypt(relay_chat.encode()),
+                                key.digest if key is not None else None,
+                            ),
                         )
                 for reference, destination, kind, data in outgoing:
                     await self._enqueue(reference, destination, kind, data, now)
@@ -175,14 +262,17 @@ class SQLiteStore(Store):
                     await self.db.execute(
                         "INSERT INTO drafts (chat_key, payload, expires_at) VALUES (?, ?, ?) ON CONFLICT (chat_key)"
                         " DO UPDATE SET payload = excluded.payload, expires_at = excluded.expires_at",
-                        (key.digest, sealed_draft, now + self.draft_seconds),
+                        (key.digest, sealed_draft, end_of_day(now + self.draft_seconds)),
                     )
                 elif key is not None and forget:
-                    await self.db.execute("DELETE FROM drafts WHERE chat_key = ?", (key.digest,))
+                    deleted = await self.db.execute("DELETE FROM drafts WHERE chat_key = ?", (key.digest,))
+                    forgot = deleted.rowcount > 0
                 await self.db.execute("COMMIT")
             except BaseException:
                 await self.db.execute("ROLLBACK")
                 raise
+            if forgot:
+                await self._checkpoint()  # earlier versions of the draft leave the write-ahead log
         return True
 
     async def seen(self, channel: str, update_id: int) -> bool:
@@ -197,8 +287,8 @@ class SQLiteStore(Store):
 
     # ------------------------------------------------------------------ message ids
     async def remember_batch(self, batch: Mapping[ChatKey, Sequence[int]]) -> None:
-        now = self._now()
-        rows = [(key.digest, int(m), now) for key, ids in batch.items() for m in ids]
+        today = day_of(self._now())
+        rows = [(key.digest, int(m), today) for key, ids in batch.items() for m in ids]
         if not rows:
             return
         async with self._write:
@@ -215,8 +305,15 @@ class SQLiteStore(Store):
             ) as cursor,
         ):
             rows = await cursor.fetchall()
+        # Days only are stored: a message from the oldest day kept may be past Telegram's 48 hours,
+        # and then deleting it fails harmlessly.
         young = self._now() - MESSAGE_LIFETIME
-        return sorted(int(m) for m, at in rows if int(at) > young)
+        return sorted(int(m) for m, at in rows if int(at) + DAY > young)
+
+    async def forget_messages(self, key: ChatKey) -> None:
+        """Drop a conversation's message ids from storage (they stay in the channel's memory)."""
+        async with self._write:
+            await self.db.execute("DELETE FROM chat_messages WHERE chat_key = ?", (key.digest,))
 
     # ------------------------------------------------------------------ reports
     async def _prepare_report(self, report: NewReport, now: int) -> tuple[bytes, str]:
@@ -233,8 +330,8 @@ class SQLiteStore(Store):
         self, report: NewReport, prepared: tuple[bytes, str], destinations: tuple[str, ...], now: int
     ) -> None:
         sealed, code_hash = prepared
-        # Rounded up to the hour so the expiry does not give away the exact time of consent.
-        expires = math.ceil((now + self.retention_seconds) / HOUR) * HOUR
+        # Rounded up to the day so the expiry does not give away the time of consent.
+        expires = end_of_day(now + self.retention_seconds)
         day = dt.datetime.fromtimestamp(now, dt.UTC)
         await self.db.execute(
             "INSERT INTO reports (reference, summary, code_tag, code_hash, keep, send_to, allow_reply,"
@@ -326,16 +423,21 @@ class SQLiteStore(Store):
                     (reference,),
                 ) as cursor:
                     reached = [str(row[0]) for row in await cursor.fetchall()]
-                await self.db.execute(
-                    "DELETE FROM deliveries WHERE reference = ? AND status IN ('pending', 'failed')", (reference,)
-                )
+                async with self.db.execute(
+                    "DELETE FROM deliveries WHERE reference = ? AND status IN ('pending', 'failed', 'held')"
+                    " RETURNING id",
+                    (reference,),
+                ) as cursor:
+                    self._unschedule(int(row[0]) for row in await cursor.fetchall())
                 await self.db.execute(
                     "UPDATE deliveries SET payload = ? WHERE reference = ? AND status = 'sent'", (b"", reference)
                 )
                 for destination in reached:
                     await self._enqueue(reference, destination, "withdrawn", {}, now)
                 await self.db.execute("DELETE FROM relays WHERE reference = ?", (reference,))
-                await self._audit("report_withdrawn", reference, now)
+                # Nothing dated stays beside the reference: its audit rows go with it.
+                await self.db.execute("DELETE FROM audit WHERE reference = ?", (reference,))
+                await self._audit("report_withdrawn", None, now)
                 await self.db.execute("COMMIT")
             except BaseException:
                 await self.db.execute("ROLLBACK")
@@ -344,30 +446,47 @@ class SQLiteStore(Store):
         return reference
 
     # ------------------------------------------------------------------ the outbox
-    async def _enqueue(self, reference: str, destination: str, kind: str, data: Mapping[str, Any], now: int) -> int:
+    async def _enqueue(
+        self, reference: str, destination: str, kind: str, data: Mapping[str, Any], now: int, held: bool = False
+    ) -> int:
         sealed = self.keyring.encrypt(json.dumps(dict(data), ensure_ascii=False).encode())
         cursor = await self.db.execute(
-            "INSERT INTO deliveries (reference, destination, kind, payload, next_attempt, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (reference, destination, kind, sealed, now, now),
+            "INSERT INTO deliveries (reference, destination, kind, payload, status, next_attempt, created_at)"
+            " VALUES (?, ?, ?, ?, ?, 0, ?)",
+            (reference, destination, kind, sealed, "held" if held else "pending", day_of(now)),
         )
         return int(cursor.lastrowid or 0)
 
-    async def enqueue(self, reference: str, destination: str, kind: str, data: Mapping[str, Any]) -> int:
+    async def enqueue(
+        self, reference: str, destination: str, kind: str, data: Mapping[str, Any], held: bool = False
+    ) -> int:
         async with self._write:
-            return await self._enqueue(reference, destination, kind, data, self._now())
+            return await self._enqueue(reference, destination, kind, data, self._now(), held)
+
+    def _unschedule(self, ids: Iterable[int]) -> None:
+        """Deleted deliveries leave the schedule (SQLite may give their ids to new rows)."""
+        for delivery_id in ids:
+            self._not_before.pop(delivery_id, None)
+
+    def _due(self, delivery_id: int) -> bool:
+        not_before = self._not_before.get(delivery_id)
+        return not_before is None or not_before <= self.clock()
 
     async def claim_due(self, limit: int = 50) -> list[Outgoing]:
-        async with (
-            self._write,
-            self.db.execute(
-                "UPDATE deliveries SET status = 'sending', attempts = attempts + 1 WHERE id IN ("
-                " SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?)"
+        async with self._write:
+            async with self.db.execute("SELECT id FROM deliveries WHERE status = 'pending' ORDER BY id") as cursor:
+                due = [int(row[0]) for row in await cursor.fetchall() if self._due(int(row[0]))][:limit]
+            if not due:
+                return []
+            marks = ",".join("?" * len(due))
+            async with self.db.execute(
+                f"UPDATE deliveries SET status = 'sending', attempts = attempts + 1 WHERE id IN ({marks})"  # noqa: S608
                 " RETURNING id, reference, destination, kind, payload, attempts, maybe_sent",
-                (self.clock(), limit),
-            ) as cursor,
-        ):
-            rows = await cursor.fetchall()
+                due,
+            ) as cursor:
+                rows = await cursor.fetchall()
+        for row in rows:
+            self._not_before.pop(int(row[0]), None)
         return sorted(
             (
                 Outgoing(
@@ -399,6 +518,10 @@ class SQLiteStore(Store):
             except BaseException:
                 await self.db.execute("ROLLBACK")
                 raise
+            if self._emptied:
+                # A summary sent, not kept: its content must not linger in the write-ahead log.
+                self._emptied = False
+                await self._checkpoint()
 
     async def _after_summary_sent(self, reference: str) -> None:
         async with self.db.execute(
@@ -419,13 +542,18 @@ class SQLiteStore(Store):
             emptied = {"summary": {}, "categories": [], "consented_at": body.get("consented_at", 0)}
             sealed = self.keyring.encrypt(json.dumps(emptied).encode())
             await self.db.execute("UPDATE reports SET summary = ? WHERE reference = ?", (sealed, reference))
+            self._emptied = True
 
     async def postpone(self, delivery_id: int, seconds: float, give_up: bool = False) -> None:
+        """Try again in ``seconds`` (kept in memory: a restart tries at once), or give up."""
         async with self._write:
             await self.db.execute(
-                "UPDATE deliveries SET status = ?, next_attempt = ? WHERE id = ?",
-                ("failed" if give_up else "pending", self.clock() + seconds, delivery_id),
+                "UPDATE deliveries SET status = ? WHERE id = ?", ("failed" if give_up else "pending", delivery_id)
             )
+        if give_up:
+            self._not_before.pop(delivery_id, None)
+        else:
+            self._not_before[delivery_id] = self.clock() + seconds
 
     async def recover_in_flight(self) -> int:
         async with self._write:
@@ -435,11 +563,12 @@ class SQLiteStore(Store):
         return int(cursor.rowcount)
 
     async def next_due_in(self) -> float | None:
-        async with self.db.execute("SELECT min(next_attempt) FROM deliveries WHERE status = 'pending'") as cursor:
-            row = await cursor.fetchone()
-        if row is None or row[0] is None:
+        async with self.db.execute("SELECT id FROM deliveries WHERE status = 'pending'") as cursor:
+            pending = [int(row[0]) for row in await cursor.fetchall()]
+        if not pending:
             return None
-        return max(0.0, float(row[0]) - self.clock())
+        now = self.clock()
+        return max(0.0, min(self._not_before.get(i, now) for i in pending) - now)
 
     async def delivery_counts(self) -> dict[str, int]:
         async with self.db.execute("SELECT status, count(*) FROM deliveries GROUP BY status") as cursor:
@@ -447,12 +576,7 @@ class SQLiteStore(Store):
 
     # ------------------------------------------------------------------ keys
     async def reencrypt(self) -> dict[str, int]:
-        sealed_columns = (
-            ("drafts", "chat_key", "payload"),
-            ("reports", "reference", "summary"),
-            ("deliveries", "id", "payload"),
-            ("relays", "reference", "chat"),
-        )
+        sealed_columns = SEALED
         counts: dict[str, int] = {}
         async with self._write:
             await self.db.execute("BEGIN IMMEDIATE")
@@ -475,6 +599,15 @@ class SQLiteStore(Store):
             await self._checkpoint()
             await (await self.db.execute("VACUUM")).close()  # old ciphertexts leave the free pages too
         return counts
+
+    async def tokens_not_under_newest(self) -> int:
+        """How many stored tokens the newest key alone cannot open (rotate before pruning)."""
+        stale = 0
+        for table, _, column in SEALED:
+            query = f"SELECT {column} FROM {table} WHERE length({column}) > 0"  # noqa: S608 - fixed names
+            async with self.db.execute(query) as cursor:
+                stale += sum(1 for (sealed,) in await cursor.fetchall() if not self.keyring.is_current(bytes(sealed)))
+        return stale
 
     # ------------------------------------------------------------------ staff and relays
     async def set_status(self, reference: str, status: str) -> bool:
@@ -499,25 +632,47 @@ class SQLiteStore(Store):
         async with self._write:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
-                drafts = await self.db.execute("DELETE FROM drafts WHERE expires_at <= ?", (now,))
+                drafts = (await self.db.execute("DELETE FROM drafts WHERE expires_at <= ?", (now,))).rowcount
+                drafts += await self._purge_drafts_of_today(now)
                 reports = await self.db.execute("DELETE FROM reports WHERE expires_at <= ?", (now,))
                 await self.db.execute("DELETE FROM relays WHERE reference NOT IN (SELECT reference FROM reports)")
                 await self.db.execute(
-                    "DELETE FROM deliveries WHERE created_at <= ? AND status IN ('sent', 'failed')",
-                    (now - self.retention_seconds,),
+                    "DELETE FROM audit WHERE reference IS NOT NULL AND reference NOT IN (SELECT reference FROM reports)"
                 )
-                await self.db.execute("DELETE FROM chat_messages WHERE at <= ?", (now - MESSAGE_LIFETIME,))
+                # Everything queued goes at retention, sent or not.
+                async with self.db.execute(
+                    "DELETE FROM deliveries WHERE created_at <= ? RETURNING id", (now - self.retention_seconds,)
+                ) as cursor:
+                    self._unschedule(int(row[0]) for row in await cursor.fetchall())
+                await self.db.execute("DELETE FROM staff_messages WHERE day <= ?", (now - self.retention_seconds,))
+                await self.db.execute("DELETE FROM chat_messages WHERE at + ? <= ?", (DAY, now - MESSAGE_LIFETIME))
                 await self.db.execute("DELETE FROM seen_updates WHERE at <= ?", (now - UPDATE_MEMORY,))
-                purged = Purged(drafts=drafts.rowcount, reports=reports.rowcount)
+                purged = Purged(drafts=drafts, reports=reports.rowcount)
                 if purged.reports:
                     await self._audit(f"reports_expired:{purged.reports}", None, now)
                 await self.db.execute("COMMIT")
             except BaseException:
                 await self.db.execute("ROLLBACK")
                 raise
-            if purged.drafts or purged.reports:
-                await self._checkpoint()
+            await self._checkpoint()  # and at every purge: nothing forgotten lingers in the log
         return purged
+
+    async def _purge_drafts_of_today(self, now: int) -> int:
+        """Drafts whose day has not ended but whose exact expiry (inside the ciphertext) passed."""
+        async with self.db.execute(
+            "SELECT chat_key, payload FROM drafts WHERE expires_at <= ?", (now + DAY,)
+        ) as cursor:
+            rows = list(await cursor.fetchall())
+        gone = 0
+        for chat_key, sealed in rows:
+            try:
+                expires, _ = _unseal_draft(self.keyring.decrypt(bytes(sealed)))
+            except StorageError:
+                continue
+            if expires <= now:
+                await self.db.execute("DELETE FROM drafts WHERE chat_key = ?", (chat_key,))
+                gone += 1
+        return gone
 
     async def counts(self) -> dict[tuple[str, str], int]:
         async with self.db.execute("SELECT category, month, count FROM counters WHERE count > 0") as cursor:
@@ -545,7 +700,89 @@ class SQLiteStore(Store):
             await cursor.fetchall()
 
     async def _audit(self, kind: str, reference: str | None, at: int) -> None:
-        await self.db.execute("INSERT INTO audit (at, kind, reference) VALUES (?, ?, ?)", (at, kind, reference))
+        await self.db.execute("INSERT INTO audit (at, kind, reference) VALUES (?, ?, ?)", (day_of(at), kind, reference))
+
+    # ------------------------------------------------------------------ a quick exit holds relays
+    async def hold_relays(self, key: ChatKey) -> list[str]:
+        """After a quick exit: nothing from staff reaches this chat until the person comes back
+        with their code. The references whose relays are now held."""
+        async with self._write:
+            async with self.db.execute(
+                "UPDATE relays SET held = 1 WHERE chat_key = ? RETURNING reference", (key.digest,)
+            ) as cursor:
+                references = [str(row[0]) for row in await cursor.fetchall()]
+            for reference in references:
+                await self.db.execute(
+                    "UPDATE deliveries SET status = 'held' WHERE reference = ? AND destination = 'person'"
+                    " AND status = 'pending'",
+                    (reference,),
+                )
+        return references
+
+    async def relay_held(self, reference: str) -> bool:
+        async with self.db.execute("SELECT held FROM relays WHERE reference = ?", (reference,)) as cursor:
+            row = await cursor.fetchone()
+        return bool(row and row[0])
+
+    async def release_held(self, reference: str, key: ChatKey, chat: str) -> int:
+        """The person came back with their code (in ``chat``): what staff sent meanwhile goes to
+        them now, and replies flow again. The number of messages released."""
+        async with self._write:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                await self.db.execute(
+                    "UPDATE relays SET held = 0, chat = ?, chat_key = ? WHERE reference = ?",
+                    (self.keyring.encrypt(chat.encode()), key.digest, reference),
+                )
+                async with self.db.execute(
+                    "SELECT id, payload FROM deliveries WHERE reference = ? AND status = 'held' ORDER BY id",
+                    (reference,),
+                ) as cursor:
+                    rows = list(await cursor.fetchall())
+                for delivery_id, sealed in rows:
+                    data = json.loads(self.keyring.decrypt(bytes(sealed)))
+                    data["chat"] = chat
+                    await self.db.execute(
+                        "UPDATE deliveries SET status = 'pending', payload = ? WHERE id = ?",
+                        (self.keyring.encrypt(json.dumps(data, ensure_ascii=False).encode()), delivery_id),
+                    )
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+        return len(rows)
+
+    # ------------------------------------------------------------------ the bot's staff-chat messages
+    async def remember_staff_messages(
+        self, references: Sequence[str], chat_id: int, message_ids: Sequence[int]
+    ) -> None:
+        shared = int(len(set(references)) > 1)
+        day = day_of(self._now())
+        rows = [(r, chat_id, m, shared, day) for r in dict.fromkeys(references) for m in message_ids]
+        async with self._write:
+            written = await self.db.executemany(
+                "INSERT OR IGNORE INTO staff_messages (reference, chat_id, message_id, shared, day)"
+                " VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            await written.close()
+
+    async def take_staff_messages(self, reference: str) -> list[tuple[int, int, bool]]:
+        """The bot's staff-chat messages holding ``reference`` as (chat, message, shared), forgotten."""
+        async with (
+            self._write,
+            self.db.execute(
+                "DELETE FROM staff_messages WHERE reference = ? RETURNING chat_id, message_id, shared", (reference,)
+            ) as cursor,
+        ):
+            return [(int(c), int(m), bool(s)) for c, m, s in await cursor.fetchall()]
+
+
+def _unseal_draft(plain: bytes) -> tuple[int, bytes]:
+    if not plain.startswith(DRAFT_MARK) or len(plain) < _DRAFT.size:
+        raise StorageError("a draft is not in the expected format")
+    _, expires = _DRAFT.unpack_from(plain)
+    return int(expires), plain[_DRAFT.size :]
 
 
 def _summary(raw: dict[str, object]) -> SummaryData:

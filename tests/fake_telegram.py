@@ -49,11 +49,15 @@ class Chat:
     type: str = "private"
     title: str | None = None
     messages: dict[int, Sent] = field(default_factory=dict)
+    username: str | None = None  # a public group has one: anyone can find and join it
 
     def as_json(self) -> dict[str, Any]:
         if self.type == "private":
             return {"id": self.id, "type": "private", "first_name": "Alex"}
-        return {"id": self.id, "type": self.type, "title": self.title or "A group"}
+        found = {"id": self.id, "type": self.type, "title": self.title or "A group"}
+        if self.username:
+            found["username"] = self.username
+        return found
 
 
 def _int(params: Params, name: str, required: bool = True) -> int | None:
@@ -407,6 +411,20 @@ class FakeTelegram:
         self._pending_callbacks.discard(str(query_id))
         self.answered_callbacks.add(str(query_id))
         return True
+
+    async def _m_getchat(self, params: Params) -> Any:
+        chat_id = _int(params, "chat_id")
+        if chat_id not in self.chats:
+            raise Refused(400, "Bad Request: chat not found")
+        gifts = dict.fromkeys(
+            ("unlimited_gifts", "limited_gifts", "unique_gifts", "premium_subscription", "gifts_from_channels"), False
+        )
+        return {
+            **self.chats[chat_id].as_json(),
+            "accent_color_id": 0,
+            "max_reaction_count": 11,
+            "accepted_gift_types": gifts,
+        }
 
     async def _m_setmycommands(self, params: Params) -> Any:
         commands = _json(params, "commands")

@@ -107,6 +107,7 @@ async def polling_bot(settings: Settings, real_flood_limit: bool = False) -> Asy
             # limit is tested on its own in test_flood.py.
             app.conversations.flood = FloodGuard(burst=10_000)
         channel = TelegramChannel(app, bot)
+        await channel.check_staff_chat()
         channel.attach_forwarders()
         dispatcher = channel.dispatcher()
         await channel.register_commands()
