@@ -218,11 +218,12 @@ class IntentClassifier:
         normal = _intent_text(text)
         scores = self._intents.scores(normal)
         parts = tuple(_best(self._intents.scores(part)) for part in _parts(normal))
+        words = len(_WORD.findall(normal))
         if self._languages is None:
-            return Understanding(scores, parts=parts)
+            return Understanding(scores, parts=parts, words=words)
         languages = self._languages.scores(_language_text(text))
         language = max(languages, key=lambda k: languages[k])
-        return Understanding(scores, language, languages[language], parts)
+        return Understanding(scores, language, languages[language], parts, words)
 
     def understand_many(self, texts: Iterable[str]) -> list[Understanding]:
         return [self.understand(text) for text in texts]

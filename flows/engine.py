@@ -109,6 +109,8 @@ class Engine:
         self.understander = understander or trained(lexicon.examples(), lexicon.language_samples())
         self._label_keys: dict[tuple[str, str], str] = {}
         self._menu_words: frozenset[str] | None = None
+        self._word_sets: dict[str, frozenset[str]] = {}
+        self._short: dict[str, tuple[str, ...]] | None = None
         self._emergency_words: tuple[str, ...] | None = None
 
     # ------------------------------------------------------------------ entry point
@@ -231,6 +233,15 @@ class Engine:
             turn.understood = "overdose/words"
             self._answer(turn, ("overdose",))
             return
+        if not picked and label_key(text) in self._word_set("yes") | self._word_set("no"):
+            # A bare yes or no that answers nothing on the screen: say so kindly, ask again.
+            self._follow_language(turn, self._classify(turn, text), text)
+            if step is None:
+                self._welcome(turn)
+            else:
+                turn.say("input.unclear")
+                self._reprompt(turn)
+            return
         if step is None:
             self._understand(turn, text, first_contact=True)
             return
@@ -308,18 +319,34 @@ class Engine:
         self._go(turn, "triage")
 
     def _follow_language(self, turn: _Turn, understood: Understanding, text: str) -> None:
-        """Answer in the language the person writes in, when it is clear, with a one-tap switch."""
+        """Answer in the language the person writes in, when it is clear, with a one-tap switch.
+        A word or two ("czesc", "ajutor") is too short for the model: it counts when the shipped
+        examples and word lists use it in one language only."""
         policy = self.config.policy
         language = understood.language
-        if (
-            language
-            and language != turn.state.locale
-            and language in self.lexicon.locales
-            and understood.language_confidence >= policy.language
-            and sum(ch.isalpha() for ch in text) >= policy.language_min_letters
-        ):
+        if sum(ch.isalpha() for ch in text) < policy.language_min_letters:
+            only = self._short_languages().get(label_key(text), ())
+            language = only[0] if len(only) == 1 else ""
+        elif understood.language_confidence < policy.language:
+            language = ""
+        if language and language != turn.state.locale and language in self.lexicon.locales:
             turn.state = turn.state.evolve(locale=language, detected=True)
             turn.say("language.detected")
+
+    def _short_languages(self) -> dict[str, tuple[str, ...]]:
+        if self._short is None:
+            found: dict[str, set[str]] = {}
+            for example in self.lexicon.examples():
+                if sum(ch.isalpha() for ch in example.text) < self.config.policy.language_min_letters:
+                    found.setdefault(label_key(example.text), set()).add(example.locale)
+            for locale in self.lexicon.locales:
+                for group in ("yes", "no", "menu"):
+                    own = self.lexicon.words(locale, group)
+                    if locale == "en" or own != self.lexicon.words("en", group):
+                        for word in own:
+                            found.setdefault(label_key(word), set()).add(locale)
+            self._short = {text: tuple(sorted(locales)) for text, locales in found.items()}
+        return self._short
 
     def _off_question(self, turn: _Turn, step: Step, text: str) -> None:
         """Typed words at a question with options that name none of them."""
@@ -398,12 +425,17 @@ class Engine:
         return found
 
     def _typed_options(self, step: Step, state: State, text: str) -> tuple[str, ...]:
-        """Options named by typed numbers or labels ("2", "Skip", "1, 3"); empty if none."""
+        """Options named by typed numbers or labels ("2", "Skip", "1, 3"), by more words a
+        charity lists for them ("yesterday" for This week), by yes or no, or, at a question, by
+        words of only one label ("tina", "keep it"); empty if none."""
         shown = self._options(step, state)
         by_label = {self._label_key(state.locale, o.label): o.key for o in shown}
         whole = label_key(text)
         if whole in by_label:
             return (by_label[whole],)
+        named = self._named_option(step, state, shown, whole)
+        if named is not None:
+            return (named,)
         parts = [p for p in whole.replace(",", " ").split() if p]
         if not parts or not all(p.isdecimal() and 1 <= int(p) <= len(shown) for p in parts):
             return ()
@@ -413,6 +445,52 @@ class Engine:
         if len(keys) > 1 and any(k in ("skip", "leave", "done", "back") for k in keys):
             return ()
         return tuple(dict.fromkeys(keys))
+
+    def _word_set(self, group: str) -> frozenset[str]:
+        """A word list in every language at once, in the form typed answers are compared in."""
+        found = self._word_sets.get(group)
+        if found is None:
+            words = (w for locale in self.lexicon.locales for w in self.lexicon.words(locale, group))
+            found = self._word_sets[group] = frozenset(map(label_key, words))
+        return found
+
+    def _named_option(self, step: Step, state: State, shown: list[OptionRef], typed: str) -> str | None:
+        if not typed:
+            return None
+        for option in shown:
+            if typed in self._word_set(f"answers:{option.label}"):
+                return option.key
+        for answer in ("yes", "no"):
+            if typed not in self._word_set(answer):
+                continue
+            if step.dynamic == "likely":  # "Is anyone in danger right now?"
+                return "danger" if answer == "yes" else "other"
+            starting = [
+                o.key
+                for o in shown
+                if self._label_key(state.locale, o.label).split(" ")[0].strip(",.!?") in self._word_set(answer)
+            ]
+            return starting[0] if len(starting) == 1 else None
+        if not step.is_question:
+            return None
+        return self._by_words(state, shown, typed)
+
+    def _by_words(self, state: State, shown: list[OptionRef], typed: str) -> str | None:
+        """The one option whose label holds every typed word (or a word starting with it), the
+        best covered when several do: "tina" is Crystal meth (Tina), "keep it" is Yes, keep it."""
+        words = [w for w in typed.replace(",", " ").split() if w]
+        if not words or len(words) > 6:
+            return None
+        best: list[tuple[float, str]] = []
+        for option in shown:
+            label = [w.strip("()'\",.") for w in self._label_key(state.locale, option.label).split()]
+            label = [w for w in label if w]
+            if all(any(lw == w or (len(w) >= 3 and lw.startswith(w)) for lw in label) for w in words):
+                best.append((len(words) / len(label), option.key))
+        best.sort(reverse=True)
+        if not best or (len(best) > 1 and best[0][0] == best[1][0]):
+            return None
+        return best[0][1]
 
     def _pick(self, turn: _Turn, step: Step, keys: tuple[str, ...], typed: bool) -> None:
         state = turn.state

@@ -13,7 +13,7 @@ and a miss can cost a life. When nothing is clear, the engine asks a short triag
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 # Help that cannot wait: these interrupt anything, even a question being answered.
@@ -44,6 +44,7 @@ class Understanding:
     # The likeliest intent of each part of a longer message ("he robbed me and now he's
     # blackmailing me"), with its score: how a second harm is noticed.
     parts: tuple[tuple[str, float], ...] = ()
+    words: int = 0  # how many words the message has: a short one carries little evidence
 
     def ranked(self) -> list[tuple[str, float]]:
         return sorted(self.scores.items(), key=lambda item: (-item[1], item[0]))
@@ -78,6 +79,13 @@ class Policy:
     likely: float = 0.05  # intents offered by the triage question
     language: float = 0.8  # switch language from here on
     language_min_letters: int = 8  # too short to tell a language apart below this
+    # A message of one or two words ("no", "idk", "tonight") says little: scores are flat, so
+    # it must be clearer before anything is decided ("not breathing" is caught by the
+    # emergency phrases; anything unclear gets the triage question, which offers 999).
+    short: int = 2
+    short_urgent: float = 0.45
+    short_harm: float = 0.4
+    short_sure: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +102,14 @@ def decide(understood: Understanding, policy: Policy = Policy()) -> Decision:
     """Recall-first: urgent help, then harms (up to two), then the likeliest intent if sure."""
     score = understood.score
     chosen: list[str] = []
+    if 0 < understood.words <= policy.short:
+        policy = replace(
+            policy,
+            urgent=policy.short_urgent,
+            harm=policy.short_harm,
+            second_harm=policy.short_harm,
+            sure=policy.short_sure,
+        )
     parts = {i for i, s in understood.parts if i in URGENT and s >= policy.part_urgent}
     overdose = score("overdose") >= policy.urgent or "overdose" in parts
     suicide = score("suicide") >= policy.urgent or "suicide" in parts

@@ -30,7 +30,9 @@ from flows.understanding import Example
 DEFAULT_DIR = Path(__file__).parent / "default"
 DEFAULT_LOCALE = "en"
 TELEGRAM_LIMIT = 4096
-WORD_LISTS = frozenset({"emergency", "menu", "boroughs", "judgemental"})
+WORD_LISTS = frozenset({"emergency", "menu", "yes", "no", "boroughs", "judgemental"})
+# ``answers:`` maps an option's label id to more words that choose it ("yesterday" -> This week).
+ANSWERS = "answers"
 # Word lists the bot once listened for; the understanding step learns from examples instead.
 RETIRED_LISTS = frozenset({"assault", "drugged", "robbery", "threats"})
 # Lists an overlay adds to rather than replaces.
@@ -106,6 +108,8 @@ class Sources:
     question_order: tuple[str, ...] = ()
     questions_off: tuple[str, ...] = ()
     examples: dict[str, list[Example]] = field(default_factory=dict)
+    # (label id, file, line) of every ``answers:`` entry, checked once all messages are read
+    answer_ids: list[tuple[str, Path, int]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -164,8 +168,11 @@ def _read_words(path: Path, locale: str, into: Sources) -> None:
             text = f"word list {key!r} is no longer used: add examples of what people write to nlu.yml"
             into.problems.append(Problem(path, line, text))
             continue
+        if key == ANSWERS:
+            _read_answers(path, value, target, into)
+            continue
         if key not in WORD_LISTS:
-            known = ", ".join(sorted(WORD_LISTS))
+            known = ", ".join(sorted(WORD_LISTS | {ANSWERS}))
             into.problems.append(Problem(path, line, f"unknown word list {key!r} (known: {known})"))
             continue
         if not isinstance(value, yaml.SequenceNode) or not all(
@@ -175,6 +182,17 @@ def _read_words(path: Path, locale: str, into: Sources) -> None:
             continue
         entries = tuple(str(item.value).strip() for item in value.value)
         target[key] = tuple(dict.fromkeys((*target.get(key, ()), *entries))) if key in EXTENDED_LISTS else entries
+
+
+def _read_answers(path: Path, node: yaml.Node, target: dict[str, tuple[str, ...]], into: Sources) -> None:
+    for label_id, value, line in _pairs(path, node, into.problems):
+        if not isinstance(value, yaml.SequenceNode) or not all(
+            isinstance(item, yaml.ScalarNode) and str(item.value).strip() for item in value.value
+        ):
+            into.problems.append(Problem(path, line, f"answers for {label_id!r} must be a list of words or phrases"))
+            continue
+        target[f"{ANSWERS}:{label_id}"] = tuple(str(item.value).strip() for item in value.value)
+        into.answer_ids.append((label_id, path, line))
 
 
 def _read_services(path: Path, locale: str, into: Sources) -> None:

@@ -157,6 +157,9 @@ def check(overlay: Path | None = None, today: dt.date | None = None) -> Response
         for key, message in messages.items():
             problems.extend(_check_tone(locale, key, message, flagged))
     problems.extend(_check_examples(sources.examples))
+    for label_id, path, line in sources.answer_ids:
+        if label_id not in reference:
+            problems.append(Problem(path, line, f"answers for {label_id!r}: no such message id (an option's label)"))
     problems.extend(_check_services(sources, today or dt.date.today()))
     return Responses(sources)
 

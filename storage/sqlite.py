@@ -298,13 +298,13 @@ class SQLiteStore(Store):
             await written.close()
 
     async def take_messages(self, key: ChatKey) -> list[int]:
-        async with (
-            self._write,
-            self.db.execute(
+        async with self._write:
+            async with self.db.execute(
                 "DELETE FROM chat_messages WHERE chat_key = ? RETURNING message_id, at", (key.digest,)
-            ) as cursor,
-        ):
-            rows = await cursor.fetchall()
+            ) as cursor:
+                rows = await cursor.fetchall()
+            if rows:
+                await self._checkpoint()
         # Days only are stored: a message from the oldest day kept may be past Telegram's 48 hours,
         # and then deleting it fails harmlessly.
         young = self._now() - MESSAGE_LIFETIME
@@ -313,7 +313,9 @@ class SQLiteStore(Store):
     async def forget_messages(self, key: ChatKey) -> None:
         """Drop a conversation's message ids from storage (they stay in the channel's memory)."""
         async with self._write:
-            await self.db.execute("DELETE FROM chat_messages WHERE chat_key = ?", (key.digest,))
+            deleted = await self.db.execute("DELETE FROM chat_messages WHERE chat_key = ?", (key.digest,))
+            if deleted.rowcount:
+                await self._checkpoint()  # no page naming the chat stays in the file or the log
 
     # ------------------------------------------------------------------ reports
     async def _prepare_report(self, report: NewReport, now: int) -> tuple[bytes, str]:

@@ -101,25 +101,27 @@ async def polling_bot(settings: Settings, real_flood_limit: bool = False) -> Asy
         settings.telegram_token.get_secret_value() if settings.telegram_token else "",
         session=AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url)),
     )
-    async with create_app(settings) as app:
-        if not real_flood_limit:
-            # Scripted people tap several buttons a second, faster than anyone can: the flood
-            # limit is tested on its own in test_flood.py.
-            app.conversations.flood = FloodGuard(burst=10_000)
-        channel = TelegramChannel(app, bot)
-        await channel.check_staff_chat()
-        channel.attach_forwarders()
-        dispatcher = channel.dispatcher()
-        await channel.register_commands()
-        polling = DurablePolling(dispatcher, bot, ALLOWED_UPDATES, concurrency=16, timeout=1)
-        task = asyncio.create_task(polling.run())
-        try:
-            yield Running(app, bot, dispatcher)
-        finally:
-            polling.stop()
-            await task
-            await channel.ledger.close()
-            await bot.session.close()
+    try:
+        async with create_app(settings) as app:
+            if not real_flood_limit:
+                # Scripted people tap several buttons a second, faster than anyone can: the flood
+                # limit is tested on its own in test_flood.py.
+                app.conversations.flood = FloodGuard(burst=10_000)
+            channel = TelegramChannel(app, bot)
+            await channel.check_staff_chat()
+            channel.attach_forwarders()
+            dispatcher = channel.dispatcher()
+            await channel.register_commands()
+            polling = DurablePolling(dispatcher, bot, ALLOWED_UPDATES, concurrency=16, timeout=1)
+            task = asyncio.create_task(polling.run())
+            try:
+                yield Running(app, bot, dispatcher)
+            finally:
+                polling.stop()
+                await task
+                await channel.ledger.close()
+    finally:
+        await bot.session.close()
 
 
 def bot_process_env(settings: Settings) -> dict[str, str]:

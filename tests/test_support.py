@@ -38,7 +38,9 @@ def key() -> str:
 
 @pytest.fixture
 def settings(with_staff: FakeTelegram, tmp_path: Path, key: str) -> Settings:
-    return settings_for(with_staff, tmp_path / "data", key, REACHABLE_STAFF_CHAT_ID=str(STAFF), REACHABLE_STAFF_USER_IDS="1")
+    return settings_for(
+        with_staff, tmp_path / "data", key, REACHABLE_STAFF_CHAT_ID=str(STAFF), REACHABLE_STAFF_USER_IDS="1"
+    )
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from tests.helpers import Chat, text_of
 from tests.telegram_harness import Person, polling_bot, settings_for
 
 HELDOUT = Path(__file__).parent / "data" / "heldout"
-OVERDOSE_FIRST_AID = "Lay them on their side (the recovery position)."
+OVERDOSE_FIRST_AID = "lay them on their side (the recovery position)."
 CRISIS = "Samaritans will listen, day or night. It's free: call 116 123."
 
 
