@@ -174,6 +174,9 @@ class PreviewBuilder:
             "pending": 0,
             "failed": 0,
             "label": self.t("report.what.violence"),
+            "count": 2,
+            "where": self.t("staff.where.email"),
+            "attempts": 30,
         }
         return self.renderer.render(Reply(message_id, variables), self.locale).text
 

@@ -32,7 +32,7 @@ from flows.model import Flow, FlowSet, Kind, Option, Step
 from flows.replies import OptionRef, Reply, Summary, SummaryLine
 from flows.state import Answer, State
 from flows.text import label_key, matches, quote
-from flows.understanding import URGENT, Policy, Understander, Understanding, band, decide, urgent_in_answer
+from flows.understanding import HARMS, URGENT, Policy, Understander, Understanding, band, decide, urgent_in_answer
 
 DEEP_LINKS = {
     "report": "@report",
@@ -356,7 +356,7 @@ class Engine:
         if urgent:
             self._answer(turn, urgent)
             return
-        named = tuple(i for i in decision.intents if step.option(i) is not None)
+        named = tuple(i for i in decision.intents if i in HARMS and step.option(i) is not None)
         if step.kind is Kind.MULTI and named:
             # "he took my phone" at "what happened?": tick what they told us.
             turn.state = turn.state.evolve(picked=tuple(dict.fromkeys((*turn.state.picked, *named))))
@@ -557,7 +557,8 @@ class Engine:
                 self._not_a_code(turn, step, text)
             return
         if step.next == "@relay":
-            self._relay(turn, text[: step.max_length], cut=length > step.max_length)
+            urgent = ("overdose",) if self._says_emergency(text) else self._urgent(turn, text)
+            self._relay(turn, text[: step.max_length], cut=length > step.max_length, urgent=urgent)
             return
         if not text:
             turn.say("input.unclear")
@@ -819,17 +820,21 @@ class Engine:
         turn.say("relay.incoming", reference=event.reference, text=quote(event.text))
         self._go(turn, "relay.incoming")
 
-    def _relay(self, turn: _Turn, text: str, cut: bool) -> None:
+    def _relay(self, turn: _Turn, text: str, cut: bool, urgent: tuple[str, ...] = ()) -> None:
+        """The person's answer to staff. Words about an overdose or suicide also get that help
+        first: staff may not read the answer for hours."""
         reference = turn.state.relay
+        help_first = tuple(Reply(self.steps[ACTION_SCREENS[INTENT_TARGETS[i]]].prompt) for i in urgent)
         if not reference or not text:
+            turn.replies.extend(help_first)
             turn.say("relay.nothing_open")
             self._go(turn, MENU)
             return
         prompt = self._menu_prompt(turn)
-        sent: tuple[Reply, ...] = (Reply("relay.sent", {"reference": reference}), prompt)
+        sent: tuple[Reply, ...] = (*help_first, Reply("relay.sent", {"reference": reference}), prompt)
         if cut:
             sent = (Reply("input.too_long", {"limit": len(text)}), *sent)
-        closed = (Reply("relay.closed", {"reference": reference}), prompt)
+        closed = (*help_first, Reply("relay.closed", {"reference": reference}), prompt)
         turn.effects.append(RelayToStaff(reference=reference, text=text, sent=sent, closed=closed))
 
     def _check(self, turn: _Turn, typed: str) -> None:

@@ -427,3 +427,28 @@ async def test_a_delivery_that_can_never_go_is_given_up_and_staff_are_told(tmp_p
             store._not_before.clear()  # no waiting in a test
         assert sent == [("undeliverable", "email")]
         assert (await store.delivery_counts()).get("failed") == 1
+
+
+def test_run_warns_when_the_key_file_sits_beside_the_database(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from bot.__main__ import _warn_about_key_file
+
+    _warn_about_key_file(Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path)}))
+    assert "in the same folder as the database" in caplog.text
+    caplog.clear()
+    _warn_about_key_file(
+        Settings.from_environ(
+            {"REACHABLE_DATA_DIR": str(tmp_path), "REACHABLE_ENCRYPTION_KEY": Keyring.new_key().decode()}
+        )
+    )
+    assert caplog.text == ""
+
+
+async def test_everything_queued_is_purged_at_retention_sent_or_not(tmp_path: Path) -> None:
+    now = [1_790_000_000.0]
+    keyring = Keyring([Keyring.new_key()])
+    store = SQLiteStore(tmp_path / "db.sqlite3", keyring, clock=lambda: now[0], retention_days=90)
+    async with store:
+        await store.enqueue("KEEP-0001", "staff_chat", "answer", {"text": "still waiting"})
+        now[0] += 91 * 86400
+        await store.purge_expired()
+        assert await store.delivery_counts() == {}

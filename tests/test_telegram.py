@@ -210,7 +210,7 @@ def test_every_button_fits_in_telegrams_64_bytes(engine: Engine) -> None:
             assert callbacks.decode(callbacks.encode(step.key, key)).option == key
 
 
-async def test_webhook_refuses_updates_without_the_secret_and_answers_with_it(
+async def test_webhook_is_served_on_the_url_path_refuses_updates_without_the_secret_and_answers_with_it(
     fake: FakeTelegram, tmp_path: Path, unused_tcp_port: int
 ) -> None:
     settings = settings_for(
@@ -219,10 +219,11 @@ async def test_webhook_refuses_updates_without_the_secret_and_answers_with_it(
         Keyring.new_key().decode(),
         REACHABLE_WEBHOOK_LISTEN=f"127.0.0.1:{unused_tcp_port}",
         REACHABLE_WEBHOOK_SECRET="s3cret-header-value-0123456789",
-        REACHABLE_WEBHOOK_URL="https://example.invalid/telegram",
+        REACHABLE_WEBHOOK_URL="https://example.invalid/hooks/reachable-tg",
     )
     process = await start_bot_process(settings, "--webhook")
-    url = f"http://127.0.0.1:{unused_tcp_port}/telegram"
+    # Regression: the bot listened on /telegram whatever the URL said, and every update was lost.
+    url = f"http://127.0.0.1:{unused_tcp_port}/hooks/reachable-tg"
     fake.chat(CHAT)
     update_id = await fake.user_sends(CHAT, "/start")
     update = fake.history[update_id]
@@ -246,7 +247,7 @@ async def test_webhook_refuses_updates_without_the_secret_and_answers_with_it(
                 assert response.status == 200  # answered once handled, so a crash means a redelivery
             texts = await fake.wait_until_spoken(CHAT, 2)
         assert "not anonymous" in texts[0]
-        assert fake.webhook["url"] == "https://example.invalid/telegram"
+        assert fake.webhook["url"] == "https://example.invalid/hooks/reachable-tg"
         assert fake.webhook["secret_token"] == "s3cret-header-value-0123456789"
     finally:
         process.send_signal(signal.SIGTERM)
