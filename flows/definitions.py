@@ -17,6 +17,20 @@ from flows.understanding import HARMS
 
 QUESTIONNAIRE_VERSION = 1
 
+
+def _urgent_help(key: str, prompt: str) -> Step:
+    """Help that interrupts anything: then back to where the person was, or on to support."""
+    return Step(
+        key=key,
+        prompt=prompt,
+        options=(
+            Option("resume", "option.carry_on", goto="@resume", only_if="resume"),
+            Option("services", "menu.services", goto="services"),
+            Option("menu", "option.menu", goto=MENU),
+        ),
+    )
+
+
 MENU = "menu"
 MAIN = Flow(
     name="main",
@@ -34,25 +48,9 @@ MAIN = Flow(
                 Option("language", "menu.language", goto="language"),
             ),
         ),
-        Step(
-            key="emergency",
-            prompt="emergency.guidance",
-            options=(
-                Option("resume", "option.carry_on", goto="@resume", only_if="resume"),
-                Option("services", "menu.services", goto="services"),
-                Option("menu", "option.menu", goto=MENU),
-            ),
-        ),
+        _urgent_help("emergency", "emergency.guidance"),
         # Suicidal thoughts: their own help, never overdose first aid.
-        Step(
-            key="crisis",
-            prompt="crisis.guidance",
-            options=(
-                Option("resume", "option.carry_on", goto="@resume", only_if="resume"),
-                Option("services", "menu.services", goto="services"),
-                Option("menu", "option.menu", goto=MENU),
-            ),
-        ),
+        _urgent_help("crisis", "crisis.guidance"),
         # When we are not sure what someone means: safety first, then the likeliest needs.
         Step(key="triage", prompt="triage.prompt", dynamic="likely"),
         Step(
