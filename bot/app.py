@@ -16,6 +16,7 @@ from flows import Engine, EngineConfig
 from flows.classifier import TrainedInBackground
 from flows.codes import Tokens
 from flows.definitions import build_flows
+from flows.engine import Offer
 from responses import Renderer, Responses
 from storage import DB_FILE, SQLiteStore, Store, load_keyring
 from storage.lock import DataLock
@@ -24,11 +25,17 @@ log = logging.getLogger("reachable")
 PURGE_EVERY = 15 * 60
 
 
+def offers(settings: Settings) -> tuple[Offer, ...]:
+    """Who the engine may offer to send a summary to: only recipients with a destination."""
+    return tuple(Offer(key, r.only_for, r.via_support) for key, r in settings.recipients.items())
+
+
 class App:
     """Everything one running bot needs; ``async with app`` opens storage and starts the purge."""
 
     def __init__(self, settings: Settings, tokens: Tokens | None = None, store: Store | None = None) -> None:
-        if "email" in settings.destinations and not settings.smtp_starttls and not settings.smtp_insecure_plaintext:
+        emails = any(d.endswith(":email") for d in settings.destinations)
+        if emails and not settings.smtp_starttls and not settings.smtp_insecure_plaintext:
             raise ConfigError(
                 "REACHABLE_SMTP_STARTTLS=false would send summaries and the mail password unencrypted. "
                 "Use a mail server with STARTTLS, or set REACHABLE_SMTP_INSECURE_PLAINTEXT=true if you accept that"
@@ -41,7 +48,7 @@ class App:
         )
         self.engine = Engine(
             self.responses,
-            EngineConfig(forwarding=settings.forwarding),
+            EngineConfig(recipients=offers(settings)),
             tokens=tokens,
             flows=flows,
             understander=self.understander,
@@ -59,14 +66,15 @@ class App:
         )
         self.delivery = DeliveryWorker(self.store)
         self.desk = StaffDesk(self.store, self.engine, self.renderer, on_queued=self.delivery.wake)
-        if "email" in settings.destinations:
-            self.delivery.add(EmailForwarder(settings, self.desk))
+        for key, recipient in settings.recipients.items():
+            if recipient.email:
+                self.delivery.add(EmailForwarder(settings, self.desk, f"{key}:email", recipient.email))
         self.conversations = Conversations(
             self.engine,
             self.renderer,
             self.store,
             self.keyring,
-            destinations=settings.destinations,
+            recipients={key: r.destinations(key) for key, r in settings.recipients.items()},
             on_queued=self.delivery.wake,
             draft_hours=settings.draft_hours,
         )

@@ -13,13 +13,13 @@ import logging
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from flows import Engine, Event, State
-from flows.effects import CheckReport, EraseReport, ForgetDraft, RelayToStaff, StoreReport, WipeChat
-from flows.events import Command, Relayed
+from flows import Engine, Event, Outcome, State
+from flows.effects import ChangeConsent, CheckReport, EraseReport, ForgetDraft, RelayToStaff, StoreReport, WipeChat
+from flows.events import Command, Relayed, Unlocked
 from flows.replies import Reply
 from responses import Rendered, Renderer
 from storage import ChatKey, Keyring, NewReport, StorageError, Store
@@ -45,6 +45,18 @@ class Delivery:
     forget_ids: bool = False
 
 
+@dataclass(slots=True)
+class _Done:
+    """What carrying out a turn's effects decided: what to say, and what to write."""
+
+    outcome: Outcome
+    replies: tuple[Reply, ...]
+    report: NewReport | None = None
+    outgoing: list[tuple[str, str, str, dict[str, str]]] = field(default_factory=list)
+    forget: bool = False
+    wipe: bool = False
+
+
 class Conversations:
     def __init__(
         self,
@@ -52,7 +64,7 @@ class Conversations:
         renderer: Renderer,
         store: Store,
         keyring: Keyring,
-        destinations: tuple[str, ...] = (),
+        recipients: Mapping[str, tuple[str, ...]] | None = None,
         on_queued: Callable[[], None] | None = None,
         draft_hours: int = 24,
     ) -> None:
@@ -60,7 +72,7 @@ class Conversations:
         self.renderer = renderer
         self.store = store
         self.keyring = keyring
-        self.destinations = destinations
+        self.recipients = dict(recipients or {})  # who a person may choose -> their destinations
         self.on_queued = on_queued
         self._locks: weakref.WeakValueDictionary[bytes, asyncio.Lock] = weakref.WeakValueDictionary()
         self._positions = Positions(ttl=draft_hours * 3600)
@@ -119,46 +131,10 @@ class Conversations:
             if hint in self.engine.lexicon.locales:
                 state = state.evolve(locale=hint)
         outcome = self.engine.handle(state, event)
-        replies: tuple[Reply, ...] = outcome.replies
-        report: NewReport | None = None
-        outgoing: list[tuple[str, str, str, dict[str, str]]] = []
-        forget = wipe = False
         try:
-            for effect in outcome.effects:
-                match effect:
-                    case StoreReport():
-                        report = _new_report(effect)
-                    case EraseReport():
-                        erased = await self.store.erase_report(effect.code)
-                        replies = effect.erased if erased else effect.not_found
-                        if erased and self.on_queued is not None:
-                            self.on_queued()
-                    case CheckReport():
-                        found = await self.store.find_by_code(effect.code)
-                        replies = effect.by_status.get(found.status, effect.not_found) if found else effect.not_found
-                        if found is not None and await self.store.relay_held(found.reference):
-                            # Back with their code after a quick exit: what staff sent meanwhile follows.
-                            count = await self.store.release_held(found.reference, key, chat)
-                            if count and effect.released is not None:
-                                replies = (replace(effect.released, variables={"count": count}), *replies)
-                            if self.on_queued is not None:
-                                self.on_queued()
-                    case RelayToStaff():
-                        if await self.store.relay_chat(effect.reference) == chat:
-                            outgoing.extend(
-                                (effect.reference, d, "answer", {"text": effect.text}) for d in self.destinations
-                            )
-                            replies = effect.sent
-                        else:
-                            replies = effect.closed
-                    case ForgetDraft():
-                        forget = True
-                    case WipeChat():
-                        wipe = True
-                        # Nothing from staff reaches this chat until the person comes back with their code.
-                        held = await self.store.hold_relays(key)
-                        if held:
-                            log.info("quick exit: %d relay(s) held", len(held))
+            done = await self._carry_out(outcome, key, chat)
+            outcome, replies = done.outcome, done.replies
+            report, outgoing, forget, wipe = done.report, done.outgoing, done.forget, done.wipe
             keep = self.engine.worth_keeping(outcome.state)
             draft = outcome.state.to_json() if keep else None
             forget = (forget or stored) and not keep
@@ -169,7 +145,7 @@ class Conversations:
                     draft=draft,
                     forget=forget,
                     report=report,
-                    destinations=self.destinations if sending else (),
+                    destinations=self.recipients.get(report.send_to or "", ()) if report is not None else (),
                     relay_chat=chat if sending else None,
                     outgoing=outgoing,
                     update=update,
@@ -198,6 +174,80 @@ class Conversations:
         locale = outcome.state.locale
         messages = tuple(self.renderer.render(r, locale) for r in replies)
         return Delivery(messages, wipe=wipe, remember=remember, forget_ids=forget_ids)
+
+    async def _carry_out(self, outcome: Outcome, key: ChatKey, chat: str) -> _Done:
+        """Carry out the engine's effects before anything is said: what to say depends on them."""
+        done = _Done(outcome, outcome.replies)
+        for effect in outcome.effects:
+            match effect:
+                case StoreReport():
+                    done.report = _new_report(effect)
+                case EraseReport():
+                    if effect.reference:
+                        erased = await self.store.erase_by_reference(effect.reference)
+                    else:
+                        erased = await self.store.erase_report(effect.code)
+                    done.replies = effect.erased if erased else effect.not_found
+                    self._wake(bool(erased))
+                case CheckReport():
+                    await self._check(done, effect, key, chat)
+                case ChangeConsent():
+                    changed = await self.store.change_consent(
+                        effect.reference,
+                        send_to=effect.send_to,
+                        allow_reply=effect.allow_reply,
+                        destinations=self.recipients.get(effect.send_to or "", ()),
+                        key=key,
+                        chat=chat,
+                    )
+                    done.replies = effect.done if changed else effect.gone
+                    self._wake(changed)
+                case RelayToStaff():
+                    found = await self.store.get_report(effect.reference)
+                    if found is not None and await self.store.relay_chat(effect.reference) == chat:
+                        destinations = self.recipients.get(found.send_to or "", ())
+                        answer = {"text": effect.text}
+                        done.outgoing.extend((effect.reference, d, "answer", answer) for d in destinations)
+                        done.replies = effect.sent
+                    else:
+                        done.replies = effect.closed
+                case ForgetDraft():
+                    done.forget = True
+                case WipeChat():
+                    done.wipe = True
+                    # Nothing from staff reaches this chat until the person comes back with their code.
+                    held = await self.store.hold_relays(key)
+                    if held:
+                        log.info("quick exit: %d relay(s) held", len(held))
+        return done
+
+    async def _check(self, done: _Done, effect: CheckReport, key: ChatKey, chat: str) -> None:
+        """Back with their code: how the report stands and what can change now; and whatever
+        staff sent after a quick exit is released to this chat."""
+        found = await self.store.find_by_code(effect.code)
+        if found is None:
+            done.replies = effect.not_found
+            return
+        released = 0
+        if await self.store.relay_held(found.reference):
+            released = await self.store.release_held(found.reference, key, chat)
+            self._wake(True)
+        what = found.summary.get("what", ())
+        unlocked = Unlocked(
+            reference=found.reference,
+            status=found.status,
+            what=what if isinstance(what, tuple) else (),
+            send_to=found.send_to,
+            allow_reply=found.allow_reply and await self.store.relay_chat(found.reference) is not None,
+            released=released,
+        )
+        follow = self.engine.handle(done.outcome.state, unlocked)
+        done.outcome = replace(follow, effects=done.outcome.effects, understood=done.outcome.understood)
+        done.replies = follow.replies
+
+    def _wake(self, queued: bool) -> None:
+        if queued and self.on_queued is not None:
+            self.on_queued()
 
     async def _load(self, key: ChatKey) -> tuple[State, bool]:
         """The conversation's state, and whether it is in storage. Every turn writes the state

@@ -95,13 +95,13 @@ class Pacer:
 
 
 class EmailForwarder:
-    """Email to every configured recipient, over SMTP with STARTTLS (aiosmtplib)."""
+    """Email to one recipient's addresses, over SMTP with STARTTLS (aiosmtplib)."""
 
-    destination = "email"
-
-    def __init__(self, settings: Settings, desk: StaffDesk) -> None:
+    def __init__(self, settings: Settings, desk: StaffDesk, destination: str, to: tuple[str, ...]) -> None:
         self.settings = settings
         self.desk = desk
+        self.destination = destination
+        self.to = to
         self.tls = ssl.create_default_context(cafile=str(settings.smtp_ca_file) if settings.smtp_ca_file else None)
 
     async def send(self, item: Outgoing) -> None:
@@ -111,7 +111,7 @@ class EmailForwarder:
         settings = self.settings
         message = EmailMessage()
         message["From"] = settings.smtp_from
-        message["To"] = ", ".join(settings.email_recipients)
+        message["To"] = ", ".join(self.to)
         message["Subject"] = text.subject
         # The same delivery always carries the same Message-ID, so a repeat merges with the first.
         message["Message-ID"] = f"<{item.kind}.{item.reference}.{item.id}@reachable.invalid>"

@@ -11,7 +11,7 @@ import html
 from dataclasses import dataclass, field
 
 from flows import Engine, State
-from flows.definitions import MENU
+from flows.definitions import INTENT_TARGETS, MENU
 from flows.model import Step
 from flows.replies import Reply, Summary
 from flows.text import quote
@@ -22,6 +22,7 @@ SAMPLE_CODE = "7K2P-QX9D-M4TA-8BWE"
 REVIEW_NEEDED = frozenset({"pl", "ro"})
 ACTION_STEPS = {
     "@emergency": "emergency",
+    "@crisis": "crisis",
     "@review": "review",
     "@report": "report.intro",
     "@restart_report": "report.intro",
@@ -152,6 +153,12 @@ class PreviewBuilder:
             goto = key
         elif step.dynamic == "answered":
             goto = "review"
+        elif step.dynamic == "likely":
+            goto = {"danger": "@emergency", "other": MENU}.get(key) or INTENT_TARGETS.get(key)
+        elif step.dynamic == "recipients":
+            goto = "@finish" if key == "no" else "consent.reply"
+        elif step.dynamic == "unlocked":
+            goto = "check.reply" if key.startswith("send.") else None
         goto = goto or MENU
         if goto.startswith("@"):
             description = self.t(f"preview.action.{goto[1:]}")

@@ -10,10 +10,41 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PREFIX = "REACHABLE_"
+# A SOIT officer deals with sexual offences: offered only for these.
+SOIT_FOR = ("assault", "drugged")
+
+
+class Recipient(BaseModel):
+    """Someone a person may choose to send their summary to, and how it reaches them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    chat_id: int | None = None
+    email: tuple[str, ...] = ()
+    only_for: tuple[str, ...] = ()  # offered only when the report says one of these happened
+    via_support: bool = False  # the support team passes it on
+
+    @field_validator("email", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return _addresses(value) if isinstance(value, str) else value
+
+    def destinations(self, key: str) -> tuple[str, ...]:
+        found = [f"{key}:chat"] if self.chat_id is not None else []
+        if self.email:
+            found.append(f"{key}:email")
+        return tuple(found)
+
+
+def _addresses(value: str) -> tuple[str, ...]:
+    return tuple(a.strip() for a in value.split(",") if a.strip())
+
+
+_EXTRA = TypeAdapter(dict[str, Recipient])
 _INJECTED: ContextVar[bool] = ContextVar("reachable_settings_injected", default=False)
 
 
@@ -26,6 +57,14 @@ class Settings(BaseSettings):
     cache_dir: Path | None = None
     staff_chat_id: int | None = None
     staff_user_ids: str = ""
+    # A SOIT officer's own destinations; or, with soit_via_support, the support team passes it on.
+    soit_chat_id: int | None = None
+    soit_email: str = ""
+    soit_via_support: bool = False
+    # More recipients a charity offers (REACHABLE_RECIPIENTS_EXTRA), as JSON:
+    # {"galop": {"chat_id": -100..., "email": "a@b", "only_for": ["assault"]}};
+    # their words are recipient.<key>.label and recipient.<key>.who in the responses.
+    recipients_extra: str = ""
     framework: Literal["aiogram", "ptb"] = "aiogram"
     responses_dir: Path | None = None
     retention_days: int = Field(default=90, ge=1, le=3650)
@@ -91,17 +130,48 @@ class Settings(BaseSettings):
 
     @property
     def email_recipients(self) -> tuple[str, ...]:
-        return tuple(a.strip() for a in self.smtp_to.split(",") if a.strip())
+        return _addresses(self.smtp_to)
+
+    @property
+    def recipients(self) -> dict[str, Recipient]:
+        """Who a person may send a summary to, each with its own destinations; only those that
+        have one. The support team; a SOIT officer, only for sexual offences and being drugged;
+        and any a charity adds."""
+        email = bool(self.smtp_host)
+        support = Recipient(chat_id=self.staff_chat_id, email=self.email_recipients if email else (), only_for=())
+        if self.soit_via_support:
+            soit = Recipient(chat_id=support.chat_id, email=support.email, only_for=SOIT_FOR, via_support=True)
+        else:
+            soit = Recipient(
+                chat_id=self.soit_chat_id, email=_addresses(self.soit_email) if email else (), only_for=SOIT_FOR
+            )
+        found = {"support": support, "soit": soit}
+        for key, extra in self.extra_recipients.items():
+            found[key] = Recipient(chat_id=extra.chat_id, email=extra.email if email else (), only_for=extra.only_for)
+        return {key: r for key, r in found.items() if r.destinations(key)}
+
+    @field_validator("recipients_extra")
+    @classmethod
+    def _extra(cls, value: str) -> str:
+        if value.strip():
+            _EXTRA.validate_json(value)  # a clear error at start-up, not when someone chooses
+        return value
+
+    @property
+    def extra_recipients(self) -> dict[str, Recipient]:
+        if not self.recipients_extra.strip():
+            return {}
+        return _EXTRA.validate_json(self.recipients_extra)
 
     @property
     def destinations(self) -> tuple[str, ...]:
-        """Where consented summaries go: the staff chat and/or email."""
-        found = []
-        if self.staff_chat_id is not None:
-            found.append("staff_chat")
-        if self.smtp_host and self.email_recipients:
-            found.append("email")
-        return tuple(found)
+        """Every destination of every recipient: ``<recipient>:chat`` and ``<recipient>:email``."""
+        return tuple(dict.fromkeys(d for key, r in self.recipients.items() for d in r.destinations(key)))
+
+    @property
+    def staff_chats(self) -> dict[str, int]:
+        """Each chat destination and its Telegram chat id (staff commands work in all of them)."""
+        return {f"{key}:chat": r.chat_id for key, r in self.recipients.items() if r.chat_id is not None}
 
     @property
     def forwarding(self) -> bool:

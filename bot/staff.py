@@ -67,7 +67,8 @@ class StaffDesk:
         elif item.kind == "undeliverable":
             failed = str(item.data.get("destination", ""))
             name = "staff.unreachable" if failed == "person" else "staff.undeliverable"
-            where = self._text(f"staff.where.{failed}") if failed in ("staff_chat", "email") else failed
+            recipient, _, way = failed.partition(":")
+            where = f"{self._recipient(recipient)} ({self._text('staff.where.' + way) if way else failed})"
             body = self._text(name, reference=reference, where=where, attempts=str(item.data.get("attempts", "")))
             subject = self._text("staff.undeliverable.subject", reference=reference)
         elif item.kind == "answer":
@@ -79,9 +80,17 @@ class StaffDesk:
             body = self._text("staff.possible_repeat", reference=reference) + "\n\n" + body
         return StaffText(subject, body)
 
+    def _recipient(self, key: str) -> str:
+        """Whom a person chose, as staff read it."""
+        responses = self.renderer.responses
+        for message_id in (f"staff.send_to.{key}", f"recipient.{key}.label"):
+            if responses.has(message_id):
+                return self._text(message_id)
+        return key
+
     def _summary(self, report: StoredReport) -> str:
         yes, no = self._text("staff.yes"), self._text("staff.no")
-        send_to = self._text(f"staff.send_to.{report.send_to}") if report.send_to else no
+        send_to = self._recipient(report.send_to) if report.send_to else no
         summary = self.engine.summary(dict(report.summary))
         return self._text(
             "staff.summary",

@@ -67,7 +67,7 @@ GROUP_RATE = 20  # messages a minute to one group
 class ChatIs(Filter):
     """Matches messages and button presses by the kind of chat they come from (async, no thread)."""
 
-    def __init__(self, *kinds: str, excluding: int | None = None) -> None:
+    def __init__(self, *kinds: str, excluding: frozenset[int] = frozenset()) -> None:
         self.kinds = frozenset(kinds)
         self.excluding = excluding
 
@@ -75,7 +75,7 @@ class ChatIs(Filter):
         message = event.message if isinstance(event, CallbackQuery) else event
         if message is None:
             return False
-        return message.chat.type in self.kinds and message.chat.id != self.excluding
+        return message.chat.type in self.kinds and message.chat.id not in self.excluding
 
 
 def keyboard(message: Rendered) -> InlineKeyboardMarkup | None:
@@ -100,13 +100,13 @@ def event_of(message: Message) -> Event:
 
 
 class InChat(Filter):
-    """Matches messages from one chat (the staff chat)."""
+    """Matches messages from the staff chats."""
 
-    def __init__(self, chat_id: int | None) -> None:
-        self.chat_id = chat_id
+    def __init__(self, chat_ids: frozenset[int]) -> None:
+        self.chat_ids = chat_ids
 
     async def __call__(self, message: Message) -> bool:
-        return self.chat_id is not None and message.chat.id == self.chat_id
+        return message.chat.id in self.chat_ids
 
 
 def _retry_for(error: TelegramAPIError) -> RetryLater:
@@ -119,7 +119,9 @@ class TelegramChannel:
     def __init__(self, app: App, bot: Bot) -> None:
         self.app = app
         self.bot = bot
-        self.staff_chat = app.settings.staff_chat_id
+        # Every recipient's chat (support team, SOIT officer, any a charity adds) by destination.
+        self.staff_chats = app.settings.staff_chats
+        self.staff_chat_ids = frozenset(self.staff_chats.values())
         # Under GLOBAL_RATE in any second, with a margin: a small burst, then an even rate.
         self.pacer = Pacer(GLOBAL_RATE - 5, 1.0, burst=3)
         self._group_notices: OrderedDict[int, float] = OrderedDict()
@@ -129,17 +131,17 @@ class TelegramChannel:
 
     def attach_forwarders(self) -> None:
         """Let the delivery worker send to the staff chat and relay to people on Telegram."""
-        if self.staff_chat is not None:
-            self.app.delivery.add(StaffChatForwarder(self))
+        for destination, chat_id in self.staff_chats.items():
+            self.app.delivery.add(StaffChatForwarder(self, destination, chat_id))
         self.app.delivery.add(PersonForwarder({CHANNEL: self}))
 
     def router(self) -> Router:
         router = Router(name="reachable")
-        router.message.register(self.on_staff_message, InChat(self.staff_chat))
+        router.message.register(self.on_staff_message, InChat(self.staff_chat_ids))
         router.message.register(self.on_private_message, ChatIs(PRIVATE))
         router.callback_query.register(self.on_button, ChatIs(PRIVATE))
         router.callback_query.register(self.on_group_button)
-        router.message.register(self.on_group_message, ChatIs(*GROUPS, excluding=self.staff_chat))
+        router.message.register(self.on_group_message, ChatIs(*GROUPS, excluding=self.staff_chat_ids))
         router.edited_message.register(self.on_edited)
         return router
 
@@ -254,49 +256,50 @@ class TelegramChannel:
         allowed = self.app.settings.staff_users
         if message.from_user is None or message.from_user.id not in allowed:
             if typed.name in STAFF_COMMANDS:
-                await self.send_staff(self.app.desk.refusal(bool(allowed)))
+                await self.send_staff(self.app.desk.refusal(bool(allowed)), message.chat.id)
             return
         answer = await self.app.desk.command(typed.name, typed.argument)
         if answer is not None:
-            await self.send_staff(answer)
+            await self.send_staff(answer, message.chat.id)
 
     async def check_staff_chat(self) -> None:
-        """At start-up: the staff chat must be one the bot can see, and private (a group with a
+        """At start-up: every staff chat must be one the bot can see, and private (a group with a
         public @username can be found and joined by anyone)."""
-        if self.staff_chat is None:
-            return
-        try:
-            chat = await self.bot.get_chat(self.staff_chat)
-        except TelegramAPIError as error:
-            raise ConfigError(
-                f"the bot cannot see the staff chat {self.staff_chat} ({type(error).__name__}): check "
-                "REACHABLE_STAFF_CHAT_ID and that the bot is a member"
-            ) from error
-        if chat.username:
-            raise ConfigError(
-                f"the staff chat is public (@{chat.username}): anyone could find it, join and read "
-                "summaries. Make the group private (remove its public link), then start again"
-            )
-        if not self.app.settings.staff_users:
-            log.warning("no REACHABLE_STAFF_USER_IDS: staff commands in the staff chat will be refused")
+        for chat_id in sorted(self.staff_chat_ids):
+            try:
+                chat = await self.bot.get_chat(chat_id)
+            except TelegramAPIError as error:
+                raise ConfigError(
+                    f"the bot cannot see the staff chat {chat_id} ({type(error).__name__}): check the chat id "
+                    "and that the bot is a member"
+                ) from error
+            if chat.username:
+                raise ConfigError(
+                    f"the staff chat is public (@{chat.username}): anyone could find it, join and read "
+                    "summaries. Make the group private (remove its public link), then start again"
+                )
+        if self.staff_chat_ids and not self.app.settings.staff_users:
+            log.warning("no REACHABLE_STAFF_USER_IDS: staff commands in the staff chats will be refused")
 
-    async def send_staff(self, text: str) -> list[int]:
-        """Send to the staff chat; the ids of the messages sent."""
-        assert self.staff_chat is not None
+    async def send_staff(self, text: str, chat_id: int) -> list[int]:
+        """Send to a staff chat; the ids of the messages sent."""
         ids = []
         for part in Rendered(text).parts():
             # One attempt: a 429 goes back to the delivery worker, which pauses the staff chat
             # for as long as Telegram asks without holding up other deliveries.
-            ids.append((await self._send_paced(self.staff_chat, part, None, attempts=1)).message_id)
+            ids.append((await self._send_paced(chat_id, part, None, attempts=1)).message_id)
         return ids
 
     async def delete_staff_messages(self, reference: str) -> bool:
         """A report was withdrawn: delete the bot's staff-chat messages that hold only it (where
         Telegram still allows). True when some message also holding other summaries stays."""
         found = await self.app.store.take_staff_messages(reference)
-        alone = [message for chat, message, shared in found if not shared and chat == self.staff_chat]
-        if alone:
-            await self._wipe(self.staff_chat or 0, alone)
+        by_chat: dict[int, list[int]] = {}
+        for chat, message, shared in found:
+            if not shared and chat in self.staff_chat_ids:
+                by_chat.setdefault(chat, []).append(message)
+        for chat, messages in by_chat.items():
+            await self._wipe(chat, messages)
         return any(shared for _, _, shared in found)
 
     async def _wipe(self, chat_id: int, message_ids: list[int]) -> None:
@@ -372,10 +375,10 @@ class StaffChatForwarder:
     """Summaries and notices to the staff chat: within Telegram's 20 messages a minute per group
     and 30 a second overall, and waiting out any 429 for as long as Telegram asks."""
 
-    destination = "staff_chat"
-
-    def __init__(self, channel: TelegramChannel) -> None:
+    def __init__(self, channel: TelegramChannel, destination: str, chat_id: int) -> None:
         self.channel = channel
+        self.destination = destination
+        self.chat_id = chat_id
         # Never more than GROUP_RATE in any minute: a burst of one, then an even trickle.
         self.group = Pacer(GROUP_RATE - 1, 60.0, burst=1)
 
@@ -388,15 +391,11 @@ class StaffChatForwarder:
             return
         await self.group.wait()
         try:
-            ids = await self.channel.send_staff(text.body)
+            ids = await self.channel.send_staff(text.body, self.chat_id)
         except TelegramAPIError as error:
             raise _retry_for(error) from error
         if item.kind in REMEMBERED:
-            await self.channel.app.store.remember_staff_messages([item.reference], self.staff_chat_id, ids)
-
-    @property
-    def staff_chat_id(self) -> int:
-        return self.channel.staff_chat or 0
+            await self.channel.app.store.remember_staff_messages([item.reference], self.chat_id, ids)
 
     async def send_combined(self, items: list[Outgoing]) -> None:
         """When summaries queue up, send as many as fit in each message (4,096 characters), each
@@ -418,11 +417,11 @@ class StaffChatForwarder:
             if combined:
                 await self.group.wait()
                 try:
-                    ids = await self.channel.send_staff(combined)
+                    ids = await self.channel.send_staff(combined, self.chat_id)
                 except TelegramAPIError as error:
                     raise PartlySent(sent, _retry_for(error)) from error
                 references = [item.reference for item, body in message if body]
-                await self.channel.app.store.remember_staff_messages(references, self.staff_chat_id, ids)
+                await self.channel.app.store.remember_staff_messages(references, self.chat_id, ids)
             sent.extend(item for item, _ in message)
 
 

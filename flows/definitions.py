@@ -16,6 +16,9 @@ from flows.model import Flow, Kind, Option, Step
 from flows.understanding import HARMS
 
 QUESTIONNAIRE_VERSION = 1
+# Harms after which the "what to do after an assault" advice belongs on the screen, and the only
+# ones a SOIT officer (sexual offences) is offered for.
+SEXUAL_HARMS = ("assault", "drugged")
 
 
 def _urgent_help(key: str, prompt: str) -> Step:
@@ -86,9 +89,6 @@ MAIN = Flow(
         ),
     ),
 )
-
-# Harms after which the "what to do after an assault" advice belongs on the screen.
-SEXUAL_HARMS = ("assault", "drugged")
 
 
 def _offer(kind: str) -> Step:
@@ -173,6 +173,7 @@ REPORT = Flow(
         Step(
             key="report.intro",
             prompt="report.intro",
+            variants=(("no_recipients", "report.intro.keep_only"),),
             options=(
                 Option("start", "report.intro.start", goto="report.what"),
                 Option("menu", "option.not_now", goto=MENU),
@@ -338,17 +339,16 @@ CONSENT = Flow(
             options=(Option("yes", "consent.keep.yes"), Option("no", "consent.keep.no")),
             next="consent.send",
         ),
+        # Only recipients with a real destination are offered; a SOIT officer only for a
+        # sexual offence or being drugged (EngineConfig.recipients).
         Step(
             key="consent.send",
             prompt="consent.send",
+            variants=(("soit", "consent.send.soit_offered"),),
             kind=Kind.CHOICE,
             field="consent.send",
-            only_if="forwarding",
-            options=(
-                Option("support", "consent.send.support", goto="consent.reply"),
-                Option("soit", "consent.send.soit", goto="consent.reply"),
-                Option("no", "consent.send.no"),
-            ),
+            only_if="recipients",
+            dynamic="recipients",
             next="@finish",
         ),
         Step(
@@ -366,22 +366,45 @@ RELAY = Flow(
     name="relay",
     diagram="relay.mmd",
     steps=(
+        # After a message from staff, whatever the person types next is their answer: shown
+        # back to them with one tap to send it.
         Step(
             key="relay.incoming",
             prompt="relay.incoming.prompt",
+            kind=Kind.TEXT,
+            next="@hold_answer",
+            max_length=1000,
             options=(
-                Option("answer", "relay.answer.option", goto="relay.answer"),
                 Option("resume", "option.carry_on", goto="@resume", only_if="resume"),
                 Option("menu", "option.menu", goto=MENU),
             ),
         ),
         Step(
-            key="relay.answer",
-            prompt="relay.answer",
-            kind=Kind.TEXT,
-            next="@relay",
-            max_length=1000,
-            options=(Option("menu", "option.menu", goto=MENU),),
+            key="relay.confirm",
+            prompt="relay.confirm",
+            options=(
+                Option("send", "relay.confirm.send", goto="@relay"),
+                Option("change", "relay.confirm.change", goto="relay.incoming"),
+                Option("cancel", "relay.confirm.cancel", goto="@drop_answer"),
+            ),
+        ),
+    ),
+)
+
+# Coming back with the code (/check CODE): how the report stands, and what can change now.
+# Each change is consent given then, recorded like the first.
+LATER = Flow(
+    name="later",
+    diagram="later.mmd",
+    steps=(
+        Step(key="check.choices", prompt="check.choices", dynamic="unlocked"),
+        Step(
+            key="check.reply",
+            prompt="consent.reply",
+            kind=Kind.CHOICE,
+            field="consent.later_reply",
+            options=(Option("yes", "consent.reply.yes"), Option("no", "consent.reply.no")),
+            next="@send_later",
         ),
     ),
 )
@@ -427,7 +450,7 @@ ADVICE = Flow(
     ),
 )
 
-FLOWS = (MAIN, SUPPORT, REPORT, CONSENT, RELAY, ADVICE)
+FLOWS = (MAIN, SUPPORT, REPORT, CONSENT, RELAY, LATER, ADVICE)
 
 # The report's optional questions, by field, in their default order. The borough always follows
 # "where" (and goes with it); the consent steps are not questions and can never be changed.

@@ -29,11 +29,13 @@ class StoreReport:
 
 @dataclass(frozen=True, slots=True)
 class EraseReport:
-    """Erase the report that ``code`` unlocks; say ``erased`` or ``not_found`` accordingly."""
+    """Erase the report that ``code`` unlocks (or ``reference``, already unlocked by its code in
+    this conversation); say ``erased`` or ``not_found`` accordingly."""
 
     code: str
     erased: tuple[Reply, ...]
     not_found: tuple[Reply, ...]
+    reference: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,18 @@ class CheckReport:
     # Said before the status when messages from staff, held since a quick exit, now follow
     # (the channel fills in {count}).
     released: Reply | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeConsent:
+    """A choice made later about a report already kept: send it to ``send_to`` and/or allow
+    (True) or stop (False) replies. Recorded like the first consent; ``done`` or ``gone``."""
+
+    reference: str
+    send_to: str | None
+    allow_reply: bool | None
+    done: tuple[Reply, ...]
+    gone: tuple[Reply, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +83,11 @@ class WipeChat:
     """Delete every message of the conversation that the channel can still delete."""
 
 
-Effect = StoreReport | EraseReport | CheckReport | RelayToStaff | ForgetDraft | WipeChat
+Effect = StoreReport | EraseReport | CheckReport | ChangeConsent | RelayToStaff | ForgetDraft | WipeChat
 
 SummaryData = Mapping[str, tuple[str, ...] | str]
 __all__ = [
+    "ChangeConsent",
     "CheckReport",
     "Effect",
     "EraseReport",

@@ -22,14 +22,24 @@ from flows.definitions import (
     INTENT_TARGETS,
     MENU,
     QUESTIONNAIRE_VERSION,
+    SEXUAL_HARMS,
     TRIAGE_LABELS,
     TRIAGE_OFFERS,
 )
-from flows.effects import CheckReport, Effect, EraseReport, ForgetDraft, RelayToStaff, StoreReport, WipeChat
-from flows.events import Choice, Command, Event, Relayed, Resume, Text, Unsupported
+from flows.effects import (
+    ChangeConsent,
+    CheckReport,
+    Effect,
+    EraseReport,
+    ForgetDraft,
+    RelayToStaff,
+    StoreReport,
+    WipeChat,
+)
+from flows.events import Choice, Command, Event, Relayed, Resume, Text, Unlocked, Unsupported
 from flows.lexicon import Lexicon
-from flows.model import Flow, FlowSet, Kind, Option, Step
-from flows.replies import OptionRef, Reply, Summary, SummaryLine
+from flows.model import Flow, FlowError, FlowSet, Kind, Option, Step
+from flows.replies import MessageRef, OptionRef, Reply, Summary, SummaryLine
 from flows.state import Answer, State
 from flows.text import label_key, matches, quote
 from flows.understanding import HARMS, URGENT, Policy, Understander, Understanding, band, decide, urgent_in_answer
@@ -62,11 +72,32 @@ READ_LIMIT = 4096
 
 
 @dataclass(frozen=True, slots=True)
+class Offer:
+    """Someone a summary can be sent to: offered only when the report names one of ``only_for``
+    (if any). ``via_support``: the support team passes it on (the words say so)."""
+
+    key: str
+    only_for: tuple[str, ...] = ()
+    via_support: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class EngineConfig:
-    """What differs between deployments and changes what the engine offers."""
+    """What differs between deployments and changes what the engine offers.
+
+    ``recipients``: who a summary may be sent to, each with a real destination. ``forwarding``
+    is a shorthand (for previews and tests) for the support team and a SOIT officer through it.
+    """
 
     forwarding: bool = False
+    recipients: tuple[Offer, ...] = ()
     policy: Policy = field(default_factory=Policy)
+
+    @property
+    def offers(self) -> tuple[Offer, ...]:
+        if self.recipients or not self.forwarding:
+            return self.recipients
+        return (Offer("support"), Offer("soit", SEXUAL_HARMS, via_support=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +137,9 @@ class Engine:
         self.config = config or EngineConfig()
         self.tokens = tokens or RandomTokens()
         self.steps = FlowSet(flows, lexicon.has, INTENT_TARGETS, TRIAGE_LABELS)
+        missing = [m for o in self.config.offers for m in self._recipient_words(o) if not lexicon.has(m)]
+        if missing:
+            raise FlowError(f"message id {m!r} for a recipient is missing from the English responses" for m in missing)
         self.understander = understander or trained(lexicon.examples(), lexicon.language_samples())
         self._label_keys: dict[tuple[str, str], str] = {}
         self._menu_words: frozenset[str] | None = None
@@ -134,6 +168,8 @@ class Engine:
                 self._reprompt(turn)
             case Relayed():
                 self._relayed(turn, event)
+            case Unlocked():
+                self._unlocked(turn, event)
             case Resume():
                 if turn.state.step:
                     turn.say("welcome.back")
@@ -389,6 +425,19 @@ class Engine:
                 if q.field in state.answers
             ]
             shown.append(OptionRef("back", "option.back"))
+        elif step.dynamic == "recipients":
+            shown = [OptionRef(o.key, f"recipient.{o.key}.label") for o in self.offers_for(state)]
+            shown.append(OptionRef("no", "consent.send.no"))
+        elif step.dynamic == "unlocked":
+            shown = []
+            if not state.unlocked_sent:
+                offers = self.offers_for(state, state.unlocked_what)
+                shown.extend(OptionRef(f"send.{o.key}", f"recipient.{o.key}.label") for o in offers)
+            elif state.unlocked_reply:
+                shown.append(OptionRef("stop_replies", "check.stop_replies"))
+            else:
+                shown.append(OptionRef("allow_replies", "check.allow_replies"))
+            shown.extend((OptionRef("erase", "check.erase"), OptionRef("menu", "option.menu")))
         elif step.dynamic == "likely":
             shown = [
                 OptionRef("danger", "triage.option.danger"),
@@ -513,6 +562,11 @@ class Engine:
         elif step.dynamic == "likely":
             target = {"danger": "@emergency", "other": MENU}.get(first) or INTENT_TARGETS[first]
             self._go(turn, target)
+        elif step.dynamic == "unlocked":
+            self._later(turn, first)
+        elif step.dynamic == "recipients":
+            turn.state = state.with_answer(step.field or step.key, (first,))
+            self._advance(turn, step, None if first == "no" else Option(first, "", goto="consent.reply"))
         elif step.dynamic == "locales":
             self._set_locale(turn, first)
         elif step.dynamic == "fields":
@@ -556,9 +610,16 @@ class Engine:
             else:
                 self._not_a_code(turn, step, text)
             return
-        if step.next == "@relay":
+        if step.next == "@hold_answer":
             urgent = ("overdose",) if self._says_emergency(text) else self._urgent(turn, text)
-            self._relay(turn, text[: step.max_length], cut=length > step.max_length, urgent=urgent)
+            if urgent:  # help first: staff may not read an answer for hours
+                self._answer(turn, urgent)
+                return
+            if length > step.max_length:
+                turn.say("input.too_long", limit=step.max_length)
+            turn.state = turn.state.evolve(answer=text[: step.max_length])
+            turn.say("relay.confirm.text", text=quote(turn.state.answer))
+            self._go(turn, "relay.confirm")
             return
         if not text:
             turn.say("input.unclear")
@@ -634,9 +695,27 @@ class Engine:
     def _holds(self, condition: str | None, state: State) -> bool:
         if condition is None:
             return True
-        if condition == "forwarding":
-            return self.config.forwarding
+        if condition == "recipients":
+            return bool(self.offers_for(state))
+        if condition == "no_recipients":
+            return not self.config.offers
+        if condition == "soit":
+            return any(o.key == "soit" for o in self.offers_for(state))
         return bool(state.resume)
+
+    @staticmethod
+    def _recipient_words(offer: Offer) -> tuple[str, str]:
+        """The button and the "who reads it, and how" sentence of a recipient."""
+        who = f"recipient.{offer.key}.who" + (".via_support" if offer.via_support else "")
+        return f"recipient.{offer.key}.label", who
+
+    def offers_for(self, state: State, what: tuple[str, ...] | None = None) -> tuple[Offer, ...]:
+        """Who this report may be sent to: a recipient limited to some harms only when the report
+        names one of them ("what happened", or ``what`` given)."""
+        if what is None:
+            answer = state.answers.get("what", ())
+            what = answer if isinstance(answer, tuple) else ()
+        return tuple(o for o in self.config.offers if not o.only_for or set(o.only_for) & set(what))
 
     def _go(self, turn: _Turn, target: str) -> None:
         if target.startswith("@"):
@@ -654,7 +733,8 @@ class Engine:
         pages = self._pages(step, turn.state)
         page = min(turn.state.page, pages - 1) if pages > 1 else None
         options = tuple(self._options(step, turn.state))
-        turn.replies.append(Reply(message=step.prompt, options=options, step=step.key, page=page))
+        prompt = next((m for c, m in step.variants if self._holds(c, turn.state)), step.prompt)
+        turn.replies.append(Reply(message=prompt, options=options, step=step.key, page=page))
 
     def _reprompt(self, turn: _Turn) -> None:
         step = self.steps.get(turn.state.step)
@@ -669,7 +749,19 @@ class Engine:
         """Remember the question the person is leaving, so they can come back to it."""
         step = self.steps.get(turn.state.step)
         if step is not None and self._in_report(step) and not turn.state.resume:
-            turn.state = turn.state.evolve(resume=step.key, picked=())
+            # What was ticked so far at a question taking several comes back with it.
+            turn.state = turn.state.evolve(resume=step.key, resume_picked=turn.state.picked, picked=())
+
+    def _go_back(self, turn: _Turn, target: str) -> None:
+        """Back to the question left for an interruption, with whatever was ticked there."""
+        ticked = turn.state.resume_picked
+        turn.state = turn.state.evolve(resume="", resume_picked=())
+        step = self.steps.get(target)
+        if step is None or not ticked or step.kind is not Kind.MULTI:
+            self._go(turn, target)
+            return
+        turn.state = turn.state.evolve(step=step.key, picked=ticked, page=0, likely=())
+        self._prompt(turn, step)
 
     def _in_report(self, step: Step) -> bool:
         return self.steps.flow_of(step.key) in ("report", "consent") and step.key not in (
@@ -702,18 +794,14 @@ class Engine:
             turn.say("menu.unclear")
             self._go(turn, MENU)
         elif action == "@resume":
-            target = state.resume
-            turn.state = state.evolve(resume="")
-            self._go(turn, target or MENU)
+            self._go_back(turn, state.resume or MENU)
         elif action == "@report":
             if state.holds_content or state.resume:
                 self._go(turn, "report.unfinished")
             else:
                 self._go(turn, "report.intro")
         elif action == "@continue_report":
-            target = state.resume or "@review"
-            turn.state = state.evolve(resume="")
-            self._go(turn, target)
+            self._go_back(turn, state.resume or "@review")
         elif action == "@restart_report":
             turn.effects.append(ForgetDraft())
             turn.state = State(locale=state.locale)
@@ -734,6 +822,14 @@ class Engine:
             turn.say("exit.done")
         elif action == "@finish":
             self._finish(turn)
+        elif action == "@relay":
+            self._relay(turn, state.answer)
+        elif action == "@drop_answer":
+            turn.state = state.evolve(answer="")
+            turn.say("relay.confirm.dropped")
+            self._go(turn, MENU)
+        elif action == "@send_later":
+            self._send_later(turn)
 
     def _forget(self, turn: _Turn) -> None:
         turn.effects.append(ForgetDraft())
@@ -795,7 +891,12 @@ class Engine:
                 questionnaire_version=QUESTIONNAIRE_VERSION,
             ),
         )
-        turn.say("report.sent" if send_to else "report.kept", reference=reference, code=code)
+        if send_to:
+            offer = next((o for o in self.config.offers if o.key == send_to), Offer(send_to))
+            who = MessageRef(self._recipient_words(offer)[1])
+            turn.replies.append(Reply("report.sent", {"reference": reference, "code": code, "who": who}))
+        else:
+            turn.say("report.kept", reference=reference, code=code)
         self._go(turn, MENU)
 
     def _menu_prompt(self, turn: _Turn) -> Reply:
@@ -820,22 +921,81 @@ class Engine:
         turn.say("relay.incoming", reference=event.reference, text=quote(event.text))
         self._go(turn, "relay.incoming")
 
-    def _relay(self, turn: _Turn, text: str, cut: bool, urgent: tuple[str, ...] = ()) -> None:
-        """The person's answer to staff. Words about an overdose or suicide also get that help
-        first: staff may not read the answer for hours."""
+    def _relay(self, turn: _Turn, text: str) -> None:
+        """Send the person's answer (confirmed) to staff, if the relay is still open."""
         reference = turn.state.relay
-        help_first = tuple(Reply(self.steps[ACTION_SCREENS[INTENT_TARGETS[i]]].prompt) for i in urgent)
+        turn.state = turn.state.evolve(answer="")
         if not reference or not text:
-            turn.replies.extend(help_first)
             turn.say("relay.nothing_open")
             self._go(turn, MENU)
             return
         prompt = self._menu_prompt(turn)
-        sent: tuple[Reply, ...] = (*help_first, Reply("relay.sent", {"reference": reference}), prompt)
-        if cut:
-            sent = (Reply("input.too_long", {"limit": len(text)}), *sent)
-        closed = (*help_first, Reply("relay.closed", {"reference": reference}), prompt)
+        sent: tuple[Reply, ...] = (Reply("relay.sent", {"reference": reference}), prompt)
+        closed = (Reply("relay.closed", {"reference": reference}), prompt)
         turn.effects.append(RelayToStaff(reference=reference, text=text, sent=sent, closed=closed))
+
+    # ------------------------------------------------------------------ deciding later, with the code
+    def _unlocked(self, turn: _Turn, event: Unlocked) -> None:
+        self._leave_question(turn)
+        turn.state = turn.state.evolve(
+            unlocked=event.reference,
+            unlocked_what=event.what,
+            unlocked_sent=event.send_to is not None,
+            unlocked_reply=event.allow_reply,
+            pending_send="",
+        )
+        if event.released:
+            turn.say("check.released", count=event.released)
+        turn.say(f"check.{event.status}")
+        self._go(turn, "check.choices")
+
+    def _later(self, turn: _Turn, choice: str) -> None:
+        state = turn.state
+        if choice == "menu":
+            turn.state = state.evolve(unlocked="")
+            self._go(turn, MENU)
+        elif choice == "erase":
+            prompt = self._menu_prompt(turn)
+            turn.state = turn.state.evolve(unlocked="")
+            turn.effects.append(
+                EraseReport(
+                    code="",
+                    reference=state.unlocked,
+                    erased=(Reply("delete.done"), prompt),
+                    not_found=(Reply("check.gone"), prompt),
+                )
+            )
+        elif choice in ("allow_replies", "stop_replies"):
+            allow = choice == "allow_replies"
+            turn.state = state.evolve(unlocked_reply=allow)
+            done = Reply("check.replies_allowed" if allow else "check.replies_stopped")
+            self._change(turn, None, allow, done)
+        elif choice.startswith("send."):
+            turn.state = state.evolve(pending_send=choice.removeprefix("send."))
+            self._go(turn, "check.reply")
+
+    def _send_later(self, turn: _Turn) -> None:
+        state = turn.state
+        allow = state.answers.get("consent.later_reply") == ("yes",)
+        recipient = state.pending_send
+        turn.state = state.with_answer("consent.later_reply", None).evolve(pending_send="", unlocked_sent=True)
+        offer = next((o for o in self.config.offers if o.key == recipient), Offer(recipient))
+        done = Reply("check.sent_now", {"who": MessageRef(self._recipient_words(offer)[1])})
+        self._change(turn, recipient, allow, done)
+
+    def _change(self, turn: _Turn, send_to: str | None, allow: bool | None, done: Reply) -> None:
+        reference = turn.state.unlocked
+        prompt = self._menu_prompt(turn)
+        turn.state = turn.state.evolve(unlocked="")
+        turn.effects.append(
+            ChangeConsent(
+                reference=reference,
+                send_to=send_to,
+                allow_reply=allow,
+                done=(done, prompt),
+                gone=(Reply("check.gone"), prompt),
+            )
+        )
 
     def _check(self, turn: _Turn, typed: str) -> None:
         code = canonical_code(typed)

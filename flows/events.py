@@ -48,11 +48,23 @@ class Relayed:
 
 
 @dataclass(frozen=True, slots=True)
+class Unlocked:
+    """The person's code opened their report (the channel looked it up): how it stands."""
+
+    reference: str
+    status: str
+    what: tuple[str, ...] = ()
+    send_to: str | None = None
+    allow_reply: bool = False
+    released: int = 0  # messages from staff held since a quick exit, now on their way
+
+
+@dataclass(frozen=True, slots=True)
 class Resume:
     """The channel (re)opened: the console started, or a conversation came back after a restart."""
 
 
-Event = Text | Choice | Command | Unsupported | Relayed | Resume
+Event = Text | Choice | Command | Unsupported | Relayed | Resume | Unlocked
 
 
 def parse_typed(raw: str) -> Text | Command:

@@ -36,23 +36,28 @@ ACTIONS = frozenset(
         "@continue_report",
         "@crisis",
         "@delete",
+        "@drop_answer",
         "@emergency",
         "@erase",
         "@exit",
         "@finish",
         "@greet",
+        "@hold_answer",
         "@other",
         "@relay",
         "@report",
         "@restart_report",
         "@resume",
         "@review",
+        "@send_later",
     }
 )
 # Conditions a step or option may depend on.
-CONDITIONS = frozenset({"forwarding", "resume"})
+# "recipients": someone can be offered this report; "no_recipients": no one is set up at all;
+# "soit": a SOIT officer is among those offered; "resume": there is a question to go back to.
+CONDITIONS = frozenset({"recipients", "no_recipients", "soit", "resume"})
 # Options computed when the step is shown.
-DYNAMIC = frozenset({"locales", "fields", "answered", "likely"})
+DYNAMIC = frozenset({"locales", "fields", "answered", "likely", "recipients", "unlocked"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,8 @@ class Step:
     validate: str | None = None
     dynamic: str | None = None
     only_if: str | None = None
+    # Other words for the prompt under a condition: (condition, message id), the first that holds.
+    variants: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_question(self) -> bool:
@@ -135,7 +142,7 @@ class FlowSet(Mapping[str, Step]):
 
     def _check(self, flow: str, step: Step, has_message: Callable[[str], bool]) -> Iterator[str]:
         where = f"step {step.key!r} (flow {flow!r})"
-        ids = [step.prompt, *(o.label for o in step.options)]
+        ids = [step.prompt, *(o.label for o in step.options), *(m for _, m in step.variants)]
         if step.summary_label:
             ids.append(step.summary_label)
         for message_id in ids:
@@ -155,14 +162,14 @@ class FlowSet(Mapping[str, Step]):
             yield f"{where} has the option key {key!r} twice"
         for key in {"skip", "done", "leave", "back", "next_page"} & set(keys):
             yield f"{where} uses the reserved option key {key!r}"
-        for condition in [step.only_if, *(o.only_if for o in step.options)]:
+        for condition in [step.only_if, *(o.only_if for o in step.options), *(c for c, _ in step.variants)]:
             if condition is not None and condition not in CONDITIONS:
                 yield f"{where} depends on unknown condition {condition!r}"
         if step.dynamic is not None and step.dynamic not in DYNAMIC:
             yield f"{where} asks for unknown dynamic options {step.dynamic!r}"
         if step.kind is Kind.MENU and not step.options and step.dynamic is None:
             yield f"{where} is a menu with no options: a dead end"
-        if step.kind in (Kind.CHOICE, Kind.MULTI) and not step.options:
+        if step.kind in (Kind.CHOICE, Kind.MULTI) and not step.options and step.dynamic is None:
             yield f"{where} is a question with no options to choose"
         if step.is_question and step.next is None and not all(o.goto for o in step.options):
             yield f"{where} has no 'next' for answers that have no target"

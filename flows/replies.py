@@ -36,7 +36,14 @@ class Summary:
     lines: tuple[SummaryLine, ...]
 
 
-Variable = str | int | Summary
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """A variable whose value is another message, in the reader's language."""
+
+    id: str
+
+
+Variable = str | int | Summary | MessageRef
 
 
 @dataclass(frozen=True, slots=True)

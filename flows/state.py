@@ -29,6 +29,7 @@ class State:
     - ``page``: which page of a long screen is showing (pages are split by a ``---`` line).
     - ``likely``: what the triage question offers (intents), when we were not sure what was meant.
     - ``detected``: the language was just taken from what the person wrote; offer a one-tap switch.
+    - ``resume_picked``: what was ticked at the question ``resume`` names, kept for coming back.
     """
 
     locale: str = "en"
@@ -41,6 +42,13 @@ class State:
     page: int = 0
     likely: tuple[str, ...] = ()
     detected: bool = False
+    resume_picked: tuple[str, ...] = ()
+    answer: str = ""  # an answer to staff, typed, waiting for "send"
+    unlocked: str = ""  # the report the person's code opened in this conversation
+    unlocked_what: tuple[str, ...] = ()
+    unlocked_sent: bool = False
+    unlocked_reply: bool = False
+    pending_send: str = ""  # the recipient chosen later, before "may they reply?"
 
     def evolve(self, **changes: Any) -> State:
         if "answers" in changes:
@@ -73,6 +81,13 @@ class State:
             "page": self.page,
             "likely": list(self.likely),
             "detected": self.detected,
+            "resume_picked": list(self.resume_picked),
+            "answer": self.answer,
+            "unlocked": self.unlocked,
+            "unlocked_what": list(self.unlocked_what),
+            "unlocked_sent": self.unlocked_sent,
+            "unlocked_reply": self.unlocked_reply,
+            "pending_send": self.pending_send,
         }
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -95,4 +110,11 @@ class State:
             page=int(body.get("page", 0)),
             likely=tuple(map(str, body.get("likely", []))),
             detected=bool(body.get("detected", False)),
+            resume_picked=tuple(map(str, body.get("resume_picked", []))),
+            answer=str(body.get("answer", "")),
+            unlocked=str(body.get("unlocked", "")),
+            unlocked_what=tuple(map(str, body.get("unlocked_what", []))),
+            unlocked_sent=bool(body.get("unlocked_sent", False)),
+            unlocked_reply=bool(body.get("unlocked_reply", False)),
+            pending_send=str(body.get("pending_send", "")),
         )

@@ -26,6 +26,7 @@ import yaml
 
 from flows.definitions import INTENT_TARGETS, QUESTION_FIELDS
 from flows.understanding import Example
+from responses.hours import rule_problem
 
 DEFAULT_DIR = Path(__file__).parent / "default"
 DEFAULT_LOCALE = "en"
@@ -52,6 +53,8 @@ SERVICE_FIELDS = frozenset(
         "last_checked",
         "source",
         "remove",
+        "open",
+        "closed_on",
     }
 )
 # Variables every message may use: filled from the deployment's settings.
@@ -94,6 +97,14 @@ class Service:
     languages: tuple[str, ...] = ()
     last_checked: dt.date | None = None
     source: str = ""
+    open: tuple[str, ...] = ()  # opening rules (responses/hours.py); none: hours unknown
+    closed_on: tuple[dt.date, ...] = ()
+
+    @property
+    def contactable(self) -> bool:
+        """A way to reach it: a number, a text line, an address or a website."""
+        return bool(self.phone or self.text or self.email or self.web)
+
     path: Path = field(default=DEFAULT_DIR, compare=False)
     line: int = field(default=1, compare=False)
 
@@ -252,6 +263,18 @@ def _service(
         problems.append(Problem(path, line, "last_checked must be a date like 2026-11-01"))
         checked = None
     languages = raw.get("languages", list(base.languages) if base else [])
+    rules = raw.get("open", list(base.open) if base else [])
+    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+        problems.append(Problem(path, line, "open must be a list like ['mon-fri 09:00-17:00'] or ['always']"))
+        rules = []
+    for rule in rules:
+        wrong = rule_problem(rule)
+        if wrong:
+            problems.append(Problem(path, line, f"service {raw.get('id')!r}: {wrong}"))
+    closed = raw.get("closed_on", list(base.closed_on) if base else [])
+    if not isinstance(closed, list) or not all(isinstance(d, dt.date) for d in closed):
+        problems.append(Problem(path, line, "closed_on must be a list of dates like 2026-12-25"))
+        closed = []
     return Service(
         id=str(raw["id"]),
         name=name,
@@ -264,6 +287,8 @@ def _service(
         languages=tuple(map(str, languages)) if isinstance(languages, list) else (),
         last_checked=checked,
         source=text("source", base.source if base else ""),
+        open=tuple(rules),
+        closed_on=tuple(closed),
         path=path,
         line=line,
     )

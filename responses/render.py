@@ -3,12 +3,14 @@ channel says the same words."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime as dt
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from flows.replies import Reply, Summary
+from flows.replies import MessageRef, Reply, Summary
 from flows.text import quote
-from responses.catalog import PAGE_BREAK, TELEGRAM_LIMIT
+from responses.catalog import PAGE_BREAK, TELEGRAM_LIMIT, Service
+from responses.hours import LONDON, open_at
 from responses.loader import Responses
 
 
@@ -52,10 +54,17 @@ class _Variables(dict[str, str]):
 
 
 class Renderer:
-    def __init__(self, responses: Responses, retention_days: int, draft_hours: int) -> None:
+    def __init__(
+        self,
+        responses: Responses,
+        retention_days: int,
+        draft_hours: int,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
         self.responses = responses
         self.retention_days = retention_days
         self.draft_hours = draft_hours
+        self.clock = clock or (lambda: dt.datetime.now(LONDON))
 
     def render(self, reply: Reply, locale: str) -> Rendered:
         text = self.responses.text(locale, reply.message)
@@ -65,7 +74,12 @@ class Renderer:
         if "{services}" in text:
             variables["services"] = self.services_text(locale)
         for name, value in reply.variables.items():
-            variables[name] = self.summary_text(value, locale) if isinstance(value, Summary) else str(value)
+            if isinstance(value, Summary):
+                variables[name] = self.summary_text(value, locale)
+            elif isinstance(value, MessageRef):
+                variables[name] = self.responses.text(locale, value.id)
+            else:
+                variables[name] = str(value)
         chosen = self.responses.text(locale, "option.chosen")
         options = []
         for option in reply.options:
@@ -91,19 +105,31 @@ class Renderer:
         return "\n".join(lines)
 
     def services_text(self, locale: str) -> str:
+        """Who is open now (London time) first, then everyone else; services with no way to
+        contact them are left out until a charity adds one. "Check the details" is said once."""
+
         def field(name: str, value: str) -> str:
             return f"   {self.responses.text(locale, 'services.field.' + name)}: {value}"
 
-        blocks = []
-        for service in self.responses.services(locale):
+        def block(service: Service) -> str:
             lines = [f"■ {service.name}", f"   {service.purpose}"]
             for name in ("phone", "text", "email", "web", "hours"):
                 value = getattr(service, name)
                 if value:
                     lines.append(field(name, value))
-            if service.last_checked is None:
-                lines.append("   " + self.responses.text(locale, "services.unchecked"))
-            else:
+            if service.last_checked is not None:
                 lines.append(field("checked", service.last_checked.isoformat()))
-            blocks.append("\n".join(lines))
-        return "\n\n".join(blocks)
+            return "\n".join(lines)
+
+        now = self.clock().astimezone(LONDON)
+        listed = [s for s in self.responses.services(locale) if s.contactable]
+        open_now = [s for s in listed if open_at(s.open, s.closed_on, now)]
+        others = [s for s in listed if s not in open_now]
+        parts = []
+        if open_now:
+            when = self.responses.text(locale, "services.open_now").format_map(_Variables(time=now.strftime("%H:%M")))
+            parts.append(when + "\n\n" + "\n\n".join(map(block, open_now)))
+        if others:
+            parts.append(self.responses.text(locale, "services.others") + "\n\n" + "\n\n".join(map(block, others)))
+        parts.append(self.responses.text(locale, "services.check_details"))
+        return "\n\n".join(parts)

@@ -224,6 +224,24 @@ class Store(abc.ABC):
         """Erase the report ``code`` unlocks; its reference, or None if no report matches."""
 
     @abc.abstractmethod
+    async def erase_by_reference(self, reference: str) -> str | None:
+        """Erase a report its code already unlocked in this conversation."""
+
+    @abc.abstractmethod
+    async def change_consent(
+        self,
+        reference: str,
+        *,
+        send_to: str | None,
+        allow_reply: bool | None,
+        destinations: tuple[str, ...],
+        key: ChatKey,
+        chat: str,
+    ) -> bool:
+        """A later choice about a kept report (send it; allow or stop replies), recorded like
+        the first. False if the report is gone or cannot be sent."""
+
+    @abc.abstractmethod
     async def purge_expired(self) -> Purged:
         """Delete drafts and reports past their expiry; counters stay."""
 

@@ -405,6 +405,21 @@ class SQLiteStore(Store):
         if found is None:
             return None
         reference, sealed, keep, created_on = found
+        await self._erase(reference, sealed, keep, created_on)
+        return reference
+
+    async def erase_by_reference(self, reference: str) -> str | None:
+        """Erase a report its code already unlocked in this conversation."""
+        async with self.db.execute(
+            "SELECT summary, keep, created_on FROM reports WHERE reference = ?", (reference,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        await self._erase(reference, bytes(row[0]), int(row[1]), str(row[2]))
+        return reference
+
+    async def _erase(self, reference: str, sealed: bytes, keep: int, created_on: str) -> None:
         categories = json.loads(self.keyring.decrypt(sealed)).get("categories", [])
         now = self._now()
         async with self._write, self._durably(True):
@@ -445,7 +460,65 @@ class SQLiteStore(Store):
                 await self.db.execute("ROLLBACK")
                 raise
             await self._checkpoint()
-        return reference
+
+    async def change_consent(
+        self,
+        reference: str,
+        *,
+        send_to: str | None,
+        allow_reply: bool | None,
+        destinations: tuple[str, ...],
+        key: ChatKey,
+        chat: str,
+    ) -> bool:
+        """A later choice about a kept report, recorded like the first consent (with its time,
+        inside the encrypted body): send it now, and/or allow or stop replies. False if the
+        report is gone, or sending was asked and nothing here can send it."""
+        if send_to is not None and not destinations:
+            return False
+        now = self._now()
+        async with self._write, self._durably(True):
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                async with self.db.execute(
+                    "SELECT summary, send_to, allow_reply FROM reports WHERE reference = ?", (reference,)
+                ) as cursor:
+                    row = await cursor.fetchone()
+                if row is None:
+                    await self.db.execute("ROLLBACK")
+                    return False
+                body = json.loads(self.keyring.decrypt(bytes(row[0])))
+                if send_to is not None and (row[1] is not None or not body.get("summary")):
+                    await self.db.execute("ROLLBACK")
+                    return False
+                chosen = {"at": now, "send_to": send_to, "allow_reply": allow_reply}
+                body["consents"] = [*body.get("consents", []), chosen]
+                sealed = self.keyring.encrypt(json.dumps(body, ensure_ascii=False).encode())
+                await self.db.execute("UPDATE reports SET summary = ? WHERE reference = ?", (sealed, reference))
+                if send_to is not None:
+                    await self.db.execute(
+                        "UPDATE reports SET send_to = ?, status = 'queued' WHERE reference = ?", (send_to, reference)
+                    )
+                    for destination in destinations:
+                        await self._enqueue(reference, destination, "summary", {}, now)
+                if allow_reply is True:
+                    await self.db.execute(
+                        "INSERT INTO relays (reference, chat, chat_key) VALUES (?, ?, ?) ON CONFLICT (reference)"
+                        " DO UPDATE SET chat = excluded.chat, chat_key = excluded.chat_key, held = 0",
+                        (reference, self.keyring.encrypt(chat.encode()), key.digest),
+                    )
+                elif allow_reply is False:
+                    await self.db.execute("DELETE FROM relays WHERE reference = ?", (reference,))
+                if allow_reply is not None:
+                    await self.db.execute(
+                        "UPDATE reports SET allow_reply = ? WHERE reference = ?", (int(allow_reply), reference)
+                    )
+                await self._audit("consent_changed", reference, now)
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+        return True
 
     # ------------------------------------------------------------------ the outbox
     async def _enqueue(
