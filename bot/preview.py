@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from flows import Engine, State
 from flows.definitions import INTENT_TARGETS, MENU
 from flows.model import Step
-from flows.replies import Reply, Summary
+from flows.replies import MessageRef, Reply, Summary
 from flows.text import quote
 from responses import Renderer, Responses
 
@@ -167,7 +167,7 @@ class PreviewBuilder:
 
     def other_message(self, message_id: str) -> str:
         summary: Summary = self.engine.summary(self.sample_state())
-        variables: dict[str, str | int | Summary] = {
+        variables: dict[str, str | int | Summary | MessageRef] = {
             "reference": SAMPLE_REFERENCE,
             "code": SAMPLE_CODE,
             "limit": 1000,
@@ -182,6 +182,8 @@ class PreviewBuilder:
             "failed": 0,
             "label": self.t("report.what.violence"),
             "count": 2,
+            "time": "03:00",
+            "who": MessageRef("recipient.support.who"),
             "where": self.t("staff.where.email"),
             "attempts": 30,
         }

@@ -190,12 +190,13 @@ def test_every_advice_topic_can_be_read(chat: Chat, responses: object) -> None:
         chat.tap("More advice")
 
 
-def test_services_list_every_service_and_say_details_must_be_checked(chat: Chat) -> None:
+def test_services_list_every_service_that_can_be_reached_and_say_details_must_be_checked(chat: Chat) -> None:
     said = text_of(chat.send("/services"))
-    for name in ("The Havens", "Galop", "Rape Crisis", "Crimestoppers", "FRANK", "Samaritans", "Survivors UK"):
+    for name in ("The Havens", "Galop", "Rape Crisis", "Crimestoppers", "FRANK", "Samaritans"):
         assert name in said
     assert "0800 999 5428" in said
-    assert "Please check current details before you rely on them." in said
+    assert "Survivors UK" not in said  # no verified way to contact them yet
+    assert said.count("Please check them before you rely on them.") == 1
 
 
 def test_language_command_lists_languages(chat: Chat) -> None:

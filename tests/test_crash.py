@@ -127,7 +127,7 @@ async def test_bot_killed_anywhere_around_consent_and_forwarding_delivers_each_s
                 await person.taps("Skip")
             await person.taps("Yes, it's right")
             await person.taps("No, don't keep it")
-            await person.taps("To a support worker")
+            await person.taps("To the support team")
             await fake.user_taps(person.chat_id, "No replies")  # the consent that stores and queues
             await asyncio.sleep(rng.uniform(0, 0.6))
             process.send_signal(signal.SIGKILL)

@@ -196,7 +196,7 @@ async def test_the_answer_typed_straight_after_a_staff_message_reaches_staff_onc
     assert "yes I'm at home now, thank you" in shown[0] and person.buttons[0] == "Send it"
     assert not any("simple bot" in t or "not sure I understood" in t for t in shown)
     confirmed = await person.taps("Send it")
-    assert f"sent to the support team ({reference.group(1)})" in confirmed[0]
+    assert f"Your answer was sent ({reference.group(1)})" in confirmed[0]
     await until(lambda: any("Answer from the person" in t for t in staff_texts(fake)))
     await fake.settle(0.5)
     answers = [t for t in staff_texts(fake) if "Answer from the person" in t]
@@ -213,7 +213,7 @@ async def test_an_answer_can_be_taken_back_before_it_goes(fake: FakeTelegram, ru
     reference = REF.search(sent)
     assert reference is not None
     await fake.user_sends(STAFF, f"/reply {reference.group(1)} hi", kind="supergroup", user_id=1)
-    await until(lambda: "A message from the support team" in person.screen)
+    await until(lambda: "A message about your report" in person.screen)
     await person.says("never mind")
     await person.taps("Don't send it")
     await fake.settle(0.5)

@@ -187,7 +187,7 @@ async def test_after_a_quick_exit_staff_messages_are_held_until_the_person_retur
     said = await person.says(f"/check {code}")
     assert "sent you 2 message(s) while you were away" in said[0]
     await until(lambda: "Are you somewhere safe?" in person.screen)
-    await until(lambda: f"The support team has received your report {reference}" in person.screen)
+    await until(lambda: f"Your report {reference} was received" in person.screen)
 
 
 async def test_a_wrong_code_releases_nothing(fake: FakeTelegram, running: Running) -> None:
@@ -242,7 +242,7 @@ def test_email_without_tls_refuses_to_start_unless_named_unsafe(tmp_path: Path) 
     with pytest.raises(ConfigError, match="unencrypted"):
         create_app(Settings.from_environ(values))
     app = create_app(Settings.from_environ({**values, "REACHABLE_SMTP_INSECURE_PLAINTEXT": "true"}))
-    assert "email" in app.settings.destinations
+    assert "support:email" in app.settings.destinations
 
 
 # ---------------------------------------------------------------- no exact times

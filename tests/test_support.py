@@ -74,7 +74,7 @@ async def send_report(
         await person.taps("Skip")
     await person.taps("Yes, it's right")
     await person.taps("No, don't keep it")
-    await person.taps("To a support worker")
+    await person.taps("To the support team")
     said = await person.taps("Yes, they may reply" if replies else "No replies")
     text = "\n".join(said)
     reference, code = REF.search(text), CODE.search(text)
@@ -99,7 +99,8 @@ async def test_after_sending_the_person_learns_reference_code_next_steps_and_how
 ) -> None:
     reference, _ = await send_report(person)
     said = person.screen
-    assert "What happens next" in said and "can take a few days" in said
+    assert "What happens next" in said and "A support worker from the team that runs this service will read it." in said
+    assert "This is not an emergency service. In danger? Call 999." in said
     assert "/delete and your code" in said and "/check and your code" in said
     await until(lambda: summaries_of(fake) == [reference])
 
@@ -162,10 +163,10 @@ async def test_a_relay_round_trip_carries_the_reference_and_never_who_the_person
     await fake.user_sends(STAFF, f"/reply {reference} Hello, are you somewhere safe now?", kind="supergroup", user_id=1)
     await until(lambda: any("Sent to the person" in t for t in staff_texts(fake)))
     await until(lambda: "are you somewhere safe now?" in person.screen)
-    assert f"A message from the support team about your report {reference}" in person.screen
-    await person.taps("Answer them")
-    said = await person.says("Yes, I am at a friend's. Thank you.")
-    assert f"Your answer was sent to the support team ({reference})" in said[0]
+    assert f"A message about your report {reference}, from the people you sent it to" in person.screen
+    await person.says("Yes, I am at a friend's. Thank you.")  # typed straight away, as in any chat
+    said = await person.taps("Send it")
+    assert f"Your answer was sent ({reference})" in said[0]
     await until(lambda: any("Answer from the person" in t for t in staff_texts(fake)))
     answer = next(t for t in staff_texts(fake) if "Answer from the person" in t)
     assert reference in answer and "│ Yes, I am at a friend's. Thank you." in answer
@@ -179,7 +180,7 @@ async def test_acknowledging_tells_the_person_and_check_shows_it(person: Person,
     await until(lambda: bool(summaries_of(fake)))
     assert "No one has confirmed reading it yet" in (await person.says(f"/check {code}"))[0]
     await fake.user_sends(STAFF, f"/ack {reference}", kind="supergroup", user_id=1)
-    await until(lambda: f"The support team has received your report {reference}" in person.screen)
+    await until(lambda: f"Your report {reference} was received" in person.screen)
     assert "received and read" in (await person.says(f"/check {code}"))[0]
 
 
@@ -188,7 +189,7 @@ async def test_closing_ends_the_relay_and_erases_the_link(person: Person, fake: 
     await fake.user_sends(STAFF, f"/close {reference}", kind="supergroup", user_id=1)
     await until(lambda: any(f"{reference} closed" in t for t in staff_texts(fake)))
     assert await running.app.store.relay_chat(reference) is None
-    await until(lambda: "closed the chat" in person.screen)
+    await until(lambda: "is closed" in person.screen)
     await fake.user_sends(STAFF, f"/reply {reference} still there?", kind="supergroup", user_id=1)
     await until(lambda: any("did not allow replies, or the conversation is closed" in t for t in staff_texts(fake)))
 
@@ -310,7 +311,7 @@ async def test_a_send_interrupted_by_a_crash_is_resent_marked_as_a_possible_repe
     async with create_app(settings) as app:
         await app.delivery.stop()  # drive the queue by hand
         report = NewReport("ABCD-2345", "7K2P-QX9D-M4TA-8BWE", {"account": "x"}, (), False, "support", False, 1)
-        await app.store.add_report(report, destinations=("staff_chat",))
+        await app.store.add_report(report, destinations=("support:chat",))
         [claimed] = await app.store.claim_due()  # "sending" when the process dies
     async with create_app(settings) as app:  # the restart recovers it
         await app.delivery.stop()
@@ -334,7 +335,7 @@ async def test_a_backlog_of_summaries_is_combined_into_fewer_staff_messages(
         report = NewReport(
             reference, f"7K2P-QX9D-M4TA-{n:04d}", {"account": f"account {n}"}, (), False, "support", False, 1
         )
-        await app.store.add_report(report, destinations=("staff_chat",))
+        await app.store.add_report(report, destinations=("support:chat",))
     await app.delivery.run_once()
     texts = staff_texts(fake)
     assert 1 <= len(texts) < len(references)
