@@ -185,7 +185,7 @@ async def test_after_a_quick_exit_staff_messages_are_held_until_the_person_retur
     await fake.settle(1.0)
     assert len(fake.bot_texts(CHAT)) == 1  # nothing reached the phone
     said = await person.says(f"/check {code}")
-    assert "sent you 2 message(s) while you were away" in said[0]
+    assert "You were sent 2 message(s) about your report while you were away" in said[0]
     await until(lambda: "Are you somewhere safe?" in person.screen)
     await until(lambda: f"Your report {reference} was received" in person.screen)
 
