@@ -22,7 +22,7 @@ from aiogram import Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.filters import Filter
-from aiogram.types import Message
+from aiogram.types import Message, Update
 
 from bench.common import Latencies, Replies, rss_mb
 from bot.app import create_app
@@ -108,7 +108,14 @@ async def bare(bot: Bot, url: str) -> tuple[DurablePolling, Callable[[], Awaitab
     async def nothing() -> None:
         return None
 
-    return DurablePolling(echo_dispatcher(), bot, ALLOWED_UPDATES, concurrency=64, timeout=1), nothing
+    dispatcher = echo_dispatcher()
+
+    async def fetch(offset: int | None, wait: int) -> list[tuple[int, Update]]:
+        updates = await bot.get_updates(offset=offset, timeout=wait, allowed_updates=ALLOWED_UPDATES)
+        return [(u.update_id, u) for u in updates]
+
+    polling = DurablePolling(fetch, lambda update: dispatcher.feed_update(bot, update), concurrency=64, timeout=1)
+    return polling, nothing
 
 
 async def reachable(bot: Bot, url: str) -> tuple[DurablePolling, Callable[[], Awaitable[None]]]:
@@ -118,9 +125,12 @@ async def reachable(bot: Bot, url: str) -> tuple[DurablePolling, Callable[[], Aw
     app = create_app(settings)
     await app.__aenter__()
     app.conversations.flood = FloodGuard(burst=10_000)  # capacity, not flood behaviour
-    channel = TelegramChannel(app, bot)
-    channel.pacer = Pacer(1_000_000, 1.0)  # capacity: Telegram's 30/s pacing is not what we measure
-    polling = DurablePolling(channel.dispatcher(), bot, ALLOWED_UPDATES, concurrency=64, timeout=1)
+    channel = TelegramChannel(app.ports(), bot)
+    channel.core.pacer = Pacer(1_000_000, 1.0)  # capacity: Telegram's 30/s pacing is not what we measure
+    dispatcher = channel.dispatcher()
+    polling = DurablePolling(
+        channel.fetch, lambda update: dispatcher.feed_update(bot, update), concurrency=64, timeout=1
+    )
 
     async def close() -> None:
         await channel.ledger.close()

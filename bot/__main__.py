@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     console.add_argument("--chat", default="local", help="which local conversation to continue")
     run = commands.add_parser("run", help="run the Telegram bot (long polling, or --webhook)")
     run.add_argument("--webhook", action="store_true", help="serve a webhook instead of polling")
+    run.add_argument(
+        "--framework",
+        choices=("aiogram", "ptb"),
+        help="the Telegram library to run on (default: REACHABLE_FRAMEWORK, else aiogram)",
+    )
     responses = commands.add_parser("responses", help="work with the bot's text")
     what = responses.add_subparsers(dest="action", required=True)
     checking = what.add_parser("check", help="check a responses folder and list every problem")
@@ -217,7 +222,14 @@ def _warn_about_key_file(settings: Settings) -> None:
 async def _run(settings: Settings, webhook: bool) -> None:
     _warn_about_key_file(settings)
     app = create_app(settings)  # starts training the understanding step in its own process
-    from bot.telegram_run import make_bot, run_polling, run_webhook  # the Telegram library, meanwhile
+    if settings.framework == "ptb":  # the Telegram library is imported meanwhile
+        from bot import telegram_ptb_run as ptb
+
+        application = ptb.make_application(settings)
+        async with app:
+            await (ptb.run_webhook(app, application) if webhook else ptb.run_polling(app, application))
+        return
+    from bot.telegram_run import make_bot, run_polling, run_webhook
 
     bot = make_bot(settings)
     async with app:
@@ -253,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger().setLevel(logging.WARNING)
             asyncio.run(_console(settings, args.chat))
         elif args.command == "run":
+            if args.framework:
+                settings = settings.model_copy(update={"framework": args.framework})
             asyncio.run(_run(settings, args.webhook))
         elif args.command == "keys":
             asyncio.run(_rotate(settings) if args.action == "rotate" else _prune(settings))

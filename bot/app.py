@@ -7,6 +7,7 @@ import contextlib
 import logging
 from types import TracebackType
 
+from bot.channel import Ports
 from bot.conversations import Conversations
 from bot.delivery import DeliveryWorker, EmailForwarder
 from bot.errors import ConfigError
@@ -80,6 +81,18 @@ class App:
         )
         self._purger: asyncio.Task[None] | None = None
         self.lock = DataLock(settings.data_dir, "start another")
+
+    def ports(self) -> Ports:
+        """What a channel needs of the running bot, and nothing more."""
+        return Ports(
+            conversations=self.conversations,
+            desk=self.desk,
+            store=self.store,
+            delivery=self.delivery,
+            group_notice=lambda: self.responses.text("en", "group.private_only"),
+            staff_chats={d: str(chat) for d, chat in self.settings.staff_chats.items()},
+            staff_users=self.settings.staff_users,
+        )
 
     async def __aenter__(self) -> App:
         self.lock.acquire()

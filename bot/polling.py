@@ -1,11 +1,14 @@
 """Long polling that never confirms an update before it has been handled.
 
-aiogram's own polling loop confirms updates (moves the ``getUpdates`` offset past them) as soon
-as it fetches the next batch, while handlers may still be running: a crash at that moment loses
-the update, and with it a person's answer or consent. Here the offset only moves past updates
-whose handling has *finished*; after a crash Telegram delivers the unfinished ones again, and
-the conversation layer's handled-update marks make the repeat harmless. Updates are still
-handled concurrently, at most ``concurrency`` at a time.
+Framework polling loops (aiogram's, python-telegram-bot's) confirm updates (move the
+``getUpdates`` offset past them) as soon as the next batch is fetched, while handlers may still
+be running: a crash at that moment loses the update, and with it a person's answer or consent.
+Here the offset only moves past updates whose handling has *finished*; after a crash Telegram
+delivers the unfinished ones again, and the conversation layer's handled-update marks make the
+repeat harmless. Updates are still handled concurrently, at most ``concurrency`` at a time.
+
+The loop knows no framework: an adapter gives it ``fetch`` (which raises
+:class:`~bot.transport.RetryAfter` or :class:`~bot.transport.TransportError`) and ``handle``.
 """
 
 from __future__ import annotations
@@ -13,27 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
-from aiogram import Bot, Dispatcher
-from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
-from aiogram.types import Update
+from bot.transport import RetryAfter, TransportError
 
 log = logging.getLogger("reachable.polling")
+U = TypeVar("U")
+Fetch = Callable[[int | None, int], Awaitable[Sequence[tuple[int, U]]]]
 
 
-class DurablePolling:
+class DurablePolling(Generic[U]):
     def __init__(
-        self,
-        dispatcher: Dispatcher,
-        bot: Bot,
-        allowed_updates: list[str],
-        concurrency: int = 64,
-        timeout: int = 30,
+        self, fetch: Fetch[U], handle: Callable[[U], Awaitable[object]], concurrency: int = 64, timeout: int = 30
     ) -> None:
-        self.dispatcher = dispatcher
-        self.bot = bot
-        self.allowed_updates = allowed_updates
+        self.fetch = fetch
+        self.handle = handle
         self.timeout = timeout
         self._slots = asyncio.Semaphore(concurrency)
         self._running: dict[int, asyncio.Task[None]] = {}
@@ -50,23 +48,21 @@ class DurablePolling:
             try:
                 updates = await self._fetch(offset)
                 failures = 0
-            except TelegramRetryAfter as error:
-                await self._pause(float(error.retry_after))
+            except RetryAfter as error:
+                await self._pause(error.seconds)
                 continue
-            except (TelegramNetworkError, TelegramServerError) as error:
+            except TransportError as error:
                 failures += 1
-                log.warning("getUpdates failed (%s); retrying", type(error).__name__)
+                log.warning("getUpdates failed (%s); retrying", type(error.__cause__ or error).__name__)
                 await self._pause(min(30.0, 0.5 * 2**failures))
                 continue
-            fresh = [
-                u for u in updates if u.update_id not in self._running and (latest is None or u.update_id > latest)
-            ]
-            for update in fresh:
+            fresh = [(i, u) for i, u in updates if i not in self._running and (latest is None or i > latest)]
+            for update_id, update in fresh:
                 await self._slots.acquire()
-                task = asyncio.create_task(self._handle(update))
-                self._running[update.update_id] = task
-                task.add_done_callback(self._finisher(update.update_id))
-                latest = update.update_id if latest is None else max(latest, update.update_id)
+                task = asyncio.create_task(self._handle(update_id, update))
+                self._running[update_id] = task
+                task.add_done_callback(self._finisher(update_id))
+                latest = update_id if latest is None else max(latest, update_id)
             if latest is not None:
                 # Confirm only what has finished: everything below the oldest update still running.
                 offset = min(self._running) if self._running else latest + 1
@@ -75,10 +71,8 @@ class DurablePolling:
                 await asyncio.wait(list(self._running.values()), timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
         await self._drain()
 
-    async def _fetch(self, offset: int | None) -> list[Update]:
-        fetch = asyncio.ensure_future(
-            self.bot.get_updates(offset=offset, timeout=self.timeout, allowed_updates=self.allowed_updates)
-        )
+    async def _fetch(self, offset: int | None) -> Sequence[tuple[int, U]]:
+        fetch = asyncio.ensure_future(self.fetch(offset, self.timeout))
         stopped = asyncio.ensure_future(self._stop.wait())
         done, _ = await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if fetch not in done:
@@ -89,11 +83,11 @@ class DurablePolling:
         stopped.cancel()
         return fetch.result()
 
-    async def _handle(self, update: Update) -> None:
+    async def _handle(self, update_id: int, update: U) -> None:
         try:
-            await self.dispatcher.feed_update(self.bot, update)
+            await self.handle(update)
         except Exception as error:  # one bad update must not stop the others
-            log.error("update %d failed: %s", update.update_id, type(error).__name__)
+            log.error("update %d failed: %s", update_id, type(error).__name__)
 
     def _finisher(self, update_id: int) -> Callable[[asyncio.Task[None]], None]:
         def done(_: asyncio.Task[None]) -> None:

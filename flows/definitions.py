@@ -110,6 +110,22 @@ def _offer(kind: str) -> Step:
 
 SUPPORT = Flow(name="support", diagram="support.mmd", steps=tuple(_offer(kind) for kind in HARMS))
 
+# The commands a channel lists in its command menu (each has a "telegram.command.<name>" text);
+# /menu, /check and the rest also work typed.
+PUBLIC_COMMANDS = (
+    "start",
+    "help",
+    "emergency",
+    "report",
+    "advice",
+    "services",
+    "check",
+    "delete",
+    "language",
+    "cancel",
+    "exit",
+)
+
 # What each intent of the understanding step leads to (``flows/understanding.py``). Charities'
 # examples in ``responses/<locale>/nlu.yml`` may use only these intents.
 INTENT_TARGETS = {

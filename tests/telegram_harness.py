@@ -19,7 +19,7 @@ from bot.app import App, create_app
 from bot.conversations import FloodGuard
 from bot.polling import DurablePolling
 from bot.settings import Settings
-from bot.telegram import ALLOWED_UPDATES, TelegramChannel
+from bot.telegram_run import start
 from tests.fake_telegram import TOKEN, FakeTelegram
 from tests.helpers import MODEL_CACHE
 
@@ -107,12 +107,11 @@ async def polling_bot(settings: Settings, real_flood_limit: bool = False) -> Asy
                 # Scripted people tap several buttons a second, faster than anyone can: the flood
                 # limit is tested on its own in test_flood.py.
                 app.conversations.flood = FloodGuard(burst=10_000)
-            channel = TelegramChannel(app, bot)
-            await channel.check_staff_chat()
-            channel.attach_forwarders()
+            channel = await start(app, bot)
             dispatcher = channel.dispatcher()
-            await channel.register_commands()
-            polling = DurablePolling(dispatcher, bot, ALLOWED_UPDATES, concurrency=16, timeout=1)
+            polling = DurablePolling(
+                channel.fetch, lambda update: dispatcher.feed_update(bot, update), concurrency=16, timeout=1
+            )
             task = asyncio.create_task(polling.run())
             try:
                 yield Running(app, bot, dispatcher)
@@ -122,6 +121,29 @@ async def polling_bot(settings: Settings, real_flood_limit: bool = False) -> Asy
                 await channel.ledger.close()
     finally:
         await bot.session.close()
+
+
+@contextlib.asynccontextmanager
+async def ptb_polling_bot(settings: Settings) -> AsyncIterator[App]:
+    """The same bot on python-telegram-bot: its Application, the same durable polling loop."""
+    from bot.telegram_ptb_run import make_application
+    from bot.telegram_ptb_run import start as start_ptb
+
+    application = make_application(settings)
+    try:
+        async with create_app(settings) as app:
+            app.conversations.flood = FloodGuard(burst=10_000)
+            channel = await start_ptb(app, application)
+            polling = DurablePolling(channel.fetch, application.process_update, concurrency=16, timeout=1)
+            task = asyncio.create_task(polling.run())
+            try:
+                yield app
+            finally:
+                polling.stop()
+                await task
+                await channel.ledger.close()
+    finally:
+        await application.shutdown()
 
 
 def bot_process_env(settings: Settings) -> dict[str, str]:

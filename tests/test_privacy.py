@@ -16,8 +16,8 @@ import pytest
 
 from bot.app import App, create_app
 from bot.errors import ConfigError
+from bot.serving import webhook_path
 from bot.settings import Settings
-from bot.telegram_run import webhook_path
 from flows.text import quote
 from storage import ChatKey, Keyring, KeyringError, SQLiteStore, load_keyring
 from storage.crypto import KEY_FILE, LEGACY, read_key_file, write_key_file

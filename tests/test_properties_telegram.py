@@ -70,7 +70,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
         app = create_app(settings_for(fake, data, Keyring.new_key().decode()))
         await app.__aenter__()
         bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(fake.url)))
-        channel = TelegramChannel(app, bot)
+        channel = TelegramChannel(app.ports(), bot)
         return Harness(loop, fake, app, channel, bot, channel.dispatcher(), data, logs, itertools.count(1))
 
     running = loop.run_until_complete(start())

@@ -1,0 +1,420 @@
+"""The channel core: everything a chat channel needs that is not its framework.
+
+Adapters (aiogram, python-telegram-bot, the console) only translate: their framework's updates
+become calls here, and they implement a small :class:`~bot.transport.Transport`. The rules every
+channel needs live once, here:
+
+- a turn: the conversation service, then the quick-exit ledger, then the replies;
+- the quick exit: message ids of both sides, and the race between a wipe and replies still on
+  their way;
+- pacing under the platform's limits, waiting out "retry after" answers, never dropping a reply;
+- answering a pressed button once, however often the platform delivers it;
+- splitting long messages at the platform's length;
+- groups: no flow, one short notice at most hourly, only when the bot is addressed;
+- staff chats: commands only from listed staff; summaries combined when they queue up;
+- forwarders looked up by channel, so a staff reply reaches a person on whichever channel
+  they used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from bot.conversations import Conversations
+from bot.delivery import DeliveryWorker, GiveUp, Pacer, PartlySent, RetryLater
+from bot.errors import ConfigError
+from bot.staff import StaffDesk
+from bot.transport import Button, ChatRef, RetryAfter, Transport, TransportError, Unreachable
+from flows.events import Command, Event, Relayed, parse_typed
+from responses import Rendered
+from storage import ChatKey, Outgoing, Store
+from storage.sqlite import MESSAGE_LIFETIME
+
+log = logging.getLogger("reachable.channel")
+STAFF_COMMANDS = frozenset({"ack", "reply", "close", "stats"})
+# What the bot sends staff about a report, remembered so a withdrawal can delete it there.
+REMEMBERED = frozenset({"summary", "answer"})
+GROUP_NOTICE_EVERY = 3600.0
+COMBINED_SEPARATOR = "\n\n· · ·\n\n"
+RETRY_AFTER_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """The narrow view of the running bot a channel gets."""
+
+    conversations: Conversations
+    desk: StaffDesk
+    store: Store
+    delivery: DeliveryWorker
+    group_notice: Callable[[], str]
+    staff_chats: Mapping[str, str]  # destination -> chat id
+    staff_users: frozenset[int]
+
+
+def retry_for(error: TransportError) -> RetryLater:
+    if isinstance(error, RetryAfter):
+        return RetryLater(after=error.seconds, reason="retry after")
+    return RetryLater(reason=type(error.__cause__ or error).__name__)
+
+
+class Channel:
+    def __init__(self, transport: Transport, ports: Ports) -> None:
+        self.transport = transport
+        self.ports = ports
+        self.name = transport.channel
+        limits = transport.limits
+        # Under the platform's rate in any second, with a margin: a small burst, then an even rate.
+        self.pacer = Pacer(max(1.0, limits.per_second * 5 / 6), 1.0, burst=3)
+        self.staff_chat_ids = frozenset(ports.staff_chats.values())
+        self.ledger = MessageLedger(ports.store)
+        self._group_notices: OrderedDict[str, float] = OrderedDict()
+        self._wipes: dict[ChatKey, int] = {}
+        self._answered: OrderedDict[str, None] = OrderedDict()
+
+    def attach(self) -> None:
+        """Let the delivery worker send to this channel's staff chats and relay to its people."""
+        for destination, chat_id in self.ports.staff_chats.items():
+            self.ports.delivery.add(StaffChatForwarder(self, destination, chat_id))
+        persons = self.ports.delivery.forwarders.get("person")
+        if not isinstance(persons, PersonForwarder):
+            persons = PersonForwarder()
+            self.ports.delivery.add(persons)
+        persons.channels[self.name] = self
+
+    # ------------------------------------------------------------------ private chats
+    async def private(
+        self,
+        chat_id: str,
+        event: Event,
+        *,
+        update_id: int | None = None,
+        incoming: int | None = None,
+        language: str | None = None,
+        query_id: str | None = None,
+    ) -> None:
+        """One thing a person did: typed (``incoming`` is its message id) or pressed a button."""
+        conversations = self.ports.conversations
+        key = conversations.key(self.name, chat_id)
+        delivery = await conversations.handle(self.name, chat_id, event, update_id=update_id, locale_hint=language)
+        if delivery.duplicate:
+            return  # a button press delivered twice is answered once: a second answer is refused
+        if query_id is not None:
+            await self.answer_button(query_id)
+        if incoming is not None:
+            self.ledger.note(key, [incoming])
+        if delivery.remember:
+            self.ledger.persist(key)
+        elif delivery.forget_ids:
+            await self.ledger.unpersist(key)
+        if delivery.wipe:
+            self._wipes[key] = self._wipes.get(key, 0) + 1
+            await self.transport.delete(chat_id, await self.ledger.take(key))
+        await self._send_and_note(chat_id, key, delivery.messages)
+
+    async def answer_button(self, query_id: str) -> None:
+        """Stop the button's spinner, once per press: platforms refuse a second answer."""
+        if query_id in self._answered:
+            return
+        self._answered[query_id] = None
+        while len(self._answered) > 10_000:
+            self._answered.popitem(last=False)
+        try:
+            await self.transport.answer_button(query_id)
+        except TransportError as error:
+            log.info("answering a button failed: %s", type(error).__name__)
+
+    async def _send_and_note(self, chat_id: str, key: ChatKey, messages: tuple[Rendered, ...]) -> None:
+        """Send, and note the ids for the quick exit. If the chat was wiped while these were on
+        their way (a reply to an earlier message, still being paced), delete them at once."""
+        wipes = self._wipes.get(key, 0)
+        sent = [i for rendered in messages for i in await self.send(chat_id, rendered)]
+        if self._wipes.get(key, 0) != wipes and sent:
+            await self.transport.delete(chat_id, sent)
+            return
+        self.ledger.note(key, sent)
+
+    async def send(self, chat_id: str, rendered: Rendered, strict: bool = False) -> list[int]:
+        """One rendered message, in parts if long, buttons on the last. ``strict``: let a
+        failure through (to the delivery worker); otherwise log it and stop."""
+        parts = rendered.parts(self.transport.limits.max_length)
+        buttons = [
+            Button(option.text, self.transport.encode_button(rendered.step, option.key))
+            for option in rendered.options
+            if rendered.step is not None
+        ]
+        ids: list[int] = []
+        for number, part in enumerate(parts, start=1):
+            try:
+                ids.append(await self.send_paced(chat_id, part, buttons if number == len(parts) else []))
+            except TransportError as error:
+                if strict:
+                    raise
+                log.error("sending failed: %s", type(error.__cause__ or error).__name__)
+                return ids
+        return ids
+
+    async def send_paced(
+        self, chat_id: str, text: str, buttons: list[Button], attempts: int = RETRY_AFTER_ATTEMPTS
+    ) -> int:
+        """Within the platform's rate; if it still says "retry after", wait as long as it asks
+        and send again: a person's reply is never dropped for pacing."""
+        for attempt in range(1, attempts + 1):
+            await self.pacer.wait()
+            try:
+                return await self.transport.send(chat_id, text, buttons)
+            except RetryAfter as error:
+                if attempt == attempts:
+                    raise
+                log.info("asked to wait %ss before sending", error.seconds)
+                await asyncio.sleep(error.seconds)
+        raise AssertionError("unreachable")
+
+    async def relay(self, chat_id: str, event: Relayed) -> None:
+        """A message from staff reaches the person: through the engine, so their place is kept."""
+        delivery = await self.ports.conversations.handle(self.name, chat_id, event)
+        key = self.ports.conversations.key(self.name, chat_id)
+        try:
+            for rendered in delivery.messages:
+                self.ledger.note(key, await self.send(chat_id, rendered, strict=True))
+        except Unreachable as error:
+            raise GiveUp("the person cannot be reached") from error
+        except TransportError as error:
+            raise retry_for(error) from error
+
+    # ------------------------------------------------------------------ groups
+    async def group(self, chat_id: str, addressed: bool) -> None:
+        """No flow in groups, nothing stored: one short line, at most hourly per group, and only
+        when the bot is addressed (a command, a mention, or a reply to the bot)."""
+        if not addressed or not self._may_notice(chat_id):
+            return
+        try:
+            await self.transport.send(chat_id, self.ports.group_notice())
+        except TransportError as error:
+            log.info("group notice failed: %s", type(error).__name__)
+
+    def _may_notice(self, chat_id: str) -> bool:
+        now = time.monotonic()
+        last = self._group_notices.get(chat_id)
+        if last is not None and now - last < GROUP_NOTICE_EVERY:
+            return False
+        self._group_notices[chat_id] = now
+        self._group_notices.move_to_end(chat_id)
+        while len(self._group_notices) > 10_000:
+            self._group_notices.popitem(last=False)
+        return True
+
+    # ------------------------------------------------------------------ staff chats
+    async def staff(self, chat_id: str, user_id: int | None, text: str) -> None:
+        """Staff commands, accepted only in staff chats and only from the staff listed by id:
+        anyone who joins the group can read it, but not act. Anything else is left alone."""
+        typed = parse_typed(text)
+        if not isinstance(typed, Command):
+            return
+        allowed = self.ports.staff_users
+        if user_id is None or user_id not in allowed:
+            if typed.name in STAFF_COMMANDS:
+                await self.send_staff(self.ports.desk.refusal(bool(allowed)), chat_id)
+            return
+        answer = await self.ports.desk.command(typed.name, typed.argument)
+        if answer is not None:
+            await self.send_staff(answer, chat_id)
+
+    async def check_staff_chats(self) -> None:
+        """At start-up: every staff chat must be one the bot can see, and private (a group with a
+        public name can be found and joined by anyone)."""
+        for chat_id in sorted(self.staff_chat_ids):
+            try:
+                info = await self.transport.chat_info(chat_id)
+            except TransportError as error:
+                raise ConfigError(
+                    f"the bot cannot see the staff chat {chat_id} ({type(error.__cause__ or error).__name__}): "
+                    "check the chat id and that the bot is a member"
+                ) from error
+            if info.public_name:
+                raise ConfigError(
+                    f"the staff chat is public (@{info.public_name}): anyone could find it, join and read "
+                    "summaries. Make the group private (remove its public link), then start again"
+                )
+        if self.staff_chat_ids and not self.ports.staff_users:
+            log.warning("no REACHABLE_STAFF_USER_IDS: staff commands in the staff chats will be refused")
+
+    async def send_staff(self, text: str, chat_id: str) -> list[int]:
+        """Send to a staff chat; the ids of the messages sent. One attempt each: a "retry after"
+        goes back to the delivery worker, which pauses that chat without holding up others."""
+        return [
+            await self.send_paced(chat_id, part, [], attempts=1)
+            for part in Rendered(text).parts(self.transport.limits.max_length)
+        ]
+
+    async def delete_staff_messages(self, reference: str) -> bool:
+        """A report was withdrawn: delete the bot's staff-chat messages that hold only it (where
+        the platform still allows). True when some message also holding other summaries stays."""
+        found = await self.ports.store.take_staff_messages(reference)
+        by_chat: dict[str, list[int]] = {}
+        for chat_id, message, shared in found:
+            if not shared and str(chat_id) in self.staff_chat_ids:
+                by_chat.setdefault(str(chat_id), []).append(message)
+        for staff_chat, messages in by_chat.items():
+            await self.transport.delete(staff_chat, messages)
+        return any(shared for _, _, shared in found)
+
+
+class StaffChatForwarder:
+    """Summaries and notices to one staff chat: within the platform's limit a minute per group
+    and a second overall, waiting out any "retry after" for as long as asked."""
+
+    def __init__(self, channel: Channel, destination: str, chat_id: str) -> None:
+        self.channel = channel
+        self.destination = destination
+        self.chat_id = chat_id
+        rate = channel.transport.limits.group_per_minute
+        # Never more than the group limit in any minute: a burst of one, then an even trickle.
+        self.group = Pacer(max(1.0, rate - 1), 60.0, burst=1)
+
+    @property
+    def desk(self) -> StaffDesk:
+        return self.channel.ports.desk
+
+    async def send(self, item: Outgoing) -> None:
+        shared = False
+        if item.kind == "withdrawn":
+            shared = await self.channel.delete_staff_messages(item.reference)
+        text = await self.desk.compose(item, shared=shared)
+        if text is None:
+            return
+        await self.group.wait()
+        try:
+            ids = await self.channel.send_staff(text.body, self.chat_id)
+        except TransportError as error:
+            raise retry_for(error) from error
+        if item.kind in REMEMBERED:
+            await self.channel.ports.store.remember_staff_messages([item.reference], int(self.chat_id), ids)
+
+    async def send_combined(self, items: list[Outgoing]) -> None:
+        """When summaries queue up, send as many as fit in each message, each still whole and
+        with its own reference; a message that fails leaves its summaries queued."""
+        bodies: list[tuple[Outgoing, str]] = []
+        for item in items:
+            text = await self.desk.compose(item)
+            bodies.append((item, text.body if text else ""))
+        limit = self.channel.transport.limits.max_length
+        messages: list[list[tuple[Outgoing, str]]] = [[]]
+        for item, body in bodies:
+            current = messages[-1]
+            size = sum(len(b) + len(COMBINED_SEPARATOR) for _, b in current) + len(body)
+            if current and size > limit:
+                messages.append([])
+            messages[-1].append((item, body))
+        sent: list[Outgoing] = []
+        for message in messages:
+            combined = COMBINED_SEPARATOR.join(body for _, body in message if body)
+            if combined:
+                await self.group.wait()
+                try:
+                    ids = await self.channel.send_staff(combined, self.chat_id)
+                except TransportError as error:
+                    raise PartlySent(sent, retry_for(error)) from error
+                references = [item.reference for item, body in message if body]
+                await self.channel.ports.store.remember_staff_messages(references, int(self.chat_id), ids)
+            sent.extend(item for item, _ in message)
+
+
+class PersonForwarder:
+    """Messages from staff to a person, through whichever channel the person used."""
+
+    destination = "person"
+
+    def __init__(self) -> None:
+        self.channels: dict[str, Channel] = {}
+
+    async def send(self, item: Outgoing) -> None:
+        chat = ChatRef.parse(str(item.data.get("chat", "")))
+        channel = self.channels.get(chat.channel) if chat is not None else None
+        if chat is None or channel is None:
+            raise RetryLater(reason=f"no {chat.channel if chat else 'unknown'} channel running here")
+        await channel.relay(chat.chat_id, Relayed(item.reference, item.kind, str(item.data.get("text", ""))))
+
+
+class MessageLedger:
+    """Message ids of each conversation, both sides, for the quick exit.
+
+    They stay in memory until the chat has something stored (a report draft, or a report kept
+    or sent): someone who only reads the menu, advice or services leaves no row naming their
+    chat, not even a keyed hash. From then on they are also written down, in one transaction
+    every quarter second (a flood of a thousand messages costs a handful of writes), so a
+    restart still finds them; when the draft goes with nothing kept, the rows go too. A wipe
+    writes its chat's ids first, so none is missed. A crash can lose the last quarter second of
+    ids, and a restart loses those held only in memory: those few messages would stay."""
+
+    def __init__(self, store: Store, every: float = 0.25, limit: int = 100_000) -> None:
+        self.store = store
+        self.every = every
+        self.limit = limit
+        self._memory: OrderedDict[ChatKey, list[tuple[int, float]]] = OrderedDict()
+        self._persisted: set[ChatKey] = set()
+        self._pending: dict[ChatKey, list[int]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def note(self, key: ChatKey, message_ids: list[int]) -> None:
+        if not message_ids:
+            return
+        now = time.monotonic()
+        young = [(i, at) for i, at in self._memory.get(key, []) if now - at < MESSAGE_LIFETIME]
+        self._memory[key] = young + [(i, now) for i in message_ids]
+        self._memory.move_to_end(key)
+        while len(self._memory) > self.limit:
+            old, _ = self._memory.popitem(last=False)
+            self._persisted.discard(old)
+        if key in self._persisted:
+            self._queue(key, message_ids)
+
+    def _queue(self, key: ChatKey, message_ids: list[int]) -> None:
+        self._pending.setdefault(key, []).extend(message_ids)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush_soon())
+
+    def persist(self, key: ChatKey) -> None:
+        """The chat now has something stored: write its ids down, those noted so far included."""
+        if key not in self._persisted:
+            self._persisted.add(key)
+            self._queue(key, [i for i, _ in self._memory.get(key, [])])
+
+    async def unpersist(self, key: ChatKey) -> None:
+        """The draft went and nothing was kept: the ids go back to memory only."""
+        if key in self._persisted:
+            self._persisted.discard(key)
+            self._pending.pop(key, None)
+            await self.store.forget_messages(key)
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self.every)
+        await self.flush()
+
+    async def flush(self) -> None:
+        batch, self._pending = self._pending, {}
+        try:
+            await self.store.remember_batch(batch)
+        except Exception as error:
+            log.error("message ids not written: %s", type(error).__name__)
+
+    async def take(self, key: ChatKey) -> list[int]:
+        """Every id of this chat still young enough to delete, forgetting them."""
+        held = [i for i, at in self._memory.pop(key, []) if time.monotonic() - at < MESSAGE_LIFETIME]
+        self._pending.pop(key, None)
+        self._persisted.discard(key)
+        stored = await self.store.take_messages(key)
+        return sorted(set(held) | set(stored))
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()

@@ -1,0 +1,95 @@
+"""``reachable run`` on python-telegram-bot (``REACHABLE_FRAMEWORK=ptb``): long polling through
+the durable loop, or a webhook with a secret header, as on aiogram."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from aiohttp import web
+from telegram import Update
+from telegram.ext import Application
+
+from bot.app import App
+from bot.polling import DurablePolling
+from bot.serving import CONCURRENT_UPDATES, listen_address, on_stop, token, until_stopped, webhook_path, webhook_secret
+from bot.settings import Settings
+from bot.telegram_ptb import ALLOWED_UPDATES, PTBChannel
+
+log = logging.getLogger("reachable.telegram")
+PTBApplication = Application[Any, Any, Any, Any, Any, Any]
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
+
+
+def make_application(settings: Settings) -> PTBApplication:
+    api = settings.telegram_api_url.rstrip("/")
+    return (
+        Application.builder()
+        .token(token(settings))
+        .base_url(f"{api}/bot")
+        .base_file_url(f"{api}/file/bot")
+        .updater(None)  # updates come from the durable loop or the webhook, never PTB's Updater
+        .concurrent_updates(CONCURRENT_UPDATES)
+        .build()
+    )
+
+
+async def start(app: App, application: PTBApplication) -> PTBChannel:
+    await application.initialize()
+    channel = PTBChannel(app.ports(), application)
+    await channel.core.check_staff_chats()
+    channel.core.attach()
+    await channel.register_commands(app.responses)
+    return channel
+
+
+async def run_polling(app: App, application: PTBApplication) -> None:
+    try:
+        channel = await start(app, application)
+        await application.bot.delete_webhook(drop_pending_updates=False)
+        log.info("polling for updates (python-telegram-bot)")
+        polling = DurablePolling(channel.fetch, application.process_update, concurrency=CONCURRENT_UPDATES)
+        on_stop(polling.stop)
+        try:
+            await polling.run()
+        finally:
+            await channel.ledger.close()
+    finally:
+        await application.shutdown()
+
+
+async def run_webhook(app: App, application: PTBApplication) -> None:
+    settings = app.settings
+    try:
+        secret = webhook_secret(settings)
+        host, port = listen_address(settings.webhook_listen)
+        path = webhook_path(settings.webhook_url)
+        channel = await start(app, application)
+
+        async def receive(request: web.Request) -> web.Response:
+            given = request.headers.get(SECRET_HEADER, "")
+            if not hmac.compare_digest(given.encode(), secret.encode()):
+                return web.Response(status=401)
+            update = Update.de_json(await request.json(), application.bot)
+            # Answered only once handled: an update interrupted by a crash is delivered again.
+            await application.process_update(update)
+            return web.Response()
+
+        web_app = web.Application()
+        web_app.router.add_post(path, receive)
+        runner = web.AppRunner(web_app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        try:
+            if settings.webhook_url:
+                await application.bot.set_webhook(
+                    settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES
+                )
+            log.info("webhook listening on %s:%d%s (python-telegram-bot)", host, port, path)
+            await until_stopped()
+        finally:
+            await runner.cleanup()
+            await channel.ledger.close()
+    finally:
+        await application.shutdown()
