@@ -169,7 +169,7 @@ def _preview(folder: Path | None, locale: str, out: Path | None) -> int:
 
 async def _console(settings: Settings, chat: str) -> None:
     async with create_app(settings) as app:
-        await run_console(app, chat)
+        await run_console(app.ports(), chat)
 
 
 async def _rotate(settings: Settings) -> None:

@@ -1,19 +1,25 @@
-"""``reachable console``: the real engine and storage in a terminal.
+"""``reachable console``: the real engine, storage and channel core in a terminal.
 
-Options are numbered; type a number, an option's words, a command, or anything else.
-Output stays readable in an 80-column terminal.
+An adapter like the Telegram ones: typed lines become calls to the channel core, and the core's
+sends are printed, options numbered (type a number, an option's words, a command, or anything
+else). Output stays readable in an 80-column terminal. A quick exit clears the screen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import textwrap
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import TextIO
 
-from bot.app import App
+from bot import callbacks
+from bot.channel import Channel, Ports
+from bot.transport import UNLIMITED, Button, ChatInfo
 from flows.events import Resume, parse_typed
-from responses import Rendered
 
 CHANNEL = "console"
 WIDTH = 80
@@ -36,42 +42,82 @@ def _wrap(line: str, width: int) -> list[str]:
     ) or [""]
 
 
-def format_message(message: Rendered, width: int = WIDTH) -> str:
-    """A rendered message as terminal text: wrapped paragraphs, then numbered options."""
+def format_message(text: str, options: Sequence[str], width: int = WIDTH) -> str:
+    """A message as terminal text: wrapped paragraphs, then numbered options."""
     lines: list[str] = []
-    for line in message.text.split("\n"):
+    for line in text.split("\n"):
         lines.extend(_wrap(line, width))
-    for number, option in enumerate(message.options, start=1):
-        lines.extend(_wrap(f"  {number}. {option.text}", width))
+    for number, option in enumerate(options, start=1):
+        lines.extend(_wrap(f"  {number}. {option}", width))
     return "\n".join(lines)
 
 
+class ConsoleTransport:
+    channel = CHANNEL
+    limits = UNLIMITED
+
+    def __init__(self, stdout: TextIO) -> None:
+        self.stdout = stdout
+        self.interactive = stdout.isatty()
+        self._ids = itertools.count(1)
+
+    async def send(self, chat_id: str, text: str, buttons: Sequence[Button] = ()) -> int:
+        self.stdout.write(format_message(text, [b.text for b in buttons]) + "\n\n")
+        self.stdout.flush()
+        return next(self._ids)
+
+    async def delete(self, chat_id: str, message_ids: Sequence[int]) -> None:
+        if self.interactive:
+            self.stdout.write(CLEAR_SCREEN)
+
+    async def answer_button(self, query_id: str) -> None:
+        """Options are typed here: nothing to answer."""
+
+    async def chat_info(self, chat_id: str) -> ChatInfo:
+        return ChatInfo(public_name=None)
+
+    def encode_button(self, step: str, option: str) -> str:
+        return callbacks.encode(step, option)
+
+    def incoming(self) -> int:
+        return next(self._ids)
+
+
 async def _read_line(stream: TextIO) -> str:
-    return await asyncio.get_running_loop().run_in_executor(None, stream.readline)
+    # A daemon thread: Ctrl-C (or the end of the program) never waits for a line.
+    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def read() -> None:
+        line = stream.readline()
+        if not future.done():
+            future.get_loop().call_soon_threadsafe(future.set_result, line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return await future
 
 
-async def run_console(app: App, chat: str, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
-    interactive = stdout.isatty()
+async def run_console(ports: Ports, chat: str, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
+    transport = ConsoleTransport(stdout)
+    core = Channel(transport, replace(ports, staff_chats={}))  # staff chats are not on the console
+    core.attach()
 
-    def show(messages: tuple[Rendered, ...], wipe: bool = False) -> None:
-        if wipe and interactive:
-            stdout.write(CLEAR_SCREEN)
-        for message in messages:
-            stdout.write(format_message(message) + "\n\n")
+    def prompt() -> None:
         stdout.write(PROMPT)
         stdout.flush()
 
-    delivery = await app.conversations.handle(CHANNEL, chat, Resume())
-    show(delivery.messages)
-    while True:
-        line = await _read_line(stdin)
-        if not line:
+    try:
+        await core.private(chat, Resume())
+        prompt()
+        while True:
+            line = await _read_line(stdin)
+            if not line:
+                stdout.write("\n")
+                return
+            if not line.strip():
+                prompt()
+                continue
             stdout.write("\n")
-            return
-        if not line.strip():
-            stdout.write(PROMPT)
-            stdout.flush()
-            continue
-        delivery = await app.conversations.handle(CHANNEL, chat, parse_typed(line.rstrip("\n")))
-        stdout.write("\n")
-        show(delivery.messages, delivery.wipe)
+            await core.private(chat, parse_typed(line.rstrip("\n")), incoming=transport.incoming())
+            prompt()
+    finally:
+        await core.ledger.close()

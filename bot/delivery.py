@@ -176,8 +176,11 @@ class DeliveryWorker:
             due = await self.store.next_due_in()
             timeout = 30.0 if due is None else min(max(due, 0.05), 30.0)
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the event is set, and stop() would then wait for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     async def run_once(self) -> int:
         """Send what is due now; the number of deliveries handled."""

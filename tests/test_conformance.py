@@ -1,0 +1,277 @@
+"""One conformance suite: the same scripted conversations give the same transcript through the
+console, aiogram and python-telegram-bot (the last two over HTTP against the fake Bot API).
+
+A new adapter joins by adding one driver: something that says, taps, and reports what the
+person saw, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import io
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+from bot.app import App, create_app
+from bot.channel import Channel
+from bot.console import ConsoleTransport
+from bot.settings import Settings
+from bot.transport import Button
+from flows.events import Resume, parse_typed
+from responses.hours import LONDON
+from storage import Keyring
+from tests.fake_telegram import FakeTelegram
+from tests.helpers import MODEL_CACHE
+from tests.telegram_harness import Person, polling_bot, ptb_polling_bot, settings_for
+
+CHAT = 7_400_500_600
+STAFF = -1002223334
+FIXED = dt.datetime(2026, 11, 21, 22, 30, tzinfo=LONDON)
+REFERENCE = re.compile(r"\b[0-9A-Z]{4}-[0-9A-Z]{4}\b")
+CODE = re.compile(r"Secret code: ([0-9A-Z]{4}(?:-[0-9A-Z]{4}){3})")
+
+
+class Driver(Protocol):
+    app: App
+
+    async def say(self, text: str) -> None: ...
+    async def tap(self, label: str) -> None: ...
+    def transcript(self) -> list[str]: ...
+
+
+class RecordingTransport(ConsoleTransport):
+    """The console's transport, remembering what it printed as the transcript."""
+
+    def __init__(self) -> None:
+        super().__init__(io.StringIO())
+        self.seen: list[str] = []
+
+    async def send(self, chat_id: str, text: str, buttons: Sequence[Button] = ()) -> int:
+        self.seen.append(entry(text, [b.text for b in buttons]))
+        return await super().send(chat_id, text, buttons)
+
+    async def delete(self, chat_id: str, message_ids: Sequence[int]) -> None:
+        self.seen.append("[the chat was cleared]")
+
+
+def entry(text: str, buttons: Sequence[str]) -> str:
+    return text + ("\n  [" + " | ".join(buttons) + "]" if buttons else "")
+
+
+class ConsoleDriver:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.transport = RecordingTransport()
+        self.core = Channel(self.transport, replace(app.ports(), staff_chats={}))
+        self.core.attach()
+
+    async def say(self, text: str) -> None:
+        await self.core.private("local", parse_typed(text), incoming=self.transport.incoming())
+
+    async def tap(self, label: str) -> None:
+        await self.say(label)  # at a console, options are typed
+
+    def transcript(self) -> list[str]:
+        return self.transport.seen
+
+
+class TelegramDriver:
+    def __init__(self, app: App, fake: FakeTelegram) -> None:
+        self.app = app
+        self.fake = fake
+        self.person = Person(fake, CHAT)
+
+    async def say(self, text: str) -> None:
+        await self.person.says(text)
+
+    async def tap(self, label: str) -> None:
+        await self.person.taps(label)
+
+    def transcript(self) -> list[str]:
+        seen = []
+        for method, params in self.fake.calls:
+            if str(params.get("chat_id")) != str(CHAT):
+                continue
+            if method == "sendMessage":
+                markup = params.get("reply_markup")
+                rows = json.loads(markup) if isinstance(markup, str) else markup or {}
+                labels = [b["text"] for row in rows.get("inline_keyboard", []) for b in row]
+                seen.append(entry(str(params["text"]), labels))
+            elif method == "deleteMessages" and (not seen or seen[-1] != "[the chat was cleared]"):
+                seen.append("[the chat was cleared]")
+        return seen
+
+
+@contextlib.asynccontextmanager
+async def driving(name: str, fake: FakeTelegram, data: Path) -> AsyncIterator[Driver]:
+    fake.chat(STAFF, "supergroup")
+    extra = {"REACHABLE_STAFF_CHAT_ID": str(STAFF), "REACHABLE_STAFF_USER_IDS": "1"}
+    settings = settings_for(fake, data, Keyring.new_key().decode(), **extra)
+    if name == "console":
+        environ = {"REACHABLE_DATA_DIR": str(data), "REACHABLE_CACHE_DIR": str(MODEL_CACHE), **extra}
+        async with create_app(Settings.from_environ(environ)) as app:
+            app.renderer.clock = lambda: FIXED
+            yield ConsoleDriver(app)
+        return
+    running = polling_bot(settings) if name == "aiogram" else ptb_polling_bot(settings)
+    async with running as started:
+        app = started if isinstance(started, App) else started.app
+        app.renderer.clock = lambda: FIXED
+        app.delivery.backoff = 0.05
+        yield TelegramDriver(app, fake)
+
+
+def normalised(transcript: list[str]) -> list[str]:
+    return [CODE.sub("Secret code: <code>", REFERENCE.sub("<ref>", line)) for line in transcript]
+
+
+async def staff_replies(driver: Driver, text: str) -> None:
+    """A support worker answers the latest report; the person sees it arrive."""
+    reference = re.findall(r"Reference: ([0-9A-Z]{4}-[0-9A-Z]{4})", "\n".join(driver.transcript()))[-1]
+    before = len(driver.transcript())
+    await driver.app.desk.command("reply", f"{reference} {text}")
+    driver.app.delivery.wake()
+    for _ in range(200):
+        if len(driver.transcript()) > before:
+            await asyncio.sleep(0.3)
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the staff reply never reached the person")
+
+
+async def to_the_review(driver: Driver, what: str = "Robbery or theft") -> None:
+    await driver.say("/report")
+    await driver.tap("Start")
+    await driver.tap(what)
+    await driver.tap("Done")
+    await driver.tap("This week")
+    await driver.tap("In London")
+    await driver.say("hackney")
+    await driver.tap("Skip")
+    await driver.say("He took my phone and my cards.")
+    for _ in range(3):
+        await driver.tap("Skip")
+
+
+Script = Callable[[Driver], object]
+
+
+async def disclosure_at_2am(driver: Driver) -> None:
+    await driver.say("/start")
+    await driver.say("I've been raped")
+    await driver.tap("Who can help")
+    await driver.say("menu")
+
+
+async def whole_report_changed_removed_and_kept(driver: Driver) -> None:
+    await to_the_review(driver)
+    await driver.tap("Change an answer")
+    await driver.tap("When")
+    await driver.tap("Today")
+    await driver.tap("Remove an answer")
+    await driver.tap("Borough")
+    await driver.tap("Yes, it's right")
+    await driver.tap("Yes, keep it")
+    await driver.tap("Don't send it")
+
+
+async def sent_with_replies_then_a_staff_reply_and_an_answer(driver: Driver) -> None:
+    await to_the_review(driver)
+    await driver.tap("Yes, it's right")
+    await driver.tap("No, don't keep it")
+    await driver.tap("To the support team")
+    await driver.tap("Yes, they may reply")
+    await staff_replies(driver, "Are you somewhere safe?")
+    await driver.say("Yes, thank you")
+    await driver.tap("Send it")
+
+
+async def declined(driver: Driver) -> None:
+    await to_the_review(driver)
+    await driver.tap("Yes, it's right")
+    await driver.tap("No, don't keep it")
+    await driver.tap("Don't send it")
+
+
+async def emergency_interruption_and_resume(driver: Driver) -> None:
+    await driver.say("/report")
+    await driver.tap("Start")
+    await driver.tap("Sexual assault or rape")
+    await driver.tap("Robbery or theft")
+    await driver.say("my mate has gone blue and wont respond")
+    await driver.tap("Carry on where I was")
+    await driver.tap("Done")
+
+
+async def quick_exit(driver: Driver) -> None:
+    await driver.say("/start")
+    await driver.tap("Advice and staying safer")
+    await driver.tap("Leave now")
+    await driver.say("hello again")
+
+
+async def deleted_by_code(driver: Driver) -> None:
+    await to_the_review(driver)
+    await driver.tap("Yes, it's right")
+    await driver.tap("Yes, keep it")
+    await driver.tap("Don't send it")
+    code = CODE.findall("\n".join(driver.transcript()))[-1]
+    await driver.say(f"/delete {code}")
+    await driver.say(f"/delete {code}")
+
+
+async def bad_input(driver: Driver) -> None:
+    await driver.say("x" * 5000)
+    await driver.say("/nonsense")
+    await driver.say("1, 2, 99")
+    await driver.say("/report")
+    await driver.tap("Start")
+    await driver.say("9")
+    await driver.say("yes")
+
+
+SCRIPTS: dict[str, Script] = {
+    "disclosure at 2am": disclosure_at_2am,
+    "whole report, changed, removed, kept": whole_report_changed_removed_and_kept,
+    "sent, staff reply, answer": sent_with_replies_then_a_staff_reply_and_an_answer,
+    "declined": declined,
+    "emergency and resume": emergency_interruption_and_resume,
+    "quick exit": quick_exit,
+    "deleted by code": deleted_by_code,
+    "bad input": bad_input,
+}
+CHANNELS = ("console", "aiogram", "ptb")
+
+
+async def transcript_of(name: str, script: Script, tmp_path: Path) -> list[str]:
+    fake = FakeTelegram()
+    await fake.start()
+    try:
+        async with driving(name, fake, tmp_path / name) as driver:
+            await script(driver)  # type: ignore[misc]
+            return normalised(driver.transcript())
+    finally:
+        await fake.stop()
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+async def test_every_channel_gives_the_same_transcript(script: str, tmp_path: Path) -> None:
+    transcripts = {name: await transcript_of(name, SCRIPTS[script], tmp_path) for name in CHANNELS}
+    assert transcripts["console"], "the script produced nothing"
+    assert transcripts["aiogram"] == transcripts["console"]
+    assert transcripts["ptb"] == transcripts["console"]
+
+
+async def test_the_console_starts_with_the_welcome_like_any_first_contact(tmp_path: Path) -> None:
+    fake = FakeTelegram()
+    async with driving("console", fake, tmp_path) as driver:
+        assert isinstance(driver, ConsoleDriver)
+        await driver.core.private("local", Resume())
+        assert driver.transcript()[0].startswith("Hi. This is a confidential chat")
