@@ -3,19 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench load check-responses clean
+.PHONY: demo test bench load check-responses constraints clean
+
+# Quiet installs (-qq: errors only) pinned by constraints.txt: the same versions everywhere.
+PIP := $(BIN)/python -m pip --disable-pip-version-check -qq
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(PIP) install --upgrade pip
 
-# Stamp files: reinstall only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# Stamp files: reinstall only when pyproject.toml or the constraints change.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install -c constraints.txt -e '.[test]'
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -37,6 +40,12 @@ load: $(VENV)/.installed-test
 
 check-responses: $(VENV)/.installed
 	$(BIN)/reachable responses check $(DIR)
+
+# After changing dependencies in pyproject.toml: install them, then pin what was installed.
+constraints: | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	(head -2 constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e') > constraints.new
+	mv constraints.new constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
