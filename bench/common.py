@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.fake_telegram import FakeTelegram
+from fakes.telegram import FakeTelegram
 
 
 def rss_mb(pid: int | None = None) -> float:

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from bench.common import Replies, peak_rss_mb, rss_mb
+from fakes.harness import settings_for, start_bot_process
+from fakes.telegram import FakeTelegram
 from storage import Keyring
-from tests.fake_telegram import FakeTelegram
-from tests.telegram_harness import settings_for, start_bot_process
 
 STAFF = -1009999
 # Typed answers: start, what, when, where, (skip drugs), own words, skip x3, right, don't keep,

@@ -30,13 +30,13 @@ from bot.conversations import FloodGuard
 from bot.delivery import Pacer
 from bot.polling import DurablePolling
 from bot.telegram import ALLOWED_UPDATES, TelegramChannel
+from fakes.harness import bot_process_env, settings_for
+from fakes.telegram import TOKEN, FakeTelegram
 from flows import Engine, State
 from flows.classifier import IntentClassifier
 from flows.events import parse_typed
 from responses import Responses
 from storage import Keyring
-from tests.fake_telegram import TOKEN, FakeTelegram
-from tests.telegram_harness import bot_process_env, settings_for
 
 PEOPLE = 100
 # A report as a person types it: every answer, then keep it.
@@ -85,7 +85,8 @@ async def drive(fake: FakeTelegram, replies: Replies, people: int, rate: float |
 
 
 async def with_bot(
-    make: Callable[[Bot, str], Awaitable[tuple[DurablePolling, Callable[[], Awaitable[None]]]]], rate: float | None
+    make: Callable[[Bot, str], Awaitable[tuple[DurablePolling[Update], Callable[[], Awaitable[None]]]]],
+    rate: float | None,
 ) -> tuple[float, Replies]:
     fake = FakeTelegram()
     await fake.start()
@@ -104,7 +105,7 @@ async def with_bot(
     return throughput, replies
 
 
-async def bare(bot: Bot, url: str) -> tuple[DurablePolling, Callable[[], Awaitable[None]]]:
+async def bare(bot: Bot, url: str) -> tuple[DurablePolling[Update], Callable[[], Awaitable[None]]]:
     async def nothing() -> None:
         return None
 
@@ -118,10 +119,10 @@ async def bare(bot: Bot, url: str) -> tuple[DurablePolling, Callable[[], Awaitab
     return polling, nothing
 
 
-async def reachable(bot: Bot, url: str) -> tuple[DurablePolling, Callable[[], Awaitable[None]]]:
+async def reachable(bot: Bot, url: str) -> tuple[DurablePolling[Update], Callable[[], Awaitable[None]]]:
     folder = tempfile.mkdtemp(prefix="reachable-bench-")
     fake_stub = type("F", (), {"url": url})()
-    settings = settings_for(fake_stub, Path(folder), Keyring.new_key().decode())  # type: ignore[arg-type]
+    settings = settings_for(fake_stub, Path(folder), Keyring.new_key().decode())
     app = create_app(settings)
     await app.__aenter__()
     app.conversations.flood = FloodGuard(burst=10_000)  # capacity, not flood behaviour
@@ -189,7 +190,7 @@ async def cold_start(cache: Path | None = None) -> float:
 async def memory_with_drafts(count: int = 10_000) -> tuple[float, float]:
     folder = Path(tempfile.mkdtemp(prefix="reachable-mem-"))
     fake_stub = type("F", (), {"url": "http://127.0.0.1:9"})()
-    settings = settings_for(fake_stub, folder, Keyring.new_key().decode())  # type: ignore[arg-type]
+    settings = settings_for(fake_stub, folder, Keyring.new_key().decode())
     async with create_app(settings) as app:
         app.conversations.flood = FloodGuard(burst=10_000)
         gc.collect()

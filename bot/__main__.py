@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -236,40 +237,52 @@ async def _run(settings: Settings, webhook: bool) -> None:
         await (run_webhook(app, bot) if webhook else run_polling(app, bot))
 
 
+def _offline(args: argparse.Namespace) -> int:
+    """Commands that read only the responses folder: no settings, no storage."""
+    try:
+        if args.command == "understanding":
+            return _understanding_test(args.folder, args.heldout, args.folds, args.misses)
+        if args.action == "preview":
+            return _preview(args.folder, args.locale, args.out)
+        return _check(args.folder, args.readability, args.locale)
+    except ResponsesError as error:
+        print(f"reachable: {error}", file=sys.stderr)
+        return 2
+
+
+def _logging(settings: Settings, quiet: bool) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    # aiosqlite logs every statement with its parameters at DEBUG: never let stored data into logs.
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    if quiet:  # the console shares the terminal: keep the log out of the conversation
+        logging.getLogger().setLevel(logging.WARNING)
+
+
+def _serving(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any, None]:
+    if args.command == "console":
+        return _console(settings, args.chat)
+    if args.command == "run":
+        if args.framework:
+            settings = settings.model_copy(update={"framework": args.framework})
+        return _run(settings, args.webhook)
+    return _rotate(settings) if args.action == "rotate" else _prune(settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "keys" and args.action == "new":
         print(Keyring.new_key().decode())
         return 0
     if args.command in ("responses", "understanding"):
-        try:
-            if args.command == "understanding":
-                return _understanding_test(args.folder, args.heldout, args.folds, args.misses)
-            if args.action == "preview":
-                return _preview(args.folder, args.locale, args.out)
-            return _check(args.folder, args.readability, args.locale)
-        except ResponsesError as error:
-            print(f"reachable: {error}", file=sys.stderr)
-            return 2
+        return _offline(args)
     try:
         settings = Settings.from_environ()
-        logging.basicConfig(
-            level=settings.log_level,
-            format="%(asctime)s %(levelname)s %(name)s %(message)s",
-            stream=sys.stderr,
-        )
-        # aiosqlite logs every statement with its parameters at DEBUG: never let stored data into logs.
-        logging.getLogger("aiosqlite").setLevel(logging.WARNING)
-        if args.command == "console":
-            # The console shares the terminal: keep the log out of the conversation.
-            logging.getLogger().setLevel(logging.WARNING)
-            asyncio.run(_console(settings, args.chat))
-        elif args.command == "run":
-            if args.framework:
-                settings = settings.model_copy(update={"framework": args.framework})
-            asyncio.run(_run(settings, args.webhook))
-        elif args.command == "keys":
-            asyncio.run(_rotate(settings) if args.action == "rotate" else _prune(settings))
+        _logging(settings, quiet=args.command == "console")
+        asyncio.run(_serving(args, settings))
     except (ValidationError, ReachableError, ResponsesError, StorageError, FlowError) as error:
         print(f"reachable: {error}", file=sys.stderr)
         return 2

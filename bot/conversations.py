@@ -181,38 +181,17 @@ class Conversations:
         for effect in outcome.effects:
             match effect:
                 case StoreReport():
-                    done.report = _new_report(effect)
+                    done.report = effect
+                case ForgetDraft():
+                    done.forget = True
                 case EraseReport():
-                    if effect.reference:
-                        erased = await self.store.erase_by_reference(effect.reference)
-                    else:
-                        erased = await self.store.erase_report(effect.code)
-                    done.replies = effect.erased if erased else effect.not_found
-                    self._wake(bool(erased))
+                    await self._erase(done, effect)
                 case CheckReport():
                     await self._check(done, effect, key, chat)
                 case ChangeConsent():
-                    changed = await self.store.change_consent(
-                        effect.reference,
-                        send_to=effect.send_to,
-                        allow_reply=effect.allow_reply,
-                        destinations=self.recipients.get(effect.send_to or "", ()),
-                        key=key,
-                        chat=chat,
-                    )
-                    done.replies = effect.done if changed else effect.gone
-                    self._wake(changed)
+                    await self._change(done, effect, key, chat)
                 case RelayToStaff():
-                    found = await self.store.get_report(effect.reference)
-                    if found is not None and await self.store.relay_chat(effect.reference) == chat:
-                        destinations = self.recipients.get(found.send_to or "", ())
-                        answer = {"text": effect.text}
-                        done.outgoing.extend((effect.reference, d, "answer", answer) for d in destinations)
-                        done.replies = effect.sent
-                    else:
-                        done.replies = effect.closed
-                case ForgetDraft():
-                    done.forget = True
+                    await self._relay(done, effect, chat)
                 case WipeChat():
                     done.wipe = True
                     # Nothing from staff reaches this chat until the person comes back with their code.
@@ -220,6 +199,37 @@ class Conversations:
                     if held:
                         log.info("quick exit: %d relay(s) held", len(held))
         return done
+
+    async def _erase(self, done: _Done, effect: EraseReport) -> None:
+        if effect.reference:
+            erased = await self.store.erase_by_reference(effect.reference)
+        else:
+            erased = await self.store.erase_report(effect.code)
+        done.replies = effect.erased if erased else effect.not_found
+        self._wake(bool(erased))
+
+    async def _change(self, done: _Done, effect: ChangeConsent, key: ChatKey, chat: str) -> None:
+        changed = await self.store.change_consent(
+            effect.reference,
+            send_to=effect.send_to,
+            allow_reply=effect.allow_reply,
+            destinations=self.recipients.get(effect.send_to or "", ()),
+            key=key,
+            chat=chat,
+        )
+        done.replies = effect.done if changed else effect.gone
+        self._wake(changed)
+
+    async def _relay(self, done: _Done, effect: RelayToStaff, chat: str) -> None:
+        """The person's answer goes to whoever they sent the report to, if the relay is open."""
+        found = await self.store.get_report(effect.reference)
+        if found is None or await self.store.relay_chat(effect.reference) != chat:
+            done.replies = effect.closed
+            return
+        answer = {"text": effect.text}
+        destinations = self.recipients.get(found.send_to or "", ())
+        done.outgoing.extend((effect.reference, d, "answer", answer) for d in destinations)
+        done.replies = effect.sent
 
     async def _check(self, done: _Done, effect: CheckReport, key: ChatKey, chat: str) -> None:
         """Back with their code: how the report stands and what can change now; and whatever
@@ -312,19 +322,6 @@ class Positions:
 
     def __len__(self) -> int:
         return len(self._held)
-
-
-def _new_report(effect: StoreReport) -> NewReport:
-    return NewReport(
-        reference=effect.reference,
-        code=effect.code,
-        summary=effect.summary,
-        categories=effect.categories,
-        keep=effect.keep,
-        send_to=effect.send_to,
-        allow_reply=effect.allow_reply,
-        questionnaire_version=effect.questionnaire_version,
-    )
 
 
 class RecentUpdates:

@@ -11,7 +11,7 @@ import html
 from dataclasses import dataclass, field
 
 from flows import Engine, State
-from flows.definitions import INTENT_TARGETS, MENU
+from flows.definitions import MENU
 from flows.model import Step
 from flows.replies import MessageRef, Reply, Summary
 from flows.text import quote
@@ -137,29 +137,9 @@ class PreviewBuilder:
         return [r.text if n == 0 else f"{self.t('preview.more')}\n{r.text}" for n, r in enumerate(rendered)]
 
     def target(self, step: Step, key: str) -> tuple[str, str | None]:
-        option = step.option(key)
-        goto = option.goto if option is not None and option.goto else None
-        if key == "leave":
-            goto = "@exit"
-        elif key == "next_page":
+        if key == "next_page":
             return self.t("preview.more"), None
-        elif key == "back":
-            goto = "review"
-        elif key in ("skip", "done") or (goto is None and step.is_question):
-            goto = step.next
-        elif step.dynamic == "locales":
-            goto = MENU
-        elif step.dynamic == "fields":
-            goto = key
-        elif step.dynamic == "answered":
-            goto = "review"
-        elif step.dynamic == "likely":
-            goto = {"danger": "@emergency", "other": MENU}.get(key) or INTENT_TARGETS.get(key)
-        elif step.dynamic == "recipients":
-            goto = "@finish" if key == "no" else "consent.reply"
-        elif step.dynamic == "unlocked":
-            goto = "check.reply" if key.startswith("send.") else None
-        goto = goto or MENU
+        goto = self.engine.leads_to(step, key)
         if goto.startswith("@"):
             description = self.t(f"preview.action.{goto[1:]}")
             return description, anchor(ACTION_STEPS[goto]) if goto in ACTION_STEPS else None

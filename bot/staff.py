@@ -119,17 +119,24 @@ class StaffDesk:
         chat = await self.store.relay_chat(reference)
         # After a quick exit nothing reaches the person's chat until they come back with their code.
         held = chat is not None and await self.store.relay_held(reference)
-        if name == "ack":
-            await self.store.set_status(reference, "acknowledged")
-            if chat is None:
-                return self._text("staff.done.ack", reference=reference)
-            await self._enqueue(reference, "ack", {"chat": chat}, held=held)
-            return self._text("staff.held" if held else "staff.done.ack_told", reference=reference)
         if name == "reply":
-            if chat is None or not report.allow_reply:
-                return self._text("staff.no_replies", reference=reference)
-            await self._enqueue(reference, "relay", {"chat": chat, "text": rest.strip()}, held=held)
-            return self._text("staff.held" if held else "staff.done.reply", reference=reference)
+            return await self._reply(reference, chat if report.allow_reply else None, held, rest.strip())
+        return await (self._ack if name == "ack" else self._close)(reference, chat, held)
+
+    async def _reply(self, reference: str, chat: str | None, held: bool, text: str) -> str:
+        if chat is None:
+            return self._text("staff.no_replies", reference=reference)
+        await self._enqueue(reference, "relay", {"chat": chat, "text": text}, held=held)
+        return self._text("staff.held" if held else "staff.done.reply", reference=reference)
+
+    async def _ack(self, reference: str, chat: str | None, held: bool) -> str:
+        await self.store.set_status(reference, "acknowledged")
+        if chat is None:
+            return self._text("staff.done.ack", reference=reference)
+        await self._enqueue(reference, "ack", {"chat": chat}, held=held)
+        return self._text("staff.held" if held else "staff.done.ack_told", reference=reference)
+
+    async def _close(self, reference: str, chat: str | None, held: bool) -> str:
         if chat is not None:
             if not held:
                 await self._enqueue(reference, "closed", {"chat": chat})

@@ -12,7 +12,7 @@ anyone is in danger. Nothing ends in "I don't understand".
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from flows.classifier import trained
@@ -183,6 +183,26 @@ class Engine:
         self._go(turn, target)
         return turn.outcome()
 
+    def leads_to(self, step: Step, key: str) -> str:
+        """Where choosing option ``key`` at ``step`` leads, a step or an action, without going
+        there: for previews and diagrams, so they never copy the engine's navigation."""
+        if key in ("leave", "back"):
+            return "@exit" if key == "leave" else "review"
+        if key in ("skip", "done"):
+            return step.next or MENU
+        computed: dict[str, Callable[[str], str]] = {
+            "locales": lambda k: MENU,
+            "fields": lambda k: k,
+            "answered": lambda k: "@review",
+            "likely": lambda k: {"danger": "@emergency", "other": MENU}.get(k) or INTENT_TARGETS[k],
+            "recipients": lambda k: "@finish" if k == "no" else "consent.reply",
+            "unlocked": lambda k: "check.reply" if k.startswith("send.") else MENU,
+        }
+        if step.dynamic in computed:
+            return computed[step.dynamic](key)
+        option = step.option(key)
+        return (option.goto if option is not None else None) or step.next or MENU
+
     def reprompt(self, state: State) -> tuple[Reply, ...]:
         """The question the conversation is waiting on, asked again."""
         turn = _Turn(state)
@@ -199,46 +219,55 @@ class Engine:
 
     # ------------------------------------------------------------------ events
     def _command(self, turn: _Turn, command: Command) -> None:
-        name, argument = command.name, command.argument
-        if name == "start":
-            self._leave_question(turn)
-            target = DEEP_LINKS.get(argument.strip().casefold())
-            if target is None:
-                self._welcome(turn)
-            else:
-                self._go(turn, target)
-        elif name == "help":
-            turn.say("help.text")
-            self._reprompt(turn)
-        elif name == "delete":
-            self._leave_question(turn)
-            if argument:
-                self._delete(turn, argument)
-            else:
-                self._go(turn, "delete.ask")
-        elif name == "check":
-            self._leave_question(turn)
-            if argument:
-                self._check(turn, argument)
-            else:
-                self._go(turn, "check.ask")
-        elif name == "language":
-            self._leave_question(turn)
-            wanted = argument.strip().casefold()
-            if wanted in self.lexicon.locales:
-                self._set_locale(turn, wanted)
-            else:
-                self._go(turn, "language")
+        name, argument = command.name, command.argument.strip()
+        special = {
+            "start": self._start,
+            "help": self._help,
+            "delete": self._with_code("delete.ask", self._delete),
+            "check": self._with_code("check.ask", self._check),
+            "language": self._language,
+        }.get(name)
+        if special is not None:
+            special(turn, argument)
         elif name in COMMANDS:
             if COMMANDS[name] not in ("@exit", "@cancel"):
                 self._leave_question(turn)
-            if name == "menu":
-                self._go_to_menu(turn)
-            else:
-                self._go(turn, COMMANDS[name])
+            self._go(turn, COMMANDS[name])
         else:
             turn.say("command.unknown")
             self._reprompt(turn)
+
+    def _start(self, turn: _Turn, argument: str) -> None:
+        self._leave_question(turn)
+        target = DEEP_LINKS.get(argument.casefold())
+        if target is None:
+            self._welcome(turn)
+        else:
+            self._go(turn, target)
+
+    def _help(self, turn: _Turn, argument: str) -> None:
+        turn.say("help.text")
+        self._reprompt(turn)
+
+    def _with_code(self, ask: str, act: Callable[[_Turn, str], None]) -> Callable[[_Turn, str], None]:
+        """``/delete CODE``, ``/check CODE``: act on the code, or ask for it."""
+
+        def handle(turn: _Turn, argument: str) -> None:
+            self._leave_question(turn)
+            if argument:
+                act(turn, argument)
+            else:
+                self._go(turn, ask)
+
+        return handle
+
+    def _language(self, turn: _Turn, argument: str) -> None:
+        self._leave_question(turn)
+        wanted = argument.casefold()
+        if wanted in self.lexicon.locales:
+            self._set_locale(turn, wanted)
+        else:
+            self._go(turn, "language")
 
     def _choice(self, turn: _Turn, choice: Choice) -> None:
         step = self.steps.get(turn.state.step)
@@ -413,40 +442,13 @@ class Engine:
         shown: list[OptionRef] = []
         if state.page < self._pages(step, state) - 1:
             shown.append(MORE)
-        if step.dynamic == "locales":
-            shown = [OptionRef(code, f"language.name.{code}") for code in self.lexicon.locales]
-        elif step.dynamic == "fields":
-            shown = [OptionRef(q.key, q.summary_label or q.prompt) for q in self._asked_questions(state)]
-            shown.append(OptionRef("back", "option.back"))
-        elif step.dynamic == "answered":
-            shown = [
-                OptionRef(q.key, q.summary_label or q.prompt)
-                for q in self.steps.questions()
-                if q.field in state.answers
-            ]
-            shown.append(OptionRef("back", "option.back"))
-        elif step.dynamic == "recipients":
-            shown = [OptionRef(o.key, f"recipient.{o.key}.label") for o in self.offers_for(state)]
-            shown.append(OptionRef("no", "consent.send.no"))
-        elif step.dynamic == "unlocked":
-            shown = []
-            if not state.unlocked_sent:
-                offers = self.offers_for(state, state.unlocked_what)
-                shown.extend(OptionRef(f"send.{o.key}", f"recipient.{o.key}.label") for o in offers)
-            elif state.unlocked_reply:
-                shown.append(OptionRef("stop_replies", "check.stop_replies"))
-            else:
-                shown.append(OptionRef("allow_replies", "check.allow_replies"))
-            shown.extend((OptionRef("erase", "check.erase"), OptionRef("menu", "option.menu")))
-        elif step.dynamic == "likely":
-            shown = [
-                OptionRef("danger", "triage.option.danger"),
-                *(OptionRef(i, TRIAGE_LABELS[i]) for i in state.likely if i in TRIAGE_LABELS),
-                OptionRef("other", "triage.option.other"),
-            ]
-        for option in step.options:
-            if self._holds(option.only_if, state):
-                shown.append(OptionRef(option.key, option.label, selected=option.key in state.picked))
+        if step.dynamic is not None:
+            shown = self._dynamic_options[step.dynamic](state)
+        shown.extend(
+            OptionRef(option.key, option.label, selected=option.key in state.picked)
+            for option in step.options
+            if self._holds(option.only_if, state)
+        )
         if step.kind is Kind.MULTI:
             shown.append(DONE)
         if step.skippable:
@@ -459,6 +461,46 @@ class Engine:
             )
         shown.append(LEAVE)
         return shown
+
+    @property
+    def _dynamic_options(self) -> dict[str, Callable[[State], list[OptionRef]]]:
+        """Options computed when a step is shown, by the step's ``dynamic``."""
+        return {
+            "locales": lambda state: [OptionRef(code, f"language.name.{code}") for code in self.lexicon.locales],
+            "fields": lambda state: [
+                *(OptionRef(q.key, q.summary_label or q.prompt) for q in self._asked_questions(state)),
+                OptionRef("back", "option.back"),
+            ],
+            "answered": lambda state: [
+                *(
+                    OptionRef(q.key, q.summary_label or q.prompt)
+                    for q in self.steps.questions()
+                    if q.field in state.answers
+                ),
+                OptionRef("back", "option.back"),
+            ],
+            "recipients": lambda state: [
+                *(OptionRef(o.key, f"recipient.{o.key}.label") for o in self.offers_for(state)),
+                OptionRef("no", "consent.send.no"),
+            ],
+            "unlocked": self._later_options,
+            "likely": lambda state: [
+                OptionRef("danger", "triage.option.danger"),
+                *(OptionRef(i, TRIAGE_LABELS[i]) for i in state.likely if i in TRIAGE_LABELS),
+                OptionRef("other", "triage.option.other"),
+            ],
+        }
+
+    def _later_options(self, state: State) -> list[OptionRef]:
+        """With the code: send it (if not sent), allow or stop replies (if sent), erase it."""
+        if not state.unlocked_sent:
+            offers = self.offers_for(state, state.unlocked_what)
+            shown = [OptionRef(f"send.{o.key}", f"recipient.{o.key}.label") for o in offers]
+        elif state.unlocked_reply:
+            shown = [OptionRef("stop_replies", "check.stop_replies")]
+        else:
+            shown = [OptionRef("allow_replies", "check.allow_replies")]
+        return [*shown, OptionRef("erase", "check.erase"), OptionRef("menu", "option.menu")]
 
     def _asked_questions(self, state: State) -> list[Step]:
         """Questions that can be changed: all of them, except the borough when not in London."""
@@ -542,51 +584,67 @@ class Engine:
         return best[0][1]
 
     def _pick(self, turn: _Turn, step: Step, keys: tuple[str, ...], typed: bool) -> None:
-        state = turn.state
         first = keys[0]
-        if first == "leave":
-            self._go(turn, "@exit")
-        elif first == "next_page":
-            turn.state = state.evolve(page=state.page + 1)
-            self._prompt(turn, step)
-        elif first == "skip":
-            turn.state = state.with_answer(step.field, None) if step.field else state
-            self._advance(turn, step, None)
-        elif first == "back":
-            self._go(turn, "review")
-        elif first.startswith(LANGUAGE_SWITCH):
-            # The same screen again, in the language chosen.
-            turn.state = state.evolve(locale=first.removeprefix(LANGUAGE_SWITCH), detected=False)
-            turn.say("language.changed")
-            self._prompt(turn, step)
-        elif step.dynamic == "likely":
-            target = {"danger": "@emergency", "other": MENU}.get(first) or INTENT_TARGETS[first]
-            self._go(turn, target)
-        elif step.dynamic == "unlocked":
-            self._later(turn, first)
-        elif step.dynamic == "recipients":
-            turn.state = state.with_answer(step.field or step.key, (first,))
-            self._advance(turn, step, None if first == "no" else Option(first, "", goto="consent.reply"))
-        elif step.dynamic == "locales":
-            self._set_locale(turn, first)
-        elif step.dynamic == "fields":
-            turn.state = state.evolve(editing=True)
-            self._go(turn, first)
-        elif step.dynamic == "answered":
-            removed = self.steps[first]
-            turn.state = state.with_answer(removed.field or "", None)
-            if removed.field == "where":
-                turn.state = turn.state.with_answer("borough", None)
-            self._go(turn, "@review")
+        if first in ("leave", "next_page", "skip", "back") or first.startswith(LANGUAGE_SWITCH):
+            self._pick_common(turn, step, first)
+        elif step.dynamic is not None:
+            self._pick_dynamic[step.dynamic](turn, step, first)
         elif step.kind is Kind.MULTI:
             self._pick_several(turn, step, keys, typed)
         elif step.kind is Kind.CHOICE:
-            turn.state = state.with_answer(step.field or step.key, (first,))
+            turn.state = turn.state.with_answer(step.field or step.key, (first,))
             self._advance(turn, step, step.option(first))
         else:
             option = step.option(first)
             if option is not None and option.goto:
                 self._go(turn, option.goto)
+
+    def _pick_common(self, turn: _Turn, step: Step, key: str) -> None:
+        """The options any screen may have: leave, more, skip, back, another language."""
+        state = turn.state
+        if key == "leave":
+            self._go(turn, "@exit")
+        elif key == "next_page":
+            turn.state = state.evolve(page=state.page + 1)
+            self._prompt(turn, step)
+        elif key == "skip":
+            turn.state = state.with_answer(step.field, None) if step.field else state
+            self._advance(turn, step, None)
+        elif key == "back":
+            self._go(turn, "review")
+        else:  # the same screen again, in the language chosen
+            turn.state = state.evolve(locale=key.removeprefix(LANGUAGE_SWITCH), detected=False)
+            turn.say("language.changed")
+            self._prompt(turn, step)
+
+    @property
+    def _pick_dynamic(self) -> dict[str, Callable[[_Turn, Step, str], None]]:
+        """What choosing a computed option does, by the step's ``dynamic``."""
+        return {
+            "likely": lambda turn, step, key: self._go(
+                turn, {"danger": "@emergency", "other": MENU}.get(key) or INTENT_TARGETS[key]
+            ),
+            "unlocked": lambda turn, step, key: self._later(turn, key),
+            "recipients": self._pick_recipient,
+            "locales": lambda turn, step, key: self._set_locale(turn, key),
+            "fields": self._pick_field,
+            "answered": self._pick_removal,
+        }
+
+    def _pick_recipient(self, turn: _Turn, step: Step, key: str) -> None:
+        turn.state = turn.state.with_answer(step.field or step.key, (key,))
+        self._advance(turn, step, None if key == "no" else Option(key, "", goto="consent.reply"))
+
+    def _pick_field(self, turn: _Turn, step: Step, key: str) -> None:
+        turn.state = turn.state.evolve(editing=True)
+        self._go(turn, key)
+
+    def _pick_removal(self, turn: _Turn, step: Step, key: str) -> None:
+        removed = self.steps[key]
+        turn.state = turn.state.with_answer(removed.field or "", None)
+        if removed.field == "where":
+            turn.state = turn.state.with_answer("borough", None)
+        self._go(turn, "@review")
 
     def _pick_several(self, turn: _Turn, step: Step, keys: tuple[str, ...], typed: bool) -> None:
         """A button or one typed option ticks or unticks; several typed at once ("1, 3") answer."""
@@ -603,39 +661,48 @@ class Engine:
         self._prompt(turn, step)
 
     def _answer_text(self, turn: _Turn, step: Step, text: str, length: int) -> None:
-        # A step whose answer is handed to an action (not kept as a report field).
         if step.next in ("@delete", "@check"):
-            if canonical_code(text) is not None:
-                (self._delete if step.next == "@delete" else self._check)(turn, text)
-            else:
-                self._not_a_code(turn, step, text)
-            return
-        if step.next == "@hold_answer":
-            urgent = ("overdose",) if self._says_emergency(text) else self._urgent(turn, text)
-            if urgent:  # help first: staff may not read an answer for hours
-                self._answer(turn, urgent)
-                return
-            if length > step.max_length:
-                turn.say("input.too_long", limit=step.max_length)
-            turn.state = turn.state.evolve(answer=text[: step.max_length])
-            turn.say("relay.confirm.text", text=quote(turn.state.answer))
-            self._go(turn, "relay.confirm")
-            return
-        if not text:
+            self._code_typed(turn, step, text)
+        elif step.next == "@hold_answer":
+            self._hold_answer(turn, step, text, length)
+        elif not text:
             turn.say("input.unclear")
             self._reprompt(turn)
+        elif step.validate is not None and self._known(turn.state.locale, step.validate, text) is None:
+            urgent = self._urgent(turn, text)
+            if urgent:
+                self._answer(turn, urgent)
+            else:
+                turn.say(f"{step.prompt}.unknown")
+                self._reprompt(turn)
+        else:
+            self._keep_answer(turn, step, text, length)
+
+    def _code_typed(self, turn: _Turn, step: Step, text: str) -> None:
+        """A code, handed to its action (never kept as an answer); or words meaning something."""
+        if canonical_code(text) is None:
+            self._not_a_code(turn, step, text)
+        elif step.next == "@delete":
+            self._delete(turn, text)
+        else:
+            self._check(turn, text)
+
+    def _hold_answer(self, turn: _Turn, step: Step, text: str, length: int) -> None:
+        """An answer to staff, shown back before it goes. Urgent words get their help first:
+        staff may not read an answer for hours."""
+        urgent = ("overdose",) if self._says_emergency(text) else self._urgent(turn, text)
+        if urgent:
+            self._answer(turn, urgent)
             return
+        if length > step.max_length:
+            turn.say("input.too_long", limit=step.max_length)
+        turn.state = turn.state.evolve(answer=text[: step.max_length])
+        turn.say("relay.confirm.text", text=quote(turn.state.answer))
+        self._go(turn, "relay.confirm")
+
+    def _keep_answer(self, turn: _Turn, step: Step, text: str, length: int) -> None:
         if step.validate is not None:
-            known = self._known(turn.state.locale, step.validate, text)
-            if known is None:
-                urgent = self._urgent(turn, text)
-                if urgent:
-                    self._answer(turn, urgent)
-                else:
-                    turn.say(f"{step.prompt}.unknown")
-                    self._reprompt(turn)
-                return
-            text = known
+            text = self._known(turn.state.locale, step.validate, text) or text
         if length > step.max_length:
             text = text[: step.max_length]
             turn.say("input.too_long", limit=step.max_length)
@@ -783,53 +850,58 @@ class Engine:
 
     # ------------------------------------------------------------------ actions
     def _act(self, turn: _Turn, action: str) -> None:
-        state = turn.state
-        if action in ("@emergency", "@crisis"):
-            self._leave_question(turn)
-            self._go(turn, ACTION_SCREENS[action])
-        elif action == "@greet":
-            turn.say("greeting.reply")
-            self._go(turn, MENU)
-        elif action == "@other":
-            turn.say("menu.unclear")
-            self._go(turn, MENU)
-        elif action == "@resume":
-            self._go_back(turn, state.resume or MENU)
-        elif action == "@report":
-            if state.holds_content or state.resume:
-                self._go(turn, "report.unfinished")
-            else:
-                self._go(turn, "report.intro")
-        elif action == "@continue_report":
-            self._go_back(turn, state.resume or "@review")
-        elif action == "@restart_report":
-            turn.effects.append(ForgetDraft())
-            turn.state = State(locale=state.locale)
-            self._go(turn, "report.intro")
-        elif action == "@review":
-            self._review(turn)
-        elif action == "@erase":
-            self._forget(turn)
-            turn.say("report.erased")
-            self._go(turn, MENU)
-        elif action == "@cancel":
-            self._forget(turn)
-            turn.say("cancel.done")
-            self._go(turn, MENU)
-        elif action == "@exit":
-            turn.effects.extend((ForgetDraft(), WipeChat()))
-            turn.state = State(locale=state.locale)
-            turn.say("exit.done")
-        elif action == "@finish":
-            self._finish(turn)
-        elif action == "@relay":
-            self._relay(turn, state.answer)
-        elif action == "@drop_answer":
-            turn.state = state.evolve(answer="")
-            turn.say("relay.confirm.dropped")
-            self._go(turn, MENU)
-        elif action == "@send_later":
-            self._send_later(turn)
+        self._actions[action](turn)
+
+    @property
+    def _actions(self) -> dict[str, Callable[[_Turn], None]]:
+        """What each action (a target starting with "@") does. ``flows.model.ACTIONS`` lists
+        them, and building a FlowSet refuses any other."""
+        return {
+            "@emergency": lambda turn: self._urgent_screen(turn, "@emergency"),
+            "@crisis": lambda turn: self._urgent_screen(turn, "@crisis"),
+            "@greet": lambda turn: self._say_then_menu(turn, "greeting.reply"),
+            "@other": lambda turn: self._say_then_menu(turn, "menu.unclear"),
+            "@resume": lambda turn: self._go_back(turn, turn.state.resume or MENU),
+            "@report": lambda turn: self._go(
+                turn, "report.unfinished" if turn.state.holds_content or turn.state.resume else "report.intro"
+            ),
+            "@continue_report": lambda turn: self._go_back(turn, turn.state.resume or "@review"),
+            "@restart_report": self._restart_report,
+            "@review": self._review,
+            "@erase": lambda turn: self._forget_then(turn, "report.erased"),
+            "@cancel": lambda turn: self._forget_then(turn, "cancel.done"),
+            "@exit": self._exit,
+            "@finish": self._finish,
+            "@relay": lambda turn: self._relay(turn, turn.state.answer),
+            "@drop_answer": self._drop_answer,
+            "@send_later": self._send_later,
+        }
+
+    def _urgent_screen(self, turn: _Turn, action: str) -> None:
+        self._leave_question(turn)
+        self._go(turn, ACTION_SCREENS[action])
+
+    def _say_then_menu(self, turn: _Turn, message: str) -> None:
+        turn.say(message)
+        self._go(turn, MENU)
+
+    def _restart_report(self, turn: _Turn) -> None:
+        turn.effects.append(ForgetDraft())
+        turn.state = State(locale=turn.state.locale)
+        self._go(turn, "report.intro")
+
+    def _forget_then(self, turn: _Turn, message: str) -> None:
+        self._forget(turn)
+        self._say_then_menu(turn, message)
+
+    def _exit(self, turn: _Turn) -> None:
+        turn.effects.extend((ForgetDraft(), WipeChat()))
+        turn.state = State(locale=turn.state.locale)
+        turn.say("exit.done")
+
+    def _drop_answer(self, turn: _Turn) -> None:
+        turn.state = turn.state.evolve(answer="")
+        self._say_then_menu(turn, "relay.confirm.dropped")
 
     def _forget(self, turn: _Turn) -> None:
         turn.effects.append(ForgetDraft())

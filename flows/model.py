@@ -124,39 +124,49 @@ class FlowSet(Mapping[str, Step]):
                 self._steps[step.key] = step
         for flow in self.flows:
             for step in flow.steps:
-                problems.extend(self._check(flow.name, step, has_message))
-        for intent, target in (intents or {}).items():
-            if target.startswith("@") and target not in ACTIONS:
-                problems.append(f"intent {intent!r} goes to unknown action {target!r}")
-            elif not target.startswith("@") and target not in self._steps:
-                problems.append(f"intent {intent!r} goes to {target!r}, which does not exist")
-        for intent, label in (labels or {}).items():
-            if intents is not None and intent not in intents:
-                problems.append(f"the triage question offers unknown intent {intent!r}")
-            if not has_message(label):
-                problems.append(
-                    f"message id {label!r} offered for intent {intent!r} is missing from the English responses"
-                )
+                where = f"step {step.key!r} (flow {flow.name!r})"
+                problems.extend(self._check_words(where, step, has_message))
+                problems.extend(self._check_targets(where, step))
+                problems.extend(self._check_options(where, step))
+                problems.extend(self._check_shape(where, step))
+        problems.extend(self._check_intents(intents or {}, labels or {}, has_message))
         if problems:
             raise FlowError(problems)
 
-    def _check(self, flow: str, step: Step, has_message: Callable[[str], bool]) -> Iterator[str]:
-        where = f"step {step.key!r} (flow {flow!r})"
+    def _target_problem(self, target: str) -> str | None:
+        if target.startswith("@"):
+            return None if target in ACTIONS else f"unknown action {target!r}"
+        return None if target in self._steps else f"{target!r}, which does not exist"
+
+    def _check_intents(
+        self, intents: Mapping[str, str], labels: Mapping[str, str], has_message: Callable[[str], bool]
+    ) -> Iterator[str]:
+        for intent, target in intents.items():
+            problem = self._target_problem(target)
+            if problem:
+                yield f"intent {intent!r} goes to {problem}"
+        for intent, label in labels.items():
+            if intents and intent not in intents:
+                yield f"the triage question offers unknown intent {intent!r}"
+            if not has_message(label):
+                yield f"message id {label!r} offered for intent {intent!r} is missing from the English responses"
+
+    @staticmethod
+    def _check_words(where: str, step: Step, has_message: Callable[[str], bool]) -> Iterator[str]:
         ids = [step.prompt, *(o.label for o in step.options), *(m for _, m in step.variants)]
-        if step.summary_label:
-            ids.append(step.summary_label)
+        ids.extend([step.summary_label] if step.summary_label else [])
         for message_id in ids:
             if not has_message(message_id):
                 yield f"message id {message_id!r} used by {where} is missing from the English responses"
-        targets = [step.next, *(o.goto for o in step.options)]
-        for target in targets:
-            if target is None:
-                continue
-            if target.startswith("@"):
-                if target not in ACTIONS:
-                    yield f"{where} goes to unknown action {target!r}"
-            elif target not in self._steps:
-                yield f"{where} goes to {target!r}, which does not exist"
+
+    def _check_targets(self, where: str, step: Step) -> Iterator[str]:
+        for target in [step.next, *(o.goto for o in step.options)]:
+            problem = self._target_problem(target) if target is not None else None
+            if problem:
+                yield f"{where} goes to {problem}"
+
+    @staticmethod
+    def _check_options(where: str, step: Step) -> Iterator[str]:
         keys = [o.key for o in step.options]
         for key in {k for k in keys if keys.count(k) > 1}:
             yield f"{where} has the option key {key!r} twice"
@@ -167,18 +177,26 @@ class FlowSet(Mapping[str, Step]):
                 yield f"{where} depends on unknown condition {condition!r}"
         if step.dynamic is not None and step.dynamic not in DYNAMIC:
             yield f"{where} asks for unknown dynamic options {step.dynamic!r}"
-        if step.kind is Kind.MENU and not step.options and step.dynamic is None:
-            yield f"{where} is a menu with no options: a dead end"
-        if step.kind in (Kind.CHOICE, Kind.MULTI) and not step.options and step.dynamic is None:
-            yield f"{where} is a question with no options to choose"
-        if step.is_question and step.next is None and not all(o.goto for o in step.options):
-            yield f"{where} has no 'next' for answers that have no target"
-        if step.kind is Kind.TEXT and step.max_length <= 0:
-            yield f"{where} takes typed text but sets no max_length"
-        if step.field is not None and step.summary_label is None and not step.field.startswith("consent"):
-            yield f"{where} answers field {step.field!r} but has no summary_label"
-        if step.only_if is not None and step.next is None:
-            yield f"{where} can be skipped (only_if) but has no 'next' to skip to"
+
+    @staticmethod
+    def _check_shape(where: str, step: Step) -> Iterator[str]:
+        """Dead ends and questions that cannot be answered or have nowhere to go."""
+        no_options = not step.options and step.dynamic is None
+        rules = (
+            (step.kind is Kind.MENU and no_options, "is a menu with no options: a dead end"),
+            (step.kind in (Kind.CHOICE, Kind.MULTI) and no_options, "is a question with no options to choose"),
+            (
+                step.is_question and step.next is None and not all(o.goto for o in step.options),
+                "has no 'next' for answers that have no target",
+            ),
+            (step.kind is Kind.TEXT and step.max_length <= 0, "takes typed text but sets no max_length"),
+            (
+                step.field is not None and step.summary_label is None and not step.field.startswith("consent"),
+                f"answers field {step.field!r} but has no summary_label",
+            ),
+            (step.only_if is not None and step.next is None, "can be skipped (only_if) but has no 'next' to skip to"),
+        )
+        yield from (f"{where} {text}" for broken, text in rules if broken)
 
     def __getitem__(self, key: str) -> Step:
         return self._steps[key]

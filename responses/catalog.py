@@ -252,29 +252,9 @@ def _service(
     if not name or not purpose:
         problems.append(Problem(path, line, f"service {raw.get('id')!r} needs a 'name' and a 'for'"))
         return None
-    checked = raw.get("last_checked", base.last_checked if base else None)
-    if isinstance(checked, str):
-        try:
-            checked = dt.date.fromisoformat(checked)
-        except ValueError:
-            problems.append(Problem(path, line, "last_checked must be a date like 2026-11-01"))
-            checked = None
-    if checked is not None and not isinstance(checked, dt.date):
-        problems.append(Problem(path, line, "last_checked must be a date like 2026-11-01"))
-        checked = None
+    checked = _date(path, line, raw.get("last_checked", base.last_checked if base else None), problems)
     languages = raw.get("languages", list(base.languages) if base else [])
-    rules = raw.get("open", list(base.open) if base else [])
-    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
-        problems.append(Problem(path, line, "open must be a list like ['mon-fri 09:00-17:00'] or ['always']"))
-        rules = []
-    for rule in rules:
-        wrong = rule_problem(rule)
-        if wrong:
-            problems.append(Problem(path, line, f"service {raw.get('id')!r}: {wrong}"))
-    closed = raw.get("closed_on", list(base.closed_on) if base else [])
-    if not isinstance(closed, list) or not all(isinstance(d, dt.date) for d in closed):
-        problems.append(Problem(path, line, "closed_on must be a list of dates like 2026-12-25"))
-        closed = []
+    rules, closed = _opening(path, line, raw, base, problems)
     return Service(
         id=str(raw["id"]),
         name=name,
@@ -308,35 +288,38 @@ def _read_examples(path: Path, locale: str, into: Sources) -> None:
             into.problems.append(Problem(path, line, "'nlu' must be a list of '- intent:' entries"))
             continue
         for item in value.value:
-            entry = {k: (v, ln) for k, v, ln in _pairs(path, item, into.problems)}
-            item_line = _line(item)
-            if "intent" not in entry:
-                kinds = ", ".join(sorted(entry)) or "nothing"
-                into.problems.append(Problem(path, item_line, f"only '- intent:' entries are read here, not {kinds}"))
-                continue
-            intent_node, intent_line = entry["intent"]
-            intent = str(intent_node.value) if isinstance(intent_node, yaml.ScalarNode) else ""
-            if intent not in INTENT_TARGETS:
-                known = ", ".join(sorted(INTENT_TARGETS))
-                into.problems.append(Problem(path, intent_line, f"unknown intent {intent!r} (known: {known})"))
-                continue
-            examples = entry.get("examples")
-            if examples is None or not isinstance(examples[0], yaml.ScalarNode):
-                into.problems.append(Problem(path, intent_line, f"intent {intent!r} needs 'examples: |' lines"))
-                continue
-            node = examples[0]
-            assert isinstance(node, yaml.ScalarNode)
-            # A block scalar's text starts on the line after its "|".
-            first = _line(node) + (1 if node.style in ("|", ">") else 0)
-            for offset, raw in enumerate(str(node.value).split("\n")):
-                text = raw.strip()
-                if not text:
-                    continue
-                if not text.startswith("- ") or not text[2:].strip():
-                    message = f"an example must be a line starting with '- ' (intent {intent!r})"
-                    into.problems.append(Problem(path, first + offset, message))
-                    continue
-                target.append(Example(text[2:].strip(), intent, locale, str(path), first + offset))
+            target.extend(_intent_examples(path, locale, item, into))
+
+
+def _intent_examples(path: Path, locale: str, item: yaml.Node, into: Sources) -> Iterator[Example]:
+    """The examples of one ``- intent:`` entry, reporting what is wrong with it."""
+    entry = {k: (v, ln) for k, v, ln in _pairs(path, item, into.problems)}
+    if "intent" not in entry:
+        kinds = ", ".join(sorted(entry)) or "nothing"
+        into.problems.append(Problem(path, _line(item), f"only '- intent:' entries are read here, not {kinds}"))
+        return
+    intent_node, intent_line = entry["intent"]
+    intent = str(intent_node.value) if isinstance(intent_node, yaml.ScalarNode) else ""
+    if intent not in INTENT_TARGETS:
+        known = ", ".join(sorted(INTENT_TARGETS))
+        into.problems.append(Problem(path, intent_line, f"unknown intent {intent!r} (known: {known})"))
+        return
+    examples = entry.get("examples")
+    if examples is None or not isinstance(examples[0], yaml.ScalarNode):
+        into.problems.append(Problem(path, intent_line, f"intent {intent!r} needs 'examples: |' lines"))
+        return
+    node = examples[0]
+    # A block scalar's text starts on the line after its "|".
+    first = _line(node) + (1 if node.style in ("|", ">") else 0)
+    for offset, raw in enumerate(str(node.value).split("\n")):
+        text = raw.strip()
+        if not text:
+            continue
+        if not text.startswith("- ") or not text[2:].strip():
+            message = f"an example must be a line starting with '- ' (intent {intent!r})"
+            into.problems.append(Problem(path, first + offset, message))
+            continue
+        yield Example(text[2:].strip(), intent, locale, str(path), first + offset)
 
 
 def read_examples(path: Path, locale: str) -> tuple[list[Example], list[Problem]]:
@@ -344,6 +327,37 @@ def read_examples(path: Path, locale: str) -> tuple[list[Example], list[Problem]
     sources = Sources()
     _read_examples(path, locale, sources)
     return sources.examples.get(locale, []), sources.problems
+
+
+def _date(path: Path, line: int, value: object, problems: list[Problem]) -> dt.date | None:
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    elif value is None or isinstance(value, dt.date):
+        return value
+    problems.append(Problem(path, line, "last_checked must be a date like 2026-11-01"))
+    return None
+
+
+def _opening(
+    path: Path, line: int, raw: dict[str, object], base: Service | None, problems: list[Problem]
+) -> tuple[list[str], list[dt.date]]:
+    """A service's ``open:`` rules and ``closed_on:`` dates, checked."""
+    rules = raw.get("open", list(base.open) if base else [])
+    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+        problems.append(Problem(path, line, "open must be a list like ['mon-fri 09:00-17:00'] or ['always']"))
+        rules = []
+    for rule in rules:
+        wrong = rule_problem(rule)
+        if wrong:
+            problems.append(Problem(path, line, f"service {raw.get('id')!r}: {wrong}"))
+    closed = raw.get("closed_on", list(base.closed_on) if base else [])
+    if not isinstance(closed, list) or not all(isinstance(d, dt.date) for d in closed):
+        problems.append(Problem(path, line, "closed_on must be a list of dates like 2026-12-25"))
+        closed = []
+    return rules, closed
 
 
 def _read_questions(path: Path, into: Sources) -> None:

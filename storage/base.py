@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from flows.effects import StoreReport
+
 SummaryData = Mapping[str, tuple[str, ...] | str]
 
 
@@ -22,16 +24,8 @@ class ChatKey:
     digest: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class NewReport:
-    reference: str
-    code: str
-    summary: SummaryData
-    categories: tuple[str, ...]
-    keep: bool
-    send_to: str | None
-    allow_reply: bool
-    questionnaire_version: int
+# A report to keep or send is exactly what the engine asked for: one value type, not two.
+NewReport = StoreReport
 
 
 @dataclass(frozen=True, slots=True)

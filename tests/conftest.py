@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from fakes.telegram import FakeTelegram
 from flows import Engine, EngineConfig
 from responses import Renderer, Responses
 from storage import CodeHasher, Keyring, SQLiteStore
-from tests.fake_telegram import FakeTelegram
 from tests.helpers import Chat, FixedTokens
 
 _real_connect = socket.socket.connect

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.helpers import MODEL_CACHE
+from fakes.harness import MODEL_CACHE
 
 PROMPT = "\n> "
 

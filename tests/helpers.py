@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from flows import Engine, Event, State
 from flows.effects import Effect
 from flows.events import Choice, parse_typed
 from responses import Rendered, Renderer
-
-# The trained understanding model, shared by every bot and console process the tests start: it is
-# keyed by what it was trained on, so sharing it changes nothing but the time tests take.
-MODEL_CACHE = Path(tempfile.gettempdir()) / "reachable-test-model-cache"
 
 
 class FixedTokens:

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from bot.preview import build_preview, to_html, to_markdown
+from fakes.harness import Person, polling_bot, settings_for
+from fakes.telegram import FakeTelegram
 from flows import Engine, EngineConfig
 from flows.definitions import build_flows
 from flows.events import Choice
 from responses import Renderer, Responses, check
 from storage import Keyring
 from tests.console_process import ConsoleProcess
-from tests.fake_telegram import FakeTelegram
 from tests.helpers import Chat, text_of
-from tests.telegram_harness import Person, polling_bot, settings_for
 
 ROOT = Path(__file__).parent.parent
 

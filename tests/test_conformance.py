@@ -24,12 +24,11 @@ from bot.channel import Channel
 from bot.console import ConsoleTransport
 from bot.settings import Settings
 from bot.transport import Button
+from fakes.harness import MODEL_CACHE, Person, polling_bot, ptb_polling_bot, settings_for
+from fakes.telegram import FakeTelegram
 from flows.events import Resume, parse_typed
 from responses.hours import LONDON
 from storage import Keyring
-from tests.fake_telegram import FakeTelegram
-from tests.helpers import MODEL_CACHE
-from tests.telegram_harness import Person, polling_bot, ptb_polling_bot, settings_for
 
 CHAT = 7_400_500_600
 STAFF = -1002223334

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from fakes.harness import Person, settings_for, start_bot_process
+from fakes.telegram import FakeTelegram
 from storage import ChatKey, Keyring, SQLiteStore
 from tests.console_process import ConsoleProcess
-from tests.fake_telegram import FakeTelegram
-from tests.telegram_harness import Person, settings_for, start_bot_process
 
 pytestmark = pytest.mark.slow
 SEED = 20261121

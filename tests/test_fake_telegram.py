@@ -12,7 +12,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramBadRequest, TelegramUnauthorizedError
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from tests.fake_telegram import TOKEN, FakeTelegram
+from fakes.telegram import TOKEN, FakeTelegram
 
 
 @pytest.fixture

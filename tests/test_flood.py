@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bot.conversations import Flood, FloodGuard
+from fakes.harness import Person, Running, polling_bot, settings_for
+from fakes.telegram import FakeTelegram
 from storage import Keyring
-from tests.fake_telegram import FakeTelegram
-from tests.telegram_harness import Person, Running, polling_bot, settings_for
 
 FLOODER = 111000111
 OTHER = 222000222

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from bot.settings import Settings
+from fakes.harness import Person, Running, polling_bot, settings_for
+from fakes.telegram import FakeTelegram
 from flows import Engine, EngineConfig
 from flows.engine import Offer
 from responses import Renderer, Responses
 from responses.hours import LONDON, open_at
 from storage import Keyring
-from tests.fake_telegram import FakeTelegram
 from tests.helpers import Chat, text_of
-from tests.telegram_harness import Person, Running, polling_bot, settings_for
 from tests.test_support import STAFF, staff_texts, until
 
 SOIT = -1009876543

@@ -18,12 +18,12 @@ from bot.app import App, create_app
 from bot.errors import ConfigError
 from bot.serving import webhook_path
 from bot.settings import Settings
+from fakes.harness import Person, Running, polling_bot, settings_for
+from fakes.telegram import FakeTelegram
 from flows.text import quote
 from storage import ChatKey, Keyring, KeyringError, SQLiteStore, load_keyring
 from storage.crypto import KEY_FILE, LEGACY, read_key_file, write_key_file
 from storage.lock import FolderInUse
-from tests.fake_telegram import FakeTelegram
-from tests.telegram_harness import Person, Running, polling_bot, settings_for
 from tests.test_support import STAFF, send_report, staff_texts, summaries_of, until
 
 CHAT = 7_100_200_300

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from bot.app import App, create_app
 from bot.telegram import TelegramChannel
+from fakes.harness import settings_for
+from fakes.telegram import BOT_USER, TOKEN, FakeTelegram
 from storage import Keyring
-from tests.fake_telegram import BOT_USER, TOKEN, FakeTelegram
-from tests.telegram_harness import settings_for
 
 CHATS = (9100000001, 9100000002)
 GROUP = -1009100000003
@@ -115,7 +115,7 @@ def raw_update(h: Harness, spec: dict[str, Any], update_id: int) -> dict[str, An
         bot_message = {"message_id": max(chat.messages, default=1), "date": 0, "chat": chat.as_json(), "from": BOT_USER}
         query = {"id": str(update_id), "from": user, "chat_instance": "ci", "message": bot_message, "data": data}
         return {"update_id": update_id, "callback_query": query}
-    from tests.fake_telegram import Sent
+    from fakes.telegram import Sent
 
     chat.messages[message_id] = Sent(message_id, False, spec["text"])
     if kind == "command":

@@ -13,10 +13,10 @@ import pytest
 from aiohttp import web
 
 from bot.settings import Settings
+from fakes.harness import Person, Running, polling_bot, settings_for, start_bot_process
+from fakes.smtp import SMTPServer
+from fakes.telegram import FakeTelegram, Params, server_error, too_many_requests
 from storage import Keyring
-from tests.fake_telegram import FakeTelegram, Params, server_error, too_many_requests
-from tests.smtp_server import SMTPServer
-from tests.telegram_harness import Person, Running, polling_bot, settings_for, start_bot_process
 
 STAFF = -1001234567
 CHAT = 6402119876

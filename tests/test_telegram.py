@@ -15,10 +15,10 @@ import pytest
 from bot import callbacks
 from bot.app import App
 from bot.settings import Settings
+from fakes.harness import Person, Running, polling_bot, settings_for, start_bot_process
+from fakes.telegram import FakeTelegram
 from flows import Engine
 from storage import Keyring
-from tests.fake_telegram import FakeTelegram
-from tests.telegram_harness import Person, Running, polling_bot, settings_for, start_bot_process
 
 CHAT = 7351002211
 CODE = re.compile(r"Secret code: ([0-9A-Z]{4}(?:-[0-9A-Z]{4}){3})")
@@ -284,7 +284,7 @@ async def test_killed_mid_report_the_bot_continues_at_the_same_question(fake: Fa
 async def test_a_reply_that_telegram_rate_limits_is_sent_after_the_wait_not_dropped(
     person: Person, fake: FakeTelegram
 ) -> None:
-    from tests.fake_telegram import Params, too_many_requests
+    from fakes.telegram import Params, too_many_requests
 
     limited = [True]
 

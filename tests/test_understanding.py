@@ -10,6 +10,8 @@ import pytest
 
 from bot.app import create_app
 from bot.settings import Settings
+from fakes.harness import Person, polling_bot, settings_for
+from fakes.telegram import FakeTelegram
 from flows import Engine
 from flows.classifier import IntentClassifier, _fit, char_grams, word_grams
 from flows.classifier import Settings as ModelSettings
@@ -19,9 +21,7 @@ from flows.understanding import SAFETY, Decision, Understanding, decide
 from responses import Responses, check
 from responses.catalog import read_examples
 from storage import Keyring
-from tests.fake_telegram import FakeTelegram
 from tests.helpers import Chat, text_of
-from tests.telegram_harness import Person, polling_bot, settings_for
 
 HELDOUT = Path(__file__).parent / "data" / "heldout"
 OVERDOSE_FIRST_AID = "lay them on their side (the recovery position)."
