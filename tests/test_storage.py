@@ -12,6 +12,7 @@ import pytest
 
 from storage import ChatKey, CodeHasher, Keyring, KeyringError, MigrationError, NewReport, SQLiteStore, Store
 from storage.crypto import KEY_FILE, load_keyring
+from storage.memory import MemoryStore
 from storage.sqlite import migrations
 from tests.conftest import Clock
 
@@ -23,6 +24,9 @@ Backend = Callable[[Path, Keyring, Clock, CodeHasher], Store]
 BACKENDS: dict[str, Backend] = {
     "sqlite": lambda folder, keyring, clock, hasher: SQLiteStore(
         folder / "db.sqlite3", keyring, clock=clock, hasher=hasher, retention_days=90, draft_hours=24
+    ),
+    "memory": lambda folder, keyring, clock, hasher: MemoryStore(
+        clock=clock, hasher=hasher, retention_days=90, draft_hours=24
     ),
 }
 
