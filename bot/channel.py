@@ -25,6 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from bot.conversations import Conversations
 from bot.delivery import DeliveryWorker, GiveUp, Pacer, PartlySent, RetryLater
@@ -33,7 +34,7 @@ from bot.staff import StaffDesk
 from bot.transport import Button, ChatRef, RetryAfter, Transport, TransportError, Unreachable
 from flows.events import Command, Event, Relayed, parse_typed
 from responses import Rendered
-from storage import ChatKey, Outgoing, Store
+from storage import ChatKey, MessageIds, Outgoing, StaffMessages
 from storage.sqlite import MESSAGE_LIFETIME
 
 log = logging.getLogger("reachable.channel")
@@ -45,13 +46,17 @@ COMBINED_SEPARATOR = "\n\n· · ·\n\n"
 RETRY_AFTER_ATTEMPTS = 5
 
 
+class ChannelStore(MessageIds, StaffMessages, Protocol):
+    """What a channel keeps: its message ids in people's chats and in staff chats."""
+
+
 @dataclass(frozen=True, slots=True)
 class Ports:
     """The narrow view of the running bot a channel gets."""
 
     conversations: Conversations
     desk: StaffDesk
-    store: Store
+    store: ChannelStore
     delivery: DeliveryWorker
     group_notice: Callable[[], str]
     staff_chats: Mapping[str, str]  # destination -> chat id
@@ -353,7 +358,7 @@ class MessageLedger:
     writes its chat's ids first, so none is missed. A crash can lose the last quarter second of
     ids, and a restart loses those held only in memory: those few messages would stay."""
 
-    def __init__(self, store: Store, every: float = 0.25, limit: int = 100_000) -> None:
+    def __init__(self, store: MessageIds, every: float = 0.25, limit: int = 100_000) -> None:
         self.store = store
         self.every = every
         self.limit = limit

@@ -16,16 +16,21 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import Protocol
 
 from flows import Engine, Event, Outcome, State
 from flows.effects import ChangeConsent, CheckReport, EraseReport, ForgetDraft, RelayToStaff, StoreReport, WipeChat
 from flows.events import Command, Relayed, Unlocked
 from flows.replies import Reply
 from responses import Rendered, Renderer
-from storage import ChatKey, Keyring, NewReport, StorageError, Store
+from storage import ChatKey, Keyring, NewReport, Relays, Reports, StorageError, Turns
 
 log = logging.getLogger("reachable.conversations")
 EXIT = Command(name="exit")
+
+
+class ConversationStore(Turns, Reports, Relays, Protocol):
+    """What a conversation reads and writes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +67,7 @@ class Conversations:
         self,
         engine: Engine,
         renderer: Renderer,
-        store: Store,
+        store: ConversationStore,
         keyring: Keyring,
         recipients: Mapping[str, tuple[str, ...]] | None = None,
         on_queued: Callable[[], None] | None = None,

@@ -31,7 +31,7 @@ import aiosmtplib
 
 from bot.settings import Settings
 from bot.staff import StaffDesk
-from storage import Outgoing, Store
+from storage import Outbox, Outgoing
 
 log = logging.getLogger("reachable.delivery")
 MAX_ATTEMPTS = 30  # about two days of capped backoff
@@ -136,7 +136,7 @@ class EmailForwarder:
 class DeliveryWorker:
     """Sends due deliveries, one destination's pause never holding up another."""
 
-    def __init__(self, store: Store, forwarders: dict[str, Forwarder] | None = None, backoff: float = 1.0) -> None:
+    def __init__(self, store: Outbox, forwarders: dict[str, Forwarder] | None = None, backoff: float = 1.0) -> None:
         self.store = store
         self.backoff = backoff
         self.forwarders: dict[str, Forwarder] = dict(forwarders or {})

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from flows import Engine
 from flows.codes import canonical_reference
 from flows.text import quote
 from responses import Renderer
-from storage import Outgoing, Store, StoredReport
+from storage import Figures, Outbox, Outgoing, Relays, Reports, StoredReport
 
 STAFF_LOCALE = "en"
 SMALL = 5
+
+
+class DeskStore(Reports, Relays, Outbox, Figures, Protocol):
+    """What the staff desk reads and writes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +33,7 @@ class StaffText:
 
 class StaffDesk:
     def __init__(
-        self, store: Store, engine: Engine, renderer: Renderer, on_queued: Callable[[], None] | None = None
+        self, store: DeskStore, engine: Engine, renderer: Renderer, on_queued: Callable[[], None] | None = None
     ) -> None:
         self.store = store
         self.engine = engine

@@ -1,4 +1,4 @@
-"""The narrow interface every store implements; one contract test suite covers them all.
+"""The small interfaces stores implement; one contract test suite covers every backend.
 
 Stores take and give plain values; encryption at rest happens inside the store, so no caller
 can forget it.
@@ -10,7 +10,7 @@ import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from flows.effects import StoreReport
 
@@ -60,38 +60,13 @@ class Purged:
     reports: int
 
 
-class Store(abc.ABC):
-    async def __aenter__(self) -> Store:
-        await self.open()
-        return self
+class Turns(Protocol):
+    """A conversation's draft, one turn's writes atomically, and the updates already handled."""
 
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    @abc.abstractmethod
-    async def open(self) -> None: ...
-
-    @abc.abstractmethod
-    async def close(self) -> None: ...
-
-    # drafts
     @abc.abstractmethod
     async def load_draft(self, key: ChatKey) -> bytes | None:
         """The draft for ``key``, or None if there is none or it has expired."""
 
-    async def save_draft(self, key: ChatKey, payload: bytes) -> None:
-        """Keep ``payload`` (encrypted) until the draft lifetime passes without another save."""
-        await self.commit_turn(key, draft=payload)
-
-    async def forget_draft(self, key: ChatKey) -> None:
-        await self.commit_turn(key, forget=True)
-
-    # one turn's writes, atomically
     @abc.abstractmethod
     async def commit_turn(
         self,
@@ -113,7 +88,18 @@ class Store(abc.ABC):
         Returns False, writing nothing, when ``update`` was already handled.
         """
 
-    # the outbox
+    @abc.abstractmethod
+    async def seen(self, channel: str, update_id: int) -> bool:
+        """Whether this update was already handled."""
+
+    @abc.abstractmethod
+    async def recent_updates(self) -> list[tuple[str, int]]:
+        """Every update marked handled and not yet purged, as (channel, id)."""
+
+
+class Outbox(Protocol):
+    """Deliveries to staff and to people, durable until sent."""
+
     @abc.abstractmethod
     async def enqueue(
         self, reference: str, destination: str, kind: str, data: Mapping[str, Any], held: bool = False
@@ -143,75 +129,18 @@ class Store(abc.ABC):
     async def delivery_counts(self) -> dict[str, int]:
         """Deliveries by status."""
 
-    # staff and relays
-    @abc.abstractmethod
-    async def set_status(self, reference: str, status: str) -> bool: ...
+
+class Reports(Protocol):
+    """Consented reports: read, found by code, erased, and later choices about them."""
 
     @abc.abstractmethod
-    async def relay_chat(self, reference: str) -> str | None: ...
-
-    @abc.abstractmethod
-    async def close_relay(self, reference: str) -> bool: ...
+    async def get_report(self, reference: str) -> StoredReport | None: ...
 
     @abc.abstractmethod
     async def find_by_code(self, code: str) -> StoredReport | None: ...
 
     @abc.abstractmethod
-    async def hold_relays(self, key: ChatKey) -> list[str]:
-        """After a quick exit: hold everything staff send to this chat; the references held."""
-
-    @abc.abstractmethod
-    async def relay_held(self, reference: str) -> bool: ...
-
-    @abc.abstractmethod
-    async def release_held(self, reference: str, key: ChatKey, chat: str) -> int:
-        """The person came back with their code, in ``chat``: send what was held; how many."""
-
-    @abc.abstractmethod
-    async def remember_staff_messages(
-        self, references: Sequence[str], chat_id: int, message_ids: Sequence[int]
-    ) -> None: ...
-
-    @abc.abstractmethod
-    async def take_staff_messages(self, reference: str) -> list[tuple[int, int, bool]]:
-        """The bot's staff-chat messages holding ``reference``: (chat, message, shared), forgotten."""
-
-    @abc.abstractmethod
-    async def reencrypt(self) -> dict[str, int]:
-        """Re-encrypt everything stored under the newest key; counts by kind of data."""
-
-    async def add_report(self, report: NewReport, destinations: tuple[str, ...] = ()) -> None:
-        """Store a consented report and, in the same transaction, its outbox entries."""
-        await self.commit_turn(None, report=report, destinations=destinations)
-
-    @abc.abstractmethod
-    async def seen(self, channel: str, update_id: int) -> bool:
-        """Whether this update was already handled."""
-
-    @abc.abstractmethod
-    async def recent_updates(self) -> list[tuple[str, int]]:
-        """Every update marked handled and not yet purged, as (channel, id)."""
-
-    # message ids for the quick exit
-    async def remember_messages(self, key: ChatKey, message_ids: Sequence[int]) -> None:
-        await self.remember_batch({key: message_ids})
-
-    @abc.abstractmethod
-    async def remember_batch(self, batch: Mapping[ChatKey, Sequence[int]]) -> None:
-        """Message ids of many conversations, in one write."""
-
-    @abc.abstractmethod
-    async def take_messages(self, key: ChatKey) -> list[int]:
-        """The conversation's message ids still young enough to delete, forgetting them all."""
-
-    @abc.abstractmethod
-    async def forget_messages(self, key: ChatKey) -> None:
-        """Drop the conversation's message ids from storage (the channel keeps them in memory)."""
-
-    # reports
-
-    @abc.abstractmethod
-    async def get_report(self, reference: str) -> StoredReport | None: ...
+    async def set_status(self, reference: str, status: str) -> bool: ...
 
     @abc.abstractmethod
     async def erase_report(self, code: str) -> str | None:
@@ -235,9 +164,71 @@ class Store(abc.ABC):
         """A later choice about a kept report (send it; allow or stop replies), recorded like
         the first. False if the report is gone or cannot be sent."""
 
+
+class Relays(Protocol):
+    """The link that lets staff answer a person who allowed replies."""
+
+    @abc.abstractmethod
+    async def relay_chat(self, reference: str) -> str | None: ...
+
+    @abc.abstractmethod
+    async def close_relay(self, reference: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def hold_relays(self, key: ChatKey) -> list[str]:
+        """After a quick exit: hold everything staff send to this chat; the references held."""
+
+    @abc.abstractmethod
+    async def relay_held(self, reference: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def release_held(self, reference: str, key: ChatKey, chat: str) -> int:
+        """The person came back with their code, in ``chat``: send what was held; how many."""
+
+
+class MessageIds(Protocol):
+    """The bot's message ids in a person's chat, for the quick exit."""
+
+    @abc.abstractmethod
+    async def remember_batch(self, batch: Mapping[ChatKey, Sequence[int]]) -> None:
+        """Message ids of many conversations, in one write."""
+
+    @abc.abstractmethod
+    async def take_messages(self, key: ChatKey) -> list[int]:
+        """The conversation's message ids still young enough to delete, forgetting them all."""
+
+    @abc.abstractmethod
+    async def forget_messages(self, key: ChatKey) -> None:
+        """Drop the conversation's message ids from storage (the channel keeps them in memory)."""
+
+
+class StaffMessages(Protocol):
+    """The bot's messages in staff chats, so a withdrawn report can be deleted there."""
+
+    @abc.abstractmethod
+    async def remember_staff_messages(
+        self, references: Sequence[str], chat_id: int, message_ids: Sequence[int]
+    ) -> None: ...
+
+    @abc.abstractmethod
+    async def take_staff_messages(self, reference: str) -> list[tuple[int, int, bool]]:
+        """The bot's staff-chat messages holding ``reference``: (chat, message, shared), forgotten."""
+
+
+class Upkeep(Protocol):
+    """Retention and key rotation."""
+
     @abc.abstractmethod
     async def purge_expired(self) -> Purged:
         """Delete drafts and reports past their expiry; counters stay."""
+
+    @abc.abstractmethod
+    async def reencrypt(self) -> dict[str, int]:
+        """Re-encrypt everything stored under the newest key; counts by kind of data."""
+
+
+class Figures(Protocol):
+    """What stays after retention: counts without references, and the audit trail's kinds."""
 
     @abc.abstractmethod
     async def counts(self) -> dict[tuple[str, str], int]:
@@ -246,3 +237,39 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def audit_kinds(self) -> list[tuple[str, str | None]]:
         """The audit trail as (kind, reference), oldest first."""
+
+
+class Store(Turns, Outbox, Reports, Relays, MessageIds, StaffMessages, Upkeep, Figures, abc.ABC):
+    """Everything a running bot keeps; each part of the bot is handed only the protocols it uses."""
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    # Conveniences over the protocols, for scripts and tests.
+    async def save_draft(self, key: ChatKey, payload: bytes) -> None:
+        await self.commit_turn(key, draft=payload)
+
+    async def forget_draft(self, key: ChatKey) -> None:
+        await self.commit_turn(key, forget=True)
+
+    async def add_report(self, report: NewReport, destinations: tuple[str, ...] = ()) -> None:
+        """Store a consented report and, in the same transaction, its outbox entries."""
+        await self.commit_turn(None, report=report, destinations=destinations)
+
+    async def remember_messages(self, key: ChatKey, message_ids: Sequence[int]) -> None:
+        await self.remember_batch({key: message_ids})
