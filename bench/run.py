@@ -1,8 +1,8 @@
 """`make bench`: capacity figures from one run on this machine.
 
-(a) a bare aiogram echo bot and (b) Reachable's report flow with encrypted SQLite writes, both
-over real HTTP against the same fake Bot API (no flood limits: this measures capacity), and
-their ratio; p50/p99 latency at 200 messages a second; the engine alone in-process; cold start;
+A bare echo bot and Reachable's report flow (encrypted SQLite writes), each on aiogram and on
+python-telegram-bot, over real HTTP against the same fake Bot API (no flood limits: this
+measures capacity), and their ratios; p50/p99 latency at 200 messages a second; the engine alone in-process; cold start;
 memory idle and with 10,000 open drafts.
 """
 
@@ -15,23 +15,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aiogram import Bot, Dispatcher, Router
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.filters import Filter
-from aiogram.types import Message, Update
-
+from bench.bots import BOTS, BotMaker
 from bench.common import Latencies, Replies, rss_mb
 from bot.app import create_app
 from bot.conversations import FloodGuard
-from bot.delivery import Pacer
-from bot.polling import DurablePolling
-from bot.telegram import ALLOWED_UPDATES, TelegramChannel
 from fakes.harness import bot_process_env, settings_for
-from fakes.telegram import TOKEN, FakeTelegram
+from fakes.telegram import FakeTelegram
 from flows import Engine, State
 from flows.classifier import IntentClassifier
 from flows.events import parse_typed
@@ -41,24 +32,8 @@ from storage import Keyring
 PEOPLE = 100
 # A report as a person types it: every answer, then keep it.
 FLOW = ["/report", "1", "1, 2", "1", "2", "skip", "It happened after the party.", "skip", "skip", "skip", "1", "1"]
-ECHO_MESSAGES = len(FLOW)
-
-
-class IsText(Filter):
-    async def __call__(self, message: Message) -> bool:
-        return message.text is not None
-
-
-def echo_dispatcher() -> Dispatcher:
-    router = Router()
-
-    async def echo(message: Message) -> None:
-        await message.answer(message.text or "")
-
-    router.message.register(echo, IsText())
-    dispatcher = Dispatcher(disable_fsm=True)
-    dispatcher.include_router(router)
-    return dispatcher
+RATE = 200.0
+FRAMEWORKS = ("aiogram", "python-telegram-bot")
 
 
 async def drive(fake: FakeTelegram, replies: Replies, people: int, rate: float | None) -> float:
@@ -84,15 +59,11 @@ async def drive(fake: FakeTelegram, replies: Replies, people: int, rate: float |
     return people * len(FLOW) / (time.perf_counter() - started)
 
 
-async def with_bot(
-    make: Callable[[Bot, str], Awaitable[tuple[DurablePolling[Update], Callable[[], Awaitable[None]]]]],
-    rate: float | None,
-) -> tuple[float, Replies]:
+async def with_bot(make: BotMaker, rate: float | None) -> tuple[float, Replies]:
     fake = FakeTelegram()
     await fake.start()
     replies = Replies(fake)
-    bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(fake.url)))
-    polling, close = await make(bot, fake.url)
+    polling, close = await make(fake.url)
     task = asyncio.create_task(polling.run())
     try:
         throughput = await drive(fake, replies, PEOPLE, rate)
@@ -100,44 +71,8 @@ async def with_bot(
         polling.stop()
         await task
         await close()
-        await bot.session.close()
         await fake.stop()
     return throughput, replies
-
-
-async def bare(bot: Bot, url: str) -> tuple[DurablePolling[Update], Callable[[], Awaitable[None]]]:
-    async def nothing() -> None:
-        return None
-
-    dispatcher = echo_dispatcher()
-
-    async def fetch(offset: int | None, wait: int) -> list[tuple[int, Update]]:
-        updates = await bot.get_updates(offset=offset, timeout=wait, allowed_updates=ALLOWED_UPDATES)
-        return [(u.update_id, u) for u in updates]
-
-    polling = DurablePolling(fetch, lambda update: dispatcher.feed_update(bot, update), concurrency=64, timeout=1)
-    return polling, nothing
-
-
-async def reachable(bot: Bot, url: str) -> tuple[DurablePolling[Update], Callable[[], Awaitable[None]]]:
-    folder = tempfile.mkdtemp(prefix="reachable-bench-")
-    fake_stub = type("F", (), {"url": url})()
-    settings = settings_for(fake_stub, Path(folder), Keyring.new_key().decode())
-    app = create_app(settings)
-    await app.__aenter__()
-    app.conversations.flood = FloodGuard(burst=10_000)  # capacity, not flood behaviour
-    channel = TelegramChannel(app.ports(), bot)
-    channel.core.pacer = Pacer(1_000_000, 1.0)  # capacity: Telegram's 30/s pacing is not what we measure
-    dispatcher = channel.dispatcher()
-    polling = DurablePolling(
-        channel.fetch, lambda update: dispatcher.feed_update(bot, update), concurrency=64, timeout=1
-    )
-
-    async def close() -> None:
-        await channel.ledger.close()
-        await app.__aexit__(None, None, None)
-
-    return polling, close
 
 
 def engine_steps_per_second() -> float:
@@ -202,6 +137,16 @@ async def memory_with_drafts(count: int = 10_000) -> tuple[float, float]:
         return idle, rss_mb()
 
 
+def drafts_process_mb() -> tuple[float, float]:
+    """``memory_with_drafts`` in a fresh process, so memory the bots above freed is not reused."""
+    code = "import asyncio, bench.run as b; print(*asyncio.run(b.memory_with_drafts()))"
+    out = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=dict(os.environ)
+    )
+    idle, loaded = out.stdout.split()
+    return float(idle), float(loaded)
+
+
 def idle_process_mb() -> float:
     """Memory of a bot process that imported everything and opened its store."""
     code = (
@@ -220,28 +165,36 @@ def idle_process_mb() -> float:
     return float(out.stdout.strip())
 
 
+def split_keep(replies: Replies) -> tuple[Latencies, Latencies]:
+    """The flow's latencies without its last message, and its last ('keep', hashing the code)."""
+    pairs = list(zip(replies.latencies.values, replies.steps, strict=True))
+    last = len(FLOW) - 1
+    return Latencies([v for v, i in pairs if i != last]), Latencies([v for v, i in pairs if i == last])
+
+
+async def capacity_and_latency() -> None:
+    capacity = {name: (await with_bot(make, None))[0] for name, make in BOTS.items()}
+    print("Capacity over HTTP against the fake Bot API (no flood limits), messages handled a second:")
+    for framework in FRAMEWORKS:
+        bare, flow = capacity[f"bare {framework} echo"], capacity[f"Reachable on {framework}"]
+        print(f"  {framework + ':':21} bare echo {bare:5.0f}/s, Reachable {flow:5.0f}/s ({flow / bare:.0%} of bare)")
+    ratio = capacity["bare aiogram echo"] / capacity["bare python-telegram-bot echo"]
+    flows = capacity["Reachable on aiogram"] / capacity["Reachable on python-telegram-bot"]
+    print(f"  aiogram against python-telegram-bot: {ratio:.2f}x bare, {flows:.2f}x with Reachable")
+    print("Latency from a message reaching the Bot API to the bot's reply, at 200 messages a second:")
+    for name, make in BOTS.items():
+        _, replies = await with_bot(make, RATE)
+        print(f"  {name + ':':34} {replies.latencies.line()}")
+        if name.startswith("Reachable"):
+            answers, keep = split_keep(replies)
+            print(f"      answers only:                  {answers.line()}")
+            print(f"      'keep' only (Argon2id hash):   {keep.line()}")
+
+
 async def main() -> None:
     python = sys.version.split()[0]
     print(f"Benchmark on {os.cpu_count()} cores, Python {python}; {PEOPLE} people x {len(FLOW)} messages.\n")
-    bare_max, _ = await with_bot(bare, None)
-    flow_max, _ = await with_bot(reachable, None)
-    print("Capacity over HTTP against the fake Bot API (no flood limits), messages handled a second:")
-    print(f"  (a) bare aiogram echo:            {bare_max:7.0f}/s")
-    ratio = flow_max / bare_max
-    print(f"  (b) Reachable report flow:        {flow_max:7.0f}/s   ({ratio:.0%} of bare aiogram; target >= 80%)")
-    _, bare_paced = await with_bot(bare, 200)
-    _, flow_paced = await with_bot(reachable, 200)
-    print("Latency from a message reaching the Bot API to the bot's reply, at 200 messages a second:")
-    print(f"  (a) bare aiogram echo:            {bare_paced.latencies.line()}")
-    print(f"  (b) Reachable report flow:        {flow_paced.latencies.line()}   (target p99 <= 15 ms)")
-    keep = Latencies(
-        [v for v, i in zip(flow_paced.latencies.values, flow_paced.steps, strict=True) if i == len(FLOW) - 1]
-    )
-    answers = Latencies(
-        [v for v, i in zip(flow_paced.latencies.values, flow_paced.steps, strict=True) if i != len(FLOW) - 1]
-    )
-    print(f"      answers only:                 {answers.line()}")
-    print(f"      'keep' only (Argon2id hash):  {keep.line()}")
+    await capacity_and_latency()
     print(f"Engine alone, in-process:           {engine_steps_per_second():7.0f} steps/s")
     p50, p99, worst = understanding_ms()
     print(
@@ -256,7 +209,7 @@ async def main() -> None:
         f"{saved:.2f} s with the saved model (target <= 5 s)"
     )
     idle_process = idle_process_mb()
-    idle, loaded = await memory_with_drafts()
+    idle, loaded = drafts_process_mb()
     print(
         f"Memory: bot process idle {idle_process:.0f} MiB; 10,000 open drafts add {loaded - idle:.1f} MiB "
         f"({idle:.0f} -> {loaded:.0f} MiB in this process; target <= 50 MiB)"

@@ -1,0 +1,138 @@
+"""The bots `make bench` compares, each polling the fake Bot API through the durable loop:
+a bare echo bot and Reachable, on aiogram and on python-telegram-bot."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiogram import Bot, Dispatcher, F, Router
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import Message
+from telegram import Update as PTBUpdate
+from telegram.ext import ContextTypes, MessageHandler, filters
+
+from bot.app import App, create_app
+from bot.conversations import FloodGuard
+from bot.delivery import Pacer
+from bot.polling import DurablePolling
+from bot.serving import CONCURRENT_UPDATES
+from bot.settings import Settings
+from bot.telegram import ALLOWED_UPDATES
+from bot.telegram_ptb_run import make_application
+from bot.telegram_ptb_run import start as start_ptb
+from bot.telegram_run import make_bot
+from bot.telegram_run import start as start_aiogram
+from fakes.harness import settings_for
+from fakes.telegram import TOKEN
+from storage import Keyring
+
+Close = Callable[[], Awaitable[None]]
+Running = tuple[DurablePolling[Any], Close]
+BotMaker = Callable[[str], Awaitable[Running]]
+
+
+def bench_settings(url: str) -> Settings:
+    folder = tempfile.mkdtemp(prefix="reachable-bench-")
+    return settings_for(type("F", (), {"url": url})(), Path(folder), Keyring.new_key().decode())
+
+
+async def open_app(settings: Settings) -> App:
+    app = create_app(settings)
+    await app.__aenter__()
+    app.conversations.flood = FloodGuard(burst=10_000)  # capacity, not flood behaviour
+    return app
+
+
+def for_capacity(pacer_owner: Any) -> None:
+    # Telegram's 30/s pacing is not what a capacity benchmark measures.
+    pacer_owner.pacer = Pacer(1_000_000, 1.0)
+
+
+async def bare_aiogram(url: str) -> Running:
+    bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(url)))
+    router = Router()
+
+    async def echo(message: Message) -> None:
+        await message.answer(message.text or "")
+
+    router.message.register(echo, F.text)
+    dispatcher = Dispatcher()
+    dispatcher.include_router(router)
+
+    async def fetch(offset: int | None, wait: int) -> list[tuple[int, Any]]:
+        updates = await bot.get_updates(offset=offset, timeout=wait, allowed_updates=ALLOWED_UPDATES)
+        return [(u.update_id, u) for u in updates]
+
+    async def close() -> None:
+        await bot.session.close()
+
+    polling = DurablePolling(
+        fetch, lambda update: dispatcher.feed_update(bot, update), concurrency=CONCURRENT_UPDATES, timeout=1
+    )
+    return polling, close
+
+
+async def reachable_aiogram(url: str) -> Running:
+    settings = bench_settings(url)
+    bot = make_bot(settings)
+    app = await open_app(settings)
+    channel = await start_aiogram(app, bot)
+    for_capacity(channel.core)
+    dispatcher = channel.dispatcher()
+    polling = DurablePolling(
+        channel.fetch, lambda update: dispatcher.feed_update(bot, update), concurrency=CONCURRENT_UPDATES, timeout=1
+    )
+
+    async def close() -> None:
+        await channel.ledger.close()
+        await app.__aexit__(None, None, None)
+        await bot.session.close()
+
+    return polling, close
+
+
+async def bare_ptb(url: str) -> Running:
+    application = make_application(bench_settings(url))
+
+    async def echo(update: PTBUpdate, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is not None and message.text is not None:
+            await context.bot.send_message(message.chat.id, message.text)
+
+    application.add_handler(MessageHandler(filters.TEXT, echo))
+    await application.initialize()
+
+    async def fetch(offset: int | None, wait: int) -> list[tuple[int, Any]]:
+        updates = await application.bot.get_updates(offset=offset, timeout=wait, allowed_updates=ALLOWED_UPDATES)
+        return [(u.update_id, u) for u in updates]
+
+    polling = DurablePolling(fetch, application.process_update, concurrency=CONCURRENT_UPDATES, timeout=1)
+    return polling, application.shutdown
+
+
+async def reachable_ptb(url: str) -> Running:
+    settings = bench_settings(url)
+    application = make_application(settings)
+    app = await open_app(settings)
+    channel = await start_ptb(app, application)
+    for_capacity(channel.core)
+    polling = DurablePolling(channel.fetch, application.process_update, concurrency=CONCURRENT_UPDATES, timeout=1)
+
+    async def close() -> None:
+        await channel.ledger.close()
+        await app.__aexit__(None, None, None)
+        await application.shutdown()
+
+    return polling, close
+
+
+BOTS: dict[str, BotMaker] = {
+    "bare aiogram echo": bare_aiogram,
+    "Reachable on aiogram": reachable_aiogram,
+    "bare python-telegram-bot echo": bare_ptb,
+    "Reachable on python-telegram-bot": reachable_ptb,
+}
