@@ -322,9 +322,6 @@ class Positions:
         while len(self._held) > self.limit:
             self._held.popitem(last=False)
 
-    def drop(self, key: ChatKey) -> None:
-        self._held.pop(key.digest, None)
-
     def __len__(self) -> int:
         return len(self._held)
 

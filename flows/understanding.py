@@ -12,8 +12,8 @@ and a miss can cost a life. When nothing is clear, the engine asks a short triag
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 # Help that cannot wait: these interrupt anything, even a question being answered.
@@ -95,7 +95,6 @@ class Decision:
 
     intents: tuple[str, ...]
     likely: tuple[str, ...] = ()
-    confident: bool = field(default=True, compare=False)
 
 
 def decide(understood: Understanding, policy: Policy = Policy()) -> Decision:
@@ -131,7 +130,7 @@ def decide(understood: Understanding, policy: Policy = Policy()) -> Decision:
     if understood.confidence >= policy.sure:
         return Decision((understood.intent,))
     likely = tuple(i for i, s in understood.ranked() if s >= policy.likely and i not in ("other", "greeting"))
-    return Decision((), likely=likely, confident=False)
+    return Decision((), likely=likely)
 
 
 def urgent_in_answer(understood: Understanding, policy: Policy = Policy()) -> str | None:
@@ -144,10 +143,3 @@ def urgent_in_answer(understood: Understanding, policy: Policy = Policy()) -> st
 def band(confidence: float) -> str:
     """A confidence band, the only trace of a classification that may reach a log."""
     return "high" if confidence >= 0.7 else "medium" if confidence >= 0.4 else "low"
-
-
-def group_by_intent(examples: Sequence[Example]) -> dict[str, list[Example]]:
-    grouped: dict[str, list[Example]] = {}
-    for example in examples:
-        grouped.setdefault(example.intent, []).append(example)
-    return grouped
