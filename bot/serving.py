@@ -1,5 +1,6 @@
-"""What every way of running the Telegram bot shares: where the webhook listens and on which
-path, the webhook's secret, stopping cleanly on SIGTERM, and the token."""
+"""What every way of running the Telegram bot shares, whichever library carries it: the token,
+getting a channel ready, durable polling until stopped, where the webhook listens and on which
+path with which secret, and stopping cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,15 +8,33 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
+from aiohttp import web
+
+from bot.channel import Channel
 from bot.errors import ConfigError
+from bot.polling import DurablePolling
 from bot.settings import Settings
+from responses import Responses
 
 log = logging.getLogger("reachable.serving")
 WEBHOOK_PATH = "/telegram"
 CONCURRENT_UPDATES = 64
+U = TypeVar("U")
+
+
+class TelegramAdapter(Protocol[U]):
+    """What the two Telegram adapters have in common for running: the channel core they
+    translate for, their command list, and a way to fetch updates."""
+
+    core: Channel
+
+    async def register_commands(self, responses: Responses) -> None: ...
+
+    async def fetch(self, offset: int | None, wait: int) -> list[tuple[int, U]]: ...
 
 
 def token(settings: Settings) -> str:
@@ -61,3 +80,33 @@ async def until_stopped() -> None:
     on_stop(stop.set)
     await stop.wait()
     log.info("stopping")
+
+
+async def ready(adapter: TelegramAdapter[U], responses: Responses) -> None:
+    """Refuse a staff chat anyone could join, start delivering, and publish the commands."""
+    await adapter.core.check_staff_chats()
+    adapter.core.attach()
+    await adapter.register_commands(responses)
+
+
+async def poll(adapter: TelegramAdapter[U], handle: Callable[[U], Awaitable[object]]) -> None:
+    """Long polling that confirms an update only once handled, until SIGTERM or Ctrl-C."""
+    polling = DurablePolling(adapter.fetch, handle, concurrency=CONCURRENT_UPDATES)
+    on_stop(polling.stop)
+    try:
+        await polling.run()
+    finally:
+        await adapter.core.ledger.close()
+
+
+@contextlib.asynccontextmanager
+async def listening(web_app: web.Application, settings: Settings) -> AsyncIterator[str]:
+    """Serve ``web_app`` on REACHABLE_WEBHOOK_LISTEN while inside; yields where, for the log."""
+    host, port = listen_address(settings.webhook_listen)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    try:
+        yield f"{host}:{port}"
+    finally:
+        await runner.cleanup()

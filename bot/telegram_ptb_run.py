@@ -12,8 +12,7 @@ from telegram import Update
 from telegram.ext import Application
 
 from bot.app import App
-from bot.polling import DurablePolling
-from bot.serving import CONCURRENT_UPDATES, listen_address, on_stop, token, until_stopped, webhook_path, webhook_secret
+from bot.serving import CONCURRENT_UPDATES, listening, poll, ready, token, until_stopped, webhook_path, webhook_secret
 from bot.settings import Settings
 from bot.telegram_ptb import ALLOWED_UPDATES, PTBChannel
 
@@ -38,9 +37,7 @@ def make_application(settings: Settings) -> PTBApplication:
 async def start(app: App, application: PTBApplication) -> PTBChannel:
     await application.initialize()
     channel = PTBChannel(app.ports(), application)
-    await channel.core.check_staff_chats()
-    channel.core.attach()
-    await channel.register_commands(app.responses)
+    await ready(channel, app.responses)
     return channel
 
 
@@ -49,12 +46,7 @@ async def run_polling(app: App, application: PTBApplication) -> None:
         channel = await start(app, application)
         await application.bot.delete_webhook(drop_pending_updates=False)
         log.info("polling for updates (python-telegram-bot)")
-        polling = DurablePolling(channel.fetch, application.process_update, concurrency=CONCURRENT_UPDATES)
-        on_stop(polling.stop)
-        try:
-            await polling.run()
-        finally:
-            await channel.ledger.close()
+        await poll(channel, application.process_update)
     finally:
         await application.shutdown()
 
@@ -63,7 +55,6 @@ async def run_webhook(app: App, application: PTBApplication) -> None:
     settings = app.settings
     try:
         secret = webhook_secret(settings)
-        host, port = listen_address(settings.webhook_listen)
         path = webhook_path(settings.webhook_url)
         channel = await start(app, application)
 
@@ -78,18 +69,15 @@ async def run_webhook(app: App, application: PTBApplication) -> None:
 
         web_app = web.Application()
         web_app.router.add_post(path, receive)
-        runner = web.AppRunner(web_app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
         try:
-            if settings.webhook_url:
-                await application.bot.set_webhook(
-                    settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES
-                )
-            log.info("webhook listening on %s:%d%s (python-telegram-bot)", host, port, path)
-            await until_stopped()
+            async with listening(web_app, settings) as where:
+                if settings.webhook_url:
+                    await application.bot.set_webhook(
+                        settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES
+                    )
+                log.info("webhook listening on %s%s (python-telegram-bot)", where, path)
+                await until_stopped()
         finally:
-            await runner.cleanup()
             await channel.ledger.close()
     finally:
         await application.shutdown()

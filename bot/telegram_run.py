@@ -11,8 +11,7 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_applicati
 from aiohttp import web
 
 from bot.app import App
-from bot.polling import DurablePolling
-from bot.serving import CONCURRENT_UPDATES, listen_address, on_stop, token, until_stopped, webhook_path, webhook_secret
+from bot.serving import listening, poll, ready, token, until_stopped, webhook_path, webhook_secret
 from bot.settings import Settings
 from bot.telegram import ALLOWED_UPDATES, TelegramChannel
 
@@ -26,9 +25,7 @@ def make_bot(settings: Settings) -> Bot:
 
 async def start(app: App, bot: Bot) -> TelegramChannel:
     channel = TelegramChannel(app.ports(), bot)
-    await channel.core.check_staff_chats()
-    channel.core.attach()
-    await channel.register_commands(app.responses)
+    await ready(channel, app.responses)
     return channel
 
 
@@ -38,14 +35,7 @@ async def run_polling(app: App, bot: Bot) -> None:
         dispatcher = channel.dispatcher()
         await bot.delete_webhook(drop_pending_updates=False)
         log.info("polling for updates")
-        polling = DurablePolling(
-            channel.fetch, lambda update: dispatcher.feed_update(bot, update), concurrency=CONCURRENT_UPDATES
-        )
-        on_stop(polling.stop)
-        try:
-            await polling.run()
-        finally:
-            await channel.ledger.close()
+        await poll(channel, lambda update: dispatcher.feed_update(bot, update))
     finally:
         await bot.session.close()
 
@@ -54,7 +44,6 @@ async def run_webhook(app: App, bot: Bot) -> None:
     settings = app.settings
     try:
         secret = webhook_secret(settings)
-        host, port = listen_address(settings.webhook_listen)
         path = webhook_path(settings.webhook_url)
         channel = await start(app, bot)
         dispatcher = channel.dispatcher()
@@ -65,16 +54,13 @@ async def run_webhook(app: App, bot: Bot) -> None:
         handler = SimpleRequestHandler(dispatcher=dispatcher, bot=bot, secret_token=secret, handle_in_background=False)
         handler.register(web_app, path=path)
         setup_application(web_app, dispatcher, bot=bot)
-        runner = web.AppRunner(web_app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
         try:
-            if settings.webhook_url:
-                await bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
-            log.info("webhook listening on %s:%d%s", host, port, path)
-            await until_stopped()
+            async with listening(web_app, settings) as where:
+                if settings.webhook_url:
+                    await bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+                log.info("webhook listening on %s%s", where, path)
+                await until_stopped()
         finally:
-            await runner.cleanup()
             await channel.ledger.close()
     finally:
         await bot.session.close()
