@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) install -c constraints.txt -e '.[test]'
+	$(PIP) install -c constraints.txt -e '.[test,rasa]'
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -43,7 +43,7 @@ check-responses: $(VENV)/.installed
 
 # After changing dependencies in pyproject.toml: install them, then pin what was installed.
 constraints: | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,rasa]'
 	(head -2 constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e') > constraints.new
 	mv constraints.new constraints.txt
 

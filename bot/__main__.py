@@ -16,6 +16,7 @@ from bot.app import create_app
 from bot.console import run_console
 from bot.errors import ConfigError, ReachableError
 from bot.preview import build_preview, to_html, to_markdown
+from bot.serving import until_stopped
 from bot.settings import Settings
 from flows import Engine, EngineConfig
 from flows.definitions import build_flows
@@ -38,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
         "--framework",
         choices=("aiogram", "ptb"),
         help="the Telegram library to run on (default: REACHABLE_FRAMEWORK, else aiogram)",
+    )
+    commands.add_parser(
+        "rasa-actions",
+        help="serve Rasa assistants (WhatsApp, SMS, web widgets) as a rasa-sdk action server",
     )
     responses = commands.add_parser("responses", help="work with the bot's text")
     what = responses.add_subparsers(dest="action", required=True)
@@ -237,6 +242,25 @@ async def _run(settings: Settings, webhook: bool) -> None:
         await (run_webhook(app, bot) if webhook else run_polling(app, bot))
 
 
+async def _rasa_actions(settings: Settings) -> None:
+    """The Rasa action server; the Telegram bot beside it when a token is set (the staff chat)."""
+    try:
+        from bot.rasa_run import check_settings, serving_actions
+    except ImportError as error:
+        raise ConfigError("rasa-sdk is not installed: pip install -e '.[rasa]'") from error
+    check_settings(settings)
+    if settings.telegram_token is not None:
+        _warn_about_key_file(settings)
+    app = create_app(settings)
+    async with app, serving_actions(app):
+        if settings.telegram_token is None:
+            await until_stopped()
+            return
+        from bot.telegram_run import make_bot, run_polling
+
+        await run_polling(app, make_bot(settings))
+
+
 def _offline(args: argparse.Namespace) -> int:
     """Commands that read only the responses folder: no settings, no storage."""
     try:
@@ -258,6 +282,9 @@ def _logging(settings: Settings, quiet: bool) -> None:
     )
     # aiosqlite logs every statement with its parameters at DEBUG: never let stored data into logs.
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    # rasa-sdk and Sanic log requests and events at INFO and DEBUG: keep them to warnings.
+    for name in ("rasa_sdk", "sanic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     if quiet:  # the console shares the terminal: keep the log out of the conversation
         logging.getLogger().setLevel(logging.WARNING)
 
@@ -269,6 +296,8 @@ def _serving(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any
         if args.framework:
             settings = settings.model_copy(update={"framework": args.framework})
         return _run(settings, args.webhook)
+    if args.command == "rasa-actions":
+        return _rasa_actions(settings)
     return _rotate(settings) if args.action == "rotate" else _prune(settings)
 
 

@@ -112,6 +112,12 @@ class Channel:
             return  # a button press delivered twice is answered once: a second answer is refused
         if query_id is not None:
             await self.answer_button(query_id)
+        if not self.transport.limits.deletes:
+            # Nothing can be cleared here, so no message id is worth keeping (the words of a
+            # quick exit say how to clear the chat instead).
+            for rendered in delivery.messages:
+                await self.send(chat_id, rendered)
+            return
         if incoming is not None:
             self.ledger.note(key, [incoming])
         if delivery.remember:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Protocol
 
+from bot.transport import ChatRef
 from flows import Engine, Event, Outcome, State
 from flows.effects import ChangeConsent, CheckReport, EraseReport, ForgetDraft, RelayToStaff, StoreReport, WipeChat
 from flows.events import Command, Relayed, Unlocked
@@ -120,15 +121,16 @@ class Conversations:
                 log.info("chat over its message rate: %s", verdict.name.lower())
                 if verdict is Flood.WARN:
                     known = self._positions.get(key)
-                    notice = self.renderer.render(Reply("flood.slow_down"), known.locale if known else "en")
+                    notice = self.renderer.render(Reply("flood.slow_down"), known.locale if known else "en", channel)
                     return Delivery((notice,), limited=True)
                 return Delivery((), limited=True)
         async with self._lock(key):
-            return await self._handle(key, f"{channel}:{chat_id}", event, update, locale_hint)
+            return await self._handle(key, ChatRef(channel, str(chat_id)), event, update, locale_hint)
 
     async def _handle(
-        self, key: ChatKey, chat: str, event: Event, update: tuple[str, int] | None, locale_hint: str | None
+        self, key: ChatKey, ref: ChatRef, event: Event, update: tuple[str, int] | None, locale_hint: str | None
     ) -> Delivery:
+        chat, channel = str(ref), ref.channel
         started = time.perf_counter()
         state, stored = await self._load(key)
         if state == State() and locale_hint:
@@ -166,7 +168,7 @@ class Conversations:
         except Exception as error:  # storage of any kind failing must not lose the conversation
             log.error("turn failed: %s at step %s", type(error).__name__, state.step or "-")
             replies = (Reply("error.try_again"), *self.engine.reprompt(state))
-            return Delivery(tuple(self.renderer.render(r, state.locale) for r in replies))
+            return Delivery(tuple(self.renderer.render(r, state.locale, channel) for r in replies))
         log.info(
             "turn event=%s step=%s->%s understood=%s effects=%s ms=%.1f",
             type(event).__name__,
@@ -177,7 +179,7 @@ class Conversations:
             (time.perf_counter() - started) * 1000,
         )
         locale = outcome.state.locale
-        messages = tuple(self.renderer.render(r, locale) for r in replies)
+        messages = tuple(self.renderer.render(r, locale, channel) for r in replies)
         return Delivery(messages, wipe=wipe, remember=remember, forget_ids=forget_ids)
 
     async def _carry_out(self, outcome: Outcome, key: ChatKey, chat: str) -> _Done:

@@ -60,10 +60,10 @@ def webhook_path(url: str | None) -> str:
     return parsed.path or "/"
 
 
-def listen_address(value: str) -> tuple[str, int]:
+def listen_address(value: str, setting: str = "REACHABLE_WEBHOOK_LISTEN") -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdecimal():
-        raise ConfigError(f"REACHABLE_WEBHOOK_LISTEN must look like 127.0.0.1:8080, not {value!r}")
+        raise ConfigError(f"{setting} must look like 127.0.0.1:8080, not {value!r}")
     return host.strip("[]"), int(port)
 
 

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_url: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Rasa channels: where the action server listens, and Rasa's HTTP API for staff replies.
+    rasa_actions_listen: str = "127.0.0.1:5055"
+    rasa_url: str | None = None
+    rasa_token: SecretStr | None = None
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_username: str | None = None

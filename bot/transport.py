@@ -57,6 +57,7 @@ class Limits:
     max_length: int
     per_second: float  # messages a second, all chats together
     group_per_minute: float  # messages a minute to one group chat
+    deletes: bool = True  # whether the bot can delete its messages (the quick exit clears the chat)
 
 
 TELEGRAM = Limits(max_length=4096, per_second=30, group_per_minute=20)

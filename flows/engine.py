@@ -36,13 +36,23 @@ from flows.effects import (
     StoreReport,
     WipeChat,
 )
-from flows.events import Choice, Command, Event, Relayed, Resume, Text, Unlocked, Unsupported
+from flows.events import Choice, Command, Event, Hint, Relayed, Resume, Text, Unlocked, Unsupported
 from flows.lexicon import Lexicon
 from flows.model import Flow, FlowError, FlowSet, Kind, Option, Step
 from flows.replies import MessageRef, OptionRef, Reply, Summary, SummaryLine
 from flows.state import Answer, State
 from flows.text import label_key, matches, quote
-from flows.understanding import HARMS, URGENT, Policy, Understander, Understanding, band, decide, urgent_in_answer
+from flows.understanding import (
+    HARMS,
+    URGENT,
+    Policy,
+    Understander,
+    Understanding,
+    band,
+    decide,
+    urgent_in_answer,
+    with_hint,
+)
 
 DEEP_LINKS = {
     "report": "@report",
@@ -116,6 +126,7 @@ class _Turn:
     replies: list[Reply] = field(default_factory=list)
     effects: list[Effect] = field(default_factory=list)
     understood: str = ""
+    hint: Hint | None = None  # another assistant's reading of the typed text, if any
 
     def say(self, message: str, **variables: str | int | Summary) -> None:
         self.replies.append(Reply(message=message, variables=variables))
@@ -162,6 +173,7 @@ class Engine:
             case Choice():
                 self._choice(turn, event)
             case Text():
+                turn.hint = event.hint
                 self._text(turn, event.text[:READ_LIMIT], len(event.text))
             case Unsupported():
                 turn.say("input.unsupported")
@@ -342,7 +354,7 @@ class Engine:
 
     # ------------------------------------------------------------------ understanding free text
     def _classify(self, turn: _Turn, text: str) -> Understanding:
-        understood = self.understander.understand(text)
+        understood = with_hint(self.understander.understand(text), turn.hint, self.config.policy)
         turn.understood = f"{understood.intent}/{band(understood.confidence)}"
         return understood
 

@@ -9,10 +9,19 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
+class Hint:
+    """Another assistant's reading of a message (a Rasa assistant's intent and confidence)."""
+
+    intent: str
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
 class Text:
-    """Something typed."""
+    """Something typed, with another assistant's reading of it if the channel has one."""
 
     text: str
+    hint: Hint | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from flows.events import Hint
+
 # Help that cannot wait: these interrupt anything, even a question being answered.
 URGENT = ("overdose", "suicide")
 # Being hurt: each gets its own screen of safety, support and reporting.
@@ -78,6 +80,7 @@ class Policy:
     in_answer: float = 0.5  # in words typed as an answer to a question, urgent help from here on
     likely: float = 0.05  # intents offered by the triage question
     language: float = 0.8  # switch language from here on
+    trusted_hint: float = 0.8  # another assistant's intent (Rasa's) counts from this confidence on
     language_min_letters: int = 8  # too short to tell a language apart below this
     # A message of one or two words ("no", "idk", "tonight") says little: scores are flat, so
     # it must be clearer before anything is decided ("not breathing" is caught by the
@@ -131,6 +134,17 @@ def decide(understood: Understanding, policy: Policy = Policy()) -> Decision:
         return Decision((understood.intent,))
     likely = tuple(i for i, s in understood.ranked() if s >= policy.likely and i not in ("other", "greeting"))
     return Decision((), likely=likely)
+
+
+def with_hint(understood: Understanding, hint: Hint | None, policy: Policy = Policy()) -> Understanding:
+    """Recall-first from either side: a confident enough hint raises its intent's score to the
+    hint's confidence. Our own scores stay as they are, so a hint never hides an emergency we
+    see; an intent we do not know is ignored."""
+    if hint is None or hint.confidence < policy.trusted_hint or hint.intent not in understood.scores:
+        return understood
+    scores = dict(understood.scores)
+    scores[hint.intent] = max(scores[hint.intent], min(hint.confidence, 1.0))
+    return replace(understood, scores=scores)
 
 
 def urgent_in_answer(understood: Understanding, policy: Policy = Policy()) -> str | None:

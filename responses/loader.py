@@ -32,6 +32,9 @@ MIN_EXAMPLES = 10
 # Staff read the staff chat in one language (English unless a charity rewrites it); each
 # language is named in its own words, the same everywhere.
 STAFF_ONLY = ("staff.", "language.name.")
+# A message may have a wording for one channel, as ``id@channel``: what Telegram can delete, a
+# Rasa channel (WhatsApp, SMS) cannot, and the words must say so.
+CHANNELS = frozenset({"console", "rasa", "telegram", "web"})
 _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 # Message ids a charity may add beyond the defaults: the words of a recipient it adds
 # (REACHABLE_RECIPIENTS_EXTRA), and how staff read its name.
@@ -76,16 +79,28 @@ class Responses:
     def has(self, message_id: str) -> bool:
         return message_id in self._messages.get(DEFAULT_LOCALE, {})
 
-    def message(self, locale: str, message_id: str) -> Message:
-        found = self._messages.get(locale, {}).get(message_id)
-        return found or self._messages[DEFAULT_LOCALE][message_id]
+    def message(self, locale: str, message_id: str, channel: str | None = None) -> Message:
+        """The message in ``locale``, English filling a gap. A channel's own wording comes
+        first, in either language: the general one may promise what this channel cannot do."""
+        own, english = self._messages.get(locale, {}), self._messages[DEFAULT_LOCALE]
+        if channel is not None:
+            variant = f"{message_id}@{channel}"
+            found = own.get(variant) or english.get(variant)
+            if found is not None:
+                return found
+        return own.get(message_id) or english[message_id]
 
     def ids(self, locale: str = DEFAULT_LOCALE) -> tuple[str, ...]:
-        """Every message id the bot uses (the English set), in file order."""
-        return tuple(self._messages[DEFAULT_LOCALE])
+        """Every message id the bot uses (the English set, without channel wordings), in file order."""
+        return tuple(key for key in self._messages[DEFAULT_LOCALE] if "@" not in key)
 
-    def text(self, locale: str, message_id: str) -> str:
-        return self.message(locale, message_id).text
+    def variants(self, channel: str) -> tuple[str, ...]:
+        """The message ids that have their own wording on ``channel``."""
+        suffix = f"@{channel}"
+        return tuple(k.removesuffix(suffix) for k in self._messages[DEFAULT_LOCALE] if k.endswith(suffix))
+
+    def text(self, locale: str, message_id: str, channel: str | None = None) -> str:
+        return self.message(locale, message_id, channel).text
 
     def words(self, locale: str, group: str) -> tuple[str, ...]:
         found = self._words.get(locale, {}).get(group)
@@ -138,7 +153,7 @@ def check(overlay: Path | None = None, today: dt.date | None = None) -> Response
     if overlay is not None:
         read_folder(overlay, sources)
     problems = sources.problems
-    expected = {key: _placeholders(msg)[0] for key, msg in reference.items()}
+    expected = _expected_variables(reference, sources)
     for locale, messages in sources.messages.items():
         for key, message in messages.items():
             problems.extend(_check_message(locale, key, message, expected))
@@ -167,12 +182,30 @@ def check(overlay: Path | None = None, today: dt.date | None = None) -> Response
     return Responses(sources)
 
 
+def _expected_variables(reference: dict[str, Message], sources: Sources) -> dict[str, frozenset[str]]:
+    """The variables each message id uses; a channel's wording fills in what the general one does."""
+    expected = {key: _placeholders(msg)[0] for key, msg in reference.items()}
+    variants = {key for messages in sources.messages.values() for key in messages if "@" in key}
+    for key in variants:
+        base, _, channel = key.partition("@")
+        if channel in CHANNELS and base in expected:
+            expected[key] = expected[base]
+    return expected
+
+
 def _check_message(locale: str, key: str, message: Message, expected: dict[str, frozenset[str]]) -> list[Problem]:
     found: list[Problem] = []
 
     def problem(text: str) -> None:
         found.append(Problem(message.path, message.line, f"[{locale}] {key!r}: {text}"))
 
+    base, at, channel = key.partition("@")
+    if at and channel not in CHANNELS:
+        problem(f"unknown channel {channel!r} after '@' (channels: {', '.join(sorted(CHANNELS))})")
+        return found
+    if at and base not in expected:
+        problem(f"{base!r} is not a message id, so it cannot have a wording for {channel}")
+        return found
     if key not in expected and not _OPEN_IDS.match(key):
         problem("unknown message id (not used by the bot; check the spelling)")
         return found

@@ -66,8 +66,9 @@ class Renderer:
         self.draft_hours = draft_hours
         self.clock = clock or (lambda: dt.datetime.now(LONDON))
 
-    def render(self, reply: Reply, locale: str) -> Rendered:
-        text = self.responses.text(locale, reply.message)
+    def render(self, reply: Reply, locale: str, channel: str | None = None) -> Rendered:
+        """``reply`` as words in ``locale``, in ``channel``'s own wording where it has one."""
+        text = self.responses.text(locale, reply.message, channel)
         pages = text.split(PAGE_BREAK)
         text = pages[min(reply.page, len(pages) - 1)] if reply.page is not None else "\n\n".join(pages)
         variables = _Variables(retention_days=str(self.retention_days), draft_hours=str(self.draft_hours))
@@ -77,7 +78,7 @@ class Renderer:
             if isinstance(value, Summary):
                 variables[name] = self.summary_text(value, locale)
             elif isinstance(value, MessageRef):
-                variables[name] = self.responses.text(locale, value.id)
+                variables[name] = self.responses.text(locale, value.id, channel)
             else:
                 variables[name] = str(value)
         chosen = self.responses.text(locale, "option.chosen")
