@@ -60,7 +60,7 @@ class FakeRasa:
         sender = request.match_info["sender"]
         body = await request.json()
         self.triggers.append(str(body.get("name")))
-        latest = {"intent": {"name": body["name"], "confidence": 1.0}, "entities": [], "text": None}
+        latest: dict[str, Any] = {"intent": {"name": body["name"], "confidence": 1.0}, "entities": [], "text": None}
         messages = await self.run_action(sender, latest)
         return web.json_response({"tracker": {"sender_id": sender}, "messages": messages})
 
@@ -68,7 +68,7 @@ class FakeRasa:
     async def say(self, sender: str, text: str, intent: str | None = None, confidence: float = 0.0) -> list[str]:
         """The person types ``text``; Rasa's NLU read it as ``intent`` (if given)."""
         parsed = {"name": intent, "confidence": confidence} if intent else {"name": None, "confidence": 0.0}
-        latest = {"intent": parsed, "entities": [], "text": text, "message_id": uuid.uuid4().hex}
+        latest: dict[str, Any] = {"intent": parsed, "entities": [], "text": text, "message_id": uuid.uuid4().hex}
         return [m.get("text", "") for m in await self.run_action(sender, latest)]
 
     async def tap(self, sender: str, title: str) -> list[str]:
