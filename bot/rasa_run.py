@@ -75,11 +75,23 @@ def _problem(call: object) -> str | None:
     return None
 
 
+async def _body(request: Request) -> tuple[int, str] | None:
+    """The call's body read, within limits; or the status and error refusing it."""
+    if request.headers.get("Content-Encoding") not in (None, "identity"):
+        return 400, "compressed action calls are not accepted"
+    declared = request.headers.get("Content-Length", "0")
+    if not declared.isdecimal() or int(declared) > MAX_CALL_BYTES:
+        return 413, "the action call is too large"
+    await request.receive_body()  # middleware runs before the body is read
+    return (413, "the action call is too large") if len(request.body) > MAX_CALL_BYTES else None
+
+
 async def _check_call(request: Request) -> response.HTTPResponse | None:
     if request.path != "/webhook" or request.method != "POST":
         return None
-    if request.headers.get("Content-Encoding") not in (None, "identity"):
-        return _refusal(400, "compressed action calls are not accepted")
+    refused = await _body(request)
+    if refused is not None:
+        return _refusal(*refused)
     try:
         call = request.json
     except SanicException:
@@ -107,6 +119,9 @@ def action_server(core: Channel, transport: RasaTransport) -> Sanic[Any, Any]:
     server.config.ACCESS_LOG = False  # it would log the caller's address
     server.config.REQUEST_MAX_SIZE = MAX_CALL_BYTES
     server.config.FALLBACK_ERROR_FORMAT = "json"
+    # Sanic rewrites its own request handling at start-up ("touchup"), which fails the second time
+    # in one process (a restart inside it, or the tests); it is a speed-up only.
+    server.config.TOUCHUP = False
     server.on_request(_check_call)
     # rasa-sdk's own handler answers 500 with the whole request (the conversation) in the body.
     server.error_handler.cached_handlers.pop((Exception, None), None)
@@ -125,18 +140,20 @@ async def serving_actions(app: App) -> AsyncIterator[str]:
     core.attach()
     server = action_server(core, transport)
     host, port = listen_address(settings.rasa_actions_listen, "REACHABLE_RASA_ACTIONS_LISTEN")
-    running: Any = await server.create_server(host, port, return_asyncio_server=True, access_log=False)
     try:
+        running: Any = await server.create_server(host, port, return_asyncio_server=True, access_log=False)
         await running.startup()
         await running.before_start()
         await running.after_start()
         log.info("Rasa action server listening on %s:%d", host, port)
-        yield f"{host}:{port}"
+        try:
+            yield f"{host}:{port}"
+        finally:
+            await running.before_stop()
+            running.close()
+            await running.wait_closed()
+            await running.after_stop()
     finally:
-        await running.before_stop()
-        running.close()
-        await running.wait_closed()
-        await running.after_stop()
         Sanic.unregister_app(server)
 
 

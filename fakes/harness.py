@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable
@@ -176,3 +177,36 @@ async def start_bot_process(settings: Settings, *args: str) -> asyncio.subproces
             stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr,
         )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def rasa_bot(data: Path, key: str, telegram_url: str = "http://127.0.0.1:9", **extra: str) -> AsyncIterator[Any]:
+    """The action server with the real app in this event loop, and a fake Rasa that calls it
+    and serves the HTTP API staff messages go through. Yields (app, fake Rasa)."""
+    from bot.rasa_run import serving_actions
+    from fakes.rasa import TOKEN as RASA_TOKEN
+    from fakes.rasa import FakeRasa
+
+    port = free_port()
+    rasa = FakeRasa(f"http://127.0.0.1:{port}")
+    await rasa.start()
+    stub = type("F", (), {"url": telegram_url})()
+    environ = {
+        "REACHABLE_RASA_ACTIONS_LISTEN": f"127.0.0.1:{port}",
+        "REACHABLE_RASA_URL": rasa.url,
+        "REACHABLE_RASA_TOKEN": RASA_TOKEN,
+        **extra,
+    }
+    settings = settings_for(stub, data, key, **environ)
+    try:
+        async with create_app(settings) as app, serving_actions(app):
+            app.conversations.flood = FloodGuard(burst=10_000)
+            yield app, rasa
+    finally:
+        await rasa.stop()

@@ -5,14 +5,19 @@ each person would see on their channel."""
 
 from __future__ import annotations
 
+import io
+import json
 import time
 import uuid
 from typing import Any
 
 import aiohttp
+import rasa_sdk
 from aiohttp import web
 
-RASA_VERSION = "3.12.0"
+# The Rasa version a call names: the same major and minor as the installed rasa-sdk, as a
+# matching Rasa server sends (rasa-sdk warns on any other).
+RASA_VERSION = ".".join(rasa_sdk.__version__.split(".")[:2]) + ".0"
 TOKEN = "rasa-test-token"
 DOMAIN: dict[str, Any] = {
     "version": "3.1",
@@ -107,8 +112,7 @@ class FakeRasa:
             aiohttp.ClientSession() as session,
             session.post(
                 f"{self.actions_url}/webhook",
-                data=raw,
-                json=None if raw is not None else body,
+                data=io.BytesIO(raw if raw is not None else json.dumps(body).encode()),
                 headers={"Content-Type": "application/json"},
             ) as answer,
         ):

@@ -1,0 +1,209 @@
+"""Rasa channels: the JSON a Rasa server sends, POSTed over HTTP to rasa-sdk's real endpoint
+serving our action, and a fake Rasa HTTP API receiving what staff send later."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.app import App
+from bot.errors import ConfigError
+from bot.rasa_run import check_settings
+from bot.settings import Settings
+from fakes.harness import rasa_bot
+from fakes.rasa import FakeRasa
+from fakes.smtp import SMTPServer
+from storage import Keyring
+from tests.test_support import until
+
+SENDER = "whatsapp:+447700900123"
+CODE = re.compile(r"Secret code: ([0-9A-Z]{4}(?:-[0-9A-Z]{4}){3})")
+REF = re.compile(r"Reference: ([0-9A-Z]{4}-[0-9A-Z]{4})")
+
+
+@pytest.fixture
+def key() -> str:
+    return Keyring.new_key().decode()
+
+
+@pytest.fixture
+async def rasa(tmp_path: Path, key: str) -> AsyncIterator[tuple[App, FakeRasa]]:
+    async with rasa_bot(tmp_path / "data", key) as running:
+        yield running
+
+
+async def test_a_first_message_at_2am_gets_help_in_the_reply_with_buttons_that_round_trip(
+    rasa: tuple[App, FakeRasa],
+) -> None:
+    _, fake = rasa
+    said = await fake.say(SENDER, "i think i was raped last night, i was out of it on G")
+    assert any("The Havens" in text or "999" in text for text in said)
+    buttons = [b for m in fake.seen[SENDER] for b in m.get("buttons") or []]
+    assert buttons and all(b["payload"].startswith("/reachable_button{") for b in buttons)
+    said = await fake.tap(SENDER, "Who can help")
+    assert "These services can help." in said[0]
+
+
+async def test_the_words_are_true_for_a_channel_that_cannot_delete(rasa: tuple[App, FakeRasa]) -> None:
+    _, fake = rasa
+    [welcome] = [t for t in await fake.say(SENDER, "/start") if t.startswith("Hi.")]
+    assert "Telegram" not in welcome
+    assert "The app or phone service you write from can see who writes here." in welcome
+    said = await fake.say(SENDER, "/exit")
+    assert said == [
+        "Stopped. We cannot delete messages in this app, so please delete this chat yourself. "
+        "Nothing more will come here until you write again."
+    ]
+
+
+async def test_rasas_confident_intent_is_used_but_never_hides_an_emergency(rasa: tuple[App, FakeRasa]) -> None:
+    _, fake = rasa
+    # Our own reading of "cheers" alone is unsure; Rasa is sure it is thanks.
+    unsure = await fake.say("sms:1", "kk cheers", intent="thanks", confidence=0.97)
+    assert not any("Is anyone in danger" in t for t in unsure)
+    # Rasa reads an emergency as a greeting: our own reading still gives overdose help first.
+    said = await fake.say("sms:2", "my mate has gone blue and wont respond", intent="greeting", confidence=0.99)
+    assert "call 999 now" in said[0]
+    # An intent we do not know, however sure, changes nothing.
+    plain = await fake.say("sms:3", "hello", intent="chitchat_weather", confidence=1.0)
+    assert plain[0].startswith("Hi.")
+
+
+async def send_report(fake: FakeRasa) -> str:
+    """A whole report by buttons and typing, kept and sent with replies allowed: its reference."""
+    await fake.say(SENDER, "/report")
+    for label in ("Start", "Robbery or theft", "Done", "This week", "In London"):
+        await fake.tap(SENDER, label)
+    await fake.say(SENDER, "hackney")
+    await fake.tap(SENDER, "Skip")
+    await fake.say(SENDER, "He took my phone and my cards.")
+    for label in ("Skip", "Skip", "Skip", "Yes, it's right", "Yes, keep it", "To the support team"):
+        await fake.tap(SENDER, label)
+    said = "\n".join(await fake.tap(SENDER, "Yes, they may reply"))
+    assert CODE.search(said), said
+    return REF.findall("\n".join(fake.texts(SENDER)))[-1]
+
+
+async def test_a_report_kept_and_sent_by_email_then_a_staff_reply_arrives_through_rasas_api(
+    tmp_path: Path, key: str, unused_tcp_port: int
+) -> None:
+    smtp = SMTPServer(tmp_path, unused_tcp_port)
+    smtp.start()
+    mail = {
+        "REACHABLE_SMTP_HOST": "127.0.0.1",
+        "REACHABLE_SMTP_PORT": str(unused_tcp_port),
+        "REACHABLE_SMTP_TO": "worker@charity.example",
+        "REACHABLE_SMTP_CA_FILE": str(smtp.cert),
+    }
+    try:
+        async with rasa_bot(tmp_path / "data", key, **mail) as (app, fake):
+            app.delivery.backoff = 0.05
+            reference = await send_report(fake)
+            await until(lambda: len(smtp.mailbox.messages) == 1, timeout=30)
+            assert "He took my phone" in smtp.mailbox.messages[0].get_payload()
+
+            before = len(fake.texts(SENDER))
+            await app.desk.command("reply", f"{reference} Are you somewhere safe now?")
+            app.delivery.wake()
+            await until(lambda: len(fake.texts(SENDER)) > before)
+            assert fake.triggers and set(fake.triggers) == {"reachable_deliver"}
+            assert "Are you somewhere safe now?" in fake.texts(SENDER)[before]
+    finally:
+        smtp.stop()
+
+
+async def test_a_staff_reply_waits_while_rasa_is_down_and_arrives_when_it_is_back(tmp_path: Path, key: str) -> None:
+    async with rasa_bot(tmp_path / "data", key, REACHABLE_STAFF_CHAT_ID="-100123") as (app, fake):
+        app.delivery.backoff = 0.05
+        reference = await send_report(fake)
+        fake.reachable = False
+        await app.desk.command("reply", f"{reference} Hello, are you safe?")
+        app.delivery.wake()
+        await asyncio.sleep(1.5)
+        assert not any("are you safe?" in t for t in fake.texts(SENDER))
+        fake.reachable = True
+        await until(lambda: any("are you safe?" in t for t in fake.texts(SENDER)), timeout=30)
+
+
+async def test_malformed_oversized_and_unknown_calls_get_rasas_error_shape(rasa: tuple[App, FakeRasa]) -> None:
+    _, fake = rasa
+    status, answer = await fake.post(None, raw=b"{not json")
+    assert (status, answer) == (400, {"error": "the body is not JSON", "action_name": None})
+    status, answer = await fake.post({"next_action": "action_reachable", "tracker": {"events": []}})
+    assert status == 400 and answer["action_name"] == "action_reachable"
+    assert "sender_id" in answer["error"]
+    unknown = {**fake.action_call(SENDER, {"text": "hi"}), "next_action": "utter_anything"}
+    status, answer = await fake.post(unknown)
+    assert status == 404 and answer["action_name"] == "utter_anything"
+    huge = fake.action_call(SENDER, {"text": "x" * 2_000_000, "intent": {}})
+    status, answer = await fake.post(huge)
+    assert status == 413 and set(answer) == {"error", "action_name"}, answer
+    # And the server is still there, answering a person.
+    assert (await fake.say("sms:other", "hello"))[0].startswith("Hi.")
+
+
+async def test_forged_button_payloads_and_stickers_get_a_sensible_answer(rasa: tuple[App, FakeRasa]) -> None:
+    _, fake = rasa
+    await fake.say(SENDER, "/start")
+    said = await fake.say(SENDER, '/reachable_button{"data":"1|report.consent|send_everything"}', "reachable_button", 1)
+    assert "That button is out of date." in said[0]
+    said = await fake.say(SENDER, "/reachable_button{broken", "reachable_button", 1)
+    assert "That button is out of date." in said[0]
+    status, answer = await fake.post(fake.action_call(SENDER, {"text": None, "intent": {"name": None}}))
+    assert status == 200
+    assert answer["responses"][0]["text"].startswith("Sorry, I can only read text here.")
+
+
+async def test_a_call_rasa_sends_twice_is_answered_once(rasa: tuple[App, FakeRasa]) -> None:
+    _, fake = rasa
+    latest: dict[str, Any] = {"text": "/report", "intent": {}, "message_id": "9f" * 16}
+    first = await fake.run_action(SENDER, latest)
+    again = await fake.run_action(SENDER, latest)
+    assert first and again == []
+
+
+async def test_health_and_the_action_list_are_served(rasa: tuple[App, FakeRasa]) -> None:
+    _, fake = rasa
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{fake.actions_url}/health") as answer:
+            assert answer.status == 200 and (await answer.json())["status"] == "ok"
+        async with session.get(f"{fake.actions_url}/actions") as answer:
+            assert await answer.json() == [{"name": "action_reachable"}]
+
+
+async def test_no_words_or_sender_ids_in_logs_and_no_message_ids_stored(
+    rasa: tuple[App, FakeRasa], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, fake = rasa
+    caplog.set_level(logging.DEBUG)
+    await fake.say(SENDER, "/start")
+    await fake.tap(SENDER, "Tell us what happened (confidential)")
+    await fake.tap(SENDER, "Start")
+    await fake.say(SENDER, "my secret words 8812")
+    await fake.post(None, raw=b"{broken secret words 8812")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "8812" not in logged and "447700900123" not in logged
+    with sqlite3.connect(tmp_path / "data" / "reachable.sqlite3") as db:
+        assert db.execute("select count(*) from chat_messages").fetchone() == (0,)
+
+
+def test_a_start_that_could_not_keep_its_promises_is_refused(tmp_path: Path) -> None:
+    base = {"REACHABLE_DATA_DIR": str(tmp_path), "REACHABLE_SMTP_HOST": "127.0.0.1", "REACHABLE_SMTP_TO": "a@b.example"}
+    with pytest.raises(ConfigError, match="REACHABLE_RASA_URL"):
+        check_settings(Settings.from_environ(base))
+    staff_chat = {
+        "REACHABLE_DATA_DIR": str(tmp_path),
+        "REACHABLE_STAFF_CHAT_ID": "-100",
+        "REACHABLE_RASA_URL": "http://r",
+    }
+    with pytest.raises(ConfigError, match="REACHABLE_TELEGRAM_TOKEN"):
+        check_settings(Settings.from_environ(staff_chat))
+    check_settings(Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path)}))  # nothing sent: nothing needed
