@@ -89,7 +89,7 @@ async def send_report(fake: FakeRasa) -> str:
         await fake.tap(SENDER, label)
     said = "\n".join(await fake.tap(SENDER, "Yes, they may reply"))
     assert CODE.search(said), said
-    return REF.findall("\n".join(fake.texts(SENDER)))[-1]
+    return str(REF.findall("\n".join(fake.texts(SENDER)))[-1])
 
 
 async def test_a_report_kept_and_sent_by_email_then_a_staff_reply_arrives_through_rasas_api(
