@@ -40,8 +40,9 @@ class Rendered:
 
 def _split(text: str, limit: int) -> Iterator[str]:
     while len(text) > limit:
-        cut = max(text.rfind("\n\n", 0, limit), text.rfind("\n", 0, limit), text.rfind(" ", 0, limit))
-        cut = cut if cut > limit // 2 else limit
+        # A paragraph end if there is one in the second half, else a line end, else a space.
+        found = (text.rfind(mark, 0, limit) for mark in ("\n\n", "\n", " "))
+        cut = next((at for at in found if at > limit // 2), limit)
         yield text[:cut].rstrip()
         text = text[cut:].lstrip()
     if text:

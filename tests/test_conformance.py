@@ -1,5 +1,6 @@
 """One conformance suite: the same scripted conversations give the same transcript through the
-console, aiogram and python-telegram-bot (the last two over HTTP against the fake Bot API).
+console, aiogram and python-telegram-bot (over HTTP against the fake Bot API) and a Rasa
+assistant (the JSON Rasa sends, over HTTP to the rasa-sdk action server).
 
 A new adapter joins by adding one driver: something that says, taps, and reports what the
 person saw, in order."""
@@ -24,13 +25,17 @@ from bot.channel import Channel
 from bot.console import ConsoleTransport
 from bot.settings import Settings
 from bot.transport import Button
-from fakes.harness import MODEL_CACHE, Person, polling_bot, ptb_polling_bot, settings_for
+from fakes.harness import MODEL_CACHE, Person, polling_bot, ptb_polling_bot, rasa_bot, settings_for
+from fakes.rasa import FakeRasa
 from fakes.telegram import FakeTelegram
 from flows.events import Resume, parse_typed
+from flows.replies import Reply
+from responses import Renderer, Responses
 from responses.hours import LONDON
 from storage import Keyring
 
 CHAT = 7_400_500_600
+RASA_SENDER = "whatsapp:+447700900456"
 STAFF = -1002223334
 FIXED = dt.datetime(2026, 11, 21, 22, 30, tzinfo=LONDON)
 REFERENCE = re.compile(r"\b[0-9A-Z]{4}-[0-9A-Z]{4}\b")
@@ -57,7 +62,7 @@ class RecordingTransport(ConsoleTransport):
         return await super().send(chat_id, text, buttons)
 
     async def delete(self, chat_id: str, message_ids: Sequence[int]) -> None:
-        self.seen.append("[the chat was cleared]")
+        self.seen.append(CLEARED)
 
 
 def entry(text: str, buttons: Sequence[str]) -> str:
@@ -103,21 +108,64 @@ class TelegramDriver:
                 rows = json.loads(markup) if isinstance(markup, str) else markup or {}
                 labels = [b["text"] for row in rows.get("inline_keyboard", []) for b in row]
                 seen.append(entry(str(params["text"]), labels))
-            elif method == "deleteMessages" and (not seen or seen[-1] != "[the chat was cleared]"):
-                seen.append("[the chat was cleared]")
+            elif method == "deleteMessages" and (not seen or seen[-1] != CLEARED):
+                seen.append(CLEARED)
         return seen
+
+
+class RasaDriver:
+    """A person on a Rasa channel: a fake Rasa server calls the action server for each message
+    and presses buttons by sending their payloads back, as Rasa does."""
+
+    def __init__(self, app: App, rasa: FakeRasa) -> None:
+        self.app = app
+        self.rasa = rasa
+
+    async def say(self, text: str) -> None:
+        await self.rasa.say(RASA_SENDER, text)
+
+    async def tap(self, label: str) -> None:
+        await self.rasa.tap(RASA_SENDER, label)
+
+    def transcript(self) -> list[str]:
+        shown = self.rasa.seen.get(RASA_SENDER, [])
+        return [entry(m.get("text") or "", [b["title"] for b in m.get("buttons") or []]) for m in shown]
+
+
+def as_elsewhere(transcript: list[str]) -> list[str]:
+    """A Rasa transcript with each of Rasa's own wordings (``id@rasa``: the chat cannot be
+    deleted there) replaced by the general wording of the same message."""
+    responses = Responses.load()
+    renderer = Renderer(responses, retention_days=90, draft_hours=24)
+    pairs = [
+        (renderer.render(Reply(m), "en", "rasa").text, renderer.render(Reply(m), "en").text)
+        for m in responses.variants("rasa")
+    ]
+    out = []
+    for line in transcript:
+        for own, general in pairs:
+            line = line.replace(own, general)
+        out.append(line)
+    return out
 
 
 @contextlib.asynccontextmanager
 async def driving(name: str, fake: FakeTelegram, data: Path) -> AsyncIterator[Driver]:
     fake.chat(STAFF, "supergroup")
     extra = {"REACHABLE_STAFF_CHAT_ID": str(STAFF), "REACHABLE_STAFF_USER_IDS": "1"}
-    settings = settings_for(fake, data, Keyring.new_key().decode(), **extra)
+    key = Keyring.new_key().decode()
+    settings = settings_for(fake, data, key, **extra)
     if name == "console":
         environ = {"REACHABLE_DATA_DIR": str(data), "REACHABLE_CACHE_DIR": str(MODEL_CACHE), **extra}
         async with create_app(Settings.from_environ(environ)) as app:
             app.renderer.clock = lambda: FIXED
             yield ConsoleDriver(app)
+        return
+    if name == "rasa":
+        async with rasa_bot(data, key, fake.url, **extra) as (app, rasa):
+            app.renderer.clock = lambda: FIXED
+            app.delivery.backoff = 0.05
+            yield RasaDriver(app, rasa)
         return
     running = polling_bot(settings) if name == "aiogram" else ptb_polling_bot(settings)
     async with running as started:
@@ -246,7 +294,8 @@ SCRIPTS: dict[str, Script] = {
     "deleted by code": deleted_by_code,
     "bad input": bad_input,
 }
-CHANNELS = ("console", "aiogram", "ptb")
+CHANNELS = ("console", "aiogram", "ptb", "rasa")
+CLEARED = "[the chat was cleared]"
 
 
 async def transcript_of(name: str, script: Script, tmp_path: Path) -> list[str]:
@@ -266,6 +315,16 @@ async def test_every_channel_gives_the_same_transcript(script: str, tmp_path: Pa
     assert transcripts["console"], "the script produced nothing"
     assert transcripts["aiogram"] == transcripts["console"]
     assert transcripts["ptb"] == transcripts["console"]
+    # Rasa's channels cannot delete: the same conversation, with words that say so; and an SMS
+    # carries at most 1,600 characters, so long messages come in more parts.
+    assert all(len(line.split("\n  [")[0]) <= 1600 for line in transcripts["rasa"])
+    elsewhere = [line for line in transcripts["console"] if line != CLEARED]
+    assert words(as_elsewhere(transcripts["rasa"])) == words(elsewhere)
+
+
+def words(transcript: list[str]) -> list[str]:
+    """Every word and button of a transcript in order, wherever its messages were cut."""
+    return " ".join(transcript).split()
 
 
 async def test_the_console_starts_with_the_welcome_like_any_first_contact(tmp_path: Path) -> None:
