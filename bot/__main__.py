@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
         "rasa-actions",
         help="serve Rasa assistants (WhatsApp, SMS, web widgets) as a rasa-sdk action server",
     )
+    rasa = commands.add_parser("rasa", help="the Rasa project that goes with the action server")
+    rasa_what = rasa.add_subparsers(dest="action", required=True)
+    exporting = rasa_what.add_parser(
+        "export", help="write domain.yml, data/nlu.yml and data/rules.yml from the bot's own examples"
+    )
+    exporting.add_argument("folder", nargs="?", type=Path, help="your overlay folder (default: the built-in text)")
+    exporting.add_argument("--out", type=Path, default=Path("deploy/rasa"), help="the Rasa project (deploy/rasa)")
     responses = commands.add_parser("responses", help="work with the bot's text")
     what = responses.add_subparsers(dest="action", required=True)
     checking = what.add_parser("check", help="check a responses folder and list every problem")
@@ -261,11 +268,21 @@ async def _rasa_actions(settings: Settings) -> None:
         await run_polling(app, make_bot(settings))
 
 
+def _rasa_export(folder: Path | None, out: Path) -> int:
+    from bot.rasa_export import export
+
+    for path in export(out, Responses.load(folder)):
+        print(f"wrote {path}")
+    return 0
+
+
 def _offline(args: argparse.Namespace) -> int:
     """Commands that read only the responses folder: no settings, no storage."""
     try:
         if args.command == "understanding":
             return _understanding_test(args.folder, args.heldout, args.folds, args.misses)
+        if args.command == "rasa":
+            return _rasa_export(args.folder, args.out)
         if args.action == "preview":
             return _preview(args.folder, args.locale, args.out)
         return _check(args.folder, args.readability, args.locale)
@@ -306,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "keys" and args.action == "new":
         print(Keyring.new_key().decode())
         return 0
-    if args.command in ("responses", "understanding"):
+    if args.command in ("responses", "understanding", "rasa"):
         return _offline(args)
     try:
         settings = Settings.from_environ()
