@@ -161,9 +161,10 @@ def bot_process_env(settings: Settings) -> dict[str, str]:
     return environ
 
 
-async def start_bot_process(settings: Settings, *args: str) -> asyncio.subprocess.Process:
-    """``reachable run`` as a real process. Its log goes to a file beside (never inside) the data
-    folder: a pipe nobody reads fills up and blocks the bot once it has logged 64 KiB."""
+async def start_bot_process(settings: Settings, *args: str, command: str = "run") -> asyncio.subprocess.Process:
+    """``reachable run`` (or another ``command``) as a real process. Its log goes to a file beside
+    (never inside) the data folder: a pipe nobody reads fills up and blocks the bot once it has
+    logged 64 KiB."""
     log = settings.data_dir.parent / f"{settings.data_dir.name}-bot.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as stderr:
@@ -171,7 +172,7 @@ async def start_bot_process(settings: Settings, *args: str) -> asyncio.subproces
             sys.executable,
             "-m",
             "bot",
-            "run",
+            command,
             *args,
             env=bot_process_env(settings),
             stdout=asyncio.subprocess.DEVNULL,

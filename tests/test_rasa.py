@@ -4,8 +4,10 @@ serving our action, and a fake Rasa HTTP API receiving what staff send later."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import signal
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,9 +20,11 @@ from bot.app import App
 from bot.errors import ConfigError
 from bot.rasa_run import check_settings
 from bot.settings import Settings
-from fakes.harness import rasa_bot
+from fakes.harness import Person, free_port, rasa_bot, settings_for, start_bot_process
+from fakes.rasa import TOKEN as RASA_TOKEN
 from fakes.rasa import FakeRasa
 from fakes.smtp import SMTPServer
+from fakes.telegram import FakeTelegram
 from storage import Keyring
 from tests.test_support import until
 
@@ -207,3 +211,35 @@ def test_a_start_that_could_not_keep_its_promises_is_refused(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match="REACHABLE_TELEGRAM_TOKEN"):
         check_settings(Settings.from_environ(staff_chat))
     check_settings(Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path)}))  # nothing sent: nothing needed
+
+
+async def test_reachable_rasa_actions_runs_as_a_process_beside_the_telegram_bot(
+    tmp_path: Path, key: str, fake: FakeTelegram
+) -> None:
+    port = free_port()
+    rasa = FakeRasa(f"http://127.0.0.1:{port}")
+    await rasa.start()
+    settings = settings_for(
+        fake,
+        tmp_path / "data",
+        key,
+        REACHABLE_RASA_ACTIONS_LISTEN=f"127.0.0.1:{port}",
+        REACHABLE_RASA_URL=rasa.url,
+        REACHABLE_RASA_TOKEN=RASA_TOKEN,
+    )
+    process = await start_bot_process(settings, command="rasa-actions")
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(300):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"{rasa.actions_url}/health") as answer:
+                        if answer.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+        assert (await rasa.say(SENDER, "/start"))[0].startswith("Hi.")
+        person = Person(fake, 7_100_200_300)  # the Telegram bot runs in the same process
+        assert (await person.says("/start"))[0].startswith("Hi.")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+        await rasa.stop()
