@@ -6,13 +6,14 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from bot.app import create_app
+from bot.app import App, create_app
 from bot.console import run_console
 from bot.errors import ConfigError, ReachableError
 from bot.preview import build_preview, to_html, to_markdown
@@ -40,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=("aiogram", "ptb"),
         help="the Telegram library to run on (default: REACHABLE_FRAMEWORK, else aiogram)",
     )
+    commands.add_parser("web", help="serve the web chat (for people without Telegram)")
     commands.add_parser(
         "rasa-actions",
         help="serve Rasa assistants (WhatsApp, SMS, web widgets) as a rasa-sdk action server",
@@ -249,23 +251,37 @@ async def _run(settings: Settings, webhook: bool) -> None:
         await (run_webhook(app, bot) if webhook else run_polling(app, bot))
 
 
-async def _rasa_actions(settings: Settings) -> None:
-    """The Rasa action server; the Telegram bot beside it when a token is set (the staff chat)."""
-    try:
-        from bot.rasa_run import check_settings, serving_actions
-    except ImportError as error:
-        raise ConfigError("rasa-sdk is not installed: pip install -e '.[rasa]'") from error
-    check_settings(settings)
+async def _beside_telegram(settings: Settings, serving: Callable[[App], AbstractAsyncContextManager[str]]) -> None:
+    """Serve another channel, with the Telegram bot in the same process when a token is set
+    (the staff chat lives there; one process per data folder)."""
     if settings.telegram_token is not None:
         _warn_about_key_file(settings)
     app = create_app(settings)
-    async with app, serving_actions(app):
+    async with app, serving(app):
         if settings.telegram_token is None:
             await until_stopped()
             return
         from bot.telegram_run import make_bot, run_polling
 
         await run_polling(app, make_bot(settings))
+
+
+async def _rasa_actions(settings: Settings) -> None:
+    """The Rasa action server (see bot/rasa_run.py)."""
+    try:
+        from bot.rasa_run import check_settings, serving_actions
+    except ImportError as error:
+        raise ConfigError("rasa-sdk is not installed: pip install -e '.[rasa]'") from error
+    check_settings(settings)
+    await _beside_telegram(settings, serving_actions)
+
+
+async def _web(settings: Settings) -> None:
+    """The web chat (see bot/web_run.py)."""
+    from bot.web_run import check_settings, serving_web
+
+    check_settings(settings)
+    await _beside_telegram(settings, serving_web)
 
 
 def _rasa_export(folder: Path | None, out: Path) -> int:
@@ -315,6 +331,8 @@ def _serving(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any
         return _run(settings, args.webhook)
     if args.command == "rasa-actions":
         return _rasa_actions(settings)
+    if args.command == "web":
+        return _web(settings)
     return _rotate(settings) if args.action == "rotate" else _prune(settings)
 
 

@@ -113,8 +113,11 @@ class Channel:
         if query_id is not None:
             await self.answer_button(query_id)
         if not self.transport.limits.deletes:
-            # Nothing can be cleared here, so no message id is worth keeping (the words of a
-            # quick exit say how to clear the chat instead).
+            # No message can be deleted here, so no id is worth keeping: a quick exit is the
+            # transport's to carry out as it can (a web page is replaced; elsewhere the words
+            # say how to clear the chat).
+            if delivery.wipe:
+                await self.transport.delete(chat_id, ())
             for rendered in delivery.messages:
                 await self.send(chat_id, rendered)
             return

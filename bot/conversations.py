@@ -34,6 +34,11 @@ class ConversationStore(Turns, Reports, Relays, Protocol):
     """What a conversation reads and writes."""
 
 
+# Channels that cannot reach a person later (a web page has no push): staff messages to them
+# wait, held, until the person comes back and enters their code.
+PULL_ONLY = frozenset({"web"})
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """What a channel must do after one event: optionally wipe the chat, then send ``messages``.
@@ -87,6 +92,11 @@ class Conversations:
 
     def key(self, channel: str, chat_id: str | int) -> ChatKey:
         return ChatKey(self.keyring.chat_key(channel, chat_id))
+
+    def locale(self, channel: str, chat_id: str | int) -> str:
+        """The language a conversation is in now (English until it changes)."""
+        state = self._positions.get(self.key(channel, chat_id))
+        return state.locale if state is not None else self.engine.lexicon.locales[0]
 
     def _lock(self, key: ChatKey) -> asyncio.Lock:
         lock = self._locks.get(key.digest)
@@ -160,6 +170,8 @@ class Conversations:
                 if not applied:
                     log.info("duplicate update ignored")
                     return Delivery((), duplicate=True)
+                if sending and channel in PULL_ONLY:
+                    await self.store.hold_relays(key)  # nothing can reach them until they come back
                 if (sending or outgoing) and self.on_queued is not None:
                     self.on_queued()
             self._positions.put(key, outcome.state, stored=keep)

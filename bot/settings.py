@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     rasa_actions_listen: str = "127.0.0.1:5055"
     rasa_url: str | None = None
     rasa_token: SecretStr | None = None
+    # The web chat: where it listens (behind the charity's HTTPS proxy), and the neutral site
+    # "Leave now" opens (GOV.UK's exit-this-page pattern uses BBC Weather).
+    web_listen: str = "127.0.0.1:8081"
+    web_exit_url: str = "https://www.bbc.co.uk/weather"
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_username: str | None = None
