@@ -251,7 +251,7 @@ async def _run(settings: Settings, webhook: bool) -> None:
         await (run_webhook(app, bot) if webhook else run_polling(app, bot))
 
 
-async def _beside_telegram(settings: Settings, serving: Callable[[App], AbstractAsyncContextManager[str]]) -> None:
+async def _beside_telegram(settings: Settings, serving: Callable[[App], AbstractAsyncContextManager[object]]) -> None:
     """Serve another channel, with the Telegram bot in the same process when a token is set
     (the staff chat lives there; one process per data folder)."""
     if settings.telegram_token is not None:

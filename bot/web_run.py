@@ -32,7 +32,7 @@ from flows.events import Command, parse_typed
 
 log = logging.getLogger("reachable.web")
 COOKIE = "__Host-reachable"
-MAX_TEXT = 4000  # characters the message box takes; the engine reads at most this much anyway
+MAX_TEXT = 4000  # characters the message box takes (a Telegram message holds 4,096)
 MAX_BODY = 64 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -85,6 +85,7 @@ class WebChat:
         self.transport = WebTransport(self.sessions, lambda chat: conversations.locale(CHANNEL, chat))
         self.core = Channel(self.transport, replace(app.ports(), staff_chats={}))  # staff are on Telegram
         self.everyone = Bucket(rate=200, burst=400)
+        self.per_session = (1.0, 10.0)  # posts a second from one session, and its burst
         self._limits: dict[str, Bucket] = {}
         self.headers = headers_for(self.settings.web_exit_url)
         environment = jinja2.Environment(
@@ -163,7 +164,7 @@ class WebChat:
             raise web.HTTPForbidden(text="This form is out of date: reload the page.")
         if not limited:
             return session, form
-        limit = self._limits.setdefault(session.token, Bucket(rate=1, burst=10))
+        limit = self._limits.setdefault(session.token, Bucket(*self.per_session))
         if len(self._limits) > 2 * len(self.sessions) + 100:
             self._limits = {t: b for t, b in self._limits.items() if self.sessions.get(t) is not None}
         if not limit.take() or not self.everyone.take():
@@ -223,7 +224,7 @@ class WebChat:
 
 
 @contextlib.asynccontextmanager
-async def serving_web(app: App) -> AsyncIterator[str]:
+async def serving_web(app: App) -> AsyncIterator[WebChat]:
     """The web chat, listening on REACHABLE_WEB_LISTEN while inside."""
     chat = WebChat(app)
     chat.core.attach()
@@ -233,7 +234,7 @@ async def serving_web(app: App) -> AsyncIterator[str]:
     await web.TCPSite(runner, host, port).start()
     log.info("web chat listening on %s:%d", host, port)
     try:
-        yield f"{host}:{port}"
+        yield chat
     finally:
         await runner.cleanup()
 

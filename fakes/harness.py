@@ -211,3 +211,29 @@ async def rasa_bot(data: Path, key: str, telegram_url: str = "http://127.0.0.1:9
             yield app, rasa
     finally:
         await rasa.stop()
+
+
+@contextlib.asynccontextmanager
+async def web_chat(
+    data: Path,
+    key: str,
+    telegram_url: str = "http://127.0.0.1:9",
+    extra: dict[str, str] | None = None,
+    real_rate_limits: bool = False,
+) -> AsyncIterator[Any]:
+    """The web chat with the real app in this event loop. Yields (app, the page's address)."""
+    from bot.web_run import serving_web
+
+    port = free_port()
+    stub = type("F", (), {"url": telegram_url})()
+    environ = {
+        "REACHABLE_WEB_LISTEN": f"127.0.0.1:{port}",
+        "REACHABLE_WEB_EXIT_URL": "https://example.org/",
+        **(extra or {}),
+    }
+    settings = settings_for(stub, data, key, **environ)
+    async with create_app(settings) as app, serving_web(app) as chat:
+        app.conversations.flood = FloodGuard(burst=10_000)
+        if not real_rate_limits:
+            chat.per_session = (1000.0, 1000.0)  # scripted people post faster than anyone can
+        yield app, f"http://127.0.0.1:{port}"

@@ -25,9 +25,10 @@ from bot.channel import Channel
 from bot.console import ConsoleTransport
 from bot.settings import Settings
 from bot.transport import Button
-from fakes.harness import MODEL_CACHE, Person, polling_bot, ptb_polling_bot, rasa_bot, settings_for
+from fakes.harness import MODEL_CACHE, Person, polling_bot, ptb_polling_bot, rasa_bot, settings_for, web_chat
 from fakes.rasa import FakeRasa
 from fakes.telegram import FakeTelegram
+from fakes.web import WebPerson
 from flows.events import Resume, parse_typed
 from flows.replies import Reply
 from responses import Renderer, Responses
@@ -132,14 +133,61 @@ class RasaDriver:
         return [entry(m.get("text") or "", [b["title"] for b in m.get("buttons") or []]) for m in shown]
 
 
-def as_elsewhere(transcript: list[str]) -> list[str]:
-    """A Rasa transcript with each of Rasa's own wordings (``id@rasa``: the chat cannot be
-    deleted there) replaced by the general wording of the same message."""
+class WebDriver:
+    """A person on the web chat with JavaScript off: forms posted over HTTP, the page read back."""
+
+    def __init__(self, app: App, person: WebPerson) -> None:
+        self.app = app
+        self.person = person
+        self.seen: list[str] = []
+        self._known = 0
+
+    async def _note(self) -> None:
+        items = self.person.page.items
+        if len(items) < self._known:  # the page was replaced: a quick exit, then a new chat
+            self._known = 0
+        labels = [label.strip() for label, _ in self.person.page.buttons]
+        fresh = [i for i in items[self._known :] if not i.mine]
+        for n, item in enumerate(fresh):
+            self.seen.append(entry(item.text, labels if n == len(fresh) - 1 else item.offered))
+        self._known = len(items)
+
+    async def say(self, text: str) -> None:
+        await self._back_if_left()
+        await self.person.say(text)
+        await self._refresh()
+
+    async def tap(self, label: str) -> None:
+        await self._back_if_left()
+        await self.person.tap(label)
+        await self._refresh()
+
+    async def _back_if_left(self) -> None:
+        """After leaving, the person comes back to the page: a new chat."""
+        if self.seen and self.seen[-1] == CLEARED:
+            await self.person.open()
+            await self._note()
+
+    async def _refresh(self) -> None:
+        assert self.person.status in (200, 303), f"the page answered {self.person.status}"
+        if self.person.status == 303 and not self.person.location.startswith(self.person.base):
+            self.seen.append(CLEARED)  # "Leave now": the browser went to the neutral site
+            self._known = 0
+            return
+        await self._note()
+
+    def transcript(self) -> list[str]:
+        return self.seen
+
+
+def as_elsewhere(transcript: list[str], channel: str = "rasa") -> list[str]:
+    """A transcript with each of a channel's own wordings (``id@rasa``, ``id@web``: what is true
+    there) replaced by the general wording of the same message."""
     responses = Responses.load()
     renderer = Renderer(responses, retention_days=90, draft_hours=24)
     pairs = [
-        (renderer.render(Reply(m), "en", "rasa").text, renderer.render(Reply(m), "en").text)
-        for m in responses.variants("rasa")
+        (renderer.render(Reply(m), "en", channel).text, renderer.render(Reply(m), "en").text)
+        for m in responses.variants(channel)
     ]
     out = []
     for line in transcript:
@@ -160,6 +208,19 @@ async def driving(name: str, fake: FakeTelegram, data: Path) -> AsyncIterator[Dr
         async with create_app(Settings.from_environ(environ)) as app:
             app.renderer.clock = lambda: FIXED
             yield ConsoleDriver(app)
+        return
+    if name == "web":
+        async with web_chat(data, key, fake.url, extra) as (app, base):
+            app.renderer.clock = lambda: FIXED
+            app.delivery.backoff = 0.05
+            person = WebPerson(base)
+            try:
+                await person.open()  # the page greets as Telegram's Start button does: not in the script
+                driver = WebDriver(app, person)
+                driver._known = len(person.page.items)
+                yield driver
+            finally:
+                await person.close()
         return
     if name == "rasa":
         async with rasa_bot(data, key, fake.url, **extra) as (app, rasa):
@@ -275,6 +336,7 @@ async def deleted_by_code(driver: Driver) -> None:
 
 
 async def bad_input(driver: Driver) -> None:
+    await driver.say("/start")
     await driver.say("x" * 5000)
     await driver.say("/nonsense")
     await driver.say("1, 2, 99")
@@ -294,7 +356,7 @@ SCRIPTS: dict[str, Script] = {
     "deleted by code": deleted_by_code,
     "bad input": bad_input,
 }
-CHANNELS = ("console", "aiogram", "ptb", "rasa")
+CHANNELS = ("console", "aiogram", "ptb", "rasa", "web")
 CLEARED = "[the chat was cleared]"
 
 
@@ -311,7 +373,8 @@ async def transcript_of(name: str, script: Script, tmp_path: Path) -> list[str]:
 
 @pytest.mark.parametrize("script", SCRIPTS)
 async def test_every_channel_gives_the_same_transcript(script: str, tmp_path: Path) -> None:
-    transcripts = {name: await transcript_of(name, SCRIPTS[script], tmp_path) for name in CHANNELS}
+    channels = [c for c in CHANNELS if not (c == "web" and script == "sent, staff reply, answer")]
+    transcripts = {name: await transcript_of(name, SCRIPTS[script], tmp_path) for name in channels}
     assert transcripts["console"], "the script produced nothing"
     assert transcripts["aiogram"] == transcripts["console"]
     assert transcripts["ptb"] == transcripts["console"]
@@ -320,6 +383,17 @@ async def test_every_channel_gives_the_same_transcript(script: str, tmp_path: Pa
     assert all(len(line.split("\n  [")[0]) <= 1600 for line in transcripts["rasa"])
     elsewhere = [line for line in transcripts["console"] if line != CLEARED]
     assert words(as_elsewhere(transcripts["rasa"])) == words(elsewhere)
+    # The web page is replaced when the person leaves, and a page has no push: up to leaving,
+    # the same conversation; a staff reply waits for the person's code (tests/test_web.py).
+    if script != "sent, staff reply, answer":
+        web = as_elsewhere(transcripts["web"], "web")
+        assert words(until_left(web)) == words(until_left(transcripts["console"]))
+        if CLEARED in web:
+            assert web[web.index(CLEARED) + 1].startswith("Hi."), "coming back starts a new chat"
+
+
+def until_left(transcript: list[str]) -> list[str]:
+    return transcript[: transcript.index(CLEARED) + 1] if CLEARED in transcript else transcript
 
 
 def words(transcript: list[str]) -> list[str]:
