@@ -1,0 +1,240 @@
+"""The web chat in a real browser: Playwright driving Debian's Chromium (no browser download),
+with JavaScript on and off, by mouse and by keyboard alone, checked by axe-core at WCAG 2.2 AA."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from bot.app import App
+from fakes.harness import free_port, web_chat
+from storage import Keyring
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+playwright_api = pytest.importorskip("playwright.async_api")
+CODE = re.compile(r"Secret code: ([0-9A-Z]{4}(?:-[0-9A-Z]{4}){3})")
+REF = re.compile(r"Reference: ([0-9A-Z]{4}-[0-9A-Z]{4})")
+STAFF = {"REACHABLE_STAFF_CHAT_ID": "-1001234", "REACHABLE_STAFF_USER_IDS": "1"}
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+
+
+@pytest.fixture
+async def neutral() -> AsyncIterator[str]:
+    """The neutral site "Leave now" opens (a weather page, on this machine)."""
+
+    async def weather(request: web.Request) -> web.Response:
+        return web.Response(text="<!doctype html><title>Weather</title><h1>Weather</h1>", content_type="text/html")
+
+    application = web.Application()
+    application.router.add_get("/", weather)
+    runner = web.AppRunner(application, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/"
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def site(tmp_path: Path, neutral: str) -> AsyncIterator[tuple[App, str]]:
+    extra = {**STAFF, "REACHABLE_WEB_EXIT_URL": neutral}
+    async with web_chat(tmp_path / "data", Keyring.new_key().decode(), extra=extra) as running:
+        yield running
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        await chromium.close()
+
+
+async def page_in(browser: Any, javascript: bool = True, width: int = 1280) -> Any:
+    context = await browser.new_context(java_script_enabled=javascript, viewport={"width": width, "height": 900})
+    return await context.new_page()
+
+
+async def say(page: Any, text: str, javascript: bool) -> None:
+    before = await page.locator("#log > li").count()
+    await page.fill("#text", text)
+    if javascript:
+        await page.press("#text", "Enter")
+        await page.locator("#log > li").nth(before + 1).wait_for()
+    else:
+        await page.click("form.say button[type=submit]")
+
+
+async def tap(page: Any, label: str, javascript: bool) -> None:
+    before = await page.locator("#log > li").count()
+    await page.get_by_role("button", name=label, exact=True).click()
+    if javascript:
+        await page.locator("#log > li").nth(before).wait_for()
+
+
+async def whole_report(page: Any, javascript: bool) -> tuple[str, str]:
+    await say(page, "/report", javascript)
+    for label in ("Start", "Robbery or theft", "Done", "This week", "In London"):
+        await tap(page, label, javascript)
+    await say(page, "hackney", javascript)
+    await tap(page, "Skip", javascript)
+    await say(page, "He took my phone and my cards.", javascript)
+    for label in ("Skip", "Skip", "Skip", "Yes, it's right", "Yes, keep it", "To the support team"):
+        await tap(page, label, javascript)
+    await tap(page, "Yes, they may reply", javascript)
+    text = await page.locator("#log").inner_text()
+    return REF.findall(text)[-1], CODE.findall(text)[-1]
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["javascript on", "javascript off"])
+async def test_a_2am_disclosure_then_a_whole_report_kept_and_sent(
+    site: tuple[App, str], browser: Any, javascript: bool
+) -> None:
+    _, base = site
+    page = await page_in(browser, javascript)
+    loads: list[str] = []
+    page.on("load", lambda _: loads.append("load"))
+    await page.goto(base)
+    await say(page, "i think i was raped last night, i was out of it on G", javascript)
+    log = await page.locator("#log").inner_text()
+    assert "The Havens" in log or "999" in log
+    reference, code = await whole_report(page, javascript)
+    assert reference and code
+    if javascript:
+        assert loads == ["load"], "no page reloads with JavaScript on"
+        assert await page.evaluate("document.activeElement.id") == "text", "focus stays in the message box"
+    else:
+        assert len(loads) > 10  # every answer was a form post and a new page
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["javascript on", "javascript off"])
+async def test_leave_now_opens_the_neutral_site_and_back_does_not_show_the_chat(
+    site: tuple[App, str], browser: Any, neutral: str, javascript: bool
+) -> None:
+    _, base = site
+    page = await page_in(browser, javascript)
+    await page.goto(base)
+    await say(page, "/report", javascript)
+    await tap(page, "Start", javascript)
+    await page.click("#leave")
+    await page.wait_for_url(neutral)
+    await page.go_back()
+    await asyncio.sleep(0.3)
+    shown = await page.content()
+    assert "What happened?" not in shown and "/report" not in shown  # at most a new chat
+
+
+async def test_escape_twice_leaves(site: tuple[App, str], browser: Any, neutral: str) -> None:
+    _, base = site
+    page = await page_in(browser)
+    await page.goto(base)
+    await page.focus("#text")
+    await page.keyboard.press("Escape")
+    await page.keyboard.press("Escape")
+    await page.wait_for_url(neutral)
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["javascript on", "javascript off"])
+async def test_a_staff_reply_is_read_after_coming_back_with_the_code(
+    site: tuple[App, str], browser: Any, neutral: str, javascript: bool
+) -> None:
+    app, base = site
+    app.delivery.backoff = 0.05
+    page = await page_in(browser, javascript)
+    await page.goto(base)
+    reference, code = await whole_report(page, javascript)
+    await page.click("#leave")
+    await page.wait_for_url(neutral)
+    await app.desk.command("reply", f"{reference} Are you somewhere safe now?")
+
+    back = await page_in(browser, javascript)
+    await back.goto(base)
+    await say(back, f"/check {code}", javascript)
+    for _ in range(60):
+        if "Are you somewhere safe now?" in await back.locator("#log").inner_text():
+            break
+        if javascript:
+            await asyncio.sleep(0.5)  # the page asks for new messages by itself
+        else:
+            await back.click("form.refresh button")
+    else:
+        raise AssertionError("the staff reply never showed")
+
+
+async def test_a_whole_report_by_keyboard_alone(site: tuple[App, str], browser: Any) -> None:
+    _, base = site
+    page = await page_in(browser)
+    await page.goto(base)
+
+    async def press_button(label: str) -> None:
+        for _ in range(60):
+            await page.keyboard.press("Tab")
+            focused = await page.evaluate("document.activeElement.textContent.trim()")
+            if focused == label:
+                await page.keyboard.press("Enter")
+                await asyncio.sleep(0.3)
+                return
+        raise AssertionError(f"{label!r} cannot be reached by Tab")
+
+    async def type_message(text: str) -> None:
+        await page.focus("#text")  # focus is kept in the box after each answer
+        await page.keyboard.type(text)
+        await page.keyboard.press("Enter")
+        await asyncio.sleep(0.3)
+
+    await type_message("/report")
+    for label in ("Start", "Robbery or theft", "Done", "This week", "In London"):
+        await page.focus("#text")
+        await press_button(label)
+    await type_message("hackney")
+    await press_button("Skip")
+    await type_message("He took my phone.")
+    for label in ("Skip", "Skip", "Skip", "Yes, it's right", "No, don't keep it", "Don't send it"):
+        await page.focus("#text")
+        await press_button(label)
+    outline = await page.evaluate(
+        "(() => { const b = document.querySelector('form.say button');"
+        " b.focus(); return getComputedStyle(b).outlineStyle; })()"
+    )
+    assert outline != "none", "focus is visible"
+    assert "summary" in (await page.locator("#log").inner_text()).lower()
+
+
+async def axe_violations(page: Any) -> list[str]:
+    from axe_playwright_python.async_playwright import Axe
+
+    results = await Axe().run(page, options={"runOnly": {"type": "tag", "values": AXE_TAGS}})
+    return [f"{v['id']}: {v['help']} ({len(v['nodes'])})" for v in results.response["violations"]]
+
+
+@pytest.mark.parametrize("width", [320, 1280])
+async def test_axe_finds_nothing_on_the_main_screens_and_nothing_scrolls_sideways(
+    site: tuple[App, str], browser: Any, width: int, tmp_path: Path
+) -> None:
+    _, base = site
+    context = await browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=True)
+    page = await context.new_page()
+    await page.goto(base)
+    screens: dict[str, list[str]] = {"welcome": await axe_violations(page)}
+    await say(page, "i think i was raped last night", True)
+    screens["help after assault"] = await axe_violations(page)
+    await say(page, "/report", True)
+    await tap(page, "Start", True)
+    screens["a question with choices"] = await axe_violations(page)
+    await tap(page, "Robbery or theft", True)
+    await tap(page, "Done", True)
+    await tap(page, "This week", True)
+    await tap(page, "In London", True)
+    screens["a question to type"] = await axe_violations(page)
+    await say(page, "/services", True)
+    screens["services"] = await axe_violations(page)
+    assert {name: found for name, found in screens.items() if found} == {}
+    assert await page.evaluate("document.documentElement.scrollWidth") <= width
