@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench load check-responses constraints clean
+.PHONY: demo test bench load screenshots check-responses constraints clean
 
 # Quiet installs (-qq: errors only) pinned by constraints.txt: the same versions everywhere.
 PIP := $(BIN)/python -m pip --disable-pip-version-check -qq
@@ -37,6 +37,10 @@ bench: $(VENV)/.installed-test
 # 1,000 people at Telegram's real flood limits: takes minutes by design.
 load: $(VENV)/.installed-test
 	$(BIN)/python -m bench.load
+
+# The web chat's main screens at 320 px and 1280 px, into docs/web/ (needs Debian's chromium).
+screenshots: $(VENV)/.installed-test
+	$(BIN)/python -m fakes.screenshots
 
 check-responses: $(VENV)/.installed
 	$(BIN)/reachable responses check $(DIR)

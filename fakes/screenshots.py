@@ -1,0 +1,75 @@
+"""`make screenshots`: the web chat's main screens at 320 px and 1280 px, into docs/web/.
+
+The real web chat on a temporary data folder, driven by Playwright with Debian's Chromium.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import async_playwright
+
+from fakes.harness import web_chat
+from storage import Keyring
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "web"
+WIDTHS = (320, 1280)
+
+
+async def answer(page: Any, text: str) -> None:
+    before = await page.locator("#log > li").count()
+    await page.fill("#text", text)
+    await page.press("#text", "Enter")
+    await page.locator("#log > li").nth(before + 1).wait_for()
+
+
+async def press(page: Any, label: str) -> None:
+    before = await page.locator("#log > li").count()
+    await page.get_by_role("button", name=label, exact=True).click()
+    await page.locator("#log > li").nth(before).wait_for()
+
+
+async def screens(page: Any, base: str, width: int) -> list[Path]:
+    taken = []
+
+    async def shoot(name: str) -> None:
+        path = OUT / f"{name}-{width}.png"
+        await page.screenshot(path=str(path), full_page=False)
+        taken.append(path)
+
+    await page.goto(base)
+    await shoot("1-welcome")
+    await answer(page, "my mate has gone blue and wont respond")
+    await shoot("2-emergency")
+    await answer(page, "/report")
+    await press(page, "Start")
+    await press(page, "Robbery or theft")
+    await shoot("3-question")
+    return taken
+
+
+async def main() -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        sys.exit("Debian's chromium is needed: apt-get install chromium")
+    OUT.mkdir(parents=True, exist_ok=True)
+    async with (
+        web_chat(Path(tempfile.mkdtemp()), Keyring.new_key().decode()) as (_, base),
+        async_playwright() as playwright,
+    ):
+        browser = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        for width in WIDTHS:
+            context = await browser.new_context(viewport={"width": width, "height": 800})
+            for path in await screens(await context.new_page(), base, width):
+                print(f"wrote {path.relative_to(OUT.parent.parent)}")
+            await context.close()
+        await browser.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
