@@ -40,6 +40,9 @@ def percentile(values: list[float], q: float) -> float:
 class Latencies:
     values: list[float] = field(default_factory=list)
 
+    def p99_ms(self) -> float:
+        return percentile([v * 1000 for v in self.values], 99)
+
     def line(self) -> str:
         ms = [v * 1000 for v in self.values]
         return (

@@ -8,12 +8,12 @@ import argparse
 import asyncio
 import re
 import signal
-import sqlite3
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import Replies, peak_rss_mb, rss_mb
+from bench.common import Latencies, Replies, peak_rss_mb, rss_mb
 from fakes.harness import settings_for, start_bot_process
 from fakes.telegram import FakeTelegram
 from storage import Keyring
@@ -22,6 +22,9 @@ STAFF = -1009999
 # Typed answers: start, what, when, where, (skip drugs), own words, skip x3, right, don't keep,
 # send to a support worker, no replies.
 FLOW = ["/report", "1", "1, 2", "1", "2", "skip", "It happened at a party.", "skip", "skip", "skip", "1", "2", "1", "2"]
+EMERGENCY_TEXT = "my mate has gone blue and wont respond"
+EMERGENCY_EVERY = 10  # one person in ten
+EMERGENCY = -1  # the tag of their first reply
 SUMMARY = re.compile(r"^New confidential summary ([0-9A-Z]{4}-[0-9A-Z]{4})", re.MULTILINE)
 
 
@@ -44,17 +47,23 @@ async def main(people: int) -> None:
 
     async def person(chat: int) -> None:
         fake.chat(chat)
+        if chat % EMERGENCY_EVERY == 0:  # some begin in an emergency, before the report
+            answer = replies.expect(chat, tag=EMERGENCY)
+            await fake.user_sends(chat, EMERGENCY_TEXT)
+            await asyncio.wait_for(answer, 3600)
         for step, text in enumerate(FLOW):
             answer = replies.expect(chat, tag=step)
             await fake.user_sends(chat, text)
             await asyncio.wait_for(answer, 3600)
 
     watcher = asyncio.create_task(watch_memory())
+    while not any(method == "getUpdates" for method, _ in fake.calls):  # noqa: ASYNC110 - the bot is starting
+        await asyncio.sleep(0.05)  # measure replies, not the start-up
     started = time.perf_counter()
     await asyncio.gather(*(person(20_000 + n) for n in range(people)))
     conversations_done = time.perf_counter() - started
-    with sqlite3.connect(data / "reachable.sqlite3") as db:
-        references = {str(r[0]) for r in db.execute("SELECT reference FROM reports")}
+    # Each person sends one summary; a summary not kept leaves the database once delivered.
+    references = range(people)
     while len({*found(fake)}) < len(references):  # noqa: ASYNC110 - polling another process's work
         await asyncio.sleep(1)
     all_delivered = time.perf_counter() - started
@@ -64,6 +73,29 @@ async def main(people: int) -> None:
     await process.wait()
     watcher.cancel()
     idle_at_end = rss_mb()
+    summaries = Summaries(len(references), delivered, all_delivered, len(fake.bot_texts(STAFF)))
+    report(people, conversations_done, replies, summaries, fake, (peak, idle_at_end))
+    await fake.stop()
+
+
+@dataclass(frozen=True)
+class Summaries:
+    stored: int
+    delivered: list[str]
+    after_s: float
+    staff_messages: int
+
+
+def report(
+    people: int,
+    conversations_done: float,
+    replies: Replies,
+    summaries: Summaries,
+    fake: FakeTelegram,
+    memory: tuple[float, float],
+) -> None:
+    peak, idle_at_end = memory
+    references, delivered, all_delivered = range(summaries.stored), summaries.delivered, summaries.after_s
     print(f"Load: {people} people x {len(FLOW)} messages, fake Bot API enforcing Telegram's flood limits.")
     rate = people * len(FLOW) / conversations_done
     print(f"  conversations finished in {conversations_done:.0f} s: {rate:.1f} updates/s")
@@ -71,11 +103,18 @@ async def main(people: int) -> None:
     print(
         f"  summaries: {len(references)} stored, {len(set(delivered))} delivered, "
         f"{len(delivered) - len(set(delivered))} twice; all delivered after {all_delivered:.0f} s "
-        f"in {len(fake.bot_texts(STAFF))} staff messages"
+        f"in {summaries.staff_messages} staff messages"
     )
     print(f"  429s received by the bot: {fake.too_many}; protocol errors: {len(fake.refusals)}")
     print(f"  bot process peak memory: {peak:.0f} MiB (load generator: {idle_at_end:.0f} MiB)")
-    await fake.stop()
+    pairs = zip(replies.latencies.values, replies.steps, strict=True)
+    emergency = Latencies([v for v, step in pairs if step == EMERGENCY])
+    print(f"  emergency guidance (first reply to {EMERGENCY_TEXT!r}): {emergency.line()}")
+    duplicates = len(delivered) - len(set(delivered))
+    print(
+        f"load: emergency_p99_ms={emergency.p99_ms():.0f} stored={len(references)} delivered={len(set(delivered))} "
+        f"duplicates={duplicates} too_many={fake.too_many} peak_mib={peak:.0f}"
+    )
 
 
 def found(fake: FakeTelegram) -> list[str]:

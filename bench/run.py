@@ -172,7 +172,9 @@ def split_keep(replies: Replies) -> tuple[Latencies, Latencies]:
     return Latencies([v for v, i in pairs if i != last]), Latencies([v for v, i in pairs if i == last])
 
 
-async def capacity_and_latency() -> None:
+async def capacity_and_latency() -> dict[str, float]:
+    """Prints the table; returns the figures the machine-readable line carries."""
+    figures: dict[str, float] = {}
     capacity = {name: (await with_bot(make, None))[0] for name, make in BOTS.items()}
     print("Capacity over HTTP against the fake Bot API (no flood limits), messages handled a second:")
     for framework in FRAMEWORKS:
@@ -181,6 +183,7 @@ async def capacity_and_latency() -> None:
     ratio = capacity["bare aiogram echo"] / capacity["bare python-telegram-bot echo"]
     flows = capacity["Reachable on aiogram"] / capacity["Reachable on python-telegram-bot"]
     print(f"  aiogram against python-telegram-bot: {ratio:.2f}x bare, {flows:.2f}x with Reachable")
+    figures["ratio"] = capacity["Reachable on aiogram"] / capacity["bare aiogram echo"]
     print("Latency from a message reaching the Bot API to the bot's reply, at 200 messages a second:")
     for name, make in BOTS.items():
         _, replies = await with_bot(make, RATE)
@@ -189,12 +192,16 @@ async def capacity_and_latency() -> None:
             answers, keep = split_keep(replies)
             print(f"      answers only:                  {answers.line()}")
             print(f"      'keep' only (Argon2id hash):   {keep.line()}")
+            if name == "Reachable on aiogram":
+                figures["answers_p99_ms"] = answers.p99_ms()
+                figures["keep_p99_ms"] = keep.p99_ms()
+    return figures
 
 
 async def main() -> None:
     python = sys.version.split()[0]
     print(f"Benchmark on {os.cpu_count()} cores, Python {python}; {PEOPLE} people x {len(FLOW)} messages.\n")
-    await capacity_and_latency()
+    figures = await capacity_and_latency()
     print(f"Engine alone, in-process:           {engine_steps_per_second():7.0f} steps/s")
     p50, p99, worst = understanding_ms()
     print(
@@ -213,6 +220,11 @@ async def main() -> None:
     print(
         f"Memory: bot process idle {idle_process:.0f} MiB; 10,000 open drafts add {loaded - idle:.1f} MiB "
         f"({idle:.0f} -> {loaded:.0f} MiB in this process; target <= 50 MiB)"
+    )
+    # One line for machines (CI dashboards, comparisons between runs).
+    print(
+        f"bench: ratio={figures['ratio']:.2f} answers_p99_ms={figures['answers_p99_ms']:.0f} "
+        f"keep_p99_ms={figures['keep_p99_ms']:.0f} cold_start_s={trained:.2f} idle_mib={idle_process:.0f}"
     )
 
 
