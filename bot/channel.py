@@ -22,13 +22,14 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.conversations import Conversations
-from bot.delivery import DeliveryWorker, GiveUp, Pacer, PartlySent, RetryLater
+from bot.conversations import Conversations, Delivery
+from bot.delivery import REPLY, STAFF, URGENT, DeliveryWorker, GiveUp, Pacer, PartlySent, RetryLater
 from bot.errors import ConfigError
 from bot.staff import StaffDesk
 from bot.transport import Button, ChatRef, RetryAfter, Transport, TransportError, Unreachable
@@ -82,6 +83,7 @@ class Channel:
         self._group_notices: OrderedDict[str, float] = OrderedDict()
         self._wipes: dict[ChatKey, int] = {}
         self._answered: OrderedDict[str, None] = OrderedDict()
+        self._sending: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def attach(self) -> None:
         """Let the delivery worker send to this channel's staff chats and relay to its people."""
@@ -107,11 +109,30 @@ class Channel:
         """One thing a person did: typed (``incoming`` is its message id) or pressed a button."""
         conversations = self.ports.conversations
         key = conversations.key(self.name, chat_id)
-        delivery = await conversations.handle(self.name, chat_id, event, update_id=update_id, locale_hint=language)
+        delivery = await conversations.handle(
+            self.name,
+            chat_id,
+            event,
+            update_id=update_id,
+            locale_hint=language,
+            on_slow=lambda rendered: self._send_and_note(chat_id, key, (rendered,)),
+        )
         if delivery.duplicate:
             return  # a button press delivered twice is answered once: a second answer is refused
         if query_id is not None:
             await self.answer_button(query_id)
+        async with self._in_order(chat_id):
+            await self._deliver(chat_id, key, delivery, incoming)
+
+    def _in_order(self, chat_id: str) -> asyncio.Lock:
+        """One chat's messages go out in the order its turns ended, whatever their priority."""
+        lock = self._sending.get(chat_id)
+        if lock is None:
+            lock = self._sending[chat_id] = asyncio.Lock()
+        return lock
+
+    async def _deliver(self, chat_id: str, key: ChatKey, delivery: Delivery, incoming: int | None) -> None:
+        priority = URGENT if delivery.urgent else REPLY
         if not self.transport.limits.deletes:
             # No message can be deleted here, so no id is worth keeping: a quick exit is the
             # transport's to carry out as it can (a web page is replaced; elsewhere the words
@@ -119,7 +140,7 @@ class Channel:
             if delivery.wipe:
                 await self.transport.delete(chat_id, ())
             for rendered in delivery.messages:
-                await self.send(chat_id, rendered)
+                await self.send(chat_id, rendered, priority=priority)
             return
         if incoming is not None:
             self.ledger.note(key, [incoming])
@@ -130,7 +151,7 @@ class Channel:
         if delivery.wipe:
             self._wipes[key] = self._wipes.get(key, 0) + 1
             await self.transport.delete(chat_id, await self.ledger.take(key))
-        await self._send_and_note(chat_id, key, delivery.messages)
+        await self._send_and_note(chat_id, key, delivery.messages, priority)
 
     async def answer_button(self, query_id: str) -> None:
         """Stop the button's spinner, once per press: platforms refuse a second answer."""
@@ -144,17 +165,19 @@ class Channel:
         except TransportError as error:
             log.info("answering a button failed: %s", type(error).__name__)
 
-    async def _send_and_note(self, chat_id: str, key: ChatKey, messages: tuple[Rendered, ...]) -> None:
+    async def _send_and_note(
+        self, chat_id: str, key: ChatKey, messages: tuple[Rendered, ...], priority: int = REPLY
+    ) -> None:
         """Send, and note the ids for the quick exit. If the chat was wiped while these were on
         their way (a reply to an earlier message, still being paced), delete them at once."""
         wipes = self._wipes.get(key, 0)
-        sent = [i for rendered in messages for i in await self.send(chat_id, rendered)]
+        sent = [i for rendered in messages for i in await self.send(chat_id, rendered, priority=priority)]
         if self._wipes.get(key, 0) != wipes and sent:
             await self.transport.delete(chat_id, sent)
             return
         self.ledger.note(key, sent)
 
-    async def send(self, chat_id: str, rendered: Rendered, strict: bool = False) -> list[int]:
+    async def send(self, chat_id: str, rendered: Rendered, strict: bool = False, priority: int = REPLY) -> list[int]:
         """One rendered message, in parts if long, buttons on the last. ``strict``: let a
         failure through (to the delivery worker); otherwise log it and stop."""
         parts = rendered.parts(self.transport.limits.max_length)
@@ -166,7 +189,7 @@ class Channel:
         ids: list[int] = []
         for number, part in enumerate(parts, start=1):
             try:
-                ids.append(await self.send_paced(chat_id, part, buttons if number == len(parts) else []))
+                ids.append(await self.send_paced(chat_id, part, buttons if number == len(parts) else [], priority))
             except TransportError as error:
                 if strict:
                     raise
@@ -175,12 +198,17 @@ class Channel:
         return ids
 
     async def send_paced(
-        self, chat_id: str, text: str, buttons: list[Button], attempts: int = RETRY_AFTER_ATTEMPTS
+        self,
+        chat_id: str,
+        text: str,
+        buttons: list[Button],
+        priority: int = REPLY,
+        attempts: int = RETRY_AFTER_ATTEMPTS,
     ) -> int:
         """Within the platform's rate; if it still says "retry after", wait as long as it asks
         and send again: a person's reply is never dropped for pacing."""
         for attempt in range(1, attempts + 1):
-            await self.pacer.wait()
+            await self.pacer.wait(priority)
             try:
                 return await self.transport.send(chat_id, text, buttons)
             except RetryAfter as error:
@@ -195,8 +223,9 @@ class Channel:
         delivery = await self.ports.conversations.handle(self.name, chat_id, event)
         key = self.ports.conversations.key(self.name, chat_id)
         try:
-            for rendered in delivery.messages:
-                self.ledger.note(key, await self.send(chat_id, rendered, strict=True))
+            async with self._in_order(chat_id):
+                for rendered in delivery.messages:
+                    self.ledger.note(key, await self.send(chat_id, rendered, strict=True))
         except Unreachable as error:
             raise GiveUp("the person cannot be reached") from error
         except TransportError as error:
@@ -263,7 +292,7 @@ class Channel:
         """Send to a staff chat; the ids of the messages sent. One attempt each: a "retry after"
         goes back to the delivery worker, which pauses that chat without holding up others."""
         return [
-            await self.send_paced(chat_id, part, [], attempts=1)
+            await self.send_paced(chat_id, part, [], STAFF, attempts=1)
             for part in Rendered(text).parts(self.transport.limits.max_length)
         ]
 

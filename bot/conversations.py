@@ -13,13 +13,14 @@ import logging
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Protocol
 
 from bot.transport import ChatRef
 from flows import Engine, Event, Outcome, State
+from flows.definitions import URGENT_MESSAGES
 from flows.effects import ChangeConsent, CheckReport, EraseReport, ForgetDraft, RelayToStaff, StoreReport, WipeChat
 from flows.events import Command, Relayed, Unlocked
 from flows.replies import Reply
@@ -37,6 +38,8 @@ class ConversationStore(Turns, Reports, Relays, Protocol):
 # Channels that cannot reach a person later (a web page has no push): staff messages to them
 # wait, held, until the person comes back and enters their code.
 PULL_ONLY = frozenset({"web"})
+SLOW_COMMIT = 1.0  # seconds before someone keeping a report is told their code is being made
+Notice = Callable[[Rendered], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,7 @@ class Delivery:
     limited: bool = False
     remember: bool = False
     forget_ids: bool = False
+    urgent: bool = False  # emergency or suicide help: sent before others' replies when sends wait
 
 
 @dataclass(slots=True)
@@ -113,9 +117,12 @@ class Conversations:
         *,
         update_id: int | None = None,
         locale_hint: str | None = None,
+        on_slow: Notice | None = None,
     ) -> Delivery:
         """One event from one chat. ``update_id`` makes redelivered updates harmless: a turn whose
-        update was already handled does nothing and returns ``Delivery(duplicate=True)``."""
+        update was already handled does nothing and returns ``Delivery(duplicate=True)``.
+        ``on_slow``: how to tell the person, meanwhile, that their code is being made when
+        keeping a report takes longer than a second."""
         key = self.key(channel, chat_id)
         update = (channel, update_id) if update_id is not None else None
         if update is not None:
@@ -135,10 +142,16 @@ class Conversations:
                     return Delivery((notice,), limited=True)
                 return Delivery((), limited=True)
         async with self._lock(key):
-            return await self._handle(key, ChatRef(channel, str(chat_id)), event, update, locale_hint)
+            return await self._handle(key, ChatRef(channel, str(chat_id)), event, update, locale_hint, on_slow)
 
     async def _handle(
-        self, key: ChatKey, ref: ChatRef, event: Event, update: tuple[str, int] | None, locale_hint: str | None
+        self,
+        key: ChatKey,
+        ref: ChatRef,
+        event: Event,
+        update: tuple[str, int] | None,
+        locale_hint: str | None,
+        on_slow: Notice | None = None,
     ) -> Delivery:
         chat, channel = str(ref), ref.channel
         started = time.perf_counter()
@@ -157,7 +170,7 @@ class Conversations:
             forget = (forget or stored) and not keep
             if report is not None or draft is not None or forget or outgoing:
                 sending = report is not None and report.send_to is not None
-                applied = await self.store.commit_turn(
+                commit = self.store.commit_turn(
                     key,
                     draft=draft,
                     forget=forget,
@@ -167,6 +180,8 @@ class Conversations:
                     outgoing=outgoing,
                     update=update,
                 )
+                slow = on_slow if report is not None else None
+                applied = await self._meanwhile(commit, slow, outcome.state.locale, channel)
                 if not applied:
                     log.info("duplicate update ignored")
                     return Delivery((), duplicate=True)
@@ -192,7 +207,18 @@ class Conversations:
         )
         locale = outcome.state.locale
         messages = tuple(self.renderer.render(r, locale, channel) for r in replies)
-        return Delivery(messages, wipe=wipe, remember=remember, forget_ids=forget_ids)
+        urgent = any(r.message in URGENT_MESSAGES for r in replies)
+        return Delivery(messages, wipe=wipe, remember=remember, forget_ids=forget_ids, urgent=urgent)
+
+    async def _meanwhile(self, commit: Awaitable[bool], on_slow: Notice | None, locale: str, channel: str) -> bool:
+        """Commit; if that takes over a second (the slow hash of a new code, behind others'),
+        tell the person their code is being made, then wait for it."""
+        task = asyncio.ensure_future(commit)
+        if on_slow is not None:
+            done, _ = await asyncio.wait({task}, timeout=SLOW_COMMIT)
+            if not done:
+                await on_slow(self.renderer.render(Reply("report.making_code"), locale, channel))
+        return await task
 
     async def _carry_out(self, outcome: Outcome, key: ChatKey, chat: str) -> _Done:
         """Carry out the engine's effects before anything is said: what to say depends on them."""

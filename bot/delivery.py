@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import random
 import ssl
@@ -72,26 +74,52 @@ class Combining(Forwarder, Protocol):
         """Deliver several at once (fewer messages when a backlog builds), or raise PartlySent."""
 
 
+# What goes first when sends must wait for the platform's rate: help in an emergency, then
+# replies in a conversation, then staff summaries and notices.
+URGENT, REPLY, STAFF = 0, 1, 2
+
+
 class Pacer:
-    """A token bucket: at most ``rate`` sends per ``per`` seconds, waiting when empty."""
+    """A token bucket: at most ``rate`` sends per ``per`` seconds. Those waiting are served by
+    priority (lowest number first), then in the order they came."""
 
     def __init__(self, rate: float, per: float, burst: float | None = None) -> None:
         self.capacity = float(burst if burst is not None else rate)
         self.refill = rate / per
         self.tokens = self.capacity
         self.stamp = time.monotonic()
-        self._lock = asyncio.Lock()
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._serving: asyncio.Task[None] | None = None
 
-    async def wait(self) -> None:
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.refill)
-                self.stamp = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
+    def _take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.refill)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    async def wait(self, priority: int = REPLY) -> None:
+        if not self._waiting and self._take():
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, next(self._order), turn))
+        if self._serving is None or self._serving.done():
+            self._serving = asyncio.create_task(self._serve())
+        await turn
+
+    async def _serve(self) -> None:
+        while self._waiting:
+            if not self._take():
                 await asyncio.sleep((1 - self.tokens) / self.refill)
+                continue
+            _, _, turn = heapq.heappop(self._waiting)
+            if turn.done():  # its sender gave up waiting: the token goes to the next
+                self.tokens += 1
+            else:
+                turn.set_result(None)
 
 
 class EmailForwarder:

@@ -128,6 +128,9 @@ PUBLIC_COMMANDS = (
 
 # What each intent of the understanding step leads to (``flows/understanding.py``). Charities'
 # examples in ``responses/<locale>/nlu.yml`` may use only these intents.
+# Help in an emergency and for suicidal thoughts: when sends must wait, these go first.
+URGENT_MESSAGES = frozenset({"emergency.guidance", "crisis.guidance"})
+
 INTENT_TARGETS = {
     "overdose": "@emergency",
     "suicide": "@crisis",

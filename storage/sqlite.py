@@ -18,6 +18,7 @@ import math
 import os
 import stat
 import struct
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -73,6 +74,15 @@ def migrations() -> list[tuple[int, str]]:
     return found
 
 
+HASHING_THREADS = max(1, (os.cpu_count() or 2) - 1)
+
+
+def _yield_to_replies() -> None:
+    """Run this hashing thread at a lower priority than the event loop (Linux: per thread)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
 class SQLiteStore(Store):
     def __init__(
         self,
@@ -94,9 +104,12 @@ class SQLiteStore(Store):
         self._write = asyncio.Lock()
         self._not_before: dict[int, float] = {}  # delivery retries, in memory only
         self._emptied = False
-        # Argon2 gets threads of its own: a burst of reports must not fill asyncio's default
-        # pool, which other work (aiohttp's address lookups) waits on.
-        self._hashing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="reachable-argon2")
+        # Argon2 gets threads of its own, one fewer than the machine has cores and at a lower
+        # priority: a burst of reports must not take the CPU from everyone else's replies, nor
+        # fill asyncio's default pool, which other work (aiohttp's address lookups) waits on.
+        self._hashing = ThreadPoolExecutor(
+            max_workers=HASHING_THREADS, thread_name_prefix="reachable-argon2", initializer=_yield_to_replies
+        )
 
     @property
     def db(self) -> aiosqlite.Connection:
