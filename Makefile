@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench load screenshots check-responses constraints clean
+.PHONY: demo test bench load profile screenshots check-responses constraints clean
 
 # Quiet installs (-qq: errors only) pinned by constraints.txt: the same versions everywhere.
 PIP := $(BIN)/python -m pip --disable-pip-version-check -qq
@@ -33,6 +33,10 @@ test: $(VENV)/.installed-test
 # Figures, not tests: capacity against bare aiogram, latency, memory (a minute or two).
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.run
+
+# A sampling profile of the report flow at capacity, as a flame graph in docs/.
+profile: $(VENV)/.installed-test
+	$(BIN)/py-spy record -r 200 -o docs/flamegraph-report-flow.svg -- $(BIN)/python -m bench.profile
 
 # 1,000 people at Telegram's real flood limits: takes minutes by design.
 load: $(VENV)/.installed-test
