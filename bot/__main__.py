@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
         help="the Telegram library to run on (default: REACHABLE_FRAMEWORK, else aiogram)",
     )
     commands.add_parser("web", help="serve the web chat (for people without Telegram)")
+    backup = commands.add_parser("backup", help="copy the database while the bot runs (never the key)")
+    backup.add_argument("path", type=Path, help="the new backup file (outside the data folder)")
+    backup.add_argument("--check", action="store_true", help="restore it to a temporary folder and read every report")
     commands.add_parser(
         "rasa-actions",
         help="serve Rasa assistants (WhatsApp, SMS, web widgets) as a rasa-sdk action server",
@@ -225,6 +228,22 @@ async def _prune(settings: Settings) -> None:
     print(f"removed {dropped} older key(s) from {settings.data_dir / KEY_FILE}; open drafts start afresh")
 
 
+async def _backup(settings: Settings, target: Path, check: bool) -> int:
+    """A consistent copy of the database while the bot runs; never the key."""
+    from storage.backup import back_up, check_backup
+
+    reports = await asyncio.to_thread(back_up, settings.data_dir, target)
+    print(f"backed up {reports} report(s) to {target}; the key is not in it: keep the key's backup apart")
+    if not check:
+        return 0
+    if settings.encryption_key is None and not (settings.data_dir / KEY_FILE).exists():
+        raise ConfigError("no key to check the backup with: set REACHABLE_ENCRYPTION_KEY")
+    keys = settings.encryption_key.get_secret_value() if settings.encryption_key else None
+    checked = await check_backup(target, load_keyring(keys, settings.data_dir))
+    print(f"restored to a temporary folder: {checked.readable} of {checked.reports} report(s) readable with the key")
+    return 0 if checked.readable == checked.reports else 1
+
+
 def _warn_about_key_file(settings: Settings) -> None:
     if settings.encryption_key is None:
         logging.getLogger("reachable").warning(
@@ -346,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_environ()
         _logging(settings, quiet=args.command == "console")
+        if args.command == "backup":
+            return asyncio.run(_backup(settings, args.path, args.check))
         asyncio.run(_serving(args, settings))
     except (ValidationError, ReachableError, ResponsesError, StorageError, FlowError) as error:
         print(f"reachable: {error}", file=sys.stderr)

@@ -171,6 +171,11 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._paused: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self.progress = time.monotonic()  # when the outbox last had nothing overdue
+
+    def stuck_for(self) -> float:
+        """Seconds since the worker last made a round with nothing due left behind."""
+        return time.monotonic() - self.progress
 
     def add(self, forwarder: Forwarder) -> None:
         self.forwarders[forwarder.destination] = forwarder
@@ -200,8 +205,11 @@ class DeliveryWorker:
                 log.error("delivery round failed: %s", type(error).__name__)
                 sent = 0
             if sent:
+                self.progress = time.monotonic()
                 continue
             due = await self.store.next_due_in()
+            if due is None or due > 0:
+                self.progress = time.monotonic()  # nothing is waiting that could go now
             timeout = 30.0 if due is None else min(max(due, 0.05), 30.0)
             self._wake.clear()
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation

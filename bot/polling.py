@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -36,6 +37,7 @@ class DurablePolling(Generic[U]):
         self._slots = asyncio.Semaphore(concurrency)
         self._running: dict[int, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
+        self.failing_since: float | None = None  # when getUpdates started failing, if it is
 
     def stop(self) -> None:
         self._stop.set()
@@ -48,11 +50,13 @@ class DurablePolling(Generic[U]):
             try:
                 updates = await self._fetch(offset)
                 failures = 0
+                self.failing_since = None
             except RetryAfter as error:
                 await self._pause(error.seconds)
                 continue
             except TransportError as error:
                 failures += 1
+                self.failing_since = self.failing_since or time.monotonic()
                 log.warning("getUpdates failed (%s); retrying", type(error.__cause__ or error).__name__)
                 await self._pause(min(30.0, 0.5 * 2**failures))
                 continue

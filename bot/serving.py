@@ -14,15 +14,20 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from bot.app import App
 from bot.channel import Channel
 from bot.errors import ConfigError
+from bot.health import Health
 from bot.polling import DurablePolling
 from bot.settings import Settings
 from responses import Responses
 
 log = logging.getLogger("reachable.serving")
 WEBHOOK_PATH = "/telegram"
-CONCURRENT_UPDATES = 64
+# Updates handled at once. Each waits for its replies to be paced out, so this must cover
+# everyone writing at the same moment: otherwise an emergency waits in line before it is
+# even read, and the pacer cannot put its reply first.
+CONCURRENT_UPDATES = 1024
 U = TypeVar("U")
 
 
@@ -89,20 +94,28 @@ async def ready(adapter: TelegramAdapter[U], responses: Responses) -> None:
     await adapter.register_commands(responses)
 
 
-async def poll(adapter: TelegramAdapter[U], handle: Callable[[U], Awaitable[object]]) -> None:
-    """Long polling that confirms an update only once handled, until SIGTERM or Ctrl-C."""
+async def poll(adapter: TelegramAdapter[U], handle: Callable[[U], Awaitable[object]], app: App) -> None:
+    """Long polling that confirms an update only once handled, until SIGTERM or Ctrl-C; with
+    REACHABLE_HEALTH_LISTEN, `/healthz` there meanwhile."""
     polling = DurablePolling(adapter.fetch, handle, concurrency=CONCURRENT_UPDATES)
     on_stop(polling.stop)
     try:
-        await polling.run()
+        if app.settings.health_listen:
+            health = web.Application()
+            Health(app, polling).add_to(health)
+            async with serve(health, app.settings.health_listen, "REACHABLE_HEALTH_LISTEN"):
+                await polling.run()
+        else:
+            await polling.run()
     finally:
         await adapter.core.ledger.close()
 
 
 @contextlib.asynccontextmanager
-async def listening(web_app: web.Application, settings: Settings) -> AsyncIterator[str]:
-    """Serve ``web_app`` on REACHABLE_WEBHOOK_LISTEN while inside; yields where, for the log."""
-    host, port = listen_address(settings.webhook_listen)
+async def serve(web_app: web.Application, listen: str, setting: str) -> AsyncIterator[str]:
+    """Serve ``web_app`` on ``listen`` while inside, without an access log (it would keep
+    addresses); yields where, for the log."""
+    host, port = listen_address(listen, setting)
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -110,3 +123,9 @@ async def listening(web_app: web.Application, settings: Settings) -> AsyncIterat
         yield f"{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+def listening(web_app: web.Application, app: App) -> contextlib.AbstractAsyncContextManager[str]:
+    """The webhook's site on REACHABLE_WEBHOOK_LISTEN, with `/healthz` beside it."""
+    Health(app).add_to(web_app)
+    return serve(web_app, app.settings.webhook_listen, "REACHABLE_WEBHOOK_LISTEN")

@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     # "Leave now" opens (GOV.UK's exit-this-page pattern uses BBC Weather).
     web_listen: str = "127.0.0.1:8081"
     web_exit_url: str = "https://www.bbc.co.uk/weather"
+    # In polling mode, where `GET /healthz` answers (webhook and web modes serve it anyway).
+    health_listen: str | None = None
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_username: str | None = None

@@ -46,7 +46,7 @@ async def run_polling(app: App, application: PTBApplication) -> None:
         channel = await start(app, application)
         await application.bot.delete_webhook(drop_pending_updates=False)
         log.info("polling for updates (python-telegram-bot)")
-        await poll(channel, application.process_update)
+        await poll(channel, application.process_update, app)
     finally:
         await application.shutdown()
 
@@ -70,7 +70,7 @@ async def run_webhook(app: App, application: PTBApplication) -> None:
         web_app = web.Application()
         web_app.router.add_post(path, receive)
         try:
-            async with listening(web_app, settings) as where:
+            async with listening(web_app, app) as where:
                 if settings.webhook_url:
                     await application.bot.set_webhook(
                         settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES

@@ -35,7 +35,7 @@ async def run_polling(app: App, bot: Bot) -> None:
         dispatcher = channel.dispatcher()
         await bot.delete_webhook(drop_pending_updates=False)
         log.info("polling for updates")
-        await poll(channel, lambda update: dispatcher.feed_update(bot, update))
+        await poll(channel, lambda update: dispatcher.feed_update(bot, update), app)
     finally:
         await bot.session.close()
 
@@ -55,7 +55,7 @@ async def run_webhook(app: App, bot: Bot) -> None:
         handler.register(web_app, path=path)
         setup_application(web_app, dispatcher, bot=bot)
         try:
-            async with listening(web_app, settings) as where:
+            async with listening(web_app, app) as where:
                 if settings.webhook_url:
                     await bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
                 log.info("webhook listening on %s%s", where, path)

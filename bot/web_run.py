@@ -25,6 +25,7 @@ from bot import callbacks
 from bot.app import App
 from bot.channel import Channel
 from bot.errors import ConfigError
+from bot.health import Health
 from bot.serving import listen_address
 from bot.settings import Settings
 from bot.web import CHANNEL, Session, Sessions, WebTransport
@@ -101,6 +102,7 @@ class WebChat:
         application.router.add_post("/choose", self.choose)
         application.router.add_post("/exit", self.leave)
         application.router.add_get("/static/{name}", self.static)
+        Health(self.app).add_to(application)
         return application
 
     @web.middleware

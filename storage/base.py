@@ -216,7 +216,11 @@ class StaffMessages(Protocol):
 
 
 class Upkeep(Protocol):
-    """Retention and key rotation."""
+    """Retention, key rotation, and whether storage answers at all."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise if storage cannot be read now."""
 
     @abc.abstractmethod
     async def purge_expired(self) -> Purged:

@@ -287,6 +287,9 @@ class MemoryStore(Store):
         self._audit(f"report_{status}", reference, self._now())
         return True
 
+    async def ping(self) -> None:
+        """Memory always answers."""
+
     async def counts(self) -> dict[tuple[str, str], int]:
         return {k: v for k, v in self._s.counters.items() if v > 0}
 

@@ -762,6 +762,10 @@ class SQLiteStore(Store):
                 gone += 1
         return gone
 
+    async def ping(self) -> None:
+        async with self.db.execute("SELECT 1") as cursor:
+            await cursor.fetchone()
+
     async def counts(self) -> dict[tuple[str, str], int]:
         async with self.db.execute("SELECT category, month, count FROM counters WHERE count > 0") as cursor:
             return {(str(c), str(m)): int(n) for c, m, n in await cursor.fetchall()}

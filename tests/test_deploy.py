@@ -1,0 +1,59 @@
+"""The service unit and the container recipe: checked by the tools that know them, here where
+they exist (a message says why a check is skipped)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+UNIT = ROOT / "deploy" / "systemd" / "reachable.service"
+DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
+REACHABLE = Path(sys.executable).parent / "reachable"
+HADOLINT = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not on this machine")
+def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
+    # verify checks that ExecStart exists: point it at this machine's installed command.
+    unit = tmp_path / "reachable.service"
+    unit.write_text(UNIT.read_text().replace("/opt/reachable/.venv/bin/reachable", str(REACHABLE)))
+    run = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0 and run.stderr.strip() == "", run.stderr
+
+
+def test_the_unit_runs_confined_with_its_own_user_and_state_folder() -> None:
+    text = UNIT.read_text()
+    for line in (
+        "DynamicUser=yes",
+        "StateDirectory=reachable",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "Restart=on-failure",
+        "EnvironmentFile=/etc/reachable/credentials.env",
+        "UMask=0077",
+    ):
+        assert f"\n{line}\n" in text, line
+    assert "REACHABLE_TELEGRAM_TOKEN=" not in text and "REACHABLE_ENCRYPTION_KEY=" not in text
+
+
+@pytest.mark.skipif(HADOLINT is None, reason="hadolint is not installed (make test installs it)")
+def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
+    assert HADOLINT is not None
+    run = subprocess.run([HADOLINT, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_the_container_runs_as_a_numeric_non_root_user_with_data_as_a_volume_and_a_healthcheck() -> None:
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^USER [1-9][0-9]{3,}$", text, re.MULTILINE)
+    assert 'VOLUME ["/data"]' in text and "/healthz" in text and "REACHABLE_HEALTH_LISTEN=127.0.0.1:8082" in text
+    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
+    assert version is not None and f"reachable=={version.group(1)}" in text
