@@ -79,20 +79,16 @@ class Combining(Forwarder, Protocol):
 URGENT, REPLY, STAFF = 0, 1, 2
 
 
-class Pacer:
-    """A token bucket: at most ``rate`` sends per ``per`` seconds. Those waiting are served by
-    priority (lowest number first), then in the order they came."""
+class TokenBucket:
+    """At most ``rate`` a second on average, ``burst`` at once; ``take`` says whether one may go now."""
 
-    def __init__(self, rate: float, per: float, burst: float | None = None) -> None:
-        self.capacity = float(burst if burst is not None else rate)
-        self.refill = rate / per
-        self.tokens = self.capacity
+    def __init__(self, rate: float, burst: float) -> None:
+        self.refill = rate
+        self.capacity = burst
+        self.tokens = burst
         self.stamp = time.monotonic()
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-        self._serving: asyncio.Task[None] | None = None
 
-    def _take(self) -> bool:
+    def take(self) -> bool:
         now = time.monotonic()
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.refill)
         self.stamp = now
@@ -101,8 +97,19 @@ class Pacer:
         self.tokens -= 1
         return True
 
+
+class Pacer(TokenBucket):
+    """A token bucket: at most ``rate`` sends per ``per`` seconds. Those waiting are served by
+    priority (lowest number first), then in the order they came."""
+
+    def __init__(self, rate: float, per: float, burst: float | None = None) -> None:
+        super().__init__(rate / per, float(burst if burst is not None else rate))
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._serving: asyncio.Task[None] | None = None
+
     async def wait(self, priority: int = REPLY) -> None:
-        if not self._waiting and self._take():
+        if not self._waiting and self.take():
             return
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiting, (priority, next(self._order), turn))
@@ -112,7 +119,7 @@ class Pacer:
 
     async def _serve(self) -> None:
         while self._waiting:
-            if not self._take():
+            if not self.take():
                 await asyncio.sleep((1 - self.tokens) / self.refill)
                 continue
             _, _, turn = heapq.heappop(self._waiting)

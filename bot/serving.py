@@ -24,10 +24,7 @@ from responses import Responses
 
 log = logging.getLogger("reachable.serving")
 WEBHOOK_PATH = "/telegram"
-# Updates handled at once. Each waits for its replies to be paced out, so this must cover
-# everyone writing at the same moment: otherwise an emergency waits in line before it is
-# even read, and the pacer cannot put its reply first.
-CONCURRENT_UPDATES = 1024
+CONCURRENT_UPDATES = 64
 U = TypeVar("U")
 
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from importlib import resources
 from urllib.parse import urlsplit
 
@@ -24,6 +23,7 @@ from aiohttp import web
 from bot import callbacks
 from bot.app import App
 from bot.channel import Channel
+from bot.delivery import TokenBucket
 from bot.errors import ConfigError
 from bot.health import Health
 from bot.serving import listen_address
@@ -36,28 +36,6 @@ COOKIE = "__Host-reachable"
 MAX_TEXT = 4000  # characters the message box takes (a Telegram message holds 4,096)
 MAX_BODY = 64 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class Bucket:
-    """A token bucket: ``rate`` a second, ``burst`` at once. In memory only."""
-
-    rate: float
-    burst: float
-    tokens: float = 0.0
-    at: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.tokens, self.at = self.burst, time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 def headers_for(exit_url: str) -> dict[str, str]:
@@ -85,9 +63,9 @@ class WebChat:
         conversations = app.conversations
         self.transport = WebTransport(self.sessions, lambda chat: conversations.locale(CHANNEL, chat))
         self.core = Channel(self.transport, replace(app.ports(), staff_chats={}))  # staff are on Telegram
-        self.everyone = Bucket(rate=200, burst=400)
+        self.everyone = TokenBucket(rate=200, burst=400)
         self.per_session = (1.0, 10.0)  # posts a second from one session, and its burst
-        self._limits: dict[str, Bucket] = {}
+        self._limits: dict[str, TokenBucket] = {}
         self.headers = headers_for(self.settings.web_exit_url)
         environment = jinja2.Environment(
             loader=jinja2.PackageLoader("bot", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
@@ -168,7 +146,7 @@ class WebChat:
             raise web.HTTPForbidden(text="This form is out of date: reload the page.")
         if not limited:
             return session, form
-        limit = self._limits.setdefault(session.token, Bucket(*self.per_session))
+        limit = self._limits.setdefault(session.token, TokenBucket(*self.per_session))
         if len(self._limits) > 2 * len(self.sessions) + 100:
             self._limits = {t: b for t, b in self._limits.items() if self.sessions.get(t) is not None}
         if not limit.take() or not self.everyone.take():
