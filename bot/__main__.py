@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
         help="the Telegram library to run on (default: REACHABLE_FRAMEWORK, else aiogram)",
     )
     commands.add_parser("web", help="serve the web chat (for people without Telegram)")
+    doctor = commands.add_parser("doctor", help="check the configuration; sends nothing anyone would see")
+    doctor.add_argument("--webhook", action="store_true", help="check the webhook set-up too")
     backup = commands.add_parser("backup", help="copy the database while the bot runs (never the key)")
     backup.add_argument("path", type=Path, help="the new backup file (outside the data folder)")
     backup.add_argument("--check", action="store_true", help="restore it to a temporary folder and read every report")
@@ -228,6 +230,22 @@ async def _prune(settings: Settings) -> None:
     print(f"removed {dropped} older key(s) from {settings.data_dir / KEY_FILE}; open drafts start afresh")
 
 
+async def _checked(args: argparse.Namespace, settings: Settings) -> int:
+    """Commands whose exit code says what they found."""
+    if args.command == "backup":
+        return await _backup(settings, args.path, args.check)
+    return await _doctor(settings, args.webhook)
+
+
+async def _doctor(settings: Settings, webhook: bool) -> int:
+    from bot.doctor import FAIL, diagnose
+
+    findings = await diagnose(settings, webhook)
+    for finding in findings:
+        print(finding)
+    return 1 if any(f.status == FAIL for f in findings) else 0
+
+
 async def _backup(settings: Settings, target: Path, check: bool) -> int:
     """A consistent copy of the database while the bot runs; never the key."""
     from storage.backup import back_up, check_backup
@@ -365,8 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_environ()
         _logging(settings, quiet=args.command == "console")
-        if args.command == "backup":
-            return asyncio.run(_backup(settings, args.path, args.check))
+        if args.command in ("backup", "doctor"):
+            return asyncio.run(_checked(args, settings))
         asyncio.run(_serving(args, settings))
     except (ValidationError, ReachableError, ResponsesError, StorageError, FlowError) as error:
         print(f"reachable: {error}", file=sys.stderr)

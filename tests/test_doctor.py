@@ -1,0 +1,87 @@
+"""`reachable doctor`: each broken configuration gets its own FAIL or WARN line, a correct one
+is all OK, and nothing is sent that anyone would see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.doctor import diagnose
+from bot.settings import Settings
+from fakes.smtp import SMTPServer
+from fakes.telegram import TOKEN, FakeTelegram
+from storage import Keyring
+
+STAFF = -1004445556
+
+
+def settings_with(fake: FakeTelegram, data: Path, **extra: str) -> Settings:
+    data.mkdir(mode=0o700, exist_ok=True)
+    environ = {
+        "REACHABLE_TELEGRAM_TOKEN": TOKEN,
+        "REACHABLE_TELEGRAM_API_URL": fake.url,
+        "REACHABLE_DATA_DIR": str(data),
+        "REACHABLE_ENCRYPTION_KEY": Keyring.new_key().decode(),
+        "REACHABLE_STAFF_CHAT_ID": str(STAFF),
+        "REACHABLE_STAFF_USER_IDS": "1",
+        **extra,
+    }
+    return Settings.from_environ({k: v for k, v in environ.items() if v})
+
+
+async def lines(settings: Settings, webhook: bool = False) -> list[str]:
+    return [str(f) for f in await diagnose(settings, webhook)]
+
+
+async def test_a_correct_configuration_is_all_ok_and_sends_nothing(
+    fake: FakeTelegram, tmp_path: Path, unused_tcp_port: int
+) -> None:
+    fake.chat(STAFF, "supergroup")
+    smtp = SMTPServer(tmp_path, unused_tcp_port)
+    smtp.start()
+    try:
+        settings = settings_with(
+            fake,
+            tmp_path / "data",
+            REACHABLE_SMTP_HOST="127.0.0.1",
+            REACHABLE_SMTP_PORT=str(unused_tcp_port),
+            REACHABLE_SMTP_TO="worker@charity.example",
+            REACHABLE_SMTP_CA_FILE=str(smtp.cert),
+        )
+        found = await lines(settings)
+    finally:
+        smtp.stop()
+    assert all(line.startswith("OK") for line in found), found
+    assert {line.split(":")[0].split()[-1] for line in found} >= {"folder", "key", "database", "token", "chat", "email"}
+    assert [m for m, _ in fake.calls if m.startswith("send")] == [] and smtp.mailbox.messages == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ({"REACHABLE_TELEGRAM_TOKEN": "123:wrong"}, "FAIL  token: Telegram refused it (Unauthorized)"),
+        ({"REACHABLE_STAFF_CHAT_ID": "-100999"}, "FAIL  staff chat: support:chat -100999: Bad Request: chat not found"),
+        ({"REACHABLE_STAFF_USER_IDS": ""}, "WARN  staff users: REACHABLE_STAFF_USER_IDS is empty"),
+        ({"REACHABLE_SMTP_HOST": "127.0.0.1", "REACHABLE_SMTP_PORT": "9"}, "FAIL  email: 127.0.0.1:9:"),
+        ({"REACHABLE_ENCRYPTION_KEY": ""}, "WARN  key: no key yet"),
+    ],
+)
+async def test_each_broken_setting_gets_its_own_line(
+    fake: FakeTelegram, tmp_path: Path, setting: dict[str, str], expected: str
+) -> None:
+    fake.chat(STAFF, "supergroup")
+    found = await lines(settings_with(fake, tmp_path / "data", **setting))
+    assert any(line.startswith(expected) for line in found), found
+
+
+async def test_a_public_staff_chat_an_open_folder_and_a_webhook_without_secret_fail(
+    fake: FakeTelegram, tmp_path: Path
+) -> None:
+    fake.chat(STAFF, "supergroup").username = "anyone_can_join"
+    settings = settings_with(fake, tmp_path / "data")
+    (tmp_path / "data").chmod(0o755)
+    found = await lines(settings, webhook=True)
+    assert "FAIL  staff chat: support:chat is public (@anyone_can_join): remove its public link" in found
+    assert any(line.startswith("FAIL  data folder:") and "mode 0755" in line for line in found)
+    assert "FAIL  webhook: REACHABLE_WEBHOOK_SECRET is not set: set a long random value" in found
