@@ -272,6 +272,11 @@ def _warn_about_key_file(settings: Settings) -> None:
 
 
 async def _run(settings: Settings, webhook: bool) -> None:
+    from bot.doctor import FAIL, quick
+
+    failed = [str(f) for f in quick(settings, webhook) if f.status == FAIL]
+    if failed:
+        raise ConfigError("not started, `reachable doctor` finds: " + "; ".join(failed))
     _warn_about_key_file(settings)
     app = create_app(settings)  # starts training the understanding step in its own process
     if settings.framework == "ptb":  # the Telegram library is imported meanwhile

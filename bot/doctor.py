@@ -38,7 +38,8 @@ def data_folder(settings: Settings) -> list[Finding]:
     found = []
     mode = stat.S_IMODE(folder.stat().st_mode)
     if mode & 0o077:
-        found.append(Finding(FAIL, "data folder", f"{folder} is mode {mode:04o}: others can look in; chmod 700 it"))
+        text = f"{folder} is mode {mode:04o}: others can look in (the bot makes it 0700 when it starts)"
+        found.append(Finding(WARN, "data folder", text))
     else:
         found.append(Finding(OK, "data folder", f"{folder}, mode {mode:04o}"))
     for path in sorted(folder.glob(f"{DB_FILE}*")) + sorted(folder.glob(KEY_FILE)):
@@ -70,13 +71,14 @@ def key(settings: Settings) -> Finding:
     return Finding(WARN, "key", "no key yet: a key file is created beside the database at first start")
 
 
-def database(settings: Settings) -> Finding:
+def database(settings: Settings, thorough: bool = True) -> Finding:
     path = settings.data_dir / DB_FILE
     if not path.exists():
         return Finding(OK, "database", "not created yet (it is at first start)")
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            verdict = str(db.execute("PRAGMA integrity_check").fetchone()[0])
+            pragma = "integrity_check" if thorough else "quick_check"
+            verdict = str(db.execute(f"PRAGMA {pragma}").fetchone()[0])
             version = int(db.execute("PRAGMA user_version").fetchone()[0])
     except sqlite3.Error as error:
         return Finding(FAIL, "database", f"{path} cannot be read ({error}); restore it from a backup")
@@ -189,3 +191,8 @@ async def diagnose(settings: Settings, webhook: bool = False) -> list[Finding]:
     for step in steps:
         found += await step()
     return found + webhook_setup(settings, webhook) + responses(settings)
+
+
+def quick(settings: Settings, webhook: bool) -> list[Finding]:
+    """What `reachable run` checks before it starts (no network): it refuses on a FAIL."""
+    return [database(settings, thorough=False), *webhook_setup(settings, webhook)]

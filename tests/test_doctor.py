@@ -75,7 +75,7 @@ async def test_each_broken_setting_gets_its_own_line(
     assert any(line.startswith(expected) for line in found), found
 
 
-async def test_a_public_staff_chat_an_open_folder_and_a_webhook_without_secret_fail(
+async def test_a_public_staff_chat_and_a_webhook_without_secret_fail_and_an_open_folder_warns(
     fake: FakeTelegram, tmp_path: Path
 ) -> None:
     fake.chat(STAFF, "supergroup").username = "anyone_can_join"
@@ -83,5 +83,20 @@ async def test_a_public_staff_chat_an_open_folder_and_a_webhook_without_secret_f
     (tmp_path / "data").chmod(0o755)
     found = await lines(settings, webhook=True)
     assert "FAIL  staff chat: support:chat is public (@anyone_can_join): remove its public link" in found
-    assert any(line.startswith("FAIL  data folder:") and "mode 0755" in line for line in found)
+    assert any(line.startswith("WARN  data folder:") and "mode 0755" in line for line in found)
     assert "FAIL  webhook: REACHABLE_WEBHOOK_SECRET is not set: set a long random value" in found
+
+
+def test_reachable_run_refuses_to_start_on_a_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.__main__ import main
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    (data / "reachable.sqlite3").write_bytes(b"this is not a database, a disk went bad" * 100)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("REACHABLE_DATA_DIR", str(data))
+        env.setenv("REACHABLE_TELEGRAM_TOKEN", TOKEN)
+        env.setenv("REACHABLE_TELEGRAM_API_URL", "http://127.0.0.1:9")
+        assert main(["run"]) == 2
+    said = capsys.readouterr().err
+    assert "not started, `reachable doctor` finds: FAIL  database:" in said and "restore it from a backup" in said
