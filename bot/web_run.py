@@ -26,7 +26,7 @@ from bot.channel import Channel
 from bot.delivery import TokenBucket
 from bot.errors import ConfigError
 from bot.health import Health
-from bot.serving import listen_address
+from bot.serving import serve
 from bot.settings import Settings
 from bot.web import CHANNEL, Session, Sessions, WebTransport
 from flows.events import Command, parse_typed
@@ -210,15 +210,9 @@ async def serving_web(app: App) -> AsyncIterator[WebChat]:
     """The web chat, listening on REACHABLE_WEB_LISTEN while inside."""
     chat = WebChat(app)
     chat.core.attach()
-    host, port = listen_address(app.settings.web_listen, "REACHABLE_WEB_LISTEN")
-    runner = web.AppRunner(chat.application(), access_log=None)  # no addresses in any log
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    log.info("web chat listening on %s:%d", host, port)
-    try:
+    async with serve(chat.application(), app.settings.web_listen, "REACHABLE_WEB_LISTEN") as where:
+        log.info("web chat listening on %s", where)
         yield chat
-    finally:
-        await runner.cleanup()
 
 
 def check_settings(settings: Settings) -> None:
