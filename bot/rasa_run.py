@@ -21,7 +21,7 @@ from bot.app import App
 from bot.channel import Channel
 from bot.errors import ConfigError
 from bot.rasa import DELIVER_INTENT, RasaTransport, ReachableAction
-from bot.serving import listen_address
+from bot.serving import listen_address, require_telegram_for_staff
 from bot.settings import Settings
 from bot.transport import TransportError
 
@@ -168,5 +168,4 @@ def check_settings(settings: Settings) -> None:
             "reports can be sent to staff, who may reply: set REACHABLE_RASA_URL (and REACHABLE_RASA_TOKEN) "
             "so replies reach people on Rasa channels"
         )
-    if settings.staff_chats and settings.telegram_token is None:
-        raise ConfigError("the staff chat is on Telegram: set REACHABLE_TELEGRAM_TOKEN, or use email only")
+    require_telegram_for_staff(settings)

@@ -45,6 +45,12 @@ def token(settings: Settings) -> str:
     return settings.telegram_token.get_secret_value()
 
 
+def require_telegram_for_staff(settings: Settings) -> None:
+    """Channels other than Telegram still keep the staff chat there: it needs the token."""
+    if settings.staff_chats and settings.telegram_token is None:
+        raise ConfigError("the staff chat is on Telegram: set REACHABLE_TELEGRAM_TOKEN, or use email only")
+
+
 def webhook_secret(settings: Settings) -> str:
     if settings.webhook_secret is None:
         raise ConfigError("REACHABLE_WEBHOOK_SECRET is required in webhook mode: set a long random value")

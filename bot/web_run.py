@@ -26,7 +26,7 @@ from bot.channel import Channel
 from bot.delivery import TokenBucket
 from bot.errors import ConfigError
 from bot.health import Health
-from bot.serving import serve
+from bot.serving import require_telegram_for_staff, serve
 from bot.settings import Settings
 from bot.web import CHANNEL, Session, Sessions, WebTransport
 from flows.events import Command, parse_typed
@@ -217,8 +217,7 @@ async def serving_web(app: App) -> AsyncIterator[WebChat]:
 
 def check_settings(settings: Settings) -> None:
     """Refuse a start where a promise to people on the web chat could not be kept."""
-    if settings.staff_chats and settings.telegram_token is None:
-        raise ConfigError("the staff chat is on Telegram: set REACHABLE_TELEGRAM_TOKEN, or use email only")
+    require_telegram_for_staff(settings)
     exit_url = urlsplit(settings.web_exit_url)
     if exit_url.scheme not in ("https", "http") or not exit_url.netloc:
         raise ConfigError(f"REACHABLE_WEB_EXIT_URL must be a web address, not {settings.web_exit_url!r}")
