@@ -263,7 +263,7 @@ class Channel:
         allowed = self.ports.staff_users
         if user_id is None or user_id not in allowed:
             if typed.name in STAFF_COMMANDS:
-                await self.send_staff(self.ports.desk.refusal(bool(allowed)), chat_id)
+                await self.send_staff(self.ports.desk.refusal(bool(allowed), user_id), chat_id)
             return
         answer = await self.ports.desk.command(typed.name, typed.argument)
         if answer is not None:

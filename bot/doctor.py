@@ -4,11 +4,15 @@ message anyone would see. One line per check: OK, WARN or FAIL, and what to do."
 from __future__ import annotations
 
 import sqlite3
+import ssl
 import stat
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import aiosmtplib
@@ -115,15 +119,37 @@ async def telegram(settings: Settings, webhook: bool) -> list[Finding]:
                 return [Finding(FAIL, "token", f"Telegram refused it ({me}): copy the token from @BotFather again")]
             found.append(Finding(OK, "token", f"the bot is @{me.get('username')}"))
             ok, info = await api.call("getWebhookInfo")
-            if ok and info.get("url") and not webhook:
-                found.append(Finding(WARN, "webhook", "a webhook is set: polling removes it at start"))
-            found += await staff_chats(settings, api)
+            if ok:
+                found += webhook_info(settings, info, webhook)
+            found += await staff_chats(settings, api, me["id"])
     except (aiohttp.ClientError, TimeoutError) as error:
         return [Finding(FAIL, "token", f"the Bot API cannot be reached ({type(error).__name__})")]
     return found
 
 
-async def staff_chats(settings: Settings, api: BotAPI) -> list[Finding]:
+def webhook_info(settings: Settings, info: dict[str, Any], webhook: bool) -> list[Finding]:
+    """What Telegram says about the webhook: set where we expect, and its last delivery error."""
+    url = info.get("url") or ""
+    if not webhook:
+        return [Finding(WARN, "webhook", "a webhook is set: polling removes it at start")] if url else []
+    found = []
+    if url and settings.webhook_url and url != settings.webhook_url:
+        found.append(Finding(WARN, "webhook", f"Telegram sends to {url}; `reachable run --webhook` sets the new one"))
+    if info.get("last_error_message"):
+        minutes = max(0, int(time.time() - info.get("last_error_date", 0)) // 60)
+        text = f"Telegram's last delivery failed {minutes} min ago ({info['last_error_message']})"
+        found.append(Finding(WARN, "webhook", f"{text}; {info.get('pending_update_count', 0)} waiting"))
+    return found
+
+
+def may_post(member: dict[str, Any]) -> bool:
+    status = member.get("status")
+    return status in ("creator", "administrator", "member") or (
+        status == "restricted" and bool(member.get("can_send_messages"))
+    )
+
+
+async def staff_chats(settings: Settings, api: BotAPI, bot_id: int) -> list[Finding]:
     found = []
     for destination, chat_id in sorted(settings.staff_chats.items()):
         ok, chat = await api.call("getChat", chat_id=chat_id)
@@ -131,12 +157,19 @@ async def staff_chats(settings: Settings, api: BotAPI) -> list[Finding]:
             found.append(
                 Finding(FAIL, "staff chat", f"{destination} {chat_id}: {chat}; add the bot to it, check the id")
             )
-        elif chat.get("username"):
+            continue
+        if chat.get("username"):
             found.append(
                 Finding(FAIL, "staff chat", f"{destination} is public (@{chat['username']}): remove its public link")
             )
+            continue
+        ok, member = await api.call("getChatMember", chat_id=chat_id, user_id=bot_id)
+        if not ok or not may_post(member):
+            status = member.get("status") if ok else member
+            advice = "add the bot again and let members send messages"
+            found.append(Finding(FAIL, "staff chat", f"{destination}: the bot cannot post there ({status}): {advice}"))
         else:
-            found.append(Finding(OK, "staff chat", f"{destination}: private, the bot can see it"))
+            found.append(Finding(OK, "staff chat", f"{destination}: private, the bot can post"))
     if settings.staff_chats and not settings.staff_user_ids.strip():
         found.append(Finding(WARN, "staff users", "REACHABLE_STAFF_USER_IDS is empty: staff commands are refused"))
     return found
@@ -149,8 +182,6 @@ async def smtp(settings: Settings) -> list[Finding]:
         client = aiosmtplib.SMTP(hostname=settings.smtp_host, port=settings.smtp_port, start_tls=False, timeout=15)
         await client.connect()
         if settings.smtp_starttls:
-            import ssl
-
             context = ssl.create_default_context(cafile=str(settings.smtp_ca_file) if settings.smtp_ca_file else None)
             await client.starttls(tls_context=context)
         if settings.smtp_username and settings.smtp_password:
@@ -160,6 +191,33 @@ async def smtp(settings: Settings) -> list[Finding]:
         return [Finding(FAIL, "email", f"{settings.smtp_host}:{settings.smtp_port}: {type(error).__name__}")]
     tls = "with TLS" if settings.smtp_starttls else "WITHOUT TLS"
     return [Finding(OK if settings.smtp_starttls else WARN, "email", f"{settings.smtp_host} answers {tls}")]
+
+
+async def webhook_reached(settings: Settings) -> list[Finding]:
+    """Knock on the public webhook address without the secret, as a stranger would: the bot
+    refuses with 401, so a 401 means the proxy passes the path to a running bot."""
+    url = settings.webhook_url
+    if not url:
+        return [Finding(WARN, "webhook", "REACHABLE_WEBHOOK_URL is not set: the bot will not tell Telegram where")]
+    try:
+        timeout = aiohttp.ClientTimeout(total=15)
+        # Made here, not at import: the system's certificates as they are now.
+        connector = aiohttp.TCPConnector(ssl=ssl.create_default_context())
+        async with (
+            aiohttp.ClientSession(timeout=timeout, connector=connector) as session,
+            session.post(url, json={}, allow_redirects=False) as answer,
+        ):
+            status = answer.status
+    except (aiohttp.ClientError, TimeoutError, OSError) as error:
+        return [Finding(FAIL, "webhook", f"{url} cannot be reached from here ({type(error).__name__})")]
+    path, listen = urlsplit(url).path, settings.webhook_listen
+    if status == HTTPStatus.UNAUTHORIZED:
+        return [Finding(OK, "webhook", f"{url} reaches the bot, which refuses updates without the secret")]
+    if status in (HTTPStatus.BAD_GATEWAY, HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.GATEWAY_TIMEOUT):
+        return [Finding(WARN, "webhook", f"{url} answers {status}: is `reachable run --webhook` running?")]
+    if status == HTTPStatus.NOT_FOUND:
+        return [Finding(FAIL, "webhook", f"{url} answers 404: the proxy must pass {path} to {listen}")]
+    return [Finding(FAIL, "webhook", f"{url} answers {status} without the secret: it is not this bot's webhook")]
 
 
 def webhook_setup(settings: Settings, webhook: bool) -> list[Finding]:
@@ -187,6 +245,8 @@ async def diagnose(settings: Settings, webhook: bool = False) -> list[Finding]:
         lambda: telegram(settings, webhook),
         lambda: smtp(settings),
     ]
+    if webhook:
+        steps.append(lambda: webhook_reached(settings))
     found = [*data_folder(settings), key(settings), database(settings)]
     for step in steps:
         found += await step()

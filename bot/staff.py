@@ -45,9 +45,13 @@ class StaffDesk:
         if self.on_queued is not None and not held:
             self.on_queued()
 
-    def refusal(self, staff_listed: bool) -> str:
-        """What someone in the staff chat who is not listed as staff is told."""
-        return self._text("staff.not_allowed" if staff_listed else "staff.commands_off")
+    def refusal(self, staff_listed: bool, user_id: int | None) -> str:
+        """What someone in the staff chat who is not listed as staff is told, with their own
+        user id (the group already knows who they are) so the operator can add them."""
+        refused = self._text("staff.not_allowed" if staff_listed else "staff.commands_off")
+        if user_id is None:  # writing as the group itself: there is no one to add
+            return f"{refused}\n{self._text('staff.write_as_yourself')}"
+        return f"{refused}\n{self._text('staff.your_id', user_id=user_id)}"
 
     def _text(self, message_id: str, **variables: str | int) -> str:
         text = self.renderer.responses.text(STAFF_LOCALE, message_id)

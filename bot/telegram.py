@@ -152,7 +152,8 @@ class TelegramChannel:
         """Edits are not read: the answer was taken when it was sent."""
 
     async def on_staff_message(self, message: Message) -> None:
-        user = message.from_user.id if message.from_user else None
+        # An anonymous admin writes as the group (sender_chat): no person to recognise.
+        user = message.from_user.id if message.from_user and not message.sender_chat else None
         await self.core.staff(str(message.chat.id), user, message.text or "")
 
     async def on_group_message(self, message: Message) -> None:

@@ -132,7 +132,8 @@ class PTBChannel:
     async def on_staff_message(self, update: Update, context: Context) -> None:
         message = update.message
         assert message is not None
-        user = message.from_user.id if message.from_user else None
+        # An anonymous admin writes as the group (sender_chat): no person to recognise.
+        user = message.from_user.id if message.from_user and not message.sender_chat else None
         await self.core.staff(str(message.chat.id), user, message.text or "")
 
     async def on_group_message(self, update: Update, context: Context) -> None:

@@ -24,6 +24,7 @@ from aiohttp import web
 
 TOKEN = "123456:TEST-token-for-the-fake-api"
 BOT_USER = {"id": 123456, "is_bot": True, "first_name": "Reachable", "username": "reachable_test_bot"}
+ANONYMOUS_ADMIN = 1087968824  # the user Telegram names as the sender of an anonymous admin's message
 Params = dict[str, Any]
 
 
@@ -50,6 +51,17 @@ class Chat:
     title: str | None = None
     messages: dict[int, Sent] = field(default_factory=dict)
     username: str | None = None  # a public group has one: anyone can find and join it
+    # The bot's place in a group: "member", "administrator", "left", "kicked", or "restricted"
+    # (then ``can_send`` says whether it may still post).
+    bot_status: str = "member"
+    can_send: bool = True
+
+    def bot_may_post(self) -> bool:
+        if self.type == "private":
+            return True
+        return self.bot_status in ("creator", "administrator", "member") or (
+            self.bot_status == "restricted" and self.can_send
+        )
 
     def as_json(self) -> dict[str, Any]:
         if self.type == "private":
@@ -92,6 +104,7 @@ class FakeTelegram:
         self.history: dict[int, dict[str, Any]] = {}
         self.commands: dict[str, list[dict[str, str]]] = {}
         self.webhook: dict[str, Any] = {}
+        self.webhook_error: str | None = None  # Telegram's last failure delivering to the webhook
         self.answered_callbacks: set[str] = set()
         self._deleted_bot: dict[int, int] = {}
         self._update_ids = itertools.count(1)
@@ -197,12 +210,24 @@ class FakeTelegram:
         return update_id
 
     async def user_sends(
-        self, chat_id: int, text: str, *, kind: str = "private", user_id: int | None = None, language: str = "en"
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        kind: str = "private",
+        user_id: int | None = None,
+        language: str = "en",
+        as_group: bool = False,
     ) -> int:
+        """A message from a person; ``as_group``: an anonymous admin, who writes as the group
+        (Telegram sends GroupAnonymousBot as the sender and the group as ``sender_chat``)."""
         chat = self.chat(chat_id, kind)
         content: dict[str, Any] = {"text": text}
         if text.startswith("/"):
             content["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+        if as_group:
+            content["sender_chat"] = chat.as_json()
+            user_id = ANONYMOUS_ADMIN
         message = self._message(chat, user_id or chat_id, language, **content)
         return await self.push({"message": message})
 
@@ -350,6 +375,8 @@ class FakeTelegram:
             raise Refused(400, "Bad Request: chat not found")
         buttons = self._buttons(_json(params, "reply_markup"))
         chat = self.chats[chat_id]
+        if not chat.bot_may_post():
+            raise Refused(403, "Forbidden: bot is not a member of the supergroup chat")
         message_id = next(self._message_ids[chat_id])
         chat.messages[message_id] = Sent(message_id, True, text, buttons)
         async with self._bot_spoke:
@@ -426,6 +453,30 @@ class FakeTelegram:
             "accepted_gift_types": gifts,
         }
 
+    async def _m_getchatmember(self, params: Params) -> Any:
+        chat_id, user_id = _int(params, "chat_id"), _int(params, "user_id")
+        if chat_id not in self.chats:
+            raise Refused(400, "Bad Request: chat not found")
+        if user_id != BOT_USER["id"]:
+            raise Refused(400, "Bad Request: user not found")
+        chat = self.chats[chat_id]
+        member: dict[str, Any] = {"status": chat.bot_status, "user": BOT_USER}
+        if chat.bot_status == "administrator":
+            rights = ("can_manage_chat", "can_delete_messages", "can_restrict_members", "can_invite_users")
+            member |= dict.fromkeys(rights, True) | {"can_be_edited": False, "is_anonymous": False}
+            member |= dict.fromkeys(("can_promote_members", "can_change_info", "can_pin_messages"), False)
+            member |= dict.fromkeys(("can_post_stories", "can_edit_stories", "can_delete_stories"), False)
+            member |= {"can_manage_video_chats": False}
+        if chat.bot_status == "restricted":
+            kinds = ("messages", "audios", "documents", "photos", "videos", "video_notes", "voice_notes", "polls")
+            member |= {f"can_send_{kind}": chat.can_send for kind in kinds}
+            member |= {"is_member": True, "until_date": 0, "can_send_other_messages": chat.can_send}
+            member |= dict.fromkeys(("can_add_web_page_previews", "can_change_info", "can_invite_users"), False)
+            member |= dict.fromkeys(("can_pin_messages", "can_manage_topics"), False)
+        if chat.bot_status == "kicked":
+            member |= {"until_date": 0}
+        return member
+
     async def _m_setmycommands(self, params: Params) -> Any:
         commands = _json(params, "commands")
         if not isinstance(commands, list) or not commands:
@@ -447,7 +498,11 @@ class FakeTelegram:
         return True
 
     async def _m_getwebhookinfo(self, params: Params) -> Any:
-        return {"url": self.webhook.get("url", ""), "has_custom_certificate": False, "pending_update_count": 0}
+        info: dict[str, Any] = {"url": self.webhook.get("url", ""), "has_custom_certificate": False}
+        info["pending_update_count"] = len(self.updates)
+        if self.webhook_error:
+            info |= {"last_error_date": int(time.time()) - 60, "last_error_message": self.webhook_error}
+        return info
 
     async def _m_close(self, params: Params) -> Any:
         return True

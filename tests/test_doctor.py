@@ -3,12 +3,17 @@ is all OK, and nothing is sent that anyone would see."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from bot.doctor import diagnose
 from bot.settings import Settings
+from fakes.harness import start_bot_process
+from fakes.proxy import TLSProxy
 from fakes.smtp import SMTPServer
 from fakes.telegram import TOKEN, FakeTelegram
 from storage import Keyring
@@ -100,3 +105,69 @@ def test_reachable_run_refuses_to_start_on_a_fail(tmp_path: Path, capsys: pytest
         assert main(["run"]) == 2
     said = capsys.readouterr().err
     assert "not started, `reachable doctor` finds: FAIL  database:" in said and "restore it from a backup" in said
+
+
+@pytest.mark.parametrize(("status", "can_send"), [("left", True), ("kicked", True), ("restricted", False)])
+async def test_a_staff_chat_the_bot_cannot_post_in_fails(
+    fake: FakeTelegram, tmp_path: Path, status: str, can_send: bool
+) -> None:
+    chat = fake.chat(STAFF, "supergroup")
+    chat.bot_status, chat.can_send = status, can_send
+    found = await lines(settings_with(fake, tmp_path / "data"))
+    expected = f"FAIL  staff chat: support:chat: the bot cannot post there ({status}): add the bot again"
+    assert any(line.startswith(expected) for line in found), found
+
+
+async def test_telegrams_own_webhook_errors_and_an_old_address_are_told(fake: FakeTelegram, tmp_path: Path) -> None:
+    fake.chat(STAFF, "supergroup")
+    fake.webhook = {"url": "https://old.example/telegram"}
+    fake.webhook_error = "Wrong response from the webhook: 404 Not Found"
+    settings = settings_with(
+        fake,
+        tmp_path / "data",
+        REACHABLE_WEBHOOK_URL="https://bot.example/hook",
+        REACHABLE_WEBHOOK_SECRET="a-long-random-secret-0123456789",
+    )
+    found = await lines(settings, webhook=True)
+    told = "WARN  webhook: Telegram sends to https://old.example/telegram; `reachable run --webhook` sets the new one"
+    assert told in found
+    assert any(
+        line.startswith("WARN  webhook: Telegram's last delivery failed 1 min ago (Wrong response from the webhook")
+        for line in found
+    ), found
+
+
+async def test_the_webhook_address_is_knocked_on_through_the_https_proxy(
+    fake: FakeTelegram, tmp_path: Path, unused_tcp_port_factory: Callable[[], int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A correct webhook set-up behind HTTPS is all OK; a path the proxy does not pass on and a
+    bot that is not running each get their line."""
+    fake.chat(STAFF, "supergroup")
+    listen = f"127.0.0.1:{unused_tcp_port_factory()}"
+    proxy = TLSProxy(tmp_path, unused_tcp_port_factory(), "/hooks/reachable", f"http://{listen}")
+    await proxy.start()
+    monkeypatch.setenv("SSL_CERT_FILE", str(proxy.cert))  # the server trusts its proxy's certificate
+    secret = {"REACHABLE_WEBHOOK_SECRET": "a-long-random-secret-0123456789", "REACHABLE_WEBHOOK_LISTEN": listen}
+    settings = settings_with(fake, tmp_path / "data", REACHABLE_WEBHOOK_URL=proxy.url, **secret)
+    process = await start_bot_process(settings, "--webhook")
+    try:
+        for _ in range(100):
+            if fake.webhook.get("url") == proxy.url:
+                break
+            await asyncio.sleep(0.1)
+        found = await lines(settings, webhook=True)
+        assert all(line.startswith("OK") for line in found), found
+        assert f"OK    webhook: {proxy.url} reaches the bot, which refuses updates without the secret" in found
+
+        elsewhere = settings.model_copy(update={"webhook_url": proxy.url.replace("/hooks/reachable", "/tg")})
+        assert f"FAIL  webhook: {elsewhere.webhook_url} answers 404: the proxy must pass /tg to {listen}" in (
+            await lines(elsewhere, webhook=True)
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+    try:
+        down = await lines(settings, webhook=True)
+    finally:
+        await proxy.stop()
+    assert f"WARN  webhook: {proxy.url} answers 502: is `reachable run --webhook` running?" in down

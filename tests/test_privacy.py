@@ -208,8 +208,25 @@ async def test_staff_commands_from_someone_not_listed_are_refused(fake: FakeTele
     reference, _ = await send_report(person)
     await fake.user_sends(STAFF, f"/reply {reference} I joined the group", kind="supergroup", user_id=666)
     await until(lambda: any("Only the staff listed" in t for t in staff_texts(fake)))
+    assert any("Your Telegram user id is 666: if you are staff" in t for t in staff_texts(fake))
+    await fake.user_sends(STAFF, f"/reply {reference} from the group", kind="supergroup", as_group=True)
+    await until(lambda: any("You are writing as the group" in t for t in staff_texts(fake)))
     await fake.settle(0.5)
-    assert "I joined the group" not in person.screen
+    assert "I joined the group" not in person.screen and "from the group" not in person.screen
+
+
+async def test_before_any_staff_are_listed_a_worker_learns_their_own_id_to_give_the_operator(
+    fake: FakeTelegram, tmp_path: Path, key: str
+) -> None:
+    fake.chat(STAFF, "supergroup")
+    settings = settings_for(fake, tmp_path / "data", key, REACHABLE_STAFF_CHAT_ID=str(STAFF))
+    async with polling_bot(settings):
+        await fake.user_sends(STAFF, "/ack@reachable_test_bot", kind="supergroup", user_id=4242)
+        await until(lambda: bool(staff_texts(fake)))
+    assert staff_texts(fake) == [
+        "Staff commands are off: the operator has not listed any staff (REACHABLE_STAFF_USER_IDS).\n"
+        "Your Telegram user id is 4242: if you are staff, the operator adds it to that list."
+    ]
 
 
 async def test_a_public_staff_chat_refuses_to_start(fake: FakeTelegram, tmp_path: Path, key: str) -> None:
