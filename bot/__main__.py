@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -27,6 +27,9 @@ from responses.readability import TARGET_READING_AGE, WORST_ALLOWED, measure, su
 from storage import DB_FILE, Keyring, SQLiteStore, StorageError, load_keyring, rotate_key_file
 from storage.crypto import KEY_FILE, prune_key_file
 from storage.lock import DataLock
+
+if TYPE_CHECKING:
+    from bot.doctor import Finding
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -230,17 +233,30 @@ async def _prune(settings: Settings) -> None:
     print(f"removed {dropped} older key(s) from {settings.data_dir / KEY_FILE}; open drafts start afresh")
 
 
-async def _checked(args: argparse.Namespace, settings: Settings) -> int:
+def _checked(args: argparse.Namespace) -> int:
     """Commands whose exit code says what they found."""
-    if args.command == "backup":
-        return await _backup(settings, args.path, args.check)
-    return await _doctor(settings, args.webhook)
+    if args.command == "doctor":
+        return _doctor_environ(args.webhook)
+    settings = Settings.from_environ()
+    _logging(settings, quiet=False)
+    return asyncio.run(_backup(settings, args.path, args.check))
 
 
-async def _doctor(settings: Settings, webhook: bool) -> int:
-    from bot.doctor import FAIL, diagnose
+def _doctor_environ(webhook: bool) -> int:
+    """`reachable doctor`: settings that do not parse are findings too, one line each."""
+    from bot.doctor import diagnose, unreadable_settings
 
-    findings = await diagnose(settings, webhook)
+    try:
+        settings = Settings.from_environ()
+    except ValidationError as error:
+        return _findings(unreadable_settings(error))
+    _logging(settings, quiet=False)
+    return _findings(asyncio.run(diagnose(settings, webhook)))
+
+
+def _findings(findings: list[Finding]) -> int:
+    from bot.doctor import FAIL
+
     for finding in findings:
         print(finding)
     return 1 if any(f.status == FAIL for f in findings) else 0
@@ -386,10 +402,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("responses", "understanding", "rasa"):
         return _offline(args)
     try:
+        if args.command in ("backup", "doctor"):
+            return _checked(args)
         settings = Settings.from_environ()
         _logging(settings, quiet=args.command == "console")
-        if args.command in ("backup", "doctor"):
-            return asyncio.run(_checked(args, settings))
         asyncio.run(_serving(args, settings))
     except (ValidationError, ReachableError, ResponsesError, StorageError, FlowError) as error:
         print(f"reachable: {error}", file=sys.stderr)

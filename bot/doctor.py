@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import aiosmtplib
+from pydantic import ValidationError
 
-from bot.settings import Settings
+from bot.settings import PREFIX, Settings
 from responses import check as check_responses
 from storage import DB_FILE
 from storage.crypto import KEY_FILE
@@ -33,6 +34,16 @@ class Finding:
 
     def __str__(self) -> str:
         return f"{self.status:<4}  {self.check}: {self.text}"
+
+
+def unreadable_settings(error: ValidationError) -> list[Finding]:
+    """One FAIL per setting that does not parse, naming the variable and never echoing its value
+    (it may be the token)."""
+    found = []
+    for problem in error.errors():
+        name = PREFIX + "_".join(str(part) for part in problem["loc"]).upper() if problem["loc"] else "a setting"
+        found.append(Finding(FAIL, "settings", f"{name}: {problem['msg']}"))
+    return found
 
 
 def data_folder(settings: Settings) -> list[Finding]:
@@ -247,7 +258,8 @@ async def diagnose(settings: Settings, webhook: bool = False) -> list[Finding]:
     ]
     if webhook:
         steps.append(lambda: webhook_reached(settings))
-    found = [*data_folder(settings), key(settings), database(settings)]
+    found = [Finding(OK, "settings", "every REACHABLE_ setting parses"), *data_folder(settings)]
+    found += [key(settings), database(settings)]
     for step in steps:
         found += await step()
     return found + webhook_setup(settings, webhook) + responses(settings)

@@ -171,3 +171,57 @@ async def test_the_webhook_address_is_knocked_on_through_the_https_proxy(
     finally:
         await proxy.stop()
     assert f"WARN  webhook: {proxy.url} answers 502: is `reachable run --webhook` running?" in down
+
+
+def test_settings_that_do_not_parse_get_one_fail_each_without_their_values(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.__main__ import main
+
+    monkeypatch.setenv("REACHABLE_TELEGRAM_TOKEN", "123:do-not-print-me")
+    monkeypatch.setenv("REACHABLE_SMTP_PORT", "twenty-five")
+    monkeypatch.setenv("REACHABLE_FRAMEWORK", "django")
+    assert main(["doctor"]) == 1
+    said = capsys.readouterr().out.splitlines()
+    assert said == [
+        "FAIL  settings: REACHABLE_FRAMEWORK: Input should be 'aiogram' or 'ptb'",
+        "FAIL  settings: REACHABLE_SMTP_PORT: Input should be a valid integer, unable to parse string as an integer",
+    ]
+
+
+async def test_mail_without_tls_a_key_beside_the_database_a_readable_file_and_broken_responses(
+    fake: FakeTelegram, tmp_path: Path, unused_tcp_port: int
+) -> None:
+    fake.chat(STAFF, "supergroup")
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    (data / "reachable.key").write_bytes(Keyring.new_key())
+    (data / "reachable.key").chmod(0o644)
+    broken = tmp_path / "charity" / "en"
+    broken.mkdir(parents=True)
+    (broken / "messages.yaml").write_text("menu.prompt: [this is not closed\n", encoding="utf-8")
+    smtp = SMTPServer(tmp_path, unused_tcp_port)
+    smtp.start()
+    try:
+        settings = settings_with(
+            fake,
+            data,
+            REACHABLE_ENCRYPTION_KEY="",
+            REACHABLE_RESPONSES_DIR=str(tmp_path / "charity"),
+            REACHABLE_SMTP_HOST="127.0.0.1",
+            REACHABLE_SMTP_PORT=str(unused_tcp_port),
+            REACHABLE_SMTP_STARTTLS="false",
+            REACHABLE_SMTP_INSECURE_PLAINTEXT="true",
+            REACHABLE_SMTP_TO="worker@charity.example",
+        )
+        found = await lines(settings)
+    finally:
+        smtp.stop()
+    assert "WARN  email: 127.0.0.1 answers WITHOUT TLS" in found
+    assert any(
+        line.startswith(f"WARN  key: the key file {data / 'reachable.key'} is beside the database") for line in found
+    )
+    assert "FAIL  file permissions: reachable.key is mode 0644; chmod 600 it" in found
+    assert any(line.startswith("FAIL  responses: 1 error(s), first:") and "messages.yaml" in line for line in found), (
+        found
+    )
