@@ -11,7 +11,7 @@ from typing import Any
 from aiogram import Bot, Dispatcher, F, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import Message
+from aiogram.types import Message, Update
 from telegram import Update as PTBUpdate
 from telegram.ext import ContextTypes, MessageHandler, filters
 
@@ -19,7 +19,7 @@ from bot.app import App, create_app
 from bot.conversations import FloodGuard
 from bot.delivery import Pacer
 from bot.polling import DurablePolling
-from bot.serving import CONCURRENT_UPDATES
+from bot.serving import BACKLOG
 from bot.settings import Settings
 from bot.telegram import ALLOWED_UPDATES
 from bot.telegram_ptb_run import make_application
@@ -29,6 +29,7 @@ from bot.telegram_run import start as start_aiogram
 from fakes.harness import settings_for
 from fakes.telegram import TOKEN
 from storage import Keyring
+from storage.inbox import MemoryInbox
 
 Close = Callable[[], Awaitable[None]]
 Running = tuple[DurablePolling[Any], Close]
@@ -70,8 +71,15 @@ async def bare_aiogram(url: str) -> Running:
     async def close() -> None:
         await bot.session.close()
 
+    # Held in memory: the bare bot keeps nothing, and the loop is the same as Reachable's.
     polling = DurablePolling(
-        fetch, lambda update: dispatcher.feed_update(bot, update), concurrency=CONCURRENT_UPDATES, timeout=1
+        fetch,
+        lambda update: dispatcher.feed_update(bot, update),
+        MemoryInbox(),
+        lambda update: update.model_dump(mode="json", by_alias=True, exclude_none=True),
+        lambda raw: Update.model_validate(raw, context={"bot": bot}),
+        backlog=BACKLOG,
+        timeout=1,
     )
     return polling, close
 
@@ -84,7 +92,13 @@ async def reachable_aiogram(url: str) -> Running:
     for_capacity(channel.core)
     dispatcher = channel.dispatcher()
     polling = DurablePolling(
-        channel.fetch, lambda update: dispatcher.feed_update(bot, update), concurrency=CONCURRENT_UPDATES, timeout=1
+        channel.fetch,
+        lambda update: dispatcher.feed_update(bot, update),
+        app.inbox,
+        channel.raw,
+        channel.parse,
+        backlog=BACKLOG,
+        timeout=1,
     )
 
     async def close() -> None:
@@ -110,7 +124,15 @@ async def bare_ptb(url: str) -> Running:
         updates = await application.bot.get_updates(offset=offset, timeout=wait, allowed_updates=ALLOWED_UPDATES)
         return [(u.update_id, u) for u in updates]
 
-    polling = DurablePolling(fetch, application.process_update, concurrency=CONCURRENT_UPDATES, timeout=1)
+    polling = DurablePolling(
+        fetch,
+        application.process_update,
+        MemoryInbox(),
+        lambda update: update.to_dict(),
+        lambda raw: PTBUpdate.de_json(raw, application.bot),
+        backlog=BACKLOG,
+        timeout=1,
+    )
     return polling, application.shutdown
 
 
@@ -120,7 +142,9 @@ async def reachable_ptb(url: str) -> Running:
     app = await open_app(settings)
     channel = await start_ptb(app, application)
     for_capacity(channel.core)
-    polling = DurablePolling(channel.fetch, application.process_update, concurrency=CONCURRENT_UPDATES, timeout=1)
+    polling = DurablePolling(
+        channel.fetch, application.process_update, app.inbox, channel.raw, channel.parse, backlog=BACKLOG, timeout=1
+    )
 
     async def close() -> None:
         await channel.ledger.close()

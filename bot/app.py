@@ -20,6 +20,7 @@ from flows.definitions import build_flows
 from flows.engine import Offer
 from responses import Renderer, Responses
 from storage import DB_FILE, SQLiteStore, Store, load_keyring
+from storage.inbox import INBOX_FILE, Inbox, MemoryInbox, SQLiteInbox
 from storage.lock import DataLock
 
 log = logging.getLogger("reachable")
@@ -65,6 +66,10 @@ class App:
             draft_hours=settings.draft_hours,
             retention_days=settings.retention_days,
         )
+        # The inbox lives beside the database, or in memory with a store that does.
+        self.inbox: Inbox = (
+            SQLiteInbox(settings.data_dir / INBOX_FILE, self.keyring) if store is None else MemoryInbox()
+        )
         self.delivery = DeliveryWorker(self.store)
         self.desk = StaffDesk(self.store, self.engine, self.renderer, on_queued=self.delivery.wake)
         for key, recipient in settings.recipients.items():
@@ -98,7 +103,9 @@ class App:
         self.lock.acquire()
         try:
             await self.store.open()
+            await self.inbox.open()
         except BaseException:
+            await self.store.close()
             self.lock.release()
             raise
         try:
@@ -114,6 +121,7 @@ class App:
             await self.conversations.warm()
             await self.delivery.start()
         except BaseException:
+            await self.inbox.close()
             await self.store.close()
             self.lock.release()
             raise
@@ -131,6 +139,7 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
         await self.delivery.stop()
+        await self.inbox.close()
         await self.store.close()
         self.lock.release()
 

@@ -22,6 +22,7 @@ from bot.settings import PREFIX, Settings
 from responses import check as check_responses
 from storage import DB_FILE
 from storage.crypto import KEY_FILE
+from storage.inbox import INBOX_FILE
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -57,7 +58,8 @@ def data_folder(settings: Settings) -> list[Finding]:
         found.append(Finding(WARN, "data folder", text))
     else:
         found.append(Finding(OK, "data folder", f"{folder}, mode {mode:04o}"))
-    for path in sorted(folder.glob(f"{DB_FILE}*")) + sorted(folder.glob(KEY_FILE)):
+    files = [*folder.glob(f"{DB_FILE}*"), *folder.glob(f"{INBOX_FILE}*"), *folder.glob(KEY_FILE)]
+    for path in sorted(files):
         file_mode = stat.S_IMODE(path.stat().st_mode)
         if file_mode & 0o077:
             found.append(Finding(FAIL, "file permissions", f"{path.name} is mode {file_mode:04o}; chmod 600 it"))

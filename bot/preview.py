@@ -166,6 +166,7 @@ class PreviewBuilder:
             "who": MessageRef("recipient.support.who"),
             "where": self.t("staff.where.email"),
             "attempts": 30,
+            "user_id": 123456789,
         }
         return self.renderer.render(Reply(message_id, variables), self.locale).text
 

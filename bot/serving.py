@@ -9,7 +9,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -24,7 +24,8 @@ from responses import Responses
 
 log = logging.getLogger("reachable.serving")
 WEBHOOK_PATH = "/telegram"
-CONCURRENT_UPDATES = 64
+# Updates read and not yet handled, at most: all are handled at once (PTB is told the same).
+BACKLOG = 5000
 U = TypeVar("U")
 
 
@@ -37,6 +38,14 @@ class TelegramAdapter(Protocol[U]):
     async def register_commands(self, responses: Responses) -> None: ...
 
     async def fetch(self, offset: int | None, wait: int) -> list[tuple[int, U]]: ...
+
+    def raw(self, update: U) -> dict[str, Any]:
+        """The update as Telegram's JSON, to keep in the inbox."""
+        ...
+
+    def parse(self, raw: dict[str, Any]) -> U:
+        """An update kept in the inbox, back as the library's own."""
+        ...
 
 
 def token(settings: Settings) -> str:
@@ -98,9 +107,9 @@ async def ready(adapter: TelegramAdapter[U], responses: Responses) -> None:
 
 
 async def poll(adapter: TelegramAdapter[U], handle: Callable[[U], Awaitable[object]], app: App) -> None:
-    """Long polling that confirms an update only once handled, until SIGTERM or Ctrl-C; with
-    REACHABLE_HEALTH_LISTEN, `/healthz` there meanwhile."""
-    polling = DurablePolling(adapter.fetch, handle, concurrency=CONCURRENT_UPDATES)
+    """Long polling through the inbox, until SIGTERM or Ctrl-C; with REACHABLE_HEALTH_LISTEN,
+    `/healthz` there meanwhile."""
+    polling = DurablePolling(adapter.fetch, handle, app.inbox, adapter.raw, adapter.parse, backlog=BACKLOG)
     on_stop(polling.stop)
     try:
         if app.settings.health_listen:

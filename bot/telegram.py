@@ -177,6 +177,12 @@ class TelegramChannel:
             kwargs: dict[str, Any] = {} if locale == "en" else {"language_code": locale}
             await self.bot.set_my_commands(commands, **kwargs)
 
+    def raw(self, update: Update) -> dict[str, Any]:
+        return update.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def parse(self, raw: dict[str, Any]) -> Update:
+        return Update.model_validate(raw, context={"bot": self.bot})
+
     async def fetch(self, offset: int | None, wait: int) -> list[tuple[int, Update]]:
         """One ``getUpdates``, for the durable polling loop."""
         try:

@@ -154,6 +154,12 @@ class PTBChannel:
             commands = [BotCommand(n, responses.text(locale, f"telegram.command.{n}")) for n in PUBLIC_COMMANDS]
             await self.application.bot.set_my_commands(commands, language_code=None if locale == "en" else locale)
 
+    def raw(self, update: Update) -> dict[str, Any]:
+        return update.to_dict()
+
+    def parse(self, raw: dict[str, Any]) -> Update:
+        return Update.de_json(raw, self.application.bot)
+
     async def fetch(self, offset: int | None, wait: int) -> list[tuple[int, Update]]:
         """One ``getUpdates``, for the durable polling loop."""
         try:

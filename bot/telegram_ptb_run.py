@@ -12,7 +12,7 @@ from telegram import Update
 from telegram.ext import Application
 
 from bot.app import App
-from bot.serving import CONCURRENT_UPDATES, listening, poll, ready, token, until_stopped, webhook_path, webhook_secret
+from bot.serving import BACKLOG, listening, poll, ready, token, until_stopped, webhook_path, webhook_secret
 from bot.settings import Settings
 from bot.telegram_ptb import ALLOWED_UPDATES, PTBChannel
 
@@ -29,7 +29,7 @@ def make_application(settings: Settings) -> PTBApplication:
         .base_url(f"{api}/bot")
         .base_file_url(f"{api}/file/bot")
         .updater(None)  # updates come from the durable loop or the webhook, never PTB's Updater
-        .concurrent_updates(CONCURRENT_UPDATES)
+        .concurrent_updates(BACKLOG)
         .build()
     )
 

@@ -114,7 +114,12 @@ async def polling_bot(settings: Settings, real_flood_limit: bool = False) -> Asy
             channel = await start(app, bot)
             dispatcher = channel.dispatcher()
             polling = DurablePolling(
-                channel.fetch, lambda update: dispatcher.feed_update(bot, update), concurrency=16, timeout=1
+                channel.fetch,
+                lambda update: dispatcher.feed_update(bot, update),
+                app.inbox,
+                channel.raw,
+                channel.parse,
+                timeout=1,
             )
             task = asyncio.create_task(polling.run())
             try:
@@ -138,7 +143,9 @@ async def ptb_polling_bot(settings: Settings) -> AsyncIterator[App]:
         async with create_app(settings) as app:
             app.conversations.flood = FloodGuard(burst=10_000)
             channel = await start_ptb(app, application)
-            polling = DurablePolling(channel.fetch, application.process_update, concurrency=16, timeout=1)
+            polling = DurablePolling(
+                channel.fetch, application.process_update, app.inbox, channel.raw, channel.parse, timeout=1
+            )
             task = asyncio.create_task(polling.run())
             try:
                 yield app

@@ -17,6 +17,7 @@ from bot.transport import TransportError
 from fakes.harness import free_port, settings_for, start_bot_process, web_chat
 from fakes.telegram import FakeTelegram
 from storage import Keyring
+from storage.inbox import MemoryInbox
 
 
 async def get(url: str) -> tuple[int, dict[str, object]]:
@@ -59,7 +60,9 @@ async def test_a_bot_api_failing_for_a_while_makes_it_unhealthy(
         raise TransportError("Telegram cannot be reached")
 
     async with web_chat(tmp_path / "data", Keyring.new_key().decode()) as (app, _):
-        polling: DurablePolling[object] = DurablePolling(unreachable, lambda update: asyncio.sleep(0), timeout=1)
+        polling: DurablePolling[object] = DurablePolling(
+            unreachable, lambda update: asyncio.sleep(0), MemoryInbox(), lambda u: {}, lambda r: r, timeout=1
+        )
         running = asyncio.create_task(polling.run())
         checks = Health(app, polling)
         try:

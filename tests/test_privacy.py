@@ -27,12 +27,12 @@ from storage.lock import FolderInUse
 from tests.test_support import STAFF, send_report, staff_texts, summaries_of, until
 
 CHAT = 7_100_200_300
-DB_FILES = ("reachable.sqlite3", "reachable.sqlite3-wal", "reachable.sqlite3-shm")
 
 
 def data_bytes(folder: Path) -> bytes:
-    """The database and its write-ahead log and index, as someone taking the folder gets them."""
-    return b"".join((folder / name).read_bytes() for name in DB_FILES if (folder / name).exists())
+    """Every file in the data folder (the database, its write-ahead log and index, the inbox), as
+    someone taking the folder gets them."""
+    return b"".join(p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file())
 
 
 def rows(folder: Path, table: str) -> int:

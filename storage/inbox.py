@@ -1,0 +1,156 @@
+"""Updates read from Telegram but not yet handled.
+
+Telegram keeps an update until the bot confirms it, and hands out at most 100 from the oldest
+unconfirmed one. A bot that confirms only what it has handled therefore cannot even read the
+101st message while 100 people wait for Telegram's sending limit, and someone's "he's not
+breathing" waits behind them all. The inbox lets the bot confirm at once: every update is
+written here first (encrypted), handled, and then deleted. A crash leaves the unhandled ones
+here, and they are handled at the next start.
+
+It is a file of its own with a rollback journal and secure delete: a deleted update leaves no
+copy behind in a write-ahead log, so a quick exit is not undone by the inbox. Names and
+usernames are never written (the bot does not use them)."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiosqlite
+
+from storage.crypto import Keyring
+from storage.errors import KeyringError, StorageError
+
+log = logging.getLogger("reachable.inbox")
+INBOX_FILE = "inbox.sqlite3"
+# What the bot never uses of a person: not written, even encrypted.
+UNUSED = ("last_name", "username")
+
+
+class Inbox(Protocol):
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def receive(self, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        """Keep these updates (raw, as Telegram sent them) until handled, in one write."""
+
+    @abc.abstractmethod
+    async def unhandled(self) -> list[tuple[int, dict[str, Any]]]:
+        """What a stop or crash left, oldest first."""
+
+    @abc.abstractmethod
+    async def handled(self, update_ids: Sequence[int]) -> None:
+        """These are handled: delete them."""
+
+
+def minimal(value: Any) -> Any:
+    """The update without anyone's name or username; a first name becomes "-" (libraries
+    require one)."""
+    if isinstance(value, dict):
+        found = {k: minimal(v) for k, v in value.items() if k not in UNUSED}
+        if "first_name" in found:
+            found["first_name"] = "-"
+        return found
+    if isinstance(value, list):
+        return [minimal(v) for v in value]
+    return value
+
+
+class SQLiteInbox(Inbox):
+    def __init__(self, path: Path, keyring: Keyring) -> None:
+        self.path = path
+        self.keyring = keyring
+        self._db: aiosqlite.Connection | None = None
+        self._write = asyncio.Lock()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StorageError("the inbox is not open")
+        return self._db
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in ("journal_mode=DELETE", "synchronous=FULL", "secure_delete=ON"):
+            await (await self.db.execute(f"PRAGMA {pragma}")).close()
+        await self.db.execute("CREATE TABLE IF NOT EXISTS inbox (update_id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def receive(self, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        rows = [(i, self.keyring.encrypt(json.dumps(minimal(u), ensure_ascii=False).encode())) for i, u in updates]
+        if not rows:
+            return
+        await self._in_one_write("INSERT OR IGNORE INTO inbox (update_id, body) VALUES (?, ?)", rows)
+
+    async def unhandled(self) -> list[tuple[int, dict[str, Any]]]:
+        async with self.db.execute("SELECT update_id, body FROM inbox ORDER BY update_id") as cursor:
+            rows = list(await cursor.fetchall())
+        found, unreadable = [], []
+        for update_id, body in rows:
+            try:
+                found.append((int(update_id), json.loads(self.keyring.decrypt(bytes(body)))))
+            except (KeyringError, ValueError):
+                unreadable.append(int(update_id))
+        if unreadable:
+            log.warning("%d update(s) left from before could not be read with the key: dropped", len(unreadable))
+            await self.handled(unreadable)
+        return found
+
+    async def handled(self, update_ids: Sequence[int]) -> None:
+        if not update_ids:
+            return
+        await self._in_one_write("DELETE FROM inbox WHERE update_id = ?", [(i,) for i in update_ids])
+
+    async def _in_one_write(self, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        async with self._write:
+            try:
+                await self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    await (await self.db.executemany(statement, rows)).close()
+                    await self.db.execute("COMMIT")
+                except BaseException:
+                    await self.db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as error:  # a full disk, say: the caller decides what it means
+                raise StorageError(f"inbox: {type(error).__name__}") from error
+
+
+class MemoryInbox(Inbox):
+    """For a bot with in-memory storage: nothing survives a stop, as with everything else."""
+
+    def __init__(self) -> None:
+        self.held: dict[int, dict[str, Any]] = {}
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def receive(self, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        for update_id, update in updates:
+            self.held.setdefault(update_id, minimal(update))
+
+    async def unhandled(self) -> list[tuple[int, dict[str, Any]]]:
+        return sorted(self.held.items())
+
+    async def handled(self, update_ids: Sequence[int]) -> None:
+        for update_id in update_ids:
+            self.held.pop(update_id, None)
