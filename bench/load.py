@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import re
 import signal
 import tempfile
@@ -24,6 +25,10 @@ STAFF = -1009999
 FLOW = ["/report", "1", "1, 2", "1", "2", "skip", "It happened at a party.", "skip", "skip", "skip", "1", "2", "1", "2"]
 EMERGENCY_TEXT = "my mate has gone blue and wont respond"
 EMERGENCY_EVERY = 10  # one person in ten
+# They write at moments spread over the first five minutes, while everyone else's replies queue:
+# a hundred emergencies at the same instant could not all go out within 2 s at 30 messages/s.
+EMERGENCY_SPREAD_S = 300
+SEED = 20261122
 EMERGENCY = -1  # the tag of their first reply
 SUMMARY = re.compile(r"^New confidential summary ([0-9A-Z]{4}-[0-9A-Z]{4})", re.MULTILINE)
 
@@ -37,6 +42,7 @@ async def main(people: int) -> None:
     settings = settings_for(fake, data, Keyring.new_key().decode(), REACHABLE_STAFF_CHAT_ID=str(STAFF))
     process = await start_bot_process(settings)
     replies = Replies(fake)
+    moments = random.Random(SEED)  # noqa: S311 - when people write, not a secret
     peak = 0.0
 
     async def watch_memory() -> None:
@@ -48,6 +54,7 @@ async def main(people: int) -> None:
     async def person(chat: int) -> None:
         fake.chat(chat)
         if chat % EMERGENCY_EVERY == 0:  # some begin in an emergency, before the report
+            await asyncio.sleep(moments.uniform(0, EMERGENCY_SPREAD_S))
             answer = replies.expect(chat, tag=EMERGENCY)
             await fake.user_sends(chat, EMERGENCY_TEXT)
             await asyncio.wait_for(answer, 3600)
@@ -109,7 +116,10 @@ def report(
     print(f"  bot process peak memory: {peak:.0f} MiB (load generator: {idle_at_end:.0f} MiB)")
     pairs = zip(replies.latencies.values, replies.steps, strict=True)
     emergency = Latencies([v for v, step in pairs if step == EMERGENCY])
-    print(f"  emergency guidance (first reply to {EMERGENCY_TEXT!r}): {emergency.line()}")
+    print(
+        f"  emergency guidance (first reply to {EMERGENCY_TEXT!r}, one person in {EMERGENCY_EVERY}, "
+        f"at moments over the first {EMERGENCY_SPREAD_S} s): {emergency.line()}"
+    )
     duplicates = len(delivered) - len(set(delivered))
     print(
         f"load: emergency_p99_ms={emergency.p99_ms():.0f} stored={len(references)} delivered={len(set(delivered))} "

@@ -37,6 +37,113 @@ U = TypeVar("U")
 Fetch = Callable[[int | None, int], Awaitable[Sequence[tuple[int, U]]]]
 
 
+class Intake(Generic[U]):
+    """Updates from the moment they are received to the moment they are handled: written to the
+    inbox, handled at once (each in a task of its own), deleted from the inbox when handled.
+    Polling and the webhook both take updates in through it."""
+
+    def __init__(
+        self,
+        handle: Callable[[U], Awaitable[object]],
+        inbox: Inbox,
+        raw: Callable[[U], dict[str, Any]],
+        parse: Callable[[dict[str, Any]], U],
+    ) -> None:
+        self.handle = handle
+        self.inbox = inbox
+        self.raw, self.parse = raw, parse
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._finished: list[int] = []
+        self._forgetting = asyncio.Event()
+        self._closing = False
+        self._forgetter: asyncio.Task[None] | None = None
+
+    @property
+    def busy(self) -> int:
+        """Updates being handled now."""
+        return len(self._running)
+
+    async def resume(self) -> int | None:
+        """Start handling what a stop or crash left in the inbox; the newest update id there."""
+        self._forgetter = asyncio.create_task(self._forget_handled())
+        left = await self.inbox.unhandled()
+        if left:
+            log.info("handling %d update(s) left from before", len(left))
+        unreadable = []
+        for update_id, update in left:
+            try:
+                self._start(update_id, self.parse(update))
+            except Exception as error:  # a library that no longer reads it: drop it, go on
+                log.error("update %d left from before cannot be read: %s", update_id, type(error).__name__)
+                unreadable.append(update_id)
+        await self.inbox.handled(unreadable)
+        return left[-1][0] if left else None
+
+    async def take(self, updates: Sequence[tuple[int, U]]) -> None:
+        """Keep these in the inbox, then handle them. Raises StorageError if they could not be
+        kept: then they must not be confirmed."""
+        fresh = [(i, u) for i, u in updates if i not in self._running]
+        await self.inbox.receive([(i, self.raw(u)) for i, u in fresh])
+        for update_id, update in fresh:
+            self._start(update_id, update)
+
+    async def take_raw(self, update_id: int, raw: dict[str, Any]) -> None:
+        """One update as Telegram's JSON (a webhook POST)."""
+        if update_id in self._running:
+            return  # Telegram sent it again while it is being handled
+        update = self.parse(raw)  # first: nothing unreadable is kept
+        await self.inbox.receive([(update_id, raw)])
+        self._start(update_id, update)
+
+    async def wait_for_one(self) -> None:
+        if self._running:
+            await asyncio.wait(list(self._running.values()), timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+
+    async def close(self) -> None:
+        """Let updates being handled finish (for up to 10 s); what does not stays in the inbox
+        and is handled at the next start."""
+        if self._running:
+            await asyncio.wait(list(self._running.values()), timeout=10)
+        self._closing = True
+        self._forgetting.set()
+        if self._forgetter is not None:
+            await self._forgetter  # never cancelled mid-write: that would lose which ids were handled
+
+    def _start(self, update_id: int, update: U) -> None:
+        task = asyncio.create_task(self._handle(update_id, update))
+        self._running[update_id] = task
+        task.add_done_callback(self._finisher(update_id))
+
+    async def _handle(self, update_id: int, update: U) -> None:
+        try:
+            await self.handle(update)
+        except Exception as error:  # one bad update must not stop the others
+            log.error("update %d failed: %s", update_id, type(error).__name__)
+
+    def _finisher(self, update_id: int) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            self._running.pop(update_id, None)
+            if not task.cancelled():  # cancelled at a stop: handled again at the next start
+                self._finished.append(update_id)
+                self._forgetting.set()
+
+        return done
+
+    async def _forget_handled(self) -> None:
+        """Delete handled updates from the inbox as they finish, many in one write; once more
+        after closing, then end."""
+        while True:
+            await self._forgetting.wait()
+            self._forgetting.clear()
+            done, self._finished = self._finished, []
+            try:
+                await self.inbox.handled(done)
+            except StorageError as error:  # kept, so handled again at the next start: harmless
+                log.error("inbox delete failed (%s)", type(error).__name__)
+            if self._closing and not self._finished:
+                return
+
+
 class DurablePolling(Generic[U]):
     def __init__(
         self,
@@ -49,15 +156,9 @@ class DurablePolling(Generic[U]):
         timeout: int = 30,
     ) -> None:
         self.fetch = fetch
-        self.handle = handle
-        self.inbox = inbox
-        self.raw, self.parse = raw, parse
+        self.intake = Intake(handle, inbox, raw, parse)
         self.backlog = backlog
         self.timeout = timeout
-        self._running: dict[int, asyncio.Task[None]] = {}
-        self._finished: list[int] = []
-        self._forgetting = asyncio.Event()
-        self._reading_done = False
         self._stop = asyncio.Event()
         self.failing_since: float | None = None  # when getUpdates started failing, if it is
 
@@ -65,26 +166,17 @@ class DurablePolling(Generic[U]):
         self._stop.set()
 
     async def run(self) -> None:
-        left = await self.inbox.unhandled()
-        if left:
-            log.info("handling %d update(s) left from before", len(left))
-        for update_id, update in left:
-            self._start(update_id, self.parse(update))
-        latest: int | None = left[-1][0] if left else None
-        forgetter = asyncio.create_task(self._forget_handled())
+        latest = await self.intake.resume()
         try:
             await self._read(latest)
         finally:
-            await self._drain()
-            self._reading_done = True
-            self._forgetting.set()
-            await forgetter  # never cancelled mid-write: that would lose which ids were handled
+            await self.intake.close()
 
     async def _read(self, latest: int | None) -> None:
         failures = 0
         while not self._stop.is_set():
-            if len(self._running) >= self.backlog:
-                await asyncio.wait(list(self._running.values()), timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            if self.intake.busy >= self.backlog:
+                await self.intake.wait_for_one()
                 continue
             offset = None if latest is None else latest + 1  # confirms everything up to latest
             try:
@@ -104,19 +196,12 @@ class DurablePolling(Generic[U]):
             if not fresh:
                 continue
             try:
-                await self.inbox.receive([(i, self.raw(u)) for i, u in fresh])
+                await self.intake.take(fresh)
             except StorageError as error:  # not kept, so not confirmed: Telegram sends them again
                 log.error("inbox write failed (%s): reading again", type(error).__name__)
                 await self._pause(1.0)
                 continue
-            for update_id, update in fresh:
-                self._start(update_id, update)
-            latest = fresh[-1][0] if latest is None else max(latest, fresh[-1][0])
-
-    def _start(self, update_id: int, update: U) -> None:
-        task = asyncio.create_task(self._handle(update_id, update))
-        self._running[update_id] = task
-        task.add_done_callback(self._finisher(update_id))
+            latest = max(i for i, _ in fresh) if latest is None else max(latest, *(i for i, _ in fresh))
 
     async def _fetch(self, offset: int | None) -> Sequence[tuple[int, U]]:
         fetch = asyncio.ensure_future(self.fetch(offset, self.timeout))
@@ -130,41 +215,6 @@ class DurablePolling(Generic[U]):
         stopped.cancel()
         return fetch.result()
 
-    async def _handle(self, update_id: int, update: U) -> None:
-        try:
-            await self.handle(update)
-        except Exception as error:  # one bad update must not stop the others
-            log.error("update %d failed: %s", update_id, type(error).__name__)
-
-    def _finisher(self, update_id: int) -> Callable[[asyncio.Task[None]], None]:
-        def done(task: asyncio.Task[None]) -> None:
-            self._running.pop(update_id, None)
-            if not task.cancelled():  # cancelled at a stop: handled again at the next start
-                self._finished.append(update_id)
-                self._forgetting.set()
-
-        return done
-
-    async def _forget_handled(self) -> None:
-        """Delete handled updates from the inbox as they finish, many in one write; after the
-        loop has stopped and drained, once more, then end."""
-        while True:
-            await self._forgetting.wait()
-            self._forgetting.clear()
-            done, self._finished = self._finished, []
-            try:
-                await self.inbox.handled(done)
-            except StorageError as error:  # kept, so handled again at the next start: harmless
-                log.error("inbox delete failed (%s)", type(error).__name__)
-            if self._reading_done and not self._finished:
-                return
-
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
-
-    async def _drain(self) -> None:
-        """On shutdown: let updates being handled finish; what does not stays in the inbox and is
-        handled at the next start."""
-        if self._running:
-            await asyncio.wait(list(self._running.values()), timeout=10)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,12 +19,14 @@ from bot.app import App
 from bot.channel import Channel
 from bot.errors import ConfigError
 from bot.health import Health
-from bot.polling import DurablePolling
+from bot.polling import DurablePolling, Intake
 from bot.settings import Settings
 from responses import Responses
+from storage import StorageError
 
 log = logging.getLogger("reachable.serving")
 WEBHOOK_PATH = "/telegram"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
 # Updates read and not yet handled, at most: all are handled at once (PTB is told the same).
 BACKLOG = 5000
 U = TypeVar("U")
@@ -82,6 +85,54 @@ def listen_address(value: str, setting: str = "REACHABLE_WEBHOOK_LISTEN") -> tup
     if not host or not port.isdecimal():
         raise ConfigError(f"{setting} must look like 127.0.0.1:8080, not {value!r}")
     return host.strip("[]"), int(port)
+
+
+def webhook_receiver(intake: Intake[U], secret: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Telegram's POST: refused without the secret (401); otherwise kept in the inbox and
+    answered at once, and handled from there, so a slow reply holds up no one's next update and
+    a crash loses nothing. 503 when it could not be kept: Telegram sends it again."""
+
+    async def receive(request: web.Request) -> web.StreamResponse:
+        given = request.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(), secret.encode()):
+            return web.Response(status=401)
+        try:
+            raw = await request.json()
+            update_id = int(raw["update_id"])
+            await intake.take_raw(update_id, raw)
+        except StorageError:
+            return web.Response(status=503)
+        except Exception:  # not JSON, or not an update the library reads
+            return web.Response(status=400)
+        return web.Response()
+
+    return receive
+
+
+async def webhook(
+    adapter: TelegramAdapter[U],
+    handle: Callable[[U], Awaitable[object]],
+    app: App,
+    set_webhook: Callable[[str, str], Awaitable[object]],
+) -> None:
+    """Serve the webhook on the path of REACHABLE_WEBHOOK_URL (with `/healthz` beside it), tell
+    Telegram where it is, and run until SIGTERM or Ctrl-C."""
+    settings = app.settings
+    secret = webhook_secret(settings)
+    path = webhook_path(settings.webhook_url)
+    intake = Intake(handle, app.inbox, adapter.raw, adapter.parse)
+    web_app = web.Application()
+    web_app.router.add_post(path, webhook_receiver(intake, secret))
+    await intake.resume()
+    try:
+        async with listening(web_app, app) as where:
+            if settings.webhook_url:
+                await set_webhook(settings.webhook_url, secret)
+            log.info("webhook listening on %s%s", where, path)
+            await until_stopped()
+    finally:
+        await intake.close()
+        await adapter.core.ledger.close()
 
 
 def on_stop(callback: Callable[[], None]) -> None:

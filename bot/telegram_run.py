@@ -1,4 +1,4 @@
-"""``reachable run`` on aiogram: long polling, or a webhook with a secret header."""
+"""``reachable run`` on aiogram: long polling, or the webhook (both in bot/serving.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import logging
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
-from aiohttp import web
 
 from bot.app import App
-from bot.serving import listening, poll, ready, token, until_stopped, webhook_path, webhook_secret
+from bot.serving import poll, ready, token, webhook
 from bot.settings import Settings
 from bot.telegram import ALLOWED_UPDATES, TelegramChannel
 
@@ -41,26 +39,13 @@ async def run_polling(app: App, bot: Bot) -> None:
 
 
 async def run_webhook(app: App, bot: Bot) -> None:
-    settings = app.settings
     try:
-        secret = webhook_secret(settings)
-        path = webhook_path(settings.webhook_url)
         channel = await start(app, bot)
         dispatcher = channel.dispatcher()
-        web_app = web.Application()
-        # aiogram's handler compares the secret header with secrets.compare_digest and answers 401.
-        # Handled in the foreground: Telegram gets 200 only once the update is handled, so an
-        # update interrupted by a crash is delivered again (the handled-update marks make that harmless).
-        handler = SimpleRequestHandler(dispatcher=dispatcher, bot=bot, secret_token=secret, handle_in_background=False)
-        handler.register(web_app, path=path)
-        setup_application(web_app, dispatcher, bot=bot)
-        try:
-            async with listening(web_app, app) as where:
-                if settings.webhook_url:
-                    await bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
-                log.info("webhook listening on %s%s", where, path)
-                await until_stopped()
-        finally:
-            await channel.ledger.close()
+
+        async def set_webhook(url: str, secret: str) -> None:
+            await bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+
+        await webhook(channel, lambda update: dispatcher.feed_update(bot, update), app, set_webhook)
     finally:
         await bot.session.close()

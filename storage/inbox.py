@@ -84,7 +84,8 @@ class SQLiteInbox(Inbox):
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in ("journal_mode=DELETE", "synchronous=FULL", "secure_delete=ON"):
+        # NORMAL, as for the database's turns: what is written survives the process dying.
+        for pragma in ("journal_mode=DELETE", "synchronous=NORMAL", "secure_delete=ON"):
             await (await self.db.execute(f"PRAGMA {pragma}")).close()
         await self.db.execute("CREATE TABLE IF NOT EXISTS inbox (update_id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
 

@@ -5,7 +5,6 @@ it is left in the files once handled."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 from fakes.harness import polling_bot, settings_for
@@ -76,10 +75,8 @@ async def test_an_emergency_behind_hundreds_of_people_waiting_for_replies_is_rea
         for n in range(300):
             await fake.user_sends(CHAT + n, "/start")
         await asyncio.sleep(1.0)  # they are being answered, 30 a second
-        sent = time.monotonic()
         await fake.user_sends(IN_DANGER, "my mate has gone blue and wont respond")
         texts = await fake.wait_until_spoken(IN_DANGER, 1, timeout=30)
-        waited = time.monotonic() - sent
         waiting = sum(1 for n in range(300) if not fake.bot_texts(CHAT + n))
         for _ in range(300):  # and then everyone else, in turn
             if all(fake.bot_texts(CHAT + n) for n in range(300)):
@@ -88,6 +85,5 @@ async def test_an_emergency_behind_hundreds_of_people_waiting_for_replies_is_rea
         unanswered = [n for n in range(300) if not fake.bot_texts(CHAT + n)]
     assert "call 999 now" in texts[0]
     assert unanswered == []
-    assert waiting > 100, "the others were still waiting when help went out"
-    assert waited < 3, f"emergency help took {waited:.1f} s"
-    assert fake.too_many == 0
+    assert waiting > 100, f"help went out after all but {waiting} of the 300 who wrote before"
+    assert fake.too_many == 0, "never past Telegram's limits"
