@@ -76,7 +76,7 @@ async def bare_aiogram(url: str) -> Running:
         fetch,
         lambda update: dispatcher.feed_update(bot, update),
         MemoryInbox(),
-        lambda update: update.model_dump(mode="json", by_alias=True, exclude_none=True),
+        lambda update: update.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True),
         lambda raw: Update.model_validate(raw, context={"bot": bot}),
         backlog=BACKLOG,
         timeout=1,

@@ -25,6 +25,10 @@ from storage.crypto import KEY_FILE
 from storage.inbox import INBOX_FILE
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
+# pydantic error types whose message never contains the value given.
+QUIET_ERRORS = frozenset(
+    {"literal_error", "int_parsing", "int_type", "bool_parsing", "float_parsing", "missing", "url_parsing"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +46,10 @@ def unreadable_settings(error: ValidationError) -> list[Finding]:
     (it may be the token)."""
     found = []
     for problem in error.errors():
-        name = PREFIX + "_".join(str(part) for part in problem["loc"]).upper() if problem["loc"] else "a setting"
-        found.append(Finding(FAIL, "settings", f"{name}: {problem['msg']}"))
+        name = PREFIX + str(problem["loc"][0]).upper() if problem["loc"] else "a setting"
+        # pydantic's own messages name the expected form; a validator's may quote the value.
+        text = problem["msg"] if problem["type"] in QUIET_ERRORS else "is not in the form README describes"
+        found.append(Finding(FAIL, "settings", f"{name}: {text}"))
     return found
 
 
@@ -155,11 +161,15 @@ def webhook_info(settings: Settings, info: dict[str, Any], webhook: bool) -> lis
     return found
 
 
-def may_post(member: dict[str, Any]) -> bool:
+def may_post(member: dict[str, Any], chat: dict[str, Any]) -> bool:
+    """Whether the bot may send there: as an admin, as a member where members may send (the
+    group's default permissions), or restricted but still allowed to."""
     status = member.get("status")
-    return status in ("creator", "administrator", "member") or (
-        status == "restricted" and bool(member.get("can_send_messages"))
-    )
+    if status in ("creator", "administrator"):
+        return True
+    if status == "member":
+        return chat.get("permissions", {}).get("can_send_messages", True) is not False
+    return status == "restricted" and bool(member.get("can_send_messages"))
 
 
 async def staff_chats(settings: Settings, api: BotAPI, bot_id: int) -> list[Finding]:
@@ -177,7 +187,7 @@ async def staff_chats(settings: Settings, api: BotAPI, bot_id: int) -> list[Find
             )
             continue
         ok, member = await api.call("getChatMember", chat_id=chat_id, user_id=bot_id)
-        if not ok or not may_post(member):
+        if not ok or not may_post(member, chat):
             status = member.get("status") if ok else member
             advice = "add the bot again and let members send messages"
             found.append(Finding(FAIL, "staff chat", f"{destination}: the bot cannot post there ({status}): {advice}"))

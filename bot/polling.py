@@ -65,8 +65,8 @@ class Intake(Generic[U]):
 
     async def resume(self) -> int | None:
         """Start handling what a stop or crash left in the inbox; the newest update id there."""
-        self._forgetter = asyncio.create_task(self._forget_handled())
         left = await self.inbox.unhandled()
+        self._forgetter = asyncio.create_task(self._forget_handled())
         if left:
             log.info("handling %d update(s) left from before", len(left))
         unreadable = []
@@ -83,7 +83,13 @@ class Intake(Generic[U]):
         """Keep these in the inbox, then handle them. Raises StorageError if they could not be
         kept: then they must not be confirmed."""
         fresh = [(i, u) for i, u in updates if i not in self._running]
-        await self.inbox.receive([(i, self.raw(u)) for i, u in fresh])
+        kept = []
+        for update_id, update in fresh:
+            try:
+                kept.append((update_id, self.raw(update)))
+            except Exception as error:  # handled all the same, only not kept against a crash
+                log.error("update %d cannot be kept: %s", update_id, type(error).__name__)
+        await self.inbox.receive(kept)
         for update_id, update in fresh:
             self._start(update_id, update)
 
@@ -104,6 +110,10 @@ class Intake(Generic[U]):
         and is handled at the next start."""
         if self._running:
             await asyncio.wait(list(self._running.values()), timeout=10)
+        left = list(self._running.values())
+        for task in left:  # not against a store about to close: they stay in the inbox
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
         self._closing = True
         self._forgetting.set()
         if self._forgetter is not None:
@@ -168,11 +178,23 @@ class DurablePolling(Generic[U]):
     async def run(self) -> None:
         latest = await self.intake.resume()
         try:
-            await self._read(latest)
+            latest = await self._read(latest)
         finally:
             await self.intake.close()
+        await self._confirm(latest)
 
-    async def _read(self, latest: int | None) -> None:
+    async def _confirm(self, latest: int | None) -> None:
+        """At a stop, tell Telegram what was read (it is in the inbox, handled or not): otherwise
+        the last batch comes again at the next start and its replies are sent twice."""
+        if latest is None:
+            return
+        try:
+            await self.fetch(latest + 1, 0)
+        except TransportError as error:
+            log.warning("could not confirm the last updates at stop (%s)", type(error).__name__)
+
+    async def _read(self, latest: int | None) -> int | None:
+        """Read until stopped; the newest update id read."""
         failures = 0
         while not self._stop.is_set():
             if self.intake.busy >= self.backlog:
@@ -182,7 +204,6 @@ class DurablePolling(Generic[U]):
             try:
                 updates = await self._fetch(offset)
                 failures = 0
-                self.failing_since = None
             except RetryAfter as error:
                 await self._pause(error.seconds)
                 continue
@@ -194,14 +215,18 @@ class DurablePolling(Generic[U]):
                 continue
             fresh = [(i, u) for i, u in updates if latest is None or i > latest]
             if not fresh:
+                self.failing_since = None
                 continue
             try:
                 await self.intake.take(fresh)
             except StorageError as error:  # not kept, so not confirmed: Telegram sends them again
                 log.error("inbox write failed (%s): reading again", type(error).__name__)
+                self.failing_since = self.failing_since or time.monotonic()  # /healthz says so
                 await self._pause(1.0)
                 continue
+            self.failing_since = None
             latest = max(i for i, _ in fresh) if latest is None else max(latest, *(i for i, _ in fresh))
+        return latest
 
     async def _fetch(self, offset: int | None) -> Sequence[tuple[int, U]]:
         fetch = asyncio.ensure_future(self.fetch(offset, self.timeout))

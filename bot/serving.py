@@ -123,8 +123,8 @@ async def webhook(
     intake = Intake(handle, app.inbox, adapter.raw, adapter.parse)
     web_app = web.Application()
     web_app.router.add_post(path, webhook_receiver(intake, secret))
-    await intake.resume()
     try:
+        await intake.resume()
         async with listening(web_app, app) as where:
             if settings.webhook_url:
                 await set_webhook(settings.webhook_url, secret)

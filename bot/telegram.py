@@ -178,7 +178,9 @@ class TelegramChannel:
             await self.bot.set_my_commands(commands, **kwargs)
 
     def raw(self, update: Update) -> dict[str, Any]:
-        return update.model_dump(mode="json", by_alias=True, exclude_none=True)
+        # Only what Telegram sent: aiogram fills what it left out with placeholders (Default)
+        # that have no JSON form.
+        return update.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True)
 
     def parse(self, raw: dict[str, Any]) -> Update:
         return Update.model_validate(raw, context={"bot": self.bot})

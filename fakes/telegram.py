@@ -55,13 +55,14 @@ class Chat:
     # (then ``can_send`` says whether it may still post).
     bot_status: str = "member"
     can_send: bool = True
+    members_may_send: bool = True  # the group's default permissions
 
     def bot_may_post(self) -> bool:
         if self.type == "private":
             return True
-        return self.bot_status in ("creator", "administrator", "member") or (
-            self.bot_status == "restricted" and self.can_send
-        )
+        if self.bot_status == "member":
+            return self.members_may_send
+        return self.bot_status in ("creator", "administrator") or (self.bot_status == "restricted" and self.can_send)
 
     def as_json(self) -> dict[str, Any]:
         if self.type == "private":
@@ -446,8 +447,11 @@ class FakeTelegram:
         gifts = dict.fromkeys(
             ("unlimited_gifts", "limited_gifts", "unique_gifts", "premium_subscription", "gifts_from_channels"), False
         )
+        chat = self.chats[chat_id]
+        permissions = {"permissions": {"can_send_messages": chat.members_may_send}} if chat.type != "private" else {}
         return {
-            **self.chats[chat_id].as_json(),
+            **chat.as_json(),
+            **permissions,
             "accent_color_id": 0,
             "max_reaction_count": 11,
             "accepted_gift_types": gifts,

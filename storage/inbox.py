@@ -8,7 +8,8 @@ written here first (encrypted), handled, and then deleted. A crash leaves the un
 here, and they are handled at the next start.
 
 It is a file of its own with a rollback journal and secure delete: a deleted update leaves no
-copy behind in a write-ahead log, so a quick exit is not undone by the inbox. Names and
+copy behind in a write-ahead log, so a quick exit is not undone by the inbox (the journal holds
+the deleted, encrypted rows only while the delete is written, and is then removed). Names and
 usernames are never written (the bot does not use them)."""
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ class SQLiteInbox(Inbox):
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        # NORMAL, as for the database's turns: what is written survives the process dying.
-        for pragma in ("journal_mode=DELETE", "synchronous=NORMAL", "secure_delete=ON"):
+        # FULL: Telegram is told at once that these arrived, so they must survive a power cut too.
+        for pragma in ("journal_mode=DELETE", "synchronous=FULL", "secure_delete=ON"):
             await (await self.db.execute(f"PRAGMA {pragma}")).close()
         await self.db.execute("CREATE TABLE IF NOT EXISTS inbox (update_id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
 
@@ -101,8 +102,11 @@ class SQLiteInbox(Inbox):
         await self._in_one_write("INSERT OR IGNORE INTO inbox (update_id, body) VALUES (?, ?)", rows)
 
     async def unhandled(self) -> list[tuple[int, dict[str, Any]]]:
-        async with self.db.execute("SELECT update_id, body FROM inbox ORDER BY update_id") as cursor:
-            rows = list(await cursor.fetchall())
+        try:
+            async with self.db.execute("SELECT update_id, body FROM inbox ORDER BY update_id") as cursor:
+                rows = list(await cursor.fetchall())
+        except sqlite3.Error as error:
+            raise StorageError(f"the inbox cannot be read ({type(error).__name__}): restore or remove it") from error
         found, unreadable = [], []
         for update_id, body in rows:
             try:

@@ -107,12 +107,15 @@ def test_reachable_run_refuses_to_start_on_a_fail(tmp_path: Path, capsys: pytest
     assert "not started, `reachable doctor` finds: FAIL  database:" in said and "restore it from a backup" in said
 
 
-@pytest.mark.parametrize(("status", "can_send"), [("left", True), ("kicked", True), ("restricted", False)])
+@pytest.mark.parametrize(
+    ("status", "can_send", "members_may_send"),
+    [("left", True, True), ("kicked", True, True), ("restricted", False, True), ("member", True, False)],
+)
 async def test_a_staff_chat_the_bot_cannot_post_in_fails(
-    fake: FakeTelegram, tmp_path: Path, status: str, can_send: bool
+    fake: FakeTelegram, tmp_path: Path, status: str, can_send: bool, members_may_send: bool
 ) -> None:
     chat = fake.chat(STAFF, "supergroup")
-    chat.bot_status, chat.can_send = status, can_send
+    chat.bot_status, chat.can_send, chat.members_may_send = status, can_send, members_may_send
     found = await lines(settings_with(fake, tmp_path / "data"))
     expected = f"FAIL  staff chat: support:chat: the bot cannot post there ({status}): add the bot again"
     assert any(line.startswith(expected) for line in found), found
@@ -181,12 +184,15 @@ def test_settings_that_do_not_parse_get_one_fail_each_without_their_values(
     monkeypatch.setenv("REACHABLE_TELEGRAM_TOKEN", "123:do-not-print-me")
     monkeypatch.setenv("REACHABLE_SMTP_PORT", "twenty-five")
     monkeypatch.setenv("REACHABLE_FRAMEWORK", "django")
+    monkeypatch.setenv("REACHABLE_STAFF_USER_IDS", "12, secret-word")
     assert main(["doctor"]) == 1
     said = capsys.readouterr().out.splitlines()
-    assert said == [
+    assert sorted(said) == [
         "FAIL  settings: REACHABLE_FRAMEWORK: Input should be 'aiogram' or 'ptb'",
         "FAIL  settings: REACHABLE_SMTP_PORT: Input should be a valid integer, unable to parse string as an integer",
+        "FAIL  settings: REACHABLE_STAFF_USER_IDS: is not in the form README describes",
     ]
+    assert "secret-word" not in "\n".join(said) and "do-not-print-me" not in "\n".join(said)
 
 
 async def test_mail_without_tls_a_key_beside_the_database_a_readable_file_and_broken_responses(

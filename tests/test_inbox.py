@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from fakes.harness import polling_bot, settings_for
 from fakes.telegram import FakeTelegram
 from storage import Keyring
@@ -87,3 +89,21 @@ async def test_an_emergency_behind_hundreds_of_people_waiting_for_replies_is_rea
     assert unanswered == []
     assert waiting > 100, f"help went out after all but {waiting} of the 300 who wrote before"
     assert fake.too_many == 0, "never past Telegram's limits"
+
+
+async def test_a_message_with_a_link_is_kept_and_answered_and_the_bot_goes_on(
+    fake: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: aiogram's placeholders for what Telegram left out could not be written to the
+    inbox, and the first message with a link preview stopped the bot."""
+    settings = settings_for(fake, tmp_path / "data", Keyring.new_key().decode())
+    message = fake._message(
+        fake.chat(CHAT), CHAT, "en", text="see https://example.org", link_preview_options={"is_disabled": True}
+    )
+    await fake.push({"message": message})
+    async with polling_bot(settings):
+        first = await fake.wait_until_spoken(CHAT, 1)
+        await fake.user_sends(CHAT, "/start")
+        texts = await fake.wait_until_spoken(CHAT, len(first) + 1)
+    assert len(texts) > len(first)  # both answered: the bot is still reading
+    assert not [r for r in caplog.records if "cannot be kept" in r.getMessage()]  # and kept against a crash
