@@ -21,7 +21,7 @@ from bot.delivery import Pacer
 from bot.polling import DurablePolling
 from bot.serving import BACKLOG
 from bot.settings import Settings
-from bot.telegram import ALLOWED_UPDATES
+from bot.telegram import ALLOWED_UPDATES, update_json
 from bot.telegram_ptb_run import make_application
 from bot.telegram_ptb_run import start as start_ptb
 from bot.telegram_run import make_bot
@@ -76,7 +76,7 @@ async def bare_aiogram(url: str) -> Running:
         fetch,
         lambda update: dispatcher.feed_update(bot, update),
         MemoryInbox(),
-        lambda update: update.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True),
+        update_json,
         lambda raw: Update.model_validate(raw, context={"bot": bot}),
         backlog=BACKLOG,
         timeout=1,

@@ -100,6 +100,12 @@ def event_of(message: Message) -> Event:
     return parse_typed(message.text) if message.text is not None else Unsupported(kind=str(message.content_type))
 
 
+def update_json(update: Update) -> dict[str, Any]:
+    """The update as Telegram sent it, for the inbox. Only what was set: aiogram fills what
+    Telegram left out with placeholders (Default) that have no JSON form."""
+    return update.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True)
+
+
 class TelegramChannel:
     """aiogram's updates, translated into the channel core's calls."""
 
@@ -178,9 +184,7 @@ class TelegramChannel:
             await self.bot.set_my_commands(commands, **kwargs)
 
     def raw(self, update: Update) -> dict[str, Any]:
-        # Only what Telegram sent: aiogram fills what it left out with placeholders (Default)
-        # that have no JSON form.
-        return update.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True)
+        return update_json(update)
 
     def parse(self, raw: dict[str, Any]) -> Update:
         return Update.model_validate(raw, context={"bot": self.bot})

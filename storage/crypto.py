@@ -209,6 +209,11 @@ def secure_folder(folder: Path) -> None:
         folder.chmod(0o700)
 
 
+def private_file(path: Path) -> None:
+    """Create ``path`` if needed, readable by this user only (0600), never through a symlink."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
+
+
 def code_tag(code: str) -> bytes:
     """Two bytes of SHA-256: enough to find candidates, far too little to verify a guess."""
     return hashlib.sha256(code.encode()).digest()[:2]

@@ -18,7 +18,6 @@ import abc
 import asyncio
 import json
 import logging
-import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any, Protocol
 
 import aiosqlite
 
-from storage.crypto import Keyring
+from storage.crypto import Keyring, private_file, secure_folder
 from storage.errors import KeyringError, StorageError
 
 log = logging.getLogger("reachable.inbox")
@@ -82,8 +81,8 @@ class SQLiteInbox(Inbox):
         return self._db
 
     async def open(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        secure_folder(self.path.parent)
+        private_file(self.path)  # SQLite gives its journal the same permissions
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         # FULL: Telegram is told at once that these arrived, so they must survive a power cut too.
         for pragma in ("journal_mode=DELETE", "synchronous=FULL", "secure_delete=ON"):

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from storage.base import ChatKey, NewReport, Outgoing, Purged, Store, StoredReport, SummaryData
-from storage.crypto import LEGACY, CodeHasher, Keyring, code_tag, secure_folder
+from storage.crypto import LEGACY, CodeHasher, Keyring, code_tag, private_file, secure_folder
 from storage.errors import MigrationError, StorageError
 
 log = logging.getLogger("reachable.storage")
@@ -120,7 +120,7 @@ class SQLiteStore(Store):
     async def open(self) -> None:
         secure_folder(self.path.parent)
         # SQLite creates the -wal and -shm files with the database file's permissions.
-        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
+        private_file(self.path)
         for file in (self.path, *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm"))):
             if file.exists() and stat.S_IMODE(file.stat().st_mode) != 0o600:
                 file.chmod(0o600)
