@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.conversations import Conversations, Delivery
-from bot.delivery import REPLY, STAFF, URGENT, DeliveryWorker, GiveUp, Pacer, PartlySent, RetryLater
+from bot.delivery import REPLY, STAFF, URGENT, DeliveryWorker, GiveUp, Pacer, PartlySent, RetryLater, TokenBucket
 from bot.errors import ConfigError
 from bot.staff import StaffDesk
 from bot.transport import Button, ChatRef, RetryAfter, Transport, TransportError, Unreachable
@@ -76,8 +76,13 @@ class Channel:
         self.ports = ports
         self.name = transport.channel
         limits = transport.limits
-        # Under the platform's rate in any second, with a margin: a small burst, then an even rate.
+        # Under the platform's limits, with a margin, counted as messages leave: in any second
+        # for all chats, in any minute for each group chat, and on average for each private chat.
         self.pacer = Pacer(max(1.0, limits.per_second * 5 / 6), 1.0, burst=3)
+        self._groups: dict[str, Pacer] = {}
+        self._chats: OrderedDict[str, TokenBucket] = OrderedDict()
+        self.chat_limit = (limits.chat_per_second, limits.chat_burst)  # a second, and at once
+        self._exits: dict[ChatKey, int] = {}  # quick exits asked for, per chat
         self.staff_chat_ids = frozenset(ports.staff_chats.values())
         self.ledger = MessageLedger(ports.store)
         self._group_notices: OrderedDict[str, float] = OrderedDict()
@@ -121,7 +126,15 @@ class Channel:
             return  # a button press delivered twice is answered once: a second answer is refused
         if query_id is not None:
             await self.answer_button(query_id)
+        exits = self._exits.get(key, 0)
+        if delivery.wipe:  # replies still waiting to go to this chat stop: nothing more shows
+            self._exits[key] = exits + 1
         async with self._in_order(chat_id):
+            if not delivery.wipe and self._exits.get(key, 0) != exits:
+                # The person left after this message: it goes, unanswered, with the rest.
+                if incoming is not None and self.transport.limits.deletes:
+                    await self.transport.delete(chat_id, [incoming])
+                return
             await self._deliver(chat_id, key, delivery, incoming)
 
     def _in_order(self, chat_id: str) -> asyncio.Lock:
@@ -170,8 +183,12 @@ class Channel:
     ) -> None:
         """Send, and note the ids for the quick exit. If the chat was wiped while these were on
         their way (a reply to an earlier message, still being paced), delete them at once."""
-        wipes = self._wipes.get(key, 0)
-        sent = [i for rendered in messages for i in await self.send(chat_id, rendered, priority=priority)]
+        wipes, exits = self._wipes.get(key, 0), self._exits.get(key, 0)
+        sent: list[int] = []
+        for rendered in messages:
+            if self._exits.get(key, 0) != exits:
+                break  # a quick exit is waiting to clear the chat: the rest would only show
+            sent.extend(await self.send(chat_id, rendered, priority=priority))
         if self._wipes.get(key, 0) != wipes and sent:
             await self.transport.delete(chat_id, sent)
             return
@@ -204,11 +221,13 @@ class Channel:
         buttons: list[Button],
         priority: int = REPLY,
         attempts: int = RETRY_AFTER_ATTEMPTS,
+        staff_chat: bool = False,
     ) -> int:
-        """Within the platform's rate; if it still says "retry after", wait as long as it asks
-        and send again: a person's reply is never dropped for pacing."""
+        """Within the platform's limits; if it still says "retry after", wait as long as it asks
+        and send again: a person's reply is never dropped for pacing. A staff chat is a group,
+        with the platform's limit a minute for each group."""
         for attempt in range(1, attempts + 1):
-            await self.pacer.wait(priority)
+            await self._pace(chat_id, priority, staff_chat)
             try:
                 return await self.transport.send(chat_id, text, buttons)
             except RetryAfter as error:
@@ -217,6 +236,38 @@ class Channel:
                 log.info("asked to wait %ss before sending", error.seconds)
                 await asyncio.sleep(error.seconds)
         raise AssertionError("unreachable")
+
+    async def _pace(self, chat_id: str, priority: int, staff_chat: bool) -> None:
+        """Wait until a message to this chat may leave, and count it as leaving now."""
+        if staff_chat:
+            limit = self._groups.get(chat_id)
+            if limit is None:
+                per_minute = self.transport.limits.group_per_minute
+                # A burst of one, then an even trickle: never the group's limit in any minute.
+                limit = self._groups[chat_id] = Pacer(max(1.0, per_minute - 1), 60.0, burst=1)
+            await limit.reserve()
+            try:
+                await self.pacer.wait(priority)
+            except BaseException:
+                limit.release()
+                raise
+            limit.leaving()
+            return
+        chat = self._chat_rate(chat_id)
+        delay = chat.delay()
+        if delay:
+            await asyncio.sleep(delay)
+        await self.pacer.wait(priority)
+        chat.spend()
+
+    def _chat_rate(self, chat_id: str) -> TokenBucket:
+        bucket = self._chats.get(chat_id)
+        if bucket is None:
+            bucket = self._chats[chat_id] = TokenBucket(*self.chat_limit)
+        self._chats.move_to_end(chat_id)
+        while len(self._chats) > 10_000:  # a chat unheard of for that long has a full bucket anyway
+            self._chats.popitem(last=False)
+        return bucket
 
     async def relay(self, chat_id: str, event: Relayed) -> None:
         """A message from staff reaches the person: through the engine, so their place is kept."""
@@ -238,7 +289,7 @@ class Channel:
         if not addressed or not self._may_notice(chat_id):
             return
         try:
-            await self.transport.send(chat_id, self.ports.group_notice())
+            await self.send_paced(chat_id, self.ports.group_notice(), [], STAFF, attempts=1)
         except TransportError as error:
             log.info("group notice failed: %s", type(error).__name__)
 
@@ -292,7 +343,7 @@ class Channel:
         """Send to a staff chat; the ids of the messages sent. One attempt each: a "retry after"
         goes back to the delivery worker, which pauses that chat without holding up others."""
         return [
-            await self.send_paced(chat_id, part, [], STAFF, attempts=1)
+            await self.send_paced(chat_id, part, [], STAFF, attempts=1, staff_chat=True)
             for part in Rendered(text).parts(self.transport.limits.max_length)
         ]
 
@@ -317,9 +368,6 @@ class StaffChatForwarder:
         self.channel = channel
         self.destination = destination
         self.chat_id = chat_id
-        rate = channel.transport.limits.group_per_minute
-        # Never more than the group limit in any minute: a burst of one, then an even trickle.
-        self.group = Pacer(max(1.0, rate - 1), 60.0, burst=1)
 
     @property
     def desk(self) -> StaffDesk:
@@ -332,7 +380,6 @@ class StaffChatForwarder:
         text = await self.desk.compose(item, shared=shared)
         if text is None:
             return
-        await self.group.wait()
         try:
             ids = await self.channel.send_staff(text.body, self.chat_id)
         except TransportError as error:
@@ -359,7 +406,6 @@ class StaffChatForwarder:
         for message in messages:
             combined = COMBINED_SEPARATOR.join(body for _, body in message if body)
             if combined:
-                await self.group.wait()
                 try:
                     ids = await self.channel.send_staff(combined, self.chat_id)
                 except TransportError as error:

@@ -88,44 +88,91 @@ class TokenBucket:
         self.tokens = burst
         self.stamp = time.monotonic()
 
-    def take(self) -> bool:
+    def _fill(self) -> None:
         now = time.monotonic()
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.refill)
         self.stamp = now
+
+    def take(self) -> bool:
+        self._fill()
         if self.tokens < 1:
             return False
         self.tokens -= 1
         return True
 
+    def spend(self) -> None:
+        """One went now, whether or not there was a token: the next waits the longer."""
+        self._fill()
+        self.tokens -= 1
+
+    def delay(self) -> float:
+        """Seconds until one may go (0 if now)."""
+        self._fill()
+        return max(0.0, (1 - self.tokens) / self.refill)
+
 
 class Pacer(TokenBucket):
-    """A token bucket: at most ``rate`` sends per ``per`` seconds. Those waiting are served by
-    priority (lowest number first), then in the order they came."""
+    """A token bucket: at most ``rate`` sends per ``per`` seconds, ``burst`` at once. A token is
+    taken when a send leaves, not when it is allowed: sends allowed in turn but held up (by a
+    busy event loop, or by another pacer) never reach the platform bunched. Those waiting are
+    served by priority (lowest number first), then in the order they came.
+
+    ``wait`` is for a send that leaves at once. A send that must pass a second pacer too (a
+    group's limit a minute, then the limit a second) ``reserve``s a place here first, and then
+    says ``leaving`` when it goes, or ``release`` if it does not."""
 
     def __init__(self, rate: float, per: float, burst: float | None = None) -> None:
         super().__init__(rate / per, float(burst if burst is not None else rate))
+        self._granted = 0  # allowed to go, not yet gone
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
+        self._released = asyncio.Event()
         self._serving: asyncio.Task[None] | None = None
 
+    def _free(self) -> float:
+        self._fill()
+        return self.tokens - self._granted
+
     async def wait(self, priority: int = REPLY) -> None:
-        if not self._waiting and self.take():
+        await self.reserve(priority)
+        self.leaving()
+
+    async def reserve(self, priority: int = REPLY) -> None:
+        if not self._waiting and self._free() >= 1:
+            self._granted += 1
             return
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiting, (priority, next(self._order), turn))
         if self._serving is None or self._serving.done():
             self._serving = asyncio.create_task(self._serve())
-        await turn
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # allowed just as it was cancelled: give it back
+                self.release()
+            raise
+
+    def leaving(self) -> None:
+        """A reserved send goes now: it takes its token."""
+        self._granted -= 1
+        self.spend()
+
+    def release(self) -> None:
+        """A reserved send does not go after all."""
+        self._granted -= 1
+        self._released.set()
 
     async def _serve(self) -> None:
         while self._waiting:
-            if not self.take():
-                await asyncio.sleep((1 - self.tokens) / self.refill)
+            free = self._free()
+            if free < 1:
+                self._released.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._released.wait(), (1 - free) / self.refill)
                 continue
             _, _, turn = heapq.heappop(self._waiting)
-            if turn.done():  # its sender gave up waiting: the token goes to the next
-                self.tokens += 1
-            else:
+            if not turn.done():  # its sender may have given up waiting: the place goes to the next
+                self._granted += 1
                 turn.set_result(None)
 
 

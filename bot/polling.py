@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -33,6 +34,7 @@ from storage import StorageError
 from storage.inbox import Inbox
 
 log = logging.getLogger("reachable.polling")
+HANDLED_REMEMBERED = 10_000
 U = TypeVar("U")
 Fetch = Callable[[int | None, int], Awaitable[Sequence[tuple[int, U]]]]
 
@@ -54,6 +56,9 @@ class Intake(Generic[U]):
         self.raw, self.parse = raw, parse
         self._running: dict[int, asyncio.Task[None]] = {}
         self._finished: list[int] = []
+        # Handled lately: one that comes again (its write failed, so it was not confirmed) is
+        # not handled twice by this process.
+        self._handled: OrderedDict[int, None] = OrderedDict()
         self._forgetting = asyncio.Event()
         self._closing = False
         self._forgetter: asyncio.Task[None] | None = None
@@ -80,26 +85,37 @@ class Intake(Generic[U]):
         return left[-1][0] if left else None
 
     async def take(self, updates: Sequence[tuple[int, U]]) -> None:
-        """Keep these in the inbox, then handle them. Raises StorageError if they could not be
-        kept: then they must not be confirmed."""
-        fresh = [(i, u) for i, u in updates if i not in self._running]
+        """Handle these at once and keep them in the inbox meanwhile; returns once they are kept.
+        Raises StorageError if they could not be kept: then they must not be confirmed (Telegram
+        sends them again, and the handled-update marks make the repeat harmless)."""
+        # One still being handled is kept all the same: its first write may have failed.
+        unhandled = [(i, u) for i, u in updates if i not in self._handled]
+        fresh = [(i, u) for i, u in unhandled if i not in self._running]
         kept = []
-        for update_id, update in fresh:
+        for update_id, update in unhandled:
             try:
                 kept.append((update_id, self.raw(update)))
             except Exception as error:  # handled all the same, only not kept against a crash
                 log.error("update %d cannot be kept: %s", update_id, type(error).__name__)
-        await self.inbox.receive(kept)
-        for update_id, update in fresh:
-            self._start(update_id, update)
+        await self._keep_while_handling(kept, fresh)
 
     async def take_raw(self, update_id: int, raw: dict[str, Any]) -> None:
         """One update as Telegram's JSON (a webhook POST)."""
-        if update_id in self._running:
-            return  # Telegram sent it again while it is being handled
+        if update_id in self._running or update_id in self._handled:
+            return  # Telegram sent it again while it is being handled, or after
         update = self.parse(raw)  # first: nothing unreadable is kept
-        await self.inbox.receive([(update_id, raw)])
-        self._start(update_id, update)
+        await self._keep_while_handling([(update_id, raw)], [(update_id, update)])
+
+    async def _keep_while_handling(
+        self, kept: Sequence[tuple[int, dict[str, Any]]], fresh: Sequence[tuple[int, U]]
+    ) -> None:
+        """Nobody's reply waits for the inbox's write to reach the disk: the write is queued first
+        (so a delete of these, once handled, always comes after it), then handling starts."""
+        writing = asyncio.ensure_future(self.inbox.receive(kept))
+        await asyncio.sleep(0)  # the write takes its place in the inbox's queue before any delete
+        for update_id, update in fresh:
+            self._start(update_id, update)
+        await writing
 
     async def wait_for_one(self) -> None:
         if self._running:
@@ -135,6 +151,9 @@ class Intake(Generic[U]):
             self._running.pop(update_id, None)
             if not task.cancelled():  # cancelled at a stop: handled again at the next start
                 self._finished.append(update_id)
+                self._handled[update_id] = None
+                if len(self._handled) > HANDLED_REMEMBERED:
+                    self._handled.popitem(last=False)
                 self._forgetting.set()
 
         return done

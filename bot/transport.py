@@ -58,9 +58,13 @@ class Limits:
     per_second: float  # messages a second, all chats together
     group_per_minute: float  # messages a minute to one group chat
     deletes: bool = True  # whether the bot can delete its messages (the quick exit clears the chat)
+    chat_per_second: float = 1_000_000  # messages a second to one private chat, on average
+    chat_burst: float = 1_000_000  # how many of those may go at once
 
 
-TELEGRAM = Limits(max_length=4096, per_second=30, group_per_minute=20)
+# Telegram: about 30 messages a second in all, 20 a minute to one group, and about one a second
+# to one chat, short bursts allowed.
+TELEGRAM = Limits(max_length=4096, per_second=30, group_per_minute=20, chat_per_second=1, chat_burst=20)
 UNLIMITED = Limits(max_length=1_000_000, per_second=1_000_000, group_per_minute=1_000_000)
 
 

@@ -25,6 +25,7 @@ from aiohttp import web
 TOKEN = "123456:TEST-token-for-the-fake-api"
 BOT_USER = {"id": 123456, "is_bot": True, "first_name": "Reachable", "username": "reachable_test_bot"}
 ANONYMOUS_ADMIN = 1087968824  # the user Telegram names as the sender of an anonymous admin's message
+CHAT_BURST = 25.0  # messages one private chat may get at once before the limit of one a second
 Params = dict[str, Any]
 
 
@@ -119,8 +120,10 @@ class FakeTelegram:
         self.fault: Callable[[str, Params], Awaitable[web.Response | str | None]] | None = None
         self.limits = False
         self.too_many = 0
+        self.too_many_by: collections.Counter[str] = collections.Counter()  # which limit was passed
         self._sent_times: collections.deque[float] = collections.deque()
         self._group_times: dict[int, collections.deque[float]] = {}
+        self._chat_tokens: dict[int, tuple[float, float]] = {}  # private chat: tokens, when
 
     # ------------------------------------------------------------------ server
     async def start(self) -> str:
@@ -339,8 +342,9 @@ class FakeTelegram:
         return ready()
 
     def enforce_flood_limits(self) -> None:
-        """Answer 429 as Telegram does past about 30 messages a second overall and 20 a minute to
-        one group, with retry_after saying when the window frees."""
+        """Answer 429 as Telegram does past about 30 messages a second overall, 20 a minute to
+        one group, and one a second to one private chat (a burst of 25 allowed), with
+        retry_after saying when the limit frees."""
         self.limits = True
 
     def _flood(self, chat_id: int) -> None:
@@ -352,16 +356,27 @@ class FakeTelegram:
         group = self._group_times.setdefault(chat_id, collections.deque())
         while group and now - group[0] >= 60.0:
             group.popleft()
+        tokens, stamp = self._chat_tokens.get(chat_id, (CHAT_BURST, now))
+        tokens = min(CHAT_BURST, tokens + (now - stamp))
         if len(self._sent_times) >= 30:
-            self.too_many += 1
+            self._past_limit("overall")
             raise Refused(429, "Too Many Requests: retry after 1", retry_after=1)
         if chat_id < 0 and len(group) >= 20:
-            self.too_many += 1
+            self._past_limit("group")
             wait = max(1, math.ceil(60.0 - (now - group[0])))
             raise Refused(429, f"Too Many Requests: retry after {wait}", retry_after=wait)
+        if chat_id > 0 and tokens < 1:
+            self._past_limit("chat")
+            raise Refused(429, "Too Many Requests: retry after 1", retry_after=1)
         self._sent_times.append(now)
         if chat_id < 0:
             group.append(now)
+        else:
+            self._chat_tokens[chat_id] = (tokens - 1, now)
+
+    def _past_limit(self, limit: str) -> None:
+        self.too_many += 1
+        self.too_many_by[limit] += 1
 
     async def _m_sendmessage(self, params: Params) -> Any:
         chat_id = _int(params, "chat_id")

@@ -5,6 +5,7 @@ codes are being made is told so."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
@@ -87,6 +88,34 @@ async def test_the_pacer_serves_by_priority_then_in_order() -> None:
     await asyncio.gather(*waiting)
     assert served == ["emergency", "reply 1", "reply 2", "staff"]
     assert time.monotonic() - started >= 3 / 50 * 0.9, "still no faster than the rate"
+
+
+async def test_sends_held_up_after_their_turn_still_never_bunch_past_the_limit() -> None:
+    """A staff summary allowed by its group's limit a minute may then wait behind everyone's
+    replies; the group limit must count it when it leaves, or several held-up summaries leave
+    together and the platform answers 429."""
+    group = Pacer(1, 0.2, burst=1)  # one every 0.2 s
+    left: list[float] = []
+
+    async def held_up_send(hold: float) -> None:
+        await group.reserve()
+        await asyncio.sleep(hold)  # waiting for the overall limit, behind replies
+        group.leaving()
+        left.append(time.monotonic())
+
+    await asyncio.gather(held_up_send(0.3), held_up_send(0.0), held_up_send(0.0))
+    gaps = [later - earlier for earlier, later in itertools.pairwise(left)]
+    assert min(gaps) >= 0.2 * 0.95, f"sends left {min(gaps):.2f} s apart; the limit is one every 0.2 s"
+
+
+async def test_a_place_not_used_goes_to_the_next_sender() -> None:
+    group = Pacer(1, 60.0, burst=1)
+    await group.reserve()
+    waiting = asyncio.create_task(group.wait())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    group.release()  # the send did not go (it failed before leaving)
+    await asyncio.wait_for(waiting, 1)
 
 
 async def test_emergency_help_overtakes_replies_waiting_for_the_rate(app: App) -> None:
