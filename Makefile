@@ -34,9 +34,12 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.run
 
-# A sampling profile of the report flow at capacity, as a flame graph in docs/.
+# A sampling profile of the report flow at capacity, as a flame graph in docs/, then a second
+# run's samples summed into milliseconds a message by part (bench/where.py).
 profile: $(VENV)/.installed-test
 	$(BIN)/py-spy record -r 200 -o docs/flamegraph-report-flow.svg -- $(BIN)/python -m bench.profile
+	$(BIN)/py-spy record -r 200 --format raw -o .profile-report-flow.txt -- $(BIN)/python -m bench.profile
+	$(BIN)/python -m bench.where .profile-report-flow.txt 200
 
 # 1,000 people at Telegram's real flood limits: takes minutes by design.
 load: $(VENV)/.installed-test

@@ -1,6 +1,7 @@
 """`make load`: 1,000 people complete and send reports at once, through the fake Bot API answering
 429 as Telegram does past its flood limits (about 30 messages a second overall, 20 a minute to a
-group, about one a second to one chat after a burst). At those limits it takes minutes by design. Prints what it measured; asserts nothing."""
+group, about one a second to one chat after a burst). At those limits it takes minutes by design.
+Prints what it measured; asserts nothing."""
 
 from __future__ import annotations
 

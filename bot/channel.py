@@ -62,6 +62,7 @@ class Ports:
     group_notice: Callable[[], str]
     staff_chats: Mapping[str, str]  # destination -> chat id
     staff_users: frozenset[int]
+    left_from_before: Callable[[int], bool] = lambda _: False  # an update a stop or crash left
 
 
 def retry_for(error: TransportError) -> RetryLater:
@@ -123,7 +124,11 @@ class Channel:
             on_slow=lambda rendered: self._send_and_note(chat_id, key, (rendered,)),
         )
         if delivery.duplicate:
-            return  # a button press delivered twice is answered once: a second answer is refused
+            if update_id is None or not self.ports.left_from_before(update_id):
+                return  # an update delivered twice is answered once
+            # Its turn was kept before a stop or crash, but perhaps not its reply: the question
+            # the person is at is asked again, rather than leave them with no answer.
+            delivery = await conversations.position(self.name, chat_id)
         if query_id is not None:
             await self.answer_button(query_id)
         exits = self._exits.get(key, 0)
@@ -305,9 +310,10 @@ class Channel:
         return True
 
     # ------------------------------------------------------------------ staff chats
-    async def staff(self, chat_id: str, user_id: int | None, text: str) -> None:
+    async def staff(self, chat_id: str, user_id: int | None, text: str, update_id: int | None = None) -> None:
         """Staff commands, accepted only in staff chats and only from the staff listed by id:
-        anyone who joins the group can read it, but not act. Anything else is left alone."""
+        anyone who joins the group can read it, but not act. Anything else is left alone.
+        ``update_id``: a command handled again after a crash sends the person nothing twice."""
         typed = parse_typed(text)
         if not isinstance(typed, Command):
             return
@@ -316,7 +322,8 @@ class Channel:
             if typed.name in STAFF_COMMANDS:
                 await self.send_staff(self.ports.desk.refusal(bool(allowed), user_id), chat_id)
             return
-        answer = await self.ports.desk.command(typed.name, typed.argument)
+        update = (self.name, update_id) if update_id is not None else None
+        answer = await self.ports.desk.command(typed.name, typed.argument, update)
         if answer is not None:
             await self.send_staff(answer, chat_id)
 

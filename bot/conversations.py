@@ -144,6 +144,14 @@ class Conversations:
         async with self._lock(key):
             return await self._handle(key, ChatRef(channel, str(chat_id)), event, update, locale_hint, on_slow)
 
+    async def position(self, channel: str, chat_id: str | int) -> Delivery:
+        """The question this conversation is waiting on, asked again (nothing is changed)."""
+        key = self.key(channel, chat_id)
+        async with self._lock(key):
+            state, stored = await self._load(key)
+        messages = tuple(self.renderer.render(r, state.locale, channel) for r in self.engine.reprompt(state))
+        return Delivery(messages, remember=stored)
+
     async def _handle(
         self,
         key: ChatKey,

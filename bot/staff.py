@@ -7,6 +7,7 @@ quoted and made inert before staff see it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,6 +20,9 @@ from storage import Figures, Outbox, Outgoing, Relays, Reports, StoredReport
 
 STAFF_LOCALE = "en"
 SMALL = 5
+log = logging.getLogger("reachable.staff")
+# The update a staff command came in (channel, update id): a repeat of it queues nothing twice.
+Update = tuple[str, int] | None
 
 
 class DeskStore(Reports, Relays, Outbox, Figures, Protocol):
@@ -40,9 +44,13 @@ class StaffDesk:
         self.renderer = renderer
         self.on_queued = on_queued
 
-    async def _enqueue(self, reference: str, kind: str, data: dict[str, str], held: bool = False) -> None:
-        await self.store.enqueue(reference, "person", kind, data, held=held)
-        if self.on_queued is not None and not held:
+    async def _enqueue(
+        self, reference: str, kind: str, data: dict[str, str], held: bool = False, update: Update = None
+    ) -> None:
+        queued = await self.store.enqueue(reference, "person", kind, data, held=held, update=update)
+        if queued is None:
+            log.info("staff command handled before: not queued again")
+        elif self.on_queued is not None and not held:
             self.on_queued()
 
     def refusal(self, staff_listed: bool, user_id: int | None) -> str:
@@ -112,8 +120,10 @@ class StaffDesk:
         )
 
     # ------------------------------------------------------------------ staff commands
-    async def command(self, name: str, argument: str) -> str | None:
-        """Answer a command typed in the staff chat; None for commands that are not ours."""
+    async def command(self, name: str, argument: str, update: Update = None) -> str | None:
+        """Answer a command typed in the staff chat; None for commands that are not ours.
+        ``update``: where it came from, so that the same update handled again (after a crash)
+        sends the person nothing twice; the answer to staff is given again."""
         if name == "stats":
             return await self._stats()
         if name not in ("ack", "reply", "close"):
@@ -129,26 +139,26 @@ class StaffDesk:
         # After a quick exit nothing reaches the person's chat until they come back with their code.
         held = chat is not None and await self.store.relay_held(reference)
         if name == "reply":
-            return await self._reply(reference, chat if report.allow_reply else None, held, rest.strip())
-        return await (self._ack if name == "ack" else self._close)(reference, chat, held)
+            return await self._reply(reference, chat if report.allow_reply else None, held, rest.strip(), update)
+        return await (self._ack if name == "ack" else self._close)(reference, chat, held, update)
 
-    async def _reply(self, reference: str, chat: str | None, held: bool, text: str) -> str:
+    async def _reply(self, reference: str, chat: str | None, held: bool, text: str, update: Update) -> str:
         if chat is None:
             return self._text("staff.no_replies", reference=reference)
-        await self._enqueue(reference, "relay", {"chat": chat, "text": text}, held=held)
+        await self._enqueue(reference, "relay", {"chat": chat, "text": text}, held=held, update=update)
         return self._text("staff.held" if held else "staff.done.reply", reference=reference)
 
-    async def _ack(self, reference: str, chat: str | None, held: bool) -> str:
+    async def _ack(self, reference: str, chat: str | None, held: bool, update: Update) -> str:
         await self.store.set_status(reference, "acknowledged")
         if chat is None:
             return self._text("staff.done.ack", reference=reference)
-        await self._enqueue(reference, "ack", {"chat": chat}, held=held)
+        await self._enqueue(reference, "ack", {"chat": chat}, held=held, update=update)
         return self._text("staff.held" if held else "staff.done.ack_told", reference=reference)
 
-    async def _close(self, reference: str, chat: str | None, held: bool) -> str:
+    async def _close(self, reference: str, chat: str | None, held: bool, update: Update) -> str:
         if chat is not None:
             if not held:
-                await self._enqueue(reference, "closed", {"chat": chat})
+                await self._enqueue(reference, "closed", {"chat": chat}, update=update)
             await self.store.close_relay(reference)
         await self.store.set_status(reference, "closed")
         return self._text("staff.done.close", reference=reference)

@@ -157,10 +157,10 @@ class TelegramChannel:
     async def on_edited(self, message: Message) -> None:
         """Edits are not read: the answer was taken when it was sent."""
 
-    async def on_staff_message(self, message: Message) -> None:
+    async def on_staff_message(self, message: Message, event_update: Update) -> None:
         # An anonymous admin writes as the group (sender_chat): no person to recognise.
         user = message.from_user.id if message.from_user and not message.sender_chat else None
-        await self.core.staff(str(message.chat.id), user, message.text or "")
+        await self.core.staff(str(message.chat.id), user, message.text or "", update_id=event_update.update_id)
 
     async def on_group_message(self, message: Message) -> None:
         me = await self.bot.me()

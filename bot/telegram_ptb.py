@@ -134,7 +134,7 @@ class PTBChannel:
         assert message is not None
         # An anonymous admin writes as the group (sender_chat): no person to recognise.
         user = message.from_user.id if message.from_user and not message.sender_chat else None
-        await self.core.staff(str(message.chat.id), user, message.text or "")
+        await self.core.staff(str(message.chat.id), user, message.text or "", update_id=update.update_id)
 
     async def on_group_message(self, update: Update, context: Context) -> None:
         message = update.message

@@ -102,9 +102,17 @@ class Outbox(Protocol):
 
     @abc.abstractmethod
     async def enqueue(
-        self, reference: str, destination: str, kind: str, data: Mapping[str, Any], held: bool = False
-    ) -> int:
-        """Queue a delivery; ``held``: kept back until the person comes back (see hold_relays)."""
+        self,
+        reference: str,
+        destination: str,
+        kind: str,
+        data: Mapping[str, Any],
+        held: bool = False,
+        update: tuple[str, int] | None = None,
+    ) -> int | None:
+        """Queue a delivery; ``held``: kept back until the person comes back (see hold_relays).
+        ``update``: the update that asked for it (a staff command), marked handled in the same
+        write; if it was handled before, nothing is queued and None is returned."""
 
     @abc.abstractmethod
     async def claim_due(self, limit: int = 50) -> list[Outgoing]:

@@ -337,9 +337,20 @@ class MemoryStore(Store):
         return delivery_id
 
     async def enqueue(
-        self, reference: str, destination: str, kind: str, data: Mapping[str, Any], held: bool = False
-    ) -> int:
-        return self._enqueue(reference, destination, kind, data, self._now(), held)
+        self,
+        reference: str,
+        destination: str,
+        kind: str,
+        data: Mapping[str, Any],
+        held: bool = False,
+        update: tuple[str, int] | None = None,
+    ) -> int | None:
+        now = self._now()
+        if update is not None:
+            if update in self._s.seen:
+                return None
+            self._s.seen[update] = now
+        return self._enqueue(reference, destination, kind, data, now, held)
 
     async def claim_due(self, limit: int = 50) -> list[Outgoing]:
         now = self.clock()

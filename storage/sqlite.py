@@ -250,14 +250,9 @@ class SQLiteStore(Store):
         async with self._write, self._durably(report is not None):
             await self.db.execute("BEGIN IMMEDIATE")
             try:
-                if update is not None:
-                    marked = await self.db.execute(
-                        "INSERT OR IGNORE INTO seen_updates (channel, update_id, at) VALUES (?, ?, ?)",
-                        (update[0], update[1], now),
-                    )
-                    if marked.rowcount == 0:
-                        await self.db.execute("ROLLBACK")
-                        return False
+                if update is not None and not await self._mark_handled(update, now):
+                    await self.db.execute("ROLLBACK")
+                    return False
                 if report is not None and prepared is not None:
                     await self._insert_report(report, prepared, destinations, now)
                     if report.allow_reply and relay_chat is not None and destinations:
@@ -546,10 +541,36 @@ class SQLiteStore(Store):
         return int(cursor.lastrowid or 0)
 
     async def enqueue(
-        self, reference: str, destination: str, kind: str, data: Mapping[str, Any], held: bool = False
-    ) -> int:
+        self,
+        reference: str,
+        destination: str,
+        kind: str,
+        data: Mapping[str, Any],
+        held: bool = False,
+        update: tuple[str, int] | None = None,
+    ) -> int | None:
+        now = self._now()
         async with self._write:
-            return await self._enqueue(reference, destination, kind, data, self._now(), held)
+            if update is None:
+                return await self._enqueue(reference, destination, kind, data, now, held)
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                if not await self._mark_handled(update, now):
+                    await self.db.execute("ROLLBACK")
+                    return None
+                queued = await self._enqueue(reference, destination, kind, data, now, held)
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            return queued
+
+    async def _mark_handled(self, update: tuple[str, int], now: int) -> bool:
+        """Mark an update handled, in the open transaction; False if it was handled before."""
+        marked = await self.db.execute(
+            "INSERT OR IGNORE INTO seen_updates (channel, update_id, at) VALUES (?, ?, ?)", (update[0], update[1], now)
+        )
+        return marked.rowcount > 0
 
     def _unschedule(self, ids: Iterable[int]) -> None:
         """Deleted deliveries leave the schedule (SQLite may give their ids to new rows)."""

@@ -46,6 +46,36 @@ async def test_an_update_confirmed_but_not_handled_before_a_crash_is_answered_at
     await inbox.close()
 
 
+async def test_a_turn_kept_before_a_crash_whose_reply_never_left_gets_its_question_again(
+    fake: FakeTelegram, tmp_path: Path
+) -> None:
+    key = Keyring.new_key().decode()
+    settings = settings_for(fake, tmp_path / "data", key)
+    async with polling_bot(settings):
+        await fake.user_sends(CHAT, "/report")
+        await fake.wait_until_spoken(CHAT, 1)
+        await asyncio.sleep(0.3)
+        tapped = await fake.user_taps(CHAT, "Start")
+        question = (await fake.wait_until_spoken(CHAT, 2))[-1]
+        await asyncio.sleep(0.3)
+    assert question.startswith("What happened?")
+    # As if the bot died after keeping the turn but before its reply left: the update is still
+    # in the inbox, and Telegram will not send it again.
+    inbox = SQLiteInbox(settings.data_dir / INBOX_FILE, Keyring([key.encode()]))
+    await inbox.open()
+    await inbox.receive([(tapped, fake.history[tapped])])
+    await inbox.close()
+    fake.updates.clear()
+    spoken = len(fake.bot_texts(CHAT))
+    async with polling_bot(settings):
+        texts = await fake.wait_until_spoken(CHAT, spoken + 1)
+        await asyncio.sleep(0.5)
+        assert fake.bot_texts(CHAT)[spoken:] == [question], "asked again, once, and the turn not taken twice"
+        await fake.user_taps(CHAT, "Robbery or theft")  # and it goes on from that question
+        await fake.wait_until_spoken(CHAT, spoken + 2)
+    assert texts[-1] == question
+
+
 async def test_the_inbox_keeps_no_name_and_no_plain_word_and_forgets_what_is_handled(tmp_path: Path) -> None:
     keyring = Keyring([Keyring.new_key()])
     inbox = SQLiteInbox(tmp_path / INBOX_FILE, keyring)

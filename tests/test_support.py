@@ -175,6 +175,20 @@ async def test_a_relay_round_trip_carries_the_reference_and_never_who_the_person
             assert hidden not in text
 
 
+async def test_a_staff_reply_handled_again_after_a_crash_reaches_the_person_once(
+    person: Person, fake: FakeTelegram, running: Running
+) -> None:
+    reference, _ = await send_report(person)
+    await until(lambda: bool(summaries_of(fake)))
+    command = await fake.user_sends(STAFF, f"/reply {reference} Are you safe tonight?", kind="supergroup", user_id=1)
+    await until(lambda: "Are you safe tonight?" in person.screen)
+    await running.feed(fake.history[command])  # the same update again, as after a crash
+    await until(lambda: sum("Sent to the person" in t for t in staff_texts(fake)) == 2)
+    await asyncio.sleep(1.0)  # the delivery worker has had time to send it again, if it would
+    relayed = [t for t in fake.bot_texts(CHAT) if "Are you safe tonight?" in t]
+    assert len(relayed) == 1
+
+
 async def test_acknowledging_tells_the_person_and_check_shows_it(person: Person, fake: FakeTelegram) -> None:
     reference, code = await send_report(person)
     await until(lambda: bool(summaries_of(fake)))

@@ -1,0 +1,75 @@
+"""Where a message's time goes: reads a sampling profile (py-spy's raw output, one stack a line
+ending in its sample count) of `bench.profile` and prints milliseconds of CPU a message by part.
+
+    py-spy record -r 200 --format raw -o profile.txt -- python -m bench.profile
+    python -m bench.where profile.txt 200
+
+Each sample is put in the part of the deepest frame that names one (a JSON encoder called by
+aiogram counts as JSON, aiogram's own code around it as aiogram). Start-up (imports, pydantic
+building its models), the event loop waiting in select() and threads waiting for work are
+counted apart and left out of the figures a message. Argon2id runs once a report, in a thread
+of its own; its figure is spread over every message.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+from bench.run import FLOW, PEOPLE
+
+# (part, what in a frame marks it), most specific first: a frame is matched against each in turn.
+STARTUP = ("start-up: imports, pydantic building models", ("<frozen importlib", "_model_construction", "_generics.py"))
+WAITING = ("waiting (the loop idle, threads with no work)", ("aiosqlite/core.py:59)", "thread.py:81)", "select ("))
+PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Argon2id (its own thread)", ("argon2/",)),
+    ("understanding step", ("flows/classifier.py", "flows/understanding.py", "sklearn/", "numpy/")),
+    ("engine and flows", ("flows/",)),
+    ("text and rendering", ("responses/",)),
+    ("encryption (AES-GCM)", ("storage/crypto.py", "cryptography/")),
+    ("SQLite: store and inbox", ("storage/", "aiosqlite/", "sqlite3/")),
+    ("pydantic: aiogram's models", ("pydantic/", "pydantic_core/")),
+    ("JSON", ("json/",)),
+    ("aiogram: dispatch, methods, session", ("aiogram/",)),
+    ("HTTP: aiohttp, both ends", ("aiohttp/", "multidict/", "yarl/")),
+    ("pacing and delivery", ("bot/delivery.py",)),
+    ("channel core, conversations, ledger", ("bot/",)),
+    ("fake Bot API (test side)", ("fakes/",)),
+    ("people sending (test side)", ("bench/",)),
+    ("asyncio loop and sockets", ("asyncio/", "selectors.py", "socket.py", "ssl.py")),
+)
+APART = (STARTUP[0], WAITING[0])
+
+
+def part_of(stack: str) -> str:
+    frames = stack.split(";")
+    if any(mark in stack for mark in STARTUP[1]):
+        return STARTUP[0]
+    if any(mark in frames[-1] for mark in WAITING[1]):
+        return WAITING[0]
+    for frame in reversed(frames):  # the deepest frame first
+        for part, marks in PARTS:
+            if any(mark in frame for mark in marks):
+                return part
+    return "other (the interpreter, typing, contextlib...)"
+
+
+def main(path: str, rate: float, messages: int) -> None:
+    samples: Counter[str] = Counter()
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if stack:
+                samples[part_of(stack)] += int(count)
+    counted = sum(n for part, n in samples.items() if part not in APART)
+    print(f"{messages} messages, {sum(samples.values())} samples at {rate:.0f}/s; CPU milliseconds a message:")
+    for part, n in samples.most_common():
+        if part not in APART:
+            print(f"  {part:42} {n / rate / messages * 1000:6.2f} ms  {n / counted:6.1%}")
+    print(f"  {'all of it':42} {counted / rate / messages * 1000:6.2f} ms")
+    for part in APART:
+        print(f"  (apart: {part}: {samples[part] / rate:.2f} s)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], float(sys.argv[2]), PEOPLE * len(FLOW))  # the messages bench.profile sends
