@@ -55,20 +55,29 @@ def part_of(stack: str) -> str:
 
 
 def main(path: str, rate: float, messages: int) -> None:
-    samples: Counter[str] = Counter()
+    loop: Counter[str] = Counter()  # samples on the event loop's thread
+    threads: Counter[str] = Counter()  # samples on other threads (SQLite's, Argon2's)
     with open(path, encoding="utf-8") as lines:
         for line in lines:
             stack, _, count = line.rstrip("\n").rpartition(" ")
             if stack:
-                samples[part_of(stack)] += int(count)
-    counted = sum(n for part, n in samples.items() if part not in APART)
-    print(f"{messages} messages, {sum(samples.values())} samples at {rate:.0f}/s; CPU milliseconds a message:")
-    for part, n in samples.most_common():
+                where = threads if stack.startswith("Thread._bootstrap") else loop
+                where[part_of(stack)] += int(count)
+    every = loop + threads
+    counted = sum(n for part, n in every.items() if part not in APART)
+
+    def ms(samples: int) -> float:
+        return samples / rate / messages * 1000
+
+    print(f"{messages} messages, {sum(every.values())} samples at {rate:.0f}/s; CPU milliseconds a message:")
+    print(f"  {'':44} {'loop':>7} {'threads':>8} {'share':>7}")
+    for part, n in every.most_common():
         if part not in APART:
-            print(f"  {part:42} {n / rate / messages * 1000:6.2f} ms  {n / counted:6.1%}")
-    print(f"  {'all of it':42} {counted / rate / messages * 1000:6.2f} ms")
+            print(f"  {part:44} {ms(loop[part]):7.2f} {ms(threads[part]):8.2f} {n / counted:7.1%}")
+    on_loop = sum(n for part, n in loop.items() if part not in APART)
+    print(f"  {'all of it':44} {ms(on_loop):7.2f} {ms(counted - on_loop):8.2f}")
     for part in APART:
-        print(f"  (apart: {part}: {samples[part] / rate:.2f} s)")
+        print(f"  (apart: {part}: {every[part] / rate:.2f} s)")
 
 
 if __name__ == "__main__":

@@ -155,6 +155,7 @@ class Engine:
         self._label_keys: dict[tuple[str, str], str] = {}
         self._menu_words: frozenset[str] | None = None
         self._word_sets: dict[str, frozenset[str]] = {}
+        self._entry_keys: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}  # list entries, as compared
         self._short: dict[str, tuple[str, ...]] | None = None
         self._emergency_words: tuple[str, ...] | None = None
 
@@ -746,10 +747,13 @@ class Engine:
 
     def _known(self, locale: str, group: str, text: str) -> str | None:
         """The list entry ``text`` names: exactly, or as the start of only one entry."""
-        entries = self.lexicon.words(locale, group) or self.lexicon.words("en", group)
+        keyed = self._entry_keys.get((locale, group))
+        if keyed is None:
+            entries = self.lexicon.words(locale, group) or self.lexicon.words("en", group)
+            keyed = self._entry_keys[(locale, group)] = tuple((e, label_key(e)) for e in entries)
         typed = label_key(text)
-        exact = [e for e in entries if label_key(e) == typed]
-        starts = [e for e in entries if len(typed) >= 3 and label_key(e).startswith(typed)]
+        exact = [e for e, key in keyed if key == typed]
+        starts = [e for e, key in keyed if len(typed) >= 3 and key.startswith(typed)]
         found = exact or starts
         return found[0] if len(found) == 1 else None
 
