@@ -59,21 +59,31 @@ class Replies:
         self.waiting: dict[int, tuple[asyncio.Future[str], float, int]] = {}
         self.latencies = Latencies()
         self.steps: list[int] = []  # which message of the flow each latency belongs to
+        self.awaited: dict[int, tuple[str, float]] = {}  # chat -> words still awaited, since when
+        self.until = Latencies()  # from the message to the reply holding the awaited words
         original = fake._m_sendmessage
 
         async def send(params: dict[str, object]) -> object:
             result = await original(params)
             chat = int(str(params["chat_id"]))
+            text = str(params.get("text", ""))
             waiting = self.waiting.pop(chat, None)
             if waiting is not None and not waiting[0].done():
                 self.latencies.values.append(time.perf_counter() - waiting[1])
                 self.steps.append(waiting[2])
-                waiting[0].set_result(str(params.get("text", "")))
+                waiting[0].set_result(text)
+            awaited = self.awaited.get(chat)
+            if awaited is not None and awaited[0] in text:
+                del self.awaited[chat]
+                self.until.values.append(time.perf_counter() - awaited[1])
             return result
 
         fake._m_sendmessage = send  # type: ignore[method-assign]
 
-    def expect(self, chat: int, tag: int = 0) -> asyncio.Future[str]:
+    def expect(self, chat: int, tag: int = 0, until: str | None = None) -> asyncio.Future[str]:
+        """The next reply in ``chat``; ``until``: also time the reply holding these words."""
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.waiting[chat] = (future, time.perf_counter(), tag)
+        if until is not None:
+            self.awaited[chat] = (until, time.perf_counter())
         return future

@@ -33,6 +33,7 @@ PEOPLE = 100
 # A report as a person types it: every answer, then keep it.
 FLOW = ["/report", "1", "1, 2", "1", "2", "skip", "It happened after the party.", "skip", "skip", "skip", "1", "1"]
 RATE = 200.0
+CODE = "Secret code:"  # the reply to "keep" that gives the person their code
 FRAMEWORKS = ("aiogram", "python-telegram-bot")
 
 
@@ -49,7 +50,7 @@ async def drive(fake: FakeTelegram, replies: Replies, people: int, rate: float |
                 slot = max(next_slot[0], time.perf_counter())
                 next_slot[0] = slot + gap
                 await asyncio.sleep(max(0.0, slot - time.perf_counter()))
-            answer = replies.expect(chat, tag=step)
+            answer = replies.expect(chat, tag=step, until=CODE if step == len(FLOW) - 1 else None)
             await fake.user_sends(chat, text)
             await asyncio.wait_for(answer, 60)
             await asyncio.sleep(0.05 if chat % 2 else 0.0)  # both bots see the same gaps
@@ -191,10 +192,11 @@ async def capacity_and_latency() -> dict[str, float]:
         if name.startswith("Reachable"):
             answers, keep = split_keep(replies)
             print(f"      answers only:                  {answers.line()}")
-            print(f"      'keep' only (Argon2id hash):   {keep.line()}")
+            print(f"      'keep', first reply:           {keep.line()}")
+            print(f"      'keep', until the code:        {replies.until.line()}")
             if name == "Reachable on aiogram":
                 figures["answers_p99_ms"] = answers.p99_ms()
-                figures["keep_p99_ms"] = keep.p99_ms()
+                figures["keep_p99_ms"] = replies.until.p99_ms()
     return figures
 
 
