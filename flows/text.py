@@ -38,8 +38,13 @@ def _compile(entries: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 def matches(text: str, entries: Iterable[str]) -> bool:
+    return matches_normalised(normalise(text), entries)
+
+
+def matches_normalised(normalised: str, entries: Iterable[str]) -> bool:
+    """``matches`` for text already normalised: one text checked against many lists."""
     pattern = _compile(tuple(entries))
-    return pattern is not None and pattern.search(normalise(text)) is not None
+    return pattern is not None and pattern.search(normalised) is not None
 
 
 def label_key(text: str) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from flows.definitions import INTENT_TARGETS
-from flows.text import label_key, matches
+from flows.text import label_key, matches_normalised, normalise
 from flows.understanding import SAFETY, Example
 from responses.catalog import (
     BUILT_INS,
@@ -228,8 +228,9 @@ def _check_message(locale: str, key: str, message: Message, expected: dict[str, 
 def _check_tone(locale: str, key: str, message: Message, flagged: tuple[str, ...]) -> list[Problem]:
     """Judgemental phrases (a list charities extend) and emoji that might carry meaning alone."""
     found = []
+    normalised = normalise(message.text)
     for phrase in sorted(set(flagged)):
-        if matches(message.text, [phrase]):
+        if matches_normalised(normalised, [phrase]):
             text = f"[{locale}] {key!r}: {phrase!r} can sound judgemental or blaming; please reword"
             found.append(Problem(message.path, message.line, text, "warning"))
     for line in message.text.splitlines():
