@@ -127,8 +127,10 @@ class Channel:
             if update_id is None or not self.ports.left_from_before(update_id):
                 return  # an update delivered twice is answered once
             # Its turn was kept before a stop or crash, but perhaps not its reply: the question
-            # the person is at is asked again, rather than leave them with no answer.
+            # the person is at is asked again, rather than leave them with no answer. (Its
+            # button, if any, was answered then, or has expired: it is not answered twice.)
             delivery = await conversations.position(self.name, chat_id)
+            query_id = None
         if query_id is not None:
             await self.answer_button(query_id)
         exits = self._exits.get(key, 0)
