@@ -56,6 +56,8 @@ check-responses: $(VENV)/.installed
 constraints: | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test,rasa]'
 	(head -2 constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e') > constraints.new
+	@# A package installed from a local file would pin a path no other machine has.
+	@! grep -n ' @ ' constraints.new || { echo "constraints.new: pin these by version, not by path"; exit 1; }
 	mv constraints.new constraints.txt
 
 clean:
