@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import resource
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fakes.telegram import FakeTelegram
 
@@ -87,3 +89,24 @@ class Replies:
         if until is not None:
             self.awaited[chat] = (until, time.perf_counter())
         return future
+
+
+class Pauses:
+    """The garbage collector's pauses while inside: each holds up every reply waiting on the loop."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._started = 0.0
+
+    def _note(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.longest = max(self.longest, time.perf_counter() - self._started)
+
+    def __enter__(self) -> Pauses:
+        gc.callbacks.append(self._note)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._note)

@@ -12,7 +12,7 @@ from bench.run import with_bot
 
 
 async def main() -> None:
-    throughput, _ = await with_bot(reachable_aiogram, None)
+    throughput, _, _ = await with_bot(reachable_aiogram, None)
     print(f"report flow on aiogram: {throughput:.0f} messages/s")
 
 

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from bench.bots import BOTS, BotMaker
-from bench.common import Latencies, Replies, rss_mb
-from bot.app import create_app
+from bench.common import Latencies, Pauses, Replies, rss_mb
+from bot.app import create_app, settle_heap
 from bot.conversations import FloodGuard
 from fakes.harness import bot_process_env, settings_for
 from fakes.telegram import FakeTelegram
@@ -60,20 +60,23 @@ async def drive(fake: FakeTelegram, replies: Replies, people: int, rate: float |
     return people * len(FLOW) / (time.perf_counter() - started)
 
 
-async def with_bot(make: BotMaker, rate: float | None) -> tuple[float, Replies]:
+async def with_bot(make: BotMaker, rate: float | None) -> tuple[float, Replies, float]:
+    """Messages handled a second, the replies, and the longest garbage-collection pause."""
     fake = FakeTelegram()
     await fake.start()
     replies = Replies(fake)
     polling, close = await make(fake.url)
+    settle_heap()  # as `reachable run` does once started
     task = asyncio.create_task(polling.run())
     try:
-        throughput = await drive(fake, replies, PEOPLE, rate)
+        with Pauses() as pauses:
+            throughput = await drive(fake, replies, PEOPLE, rate)
     finally:
         polling.stop()
         await task
         await close()
         await fake.stop()
-    return throughput, replies
+    return throughput, replies, pauses.longest
 
 
 def engine_steps_per_second() -> float:
@@ -187,8 +190,8 @@ async def capacity_and_latency() -> dict[str, float]:
     figures["ratio"] = capacity["Reachable on aiogram"] / capacity["bare aiogram echo"]
     print("Latency from a message reaching the Bot API to the bot's reply, at 200 messages a second:")
     for name, make in BOTS.items():
-        _, replies = await with_bot(make, RATE)
-        print(f"  {name + ':':34} {replies.latencies.line()}")
+        _, replies, pause = await with_bot(make, RATE)
+        print(f"  {name + ':':34} {replies.latencies.line()}; longest GC pause {pause * 1000:.1f} ms")
         if name.startswith("Reachable"):
             answers, keep = split_keep(replies)
             print(f"      answers only:                  {answers.line()}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from bot.app import App, create_app
+from bot.app import App, create_app, settle_heap
 from bot.console import run_console
 from bot.errors import ConfigError, ReachableError
 from bot.preview import build_preview, to_html, to_markdown
@@ -300,12 +300,14 @@ async def _run(settings: Settings, webhook: bool) -> None:
 
         application = ptb.make_application(settings)
         async with app:
+            settle_heap()
             await (ptb.run_webhook(app, application) if webhook else ptb.run_polling(app, application))
         return
     from bot.telegram_run import make_bot, run_polling, run_webhook
 
     bot = make_bot(settings)
     async with app:
+        settle_heap()
         await (run_webhook(app, bot) if webhook else run_polling(app, bot))
 
 
@@ -316,6 +318,7 @@ async def _beside_telegram(settings: Settings, serving: Callable[[App], Abstract
         _warn_about_key_file(settings)
     app = create_app(settings)
     async with app, serving(app):
+        settle_heap()
         if settings.telegram_token is None:
             await until_stopped()
             return
