@@ -124,12 +124,13 @@ class Channel:
             on_slow=lambda rendered: self._send_and_note(chat_id, key, (rendered,)),
         )
         if delivery.duplicate:
-            if update_id is None or not self.ports.left_from_before(update_id):
+            if update_id is None or not (delivery.kept_before or self.ports.left_from_before(update_id)):
                 return  # an update delivered twice is answered once
-            # Its turn was kept before a stop or crash, but perhaps not its reply: the question
-            # the person is at is asked again, rather than leave them with no answer. (Its
-            # button, if any, was answered then, or has expired: it is not answered twice.)
-            delivery = await conversations.position(self.name, chat_id)
+            # Its turn was kept before a stop or crash, but perhaps not its reply: rather than
+            # leave the person with no answer, it is replayed without keeping anything twice (a
+            # quick exit again, urgent help again, or the question they are at). Its button, if
+            # any, was answered then or has expired: it is not answered twice.
+            delivery = await conversations.replay(self.name, chat_id, event)
             query_id = None
         if query_id is not None:
             await self.answer_button(query_id)

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from bot.transport import ChatRef
 from flows import Engine, Event, Outcome, State
@@ -27,6 +27,7 @@ from flows.replies import Reply
 from responses import Rendered, Renderer
 from storage import ChatKey, Keyring, NewReport, Relays, Reports, StorageError, Turns
 
+T = TypeVar("T")
 log = logging.getLogger("reachable.conversations")
 EXIT = Command(name="exit")
 
@@ -58,6 +59,8 @@ class Delivery:
     remember: bool = False
     forget_ids: bool = False
     urgent: bool = False  # emergency or suicide help: sent before others' replies when sends wait
+    # A duplicate whose turn an earlier run kept: its replies may never have left.
+    kept_before: bool = False
 
 
 @dataclass(slots=True)
@@ -91,7 +94,9 @@ class Conversations:
         self.on_queued = on_queued
         self._locks: weakref.WeakValueDictionary[bytes, asyncio.Lock] = weakref.WeakValueDictionary()
         self._positions = Positions(ttl=draft_hours * 3600)
-        self._recent = RecentUpdates()
+        self._recent: Lately[tuple[str, int]] = Lately()
+        self._before_start: set[tuple[str, int]] = set()  # of those, the ones handled by an earlier run
+        self._asked_again: Lately[bytes] = Lately(100_000)  # chats asked their question again (replay)
         self.flood = FloodGuard()
 
     def key(self, channel: str, chat_id: str | int) -> ChatKey:
@@ -128,7 +133,7 @@ class Conversations:
         if update is not None:
             if update in self._recent:
                 log.info("duplicate update ignored")
-                return Delivery((), duplicate=True)
+                return Delivery((), duplicate=True, kept_before=update in self._before_start)
             self._recent.add(update)
         # The quick exit always works; staff messages are not the person's flood.
         if not isinstance(event, Relayed) and event != EXIT:
@@ -144,13 +149,27 @@ class Conversations:
         async with self._lock(key):
             return await self._handle(key, ChatRef(channel, str(chat_id)), event, update, locale_hint, on_slow)
 
-    async def position(self, channel: str, chat_id: str | int) -> Delivery:
-        """The question this conversation is waiting on, asked again (nothing is changed)."""
+    async def replay(self, channel: str, chat_id: str | int, event: Event) -> Delivery:
+        """An event whose turn an earlier run kept, though its replies may never have left (a stop
+        or crash in between). Nothing is kept twice. A quick exit is carried out again (a second
+        time changes nothing); urgent help it asks for is given again; otherwise the question the
+        conversation is waiting on is asked again, once in this run however many such events a
+        crash left."""
         key = self.key(channel, chat_id)
         async with self._lock(key):
             state, stored = await self._load(key)
-        messages = tuple(self.renderer.render(r, state.locale, channel) for r in self.engine.reprompt(state))
-        return Delivery(messages, remember=stored)
+        outcome = self.engine.handle(state, event)  # only read: none of its effects is carried out
+        if any(isinstance(effect, WipeChat) for effect in outcome.effects):
+            return await self.handle(channel, chat_id, event)
+        if any(reply.message in URGENT_MESSAGES for reply in outcome.replies):
+            replies, urgent = outcome.replies, True
+        elif key.digest in self._asked_again:
+            return Delivery(())
+        else:
+            self._asked_again.add(key.digest)
+            replies, urgent = self.engine.reprompt(state), False
+        messages = tuple(self.renderer.render(r, state.locale, channel) for r in replies)
+        return Delivery(messages, remember=stored, urgent=urgent)
 
     async def _handle(
         self,
@@ -190,9 +209,9 @@ class Conversations:
                 )
                 slow = on_slow if report is not None else None
                 applied = await self._meanwhile(commit, slow, outcome.state.locale, channel)
-                if not applied:
+                if not applied:  # marked in storage, unknown to this run: an earlier run kept it
                     log.info("duplicate update ignored")
-                    return Delivery((), duplicate=True)
+                    return Delivery((), duplicate=True, kept_before=True)
                 if sending and channel in PULL_ONLY:
                     await self.store.hold_relays(key)  # nothing can reach them until they come back
                 if (sending or outgoing) and self.on_queued is not None:
@@ -332,6 +351,7 @@ class Conversations:
         in memory rather than by a read per update."""
         for update in await self.store.recent_updates():
             self._recent.add(update)
+            self._before_start.add(update)
 
 
 class Positions:
@@ -374,17 +394,18 @@ class Positions:
         return len(self._held)
 
 
-class RecentUpdates:
-    """Update ids handled lately, in memory: catches redelivery within a run without a read."""
+class Lately(Generic[T]):
+    """The last ``limit`` things added, in memory (update ids handled lately catch redelivery
+    within a run without a read)."""
 
     def __init__(self, limit: int = 500_000) -> None:
         self.limit = limit
-        self._ids: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._ids: OrderedDict[T, None] = OrderedDict()
 
     def __contains__(self, item: object) -> bool:
         return item in self._ids
 
-    def add(self, item: tuple[str, int]) -> None:
+    def add(self, item: T) -> None:
         self._ids[item] = None
         while len(self._ids) > self.limit:
             self._ids.popitem(last=False)

@@ -100,11 +100,15 @@ class Intake(Generic[U]):
         await self._keep_while_handling(kept, fresh)
 
     async def take_raw(self, update_id: int, raw: dict[str, Any]) -> None:
-        """One update as Telegram's JSON (a webhook POST)."""
-        if update_id in self._running or update_id in self._handled:
-            return  # Telegram sent it again while it is being handled, or after
+        """One update as Telegram's JSON (a webhook POST). Returns once it is kept, as ``take``."""
+        if update_id in self._handled:
+            return  # Telegram sent it again after it was handled
         update = self.parse(raw)  # first: nothing unreadable is kept
-        await self._keep_while_handling([(update_id, raw)], [(update_id, update)])
+        # Sent again while it is being handled: its first write may have failed (and Telegram
+        # was told so), so it is kept all the same, and only not handled twice. Its delete, once
+        # handled, comes after this write in the inbox's queue.
+        fresh = [] if update_id in self._running else [(update_id, update)]
+        await self._keep_while_handling([(update_id, raw)], fresh)
 
     async def _keep_while_handling(
         self, kept: Sequence[tuple[int, dict[str, Any]]], fresh: Sequence[tuple[int, U]]

@@ -550,9 +550,12 @@ class SQLiteStore(Store):
         update: tuple[str, int] | None = None,
     ) -> int | None:
         now = self._now()
-        async with self._write:
-            if update is None:
+        if update is None:
+            async with self._write:
                 return await self._enqueue(reference, destination, kind, data, now, held)
+        # Staff are told their message is on its way as soon as this returns: it must outlive a
+        # power cut, as the inbox's copy of their command is deleted next.
+        async with self._write, self._durably(True):
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 if not await self._mark_handled(update, now):

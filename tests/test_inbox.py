@@ -5,13 +5,20 @@ it is left in the files once handled."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
-from fakes.harness import polling_bot, settings_for
+from bot.polling import Intake
+from bot.serving import SECRET_HEADER, serve, webhook_receiver
+from bot.settings import Settings
+from fakes.harness import free_port, polling_bot, settings_for
 from fakes.telegram import FakeTelegram
-from storage import Keyring
+from storage import Keyring, StorageError
 from storage.inbox import INBOX_FILE, SQLiteInbox
 
 CHAT = 7_300_400_500
@@ -76,6 +83,70 @@ async def test_a_turn_kept_before_a_crash_whose_reply_never_left_gets_its_questi
     assert texts[-1] == question
 
 
+async def report_started(fake: FakeTelegram, settings: Settings) -> tuple[list[int], str]:
+    """A person starts a report; the updates of their two turns, and the question they are at."""
+    async with polling_bot(settings):
+        await fake.user_sends(CHAT, "/report")
+        await fake.wait_until_spoken(CHAT, 1)
+        await asyncio.sleep(0.3)
+        started = await fake.user_taps(CHAT, "Start")
+        question = (await fake.wait_until_spoken(CHAT, 2))[-1]
+        await asyncio.sleep(0.3)
+    assert question.startswith("What happened?")
+    return [started], question
+
+
+async def after_a_crash_telegram_sends_again(fake: FakeTelegram, settings: Settings, updates: list[int]) -> list[str]:
+    """As if the bot kept these turns and died before their replies left, and before the inbox's
+    copy was on disk: Telegram was never told they arrived, so it sends them again. What the
+    bot says at the next start."""
+    fake.updates.clear()
+    fake.updates.extend(fake.history[u] for u in updates)
+    before = max(fake.chat(CHAT).messages, default=0)
+    async with polling_bot(settings):
+        await fake.wait_for_bot(CHAT)
+        await asyncio.sleep(0.5)
+        return [m.text or "" for i, m in fake.chat(CHAT).messages.items() if i > before and m.from_bot]
+
+
+async def test_turns_kept_before_a_crash_and_sent_again_by_telegram_get_the_question_once(
+    fake: FakeTelegram, tmp_path: Path
+) -> None:
+    settings = settings_for(fake, tmp_path / "data", Keyring.new_key().decode())
+    updates, question = await report_started(fake, settings)
+    async with polling_bot(settings):
+        updates.append(await fake.user_taps(CHAT, "Robbery or theft"))  # a choice: the question stays
+        await fake.wait_until_spoken(CHAT, 3)
+        await asyncio.sleep(0.3)
+    assert await after_a_crash_telegram_sends_again(fake, settings, updates) == [question]
+
+
+async def test_an_emergency_kept_before_a_crash_is_answered_again_at_the_next_start(
+    fake: FakeTelegram, tmp_path: Path
+) -> None:
+    settings = settings_for(fake, tmp_path / "data", Keyring.new_key().decode())
+    await report_started(fake, settings)
+    async with polling_bot(settings):
+        emergency = await fake.user_sends(CHAT, "my mate has gone blue and wont respond")
+        await fake.wait_until_spoken(CHAT, 3)
+        await asyncio.sleep(0.3)
+    texts = await after_a_crash_telegram_sends_again(fake, settings, [emergency])
+    assert "call 999 now" in texts[0]
+
+
+async def test_a_quick_exit_kept_before_a_crash_is_carried_out_again_not_answered_with_the_menu(
+    fake: FakeTelegram, tmp_path: Path
+) -> None:
+    settings = settings_for(fake, tmp_path / "data", Keyring.new_key().decode())
+    await report_started(fake, settings)
+    async with polling_bot(settings):
+        left = await fake.user_sends(CHAT, "/exit")
+        await fake.wait_for_bot(CHAT)
+        await asyncio.sleep(0.3)
+    assert await after_a_crash_telegram_sends_again(fake, settings, [left]) == ["Done."]
+    assert set(fake.bot_texts(CHAT)) == {"Done."}, "the chat shows nothing else"
+
+
 async def test_the_inbox_keeps_no_name_and_no_plain_word_and_forgets_what_is_handled(tmp_path: Path) -> None:
     keyring = Keyring([Keyring.new_key()])
     inbox = SQLiteInbox(tmp_path / INBOX_FILE, keyring)
@@ -137,3 +208,46 @@ async def test_a_message_with_a_link_is_kept_and_answered_and_the_bot_goes_on(
         texts = await fake.wait_until_spoken(CHAT, len(first) + 1)
     assert len(texts) > len(first)  # both answered: the bot is still reading
     assert not [r for r in caplog.records if "cannot be kept" in r.getMessage()]  # and kept against a crash
+
+
+class DiskFullOnce(SQLiteInbox):
+    """The inbox's file on a disk that is full for the first write only."""
+
+    full = True
+
+    async def receive(self, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        if self.full:
+            self.full = False
+            raise StorageError("inbox: disk full")
+        await super().receive(updates)
+
+
+async def test_a_webhook_update_sent_again_while_handled_is_answered_200_only_once_kept(tmp_path: Path) -> None:
+    inbox = DiskFullOnce(tmp_path / INBOX_FILE, Keyring([Keyring.new_key()]))
+    await inbox.open()
+    handled: list[dict[str, Any]] = []
+    turn_may_end = asyncio.Event()
+
+    async def handle(update: dict[str, Any]) -> None:  # a long turn: a report being kept
+        handled.append(update)
+        await turn_may_end.wait()
+
+    intake = Intake(handle, inbox, raw=lambda u: u, parse=lambda raw: raw)
+    await intake.resume()
+    site = web.Application()
+    site.router.add_post("/hook", webhook_receiver(intake, "s3cret"))
+    update = {"update_id": 41, "message": {"message_id": 1, "date": 0, "chat": {"id": CHAT, "type": "private"}}}
+    listen = f"127.0.0.1:{free_port()}"
+    async with serve(site, listen, "REACHABLE_WEBHOOK_LISTEN") as where, aiohttp.ClientSession() as http:
+        url = f"http://{where}/hook"
+        secret = {SECRET_HEADER: "s3cret"}
+        async with http.post(url, json=update, headers=secret) as first:
+            assert first.status == 503, "not kept: Telegram must send it again"
+        async with http.post(url, json=update, headers=secret) as again:  # while the first is still being handled
+            assert again.status == 200
+        assert [u for u, _ in await inbox.unhandled()] == [41], "kept before Telegram was told"
+        turn_may_end.set()
+        await intake.close()
+    assert len(handled) == 1, "handled once"
+    assert await inbox.unhandled() == []
+    await inbox.close()
