@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 
 from bench.bots import reachable_aiogram
-from bench.run import with_bot
+from bench.run import in_this_process
 
 
 async def main() -> None:
-    throughput, _, _ = await with_bot(reachable_aiogram, None)
+    throughput = await in_this_process(reachable_aiogram)
     print(f"report flow on aiogram: {throughput:.0f} messages/s")
 
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.bots import BOTS, BotMaker
-from bench.common import Latencies, Pauses, Replies, rss_mb
+from bench.common import Latencies, Replies, rss_mb
 from bot.app import create_app, settle_heap
 from bot.conversations import FloodGuard
 from fakes.harness import bot_process_env, settings_for
@@ -27,7 +29,7 @@ from flows import Engine, State
 from flows.classifier import IntentClassifier
 from flows.events import parse_typed
 from responses import Responses
-from storage import Keyring
+from storage import CodeHasher, Keyring
 
 PEOPLE = 100
 # A report as a person types it: every answer, then keep it.
@@ -60,23 +62,75 @@ async def drive(fake: FakeTelegram, replies: Replies, people: int, rate: float |
     return people * len(FLOW) / (time.perf_counter() - started)
 
 
-async def with_bot(make: BotMaker, rate: float | None) -> tuple[float, Replies, float]:
-    """Messages handled a second, the replies, and the longest garbage-collection pause."""
+@dataclass
+class Run:
+    throughput: float  # messages handled a second
+    replies: Replies
+    pause: float  # the bot's longest garbage-collection pause, seconds
+    bot_cpu: float  # the bot process's CPU, as a share of one core, while it worked
+    api_cpu: float  # the same for this process: the fake Bot API and the people
+
+
+async def with_bot(name: str, rate: float | None) -> Run:
+    """The bot called ``name`` in a process of its own (bench/serve.py), the people and the fake
+    Bot API in this one: the bot's event loop carries only its own work, as in production."""
     fake = FakeTelegram()
     await fake.start()
     replies = Replies(fake)
+    bot = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.serve", name, fake.url, stdout=subprocess.PIPE, env=dict(os.environ)
+    )
+    try:
+        while not any(method == "getUpdates" for method, _ in fake.calls):
+            if bot.returncode is not None:
+                raise RuntimeError(f"{name} did not start")
+            await asyncio.sleep(0.01)
+        started, cpu = time.perf_counter(), time.process_time()
+        throughput = await drive(fake, replies, PEOPLE, rate)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        if bot.returncode is None:
+            bot.send_signal(signal.SIGTERM)
+        out, _ = await bot.communicate()
+        await fake.stop()
+    figures = dict(pair.split("=") for pair in out.decode().split())
+    return Run(throughput, replies, float(figures["pause_s"]), float(figures["cpu_s"]) / elapsed, cpu / elapsed)
+
+
+async def in_this_process(make: BotMaker) -> float:
+    """Messages handled a second with the bot, the fake Bot API and the people in one process
+    (`make profile` samples this one process)."""
+    fake = FakeTelegram()
+    await fake.start()
     polling, close = await make(fake.url)
-    settle_heap()  # as `reachable run` does once started
+    settle_heap()
     task = asyncio.create_task(polling.run())
     try:
-        with Pauses() as pauses:
-            throughput = await drive(fake, replies, PEOPLE, rate)
+        return await drive(fake, Replies(fake), PEOPLE, None)
     finally:
         polling.stop()
         await task
         await close()
         await fake.stop()
-    return throughput, replies, pauses.longest
+
+
+def hash_cpu_ms() -> float:
+    """Median CPU milliseconds of one Argon2id hash of a secret code, as the store makes it."""
+    hasher, timings = CodeHasher(), []
+    for n in range(23):
+        started = time.process_time()
+        hasher.hash(f"BENC-H{n:03d}-CODE-0000")
+        timings.append((time.process_time() - started) * 1000)
+    return sorted(timings[3:])[10]
+
+
+def ceiling(bare: Run) -> tuple[float, float]:
+    """The most the report flow could handle a second on this machine if everything it does
+    cost nothing but the hash of each report's code, on top of what the bare echo costs a
+    message (its process and the fake Bot API's); and the hash's CPU milliseconds."""
+    hash_ms = hash_cpu_ms()
+    bare_ms = (bare.bot_cpu + bare.api_cpu) * 1000 / bare.throughput
+    return (os.cpu_count() or 1) * 1000 / (bare_ms + hash_ms / len(FLOW)), hash_ms
 
 
 def engine_steps_per_second() -> float:
@@ -179,7 +233,8 @@ def split_keep(replies: Replies) -> tuple[Latencies, Latencies]:
 async def capacity_and_latency() -> dict[str, float]:
     """Prints the table; returns the figures the machine-readable line carries."""
     figures: dict[str, float] = {}
-    capacity = {name: (await with_bot(make, None))[0] for name, make in BOTS.items()}
+    runs = {name: await with_bot(name, None) for name in BOTS}
+    capacity = {name: run.throughput for name, run in runs.items()}
     print("Capacity over HTTP against the fake Bot API (no flood limits), messages handled a second:")
     for framework in FRAMEWORKS:
         bare, flow = capacity[f"bare {framework} echo"], capacity[f"Reachable on {framework}"]
@@ -187,19 +242,29 @@ async def capacity_and_latency() -> dict[str, float]:
     ratio = capacity["bare aiogram echo"] / capacity["bare python-telegram-bot echo"]
     flows = capacity["Reachable on aiogram"] / capacity["Reachable on python-telegram-bot"]
     print(f"  aiogram against python-telegram-bot: {ratio:.2f}x bare, {flows:.2f}x with Reachable")
+    print("  CPU while at capacity, in cores (bot process; fake Bot API and people):")
+    for name, run in runs.items():
+        print(f"    {name + ':':34} {run.bot_cpu:.2f}; {run.api_cpu:.2f}")
+    most, hash_ms = ceiling(runs["bare aiogram echo"])
+    print(
+        f"  Ceiling: one Argon2id hash per report takes {hash_ms:.1f} ms of CPU ({hash_ms / len(FLOW):.2f} ms a message"
+        f" of the flow); with only that added to the bare echo's cost, {os.cpu_count()} cores handle at most"
+        f" {most:.0f}/s ({most / capacity['bare aiogram echo']:.0%} of bare aiogram)"
+    )
     figures["ratio"] = capacity["Reachable on aiogram"] / capacity["bare aiogram echo"]
     print("Latency from a message reaching the Bot API to the bot's reply, at 200 messages a second:")
-    for name, make in BOTS.items():
-        _, replies, pause = await with_bot(make, RATE)
-        print(f"  {name + ':':34} {replies.latencies.line()}; longest GC pause {pause * 1000:.1f} ms")
+    for name in BOTS:
+        run = await with_bot(name, RATE)
+        print(f"  {name + ':':34} {run.replies.latencies.line()}")
         if name.startswith("Reachable"):
-            answers, keep = split_keep(replies)
+            answers, keep = split_keep(run.replies)
             print(f"      answers only:                  {answers.line()}")
             print(f"      'keep', first reply:           {keep.line()}")
-            print(f"      'keep', until the code:        {replies.until.line()}")
+            print(f"      'keep', until the code:        {run.replies.until.line()}")
             if name == "Reachable on aiogram":
                 figures["answers_p99_ms"] = answers.p99_ms()
-                figures["keep_p99_ms"] = replies.until.p99_ms()
+                figures["keep_p99_ms"] = run.replies.until.p99_ms()
+        print(f"      longest garbage-collection pause in the bot: {run.pause * 1000:.1f} ms")
     return figures
 
 
