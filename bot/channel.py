@@ -121,7 +121,7 @@ class Channel:
             event,
             update_id=update_id,
             locale_hint=language,
-            on_slow=lambda rendered: self._send_and_note(chat_id, key, (rendered,)),
+            on_slow=lambda rendered: self._notice(chat_id, key, rendered),
         )
         if delivery.duplicate:
             if update_id is None or not (delivery.kept_before or self.ports.left_from_before(update_id)):
@@ -185,6 +185,12 @@ class Channel:
             await self.transport.answer_button(query_id)
         except TransportError as error:
             log.info("answering a button failed: %s", type(error).__name__)
+
+    async def _notice(self, chat_id: str, key: ChatKey, rendered: Rendered) -> None:
+        """Said while a turn is still running (its code is being made): after the replies
+        already on their way to this chat, never between their parts or ahead of them."""
+        async with self._in_order(chat_id):
+            await self._send_and_note(chat_id, key, (rendered,))
 
     async def _send_and_note(
         self, chat_id: str, key: ChatKey, messages: tuple[Rendered, ...], priority: int = REPLY
