@@ -79,7 +79,9 @@ class Channel:
         limits = transport.limits
         # Under the platform's limits, with a margin, counted as messages leave: in any second
         # for all chats, in any minute for each group chat, and on average for each private chat.
-        self.pacer = Pacer(max(1.0, limits.per_second * 5 / 6), 1.0, burst=3)
+        # A burst of one: at 25 a second, messages that leave evenly can arrive bunched by up to
+        # 0.16 s (a stall on either side) and still be under 30 in any second where they arrive.
+        self.pacer = Pacer(max(1.0, limits.per_second * 5 / 6), 1.0, burst=1)
         self._groups: dict[str, Pacer] = {}
         self._chats: OrderedDict[str, TokenBucket] = OrderedDict()
         self.chat_limit = (limits.chat_per_second, limits.chat_burst)  # a second, and at once
