@@ -115,6 +115,7 @@ def report(
     )
     by_limit = ", ".join(f"{limit} {count}" for limit, count in sorted(fake.too_many_by.items())) or "none"
     print(f"  429s received by the bot: {fake.too_many} ({by_limit}); protocol errors: {len(fake.refusals)}")
+    print(f"  most messages arriving within one second: {fake.busiest_second} (Telegram's limit: 30)")
     print(f"  bot process peak memory: {peak:.0f} MiB (load generator: {idle_at_end:.0f} MiB)")
     pairs = zip(replies.latencies.values, replies.steps, strict=True)
     emergency = Latencies([v for v, step in pairs if step == EMERGENCY])

@@ -121,6 +121,7 @@ class FakeTelegram:
         self.limits = False
         self.too_many = 0
         self.too_many_by: collections.Counter[str] = collections.Counter()  # which limit was passed
+        self.busiest_second = 0  # the most messages accepted within one second, all chats
         self._sent_times: collections.deque[float] = collections.deque()
         self._group_times: dict[int, collections.deque[float]] = {}
         self._chat_tokens: dict[int, tuple[float, float]] = {}  # private chat: tokens, when
@@ -369,6 +370,7 @@ class FakeTelegram:
             self._past_limit("chat")
             raise Refused(429, "Too Many Requests: retry after 1", retry_after=1)
         self._sent_times.append(now)
+        self.busiest_second = max(self.busiest_second, len(self._sent_times))
         if chat_id < 0:
             group.append(now)
         else:
