@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,10 @@ class Person:
         fake.chat(chat_id)
 
     async def _after(self, action: Awaitable[int], expect_reply: bool = True) -> list[str]:
+        # A person acts on a screen that has stopped changing: the last parts of what came
+        # before (paced a few tens of milliseconds apart) are not taken for the answer.
+        while (since := time.monotonic() - self.fake.last_spoke.get(self.chat_id, 0.0)) < QUIET:  # noqa: ASYNC110
+            await asyncio.sleep(QUIET - since)
         before = len(self.fake.bot_texts(self.chat_id))
         spoken = self.fake._spoken(self.chat_id)
         await action

@@ -115,6 +115,7 @@ class FakeTelegram:
         self._pending_callbacks: set[str] = set()
         self._new_update = asyncio.Condition()
         self._bot_spoke = asyncio.Condition()
+        self.last_spoke: dict[int, float] = {}  # chat -> when the bot last sent to it (monotonic)
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.fault: Callable[[str, Params], Awaitable[web.Response | str | None]] | None = None
@@ -397,6 +398,7 @@ class FakeTelegram:
             raise Refused(403, "Forbidden: bot is not a member of the supergroup chat")
         message_id = next(self._message_ids[chat_id])
         chat.messages[message_id] = Sent(message_id, True, text, buttons)
+        self.last_spoke[chat_id] = time.monotonic()
         async with self._bot_spoke:
             self._bot_spoke.notify_all()
         result: dict[str, Any] = {
