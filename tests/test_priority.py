@@ -161,3 +161,28 @@ async def test_keeping_a_report_behind_other_codes_says_the_code_is_being_made(a
 
 def test_the_urgent_messages_are_ones_the_bot_has(app: App) -> None:
     assert all(app.responses.has(message) for message in URGENT_MESSAGES)
+
+
+async def test_the_code_notice_waits_for_replies_already_on_their_way_to_the_same_chat(app: App) -> None:
+    core, transport = channel_for(app, rate=1000)
+    for text in ("/report", "Start", "Robbery or theft", "Done", *["Skip"] * 6):
+        await core.private("me", parse_typed(text))
+    core.pacer = Pacer(1, 2.0, burst=1)  # one message every 2 s: replies wait their turn
+    hashing = app.store._hashing  # type: ignore[attr-defined]
+    blockers = [hashing.submit(time.sleep, 3) for _ in range(hashing._max_workers)]  # codes being made
+    turns = []
+    for text in ("Skip", "Yes, it's right", "Yes, keep it"):  # tapped quickly, one after another
+        turns.append(asyncio.create_task(core.private("me", parse_typed(text))))
+        await asyncio.sleep(0.05)
+    await asyncio.gather(*turns)
+    for blocker in blockers:
+        blocker.result()
+    said = [text.split("\n")[0] for chat, text in transport.sent if chat == "me"]
+    asked = said.index("Shall we keep this summary?")
+    notice = said.index("Making your secret code. This takes a moment.")
+    assert said[asked - 1 : notice + 1] == [
+        "Is this right?",
+        "Shall we keep this summary?",
+        "Making your secret code. This takes a moment.",
+    ], "the earlier turns' replies first, in order; then the notice"
+    assert said[notice + 1] == "Your summary is kept."
