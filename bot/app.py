@@ -98,7 +98,6 @@ class App:
             group_notice=lambda: self.responses.text("en", "group.private_only"),
             staff_chats={d: str(chat) for d, chat in self.settings.staff_chats.items()},
             staff_users=self.settings.staff_users,
-            left_from_before=self.inbox.left_from_before,
         )
 
     async def __aenter__(self) -> App:

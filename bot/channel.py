@@ -62,7 +62,6 @@ class Ports:
     group_notice: Callable[[], str]
     staff_chats: Mapping[str, str]  # destination -> chat id
     staff_users: frozenset[int]
-    left_from_before: Callable[[int], bool] = lambda _: False  # an update a stop or crash left
 
 
 def retry_for(error: TransportError) -> RetryLater:
@@ -127,7 +126,7 @@ class Channel:
             on_slow=lambda rendered: self._notice(chat_id, key, rendered),
         )
         if delivery.duplicate:
-            if update_id is None or not (delivery.kept_before or self.ports.left_from_before(update_id)):
+            if update_id is None or not delivery.kept_before:
                 return  # an update delivered twice is answered once
             # Its turn was kept before a stop or crash, but perhaps not its reply: rather than
             # leave the person with no answer, it is replayed without keeping anything twice (a

@@ -54,11 +54,6 @@ class Inbox(Protocol):
     async def handled(self, update_ids: Sequence[int]) -> None:
         """These are handled: delete them."""
 
-    @abc.abstractmethod
-    def left_from_before(self, update_id: int) -> bool:
-        """Whether this update was left by a stop or crash (listed by ``unhandled``) and is not
-        handled yet: its turn may have been kept while its reply never left."""
-
 
 def minimal(value: Any) -> Any:
     """The update without anyone's name or username; a first name becomes "-" (libraries
@@ -79,7 +74,6 @@ class SQLiteInbox(Inbox):
         self.keyring = keyring
         self._db: aiosqlite.Connection | None = None
         self._write = asyncio.Lock()
-        self._left: set[int] = set()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -122,17 +116,12 @@ class SQLiteInbox(Inbox):
         if unreadable:
             log.warning("%d update(s) left from before could not be read with the key: dropped", len(unreadable))
             await self.handled(unreadable)
-        self._left.update(update_id for update_id, _ in found)
         return found
 
     async def handled(self, update_ids: Sequence[int]) -> None:
         if not update_ids:
             return
         await self._in_one_write("DELETE FROM inbox WHERE update_id = ?", [(i,) for i in update_ids])
-        self._left.difference_update(update_ids)
-
-    def left_from_before(self, update_id: int) -> bool:
-        return update_id in self._left
 
     async def _in_one_write(self, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
         async with self._write:
@@ -170,6 +159,3 @@ class MemoryInbox(Inbox):
     async def handled(self, update_ids: Sequence[int]) -> None:
         for update_id in update_ids:
             self.held.pop(update_id, None)
-
-    def left_from_before(self, update_id: int) -> bool:
-        return False  # nothing is left from before a stop in memory

@@ -58,14 +58,7 @@ async def test_a_turn_kept_before_a_crash_whose_reply_never_left_gets_its_questi
 ) -> None:
     key = Keyring.new_key().decode()
     settings = settings_for(fake, tmp_path / "data", key)
-    async with polling_bot(settings):
-        await fake.user_sends(CHAT, "/report")
-        await fake.wait_until_spoken(CHAT, 1)
-        await asyncio.sleep(0.3)
-        tapped = await fake.user_taps(CHAT, "Start")
-        question = (await fake.wait_until_spoken(CHAT, 2))[-1]
-        await asyncio.sleep(0.3)
-    assert question.startswith("What happened?")
+    [tapped], question = await report_started(fake, settings)
     # As if the bot died after keeping the turn but before its reply left: the update is still
     # in the inbox, and Telegram will not send it again.
     inbox = SQLiteInbox(settings.data_dir / INBOX_FILE, Keyring([key.encode()]))
