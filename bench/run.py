@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.bots import BOTS, BotMaker
-from bench.common import Latencies, Replies, rss_mb
+from bench.common import Latencies, Replies, percentile, rss_mb
 from bot.app import create_app, settle_heap
 from bot.conversations import FloodGuard
 from fakes.harness import bot_process_env, settings_for
@@ -121,7 +121,7 @@ def hash_cpu_ms() -> float:
         started = time.process_time()
         hasher.hash(f"BENC-H{n:03d}-CODE-0000")
         timings.append((time.process_time() - started) * 1000)
-    return sorted(timings[3:])[10]
+    return percentile(timings[3:], 50)  # the first few warm up
 
 
 def ceiling(bare: Run) -> tuple[float, float]:
