@@ -102,7 +102,7 @@ async def reachable_aiogram(url: str) -> Running:
     )
 
     async def close() -> None:
-        await channel.ledger.close()
+        await channel.core.close()
         await app.__aexit__(None, None, None)
         await bot.session.close()
 
@@ -147,7 +147,7 @@ async def reachable_ptb(url: str) -> Running:
     )
 
     async def close() -> None:
-        await channel.ledger.close()
+        await channel.core.close()
         await app.__aexit__(None, None, None)
         await application.shutdown()
 

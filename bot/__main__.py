@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from bot import crashpoints
 from bot.app import App, create_app, settle_heap
 from bot.console import run_console
 from bot.errors import ConfigError, ReachableError
@@ -409,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _checked(args)
         settings = Settings.from_environ()
         _logging(settings, quiet=args.command == "console")
+        crashpoints.arm_from(os.environ)
         asyncio.run(_serving(args, settings))
     except (ValidationError, ReachableError, ResponsesError, StorageError, FlowError) as error:
         print(f"reachable: {error}", file=sys.stderr)

@@ -4,7 +4,9 @@ Adapters (aiogram, python-telegram-bot, the console) only translate: their frame
 become calls here, and they implement a small :class:`~bot.transport.Transport`. The rules every
 channel needs live once, here:
 
-- a turn: the conversation service, then the quick-exit ledger, then the replies;
+- a turn: the conversation service, then the quick-exit ledger, then the replies, each part
+  written down as out when it is (or, on a channel people fetch from, when they fetched it), so
+  an answer a turn kept is sent whole and once, whatever moment the process dies;
 - the quick exit: message ids of both sides, and the race between a wipe and replies still on
   their way;
 - pacing under the platform's limits, waiting out "retry after" answers, never dropping a reply;
@@ -28,7 +30,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.conversations import Conversations, Delivery
+from bot import crashpoints
+from bot.answers import Delivery, Told
+from bot.conversations import Conversations
 from bot.delivery import REPLY, STAFF, URGENT, DeliveryWorker, GiveUp, Pacer, PartlySent, RetryLater, TokenBucket
 from bot.errors import ConfigError
 from bot.staff import StaffDesk
@@ -91,6 +95,9 @@ class Channel:
         self._group_notices: OrderedDict[str, float] = OrderedDict()
         self._wipes: dict[ChatKey, int] = {}
         self._answered: OrderedDict[str, None] = OrderedDict()
+        # Kept answers sent to a chat people fetch from, until they have fetched them.
+        self._unfetched: dict[str, list[Told]] = {}
+        self._resending: asyncio.Task[None] | None = None
         self._sending: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def attach(self) -> None:
@@ -126,26 +133,56 @@ class Channel:
             on_slow=lambda rendered: self._notice(chat_id, key, rendered),
         )
         if delivery.duplicate:
-            if update_id is None or not delivery.kept_before:
-                return  # an update delivered twice is answered once
-            # Its turn was kept before a stop or crash, but perhaps not its reply: rather than
-            # leave the person with no answer, it is replayed without keeping anything twice (a
-            # quick exit again, urgent help again, or the question they are at). Its button, if
-            # any, was answered then or has expired: it is not answered twice.
-            delivery = await conversations.replay(self.name, chat_id, event)
-            query_id = None
+            # An update delivered twice is taken once; its button was answered then, or has
+            # expired. What earlier turns kept and never sent (a crash) goes now, once.
+            if not delivery.earlier:
+                return
+            query_id, incoming = None, None
         if query_id is not None:
             await self.answer_button(query_id)
+        await self._deliver_all(chat_id, key, (*delivery.earlier, delivery), incoming)
+
+    def start_resending(self) -> None:
+        """In the background: :meth:`resend_unsent` (for a channel that reaches people unasked)."""
+        self._resending = asyncio.create_task(self.resend_unsent(), name="reachable-resend")
+
+    async def close(self) -> None:
+        """At a stop: what is still being resent stays in storage for the next start; the
+        quick-exit ledger writes what it holds."""
+        if self._resending is not None and not self._resending.done():
+            self._resending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resending
+        await self.ledger.close()
+
+    async def resend_unsent(self) -> None:
+        """At a start: what people on this channel were never wholly told before a stop or crash
+        (a kept report's code above all) goes to them now, once, each chat in its order."""
+        conversations = self.ports.conversations
+        found = await conversations.unsent_on(self.name)
+        if found:
+            log.info("%d answer(s) never sent before the last stop: sending now", len(found))
+        for chat_id, delivery in found:
+            await self._deliver_all(chat_id, conversations.key(self.name, chat_id), (delivery,))
+
+    async def _deliver_all(
+        self, chat_id: str, key: ChatKey, deliveries: tuple[Delivery, ...], incoming: int | None = None
+    ) -> None:
         exits = self._exits.get(key, 0)
-        if delivery.wipe:  # replies still waiting to go to this chat stop: nothing more shows
+        wiping = any(d.wipe for d in deliveries)
+        if wiping:  # replies still waiting to go to this chat stop: nothing more shows
             self._exits[key] = exits + 1
         async with self._in_order(chat_id):
-            if not delivery.wipe and self._exits.get(key, 0) != exits:
+            if not wiping and self._exits.get(key, 0) != exits:
                 # The person left after this message: it goes, unanswered, with the rest.
+                for delivery in deliveries:
+                    if delivery.told is not None:
+                        await self.ports.conversations.answer_dropped(delivery.told)
                 if incoming is not None and self.transport.limits.deletes:
                     await self.transport.delete(chat_id, [incoming])
                 return
-            await self._deliver(chat_id, key, delivery, incoming)
+            for number, delivery in enumerate(deliveries):
+                await self._deliver(chat_id, key, delivery, incoming if number == 0 else None)
 
     def _in_order(self, chat_id: str) -> asyncio.Lock:
         """One chat's messages go out in the order its turns ended, whatever their priority."""
@@ -156,25 +193,22 @@ class Channel:
 
     async def _deliver(self, chat_id: str, key: ChatKey, delivery: Delivery, incoming: int | None) -> None:
         priority = URGENT if delivery.urgent else REPLY
-        if not self.transport.limits.deletes:
+        if self.transport.limits.deletes:
+            if incoming is not None:
+                self.ledger.note(key, [incoming])
+            if delivery.remember:
+                self.ledger.persist(key)
+            elif delivery.forget_ids:
+                await self.ledger.unpersist(key)
+            if delivery.wipe:
+                self._wipes[key] = self._wipes.get(key, 0) + 1
+                await self.transport.delete(chat_id, await self.ledger.take(key))
+        elif delivery.wipe:
             # No message can be deleted here, so no id is worth keeping: a quick exit is the
             # transport's to carry out as it can (a web page is replaced; elsewhere the words
             # say how to clear the chat).
-            if delivery.wipe:
-                await self.transport.delete(chat_id, ())
-            for rendered in delivery.messages:
-                await self.send(chat_id, rendered, priority=priority)
-            return
-        if incoming is not None:
-            self.ledger.note(key, [incoming])
-        if delivery.remember:
-            self.ledger.persist(key)
-        elif delivery.forget_ids:
-            await self.ledger.unpersist(key)
-        if delivery.wipe:
-            self._wipes[key] = self._wipes.get(key, 0) + 1
-            await self.transport.delete(chat_id, await self.ledger.take(key))
-        await self._send_and_note(chat_id, key, delivery.messages, priority)
+            await self.transport.delete(chat_id, ())
+        await self._send_and_note(chat_id, key, delivery, priority)
 
     async def answer_button(self, query_id: str) -> None:
         """Stop the button's spinner, once per press: platforms refuse a second answer."""
@@ -192,37 +226,106 @@ class Channel:
         """Said while a turn is still running (its code is being made): after the replies
         already on their way to this chat, never between their parts or ahead of them."""
         async with self._in_order(chat_id):
-            await self._send_and_note(chat_id, key, (rendered,))
+            await self._send_and_note(chat_id, key, Delivery((rendered,)))
 
-    async def _send_and_note(
-        self, chat_id: str, key: ChatKey, messages: tuple[Rendered, ...], priority: int = REPLY
-    ) -> None:
-        """Send, and note the ids for the quick exit. If the chat was wiped while these were on
-        their way (a reply to an earlier message, still being paced), delete them at once."""
-        wipes, exits = self._wipes.get(key, 0), self._exits.get(key, 0)
-        sent: list[int] = []
-        for rendered in messages:
-            if self._exits.get(key, 0) != exits:
-                break  # a quick exit is waiting to clear the chat: the rest would only show
-            sent.extend(await self.send(chat_id, rendered, priority=priority))
-        if self._wipes.get(key, 0) != wipes and sent:
-            await self.transport.delete(chat_id, sent)
-            return
-        self.ledger.note(key, sent)
-
-    async def send(self, chat_id: str, rendered: Rendered, strict: bool = False, priority: int = REPLY) -> list[int]:
-        """One rendered message, in parts if long, buttons on the last. ``strict``: let a
-        failure through (to the delivery worker); otherwise log it and stop."""
+    def _pieces(self, rendered: Rendered) -> list[tuple[str, list[Button]]]:
+        """A rendered message as the platform takes it: in parts if long, buttons on the last."""
         parts = rendered.parts(self.transport.limits.max_length)
         buttons = [
             Button(option.text, self.transport.encode_button(rendered.step, option.key))
             for option in rendered.options
             if rendered.step is not None
         ]
-        ids: list[int] = []
-        for number, part in enumerate(parts, start=1):
+        return [(part, buttons if number == len(parts) else []) for number, part in enumerate(parts, start=1)]
+
+    async def _send_and_note(self, chat_id: str, key: ChatKey, delivery: Delivery, priority: int = REPLY) -> None:
+        """Send, and note the ids for the quick exit. If the chat was wiped while these were on
+        their way (a reply to an earlier message, still being paced), delete them at once.
+
+        An answer a turn kept (``delivery.told``) is written down part by part as it goes out,
+        and forgotten with its last part; on a channel people fetch from, once they fetched it.
+        If sending fails, the rest waits for the chat's next turn; if the person left, it is
+        dropped."""
+        wipes, exits = self._wipes.get(key, 0), self._exits.get(key, 0)
+        told = delivery.told
+        pieces = [piece for rendered in delivery.messages for piece in self._pieces(rendered)]
+        out = told.skip if told is not None else 0
+        sent: list[int] = []
+        stopped = ""
+        for text, buttons in pieces[out:]:
+            if self._exits.get(key, 0) != exits:
+                stopped = "left"  # a quick exit is waiting to clear the chat: the rest would only show
+                break
             try:
-                ids.append(await self.send_paced(chat_id, part, buttons if number == len(parts) else [], priority))
+                sent.append(await self.send_paced(chat_id, text, buttons, priority))
+            except TransportError as error:
+                log.error("sending failed: %s", type(error.__cause__ or error).__name__)
+                stopped = "failed"
+                break
+            out += 1
+            if told is not None and not self.transport.limits.pull:
+                await self._written_down(told, out, len(pieces))
+        if told is not None:
+            if delivery.wipe and self.transport.limits.pull:
+                stopped = "left"  # the page is replaced: nothing on it will ever be fetched
+            await self._after_sending(chat_id, key, told, stopped, out, len(pieces))
+        if self._wipes.get(key, 0) != wipes and sent:
+            await self.transport.delete(chat_id, sent)
+            return
+        if self.transport.limits.deletes:
+            self.ledger.note(key, sent)
+
+    async def _written_down(self, told: Told, out: int, total: int) -> None:
+        """One more part of a kept answer is out: say how far it got, or forget it when whole."""
+        crashpoints.reached(f"part_out:{told.step}")
+        if out < total:
+            await self.ports.conversations.answer_progress(told, out)
+        else:
+            await self.ports.conversations.answer_out(told)
+        crashpoints.reached(f"part_recorded:{told.step}")
+
+    async def _after_sending(self, chat_id: str, key: ChatKey, told: Told, stopped: str, out: int, total: int) -> None:
+        conversations = self.ports.conversations
+        if stopped == "left":
+            await conversations.answer_dropped(told)
+        elif stopped == "failed":
+            await conversations.answer_waits(key, told, out)
+        elif self.transport.limits.pull:
+            self._unfetched.setdefault(chat_id, []).append(told)
+        elif total <= told.skip:  # nothing left to send
+            await conversations.answer_out(told)
+
+    async def fetched(self, chat_id: str) -> None:
+        """On a channel people fetch from: what was sent to this chat has now gone out (the page
+        that holds it was written)."""
+        for told in self.take_unfetched(chat_id):
+            await self.gone_out(told)
+
+    def take_unfetched(self, chat_id: str) -> list[Told]:
+        """On a channel people fetch from: the kept answers sent to this chat and not yet
+        fetched, for the adapter to say when they have gone out (:meth:`gone_out`)."""
+        return self._unfetched.pop(chat_id, [])
+
+    async def gone_out(self, told: Told) -> None:
+        """A kept answer has wholly gone out: it is forgotten."""
+        crashpoints.reached(f"part_out:{told.step}")
+        await self.ports.conversations.answer_out(told)
+        crashpoints.reached(f"part_recorded:{told.step}")
+
+    def never_fetched(self, chat_id: str) -> None:
+        """On a channel people fetch from: the person went before fetching what was sent (a web
+        session forgotten): it waits, in storage, for them to come back."""
+        conversations = self.ports.conversations
+        for told in self._unfetched.pop(chat_id, []):
+            conversations.answer_later(conversations.key(self.name, chat_id), told)
+
+    async def send(self, chat_id: str, rendered: Rendered, strict: bool = False, priority: int = REPLY) -> list[int]:
+        """One rendered message, in parts if long, buttons on the last. ``strict``: let a
+        failure through (to the delivery worker); otherwise log it and stop."""
+        ids: list[int] = []
+        for text, buttons in self._pieces(rendered):
+            try:
+                ids.append(await self.send_paced(chat_id, text, buttons, priority))
             except TransportError as error:
                 if strict:
                     raise

@@ -120,4 +120,4 @@ async def run_console(ports: Ports, chat: str, stdin: TextIO = sys.stdin, stdout
             await core.private(chat, parse_typed(line.rstrip("\n")), incoming=transport.incoming())
             prompt()
     finally:
-        await core.ledger.close()
+        await core.close()

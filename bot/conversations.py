@@ -1,15 +1,18 @@
 """One turn of a conversation, for every channel: load the draft, ask the engine, carry out
 its effects, keep the draft (or drop it), render the replies.
 
-Effects run before replies are sent: a person is never shown a reference for a report that
-was not stored. If storage fails, nothing moves on: the person is asked to try again and the
-conversation stays where it was.
+A turn's writes are one transaction, and what the person is told after them is kept in that
+same transaction until the channel says it has gone out (``bot/answers.py``): a person is never
+shown a reference for a report that was not stored, and never loses the code of one that was.
+If storage fails, nothing moves on: the person is asked to try again and the conversation stays
+where it was.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 import weakref
 from collections import OrderedDict
@@ -18,21 +21,35 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Generic, Protocol, TypeVar
 
+from bot import crashpoints
+from bot.answers import Delivery, Told, opened, seal
 from bot.transport import ChatRef
 from flows import Engine, Event, Outcome, State
 from flows.definitions import URGENT_MESSAGES
 from flows.effects import ChangeConsent, CheckReport, EraseReport, ForgetDraft, RelayToStaff, StoreReport, WipeChat
-from flows.events import Command, Relayed, Unlocked
+from flows.events import Command, Relayed, Resume, Unlocked
 from flows.replies import Reply
 from responses import Rendered, Renderer
-from storage import ChatKey, Keyring, NewReport, Relays, Reports, StorageError, Turns
+from storage import (
+    Answer,
+    Answers,
+    ChatKey,
+    Conflict,
+    ConsentChange,
+    Keyring,
+    NewReport,
+    Relays,
+    Reports,
+    StorageError,
+    Turns,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("reachable.conversations")
 EXIT = Command(name="exit")
 
 
-class ConversationStore(Turns, Reports, Relays, Protocol):
+class ConversationStore(Turns, Answers, Reports, Relays, Protocol):
     """What a conversation reads and writes."""
 
 
@@ -43,29 +60,10 @@ SLOW_COMMIT = 1.0  # seconds before someone keeping a report is told their code 
 Notice = Callable[[Rendered], Awaitable[object]]
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """What a channel must do after one event: optionally wipe the chat, then send ``messages``.
-
-    ``remember``: this chat now has something stored (a report draft, or a report just kept or
-    sent), so its message ids may be written down for the quick exit; before that they stay in
-    memory. ``forget_ids``: the draft went and nothing was kept, so the ids written down go too.
-    """
-
-    messages: tuple[Rendered, ...]
-    wipe: bool = False
-    duplicate: bool = False
-    limited: bool = False
-    remember: bool = False
-    forget_ids: bool = False
-    urgent: bool = False  # emergency or suicide help: sent before others' replies when sends wait
-    # A duplicate whose turn an earlier run kept: its replies may never have left.
-    kept_before: bool = False
-
-
 @dataclass(slots=True)
 class _Done:
-    """What carrying out a turn's effects decided: what to say, and what to write."""
+    """What carrying out a turn's effects decided: what to say, and what to write. ``fallback``:
+    what to say instead if the report to erase or change is found gone when it is written."""
 
     outcome: Outcome
     replies: tuple[Reply, ...]
@@ -73,6 +71,24 @@ class _Done:
     outgoing: list[tuple[str, str, str, dict[str, str]]] = field(default_factory=list)
     forget: bool = False
     wipe: bool = False
+    erase: str | None = None
+    consent: ConsentChange | None = None
+    fallback: tuple[Reply, ...] = ()
+
+
+def _step(done: _Done, draft: bytes | None) -> str:
+    """The kind of durable step a turn takes, for the crash points (``bot/crashpoints.py``)."""
+    kinds = (
+        ("report", done.report is not None),
+        ("erase", done.erase is not None),
+        ("consent", done.consent is not None),
+        ("answer", bool(done.outgoing)),
+        ("exit", done.wipe),
+        # emergency or suicide help, said in a turn that wrote something
+        ("urgent", any(reply.message in URGENT_MESSAGES for reply in done.replies)),
+        ("draft", draft is not None),
+    )
+    return next((kind for kind, taken in kinds if taken), "forget")
 
 
 class Conversations:
@@ -95,8 +111,12 @@ class Conversations:
         self._locks: weakref.WeakValueDictionary[bytes, asyncio.Lock] = weakref.WeakValueDictionary()
         self._positions = Positions(ttl=draft_hours * 3600)
         self._recent: Lately[tuple[str, int]] = Lately()
-        self._before_start: set[tuple[str, int]] = set()  # of those, the ones handled by an earlier run
-        self._asked_again: Lately[bytes] = Lately(100_000)  # chats asked their question again (replay)
+        # Answers kept in storage and not yet out: the chats that have some, those a channel is
+        # sending now (handed out once; given back if sending fails), and those gone since (a
+        # read from before they went must not hand them out again).
+        self._unsent: set[bytes] = set()
+        self._claimed: set[int] = set()
+        self._gone: Lately[int] = Lately(100_000)
         self.flood = FloodGuard()
 
     def key(self, channel: str, chat_id: str | int) -> ChatKey:
@@ -125,15 +145,17 @@ class Conversations:
         on_slow: Notice | None = None,
     ) -> Delivery:
         """One event from one chat. ``update_id`` makes redelivered updates harmless: a turn whose
-        update was already handled does nothing and returns ``Delivery(duplicate=True)``.
+        update was already handled is not taken again; it returns ``Delivery(duplicate=True)``
+        with whatever that chat's earlier turns kept and never sent (after a crash), or nothing.
         ``on_slow``: how to tell the person, meanwhile, that their code is being made when
         keeping a report takes longer than a second."""
         key = self.key(channel, chat_id)
         update = (channel, update_id) if update_id is not None else None
         if update is not None:
             if update in self._recent:
-                log.info("duplicate update ignored")
-                return Delivery((), duplicate=True, kept_before=update in self._before_start)
+                log.info("duplicate update: not taken again")
+                async with self._lock(key):
+                    return Delivery((), duplicate=True, earlier=await self._earlier(key))
             self._recent.add(update)
         # The quick exit always works; staff messages are not the person's flood.
         if not isinstance(event, Relayed) and event != EXIT:
@@ -149,28 +171,6 @@ class Conversations:
         async with self._lock(key):
             return await self._handle(key, ChatRef(channel, str(chat_id)), event, update, locale_hint, on_slow)
 
-    async def replay(self, channel: str, chat_id: str | int, event: Event) -> Delivery:
-        """An event whose turn an earlier run kept, though its replies may never have left (a stop
-        or crash in between). Nothing is kept twice. A quick exit is carried out again (a second
-        time changes nothing); urgent help it asks for is given again; otherwise the question the
-        conversation is waiting on is asked again, once in this run however many such events a
-        crash left."""
-        key = self.key(channel, chat_id)
-        async with self._lock(key):
-            state, stored = await self._load(key)
-        outcome = self.engine.handle(state, event)  # only read: none of its effects is carried out
-        if any(isinstance(effect, WipeChat) for effect in outcome.effects):
-            return await self.handle(channel, chat_id, event)
-        if any(reply.message in URGENT_MESSAGES for reply in outcome.replies):
-            replies, urgent = outcome.replies, True
-        elif key.digest in self._asked_again:
-            return Delivery(())
-        else:
-            self._asked_again.add(key.digest)
-            replies, urgent = self.engine.reprompt(state), False
-        messages = tuple(self.renderer.render(r, state.locale, channel) for r in replies)
-        return Delivery(messages, remember=stored, urgent=urgent)
-
     async def _handle(
         self,
         key: ChatKey,
@@ -182,6 +182,11 @@ class Conversations:
     ) -> Delivery:
         chat, channel = str(ref), ref.channel
         started = time.perf_counter()
+        # What earlier turns never sent goes first; a staff message leaves it for the person's own
+        # next turn, as the staff outbox answers for the staff message itself.
+        earlier = () if isinstance(event, Relayed) else await self._earlier(key)
+        if earlier and isinstance(event, Resume):
+            return Delivery((), earlier=earlier)  # coming back: what they were never told
         state, stored = await self._load(key)
         if state == State() and locale_hint:
             hint = locale_hint.split("-")[0].casefold()
@@ -190,65 +195,217 @@ class Conversations:
         outcome = self.engine.handle(state, event)
         try:
             done = await self._carry_out(outcome, key, chat)
-            outcome, replies = done.outcome, done.replies
-            report, outgoing, forget, wipe = done.report, done.outgoing, done.forget, done.wipe
-            keep = self.engine.worth_keeping(outcome.state)
-            draft = outcome.state.to_json() if keep else None
-            forget = (forget or stored) and not keep
-            if report is not None or draft is not None or forget or outgoing:
-                sending = report is not None and report.send_to is not None
-                commit = self.store.commit_turn(
-                    key,
-                    draft=draft,
-                    forget=forget,
-                    report=report,
-                    destinations=self.recipients.get(report.send_to or "", ()) if report is not None else (),
-                    relay_chat=chat if sending else None,
-                    outgoing=outgoing,
-                    update=update,
-                )
-                slow = on_slow if report is not None else None
-                applied = await self._meanwhile(commit, slow, outcome.state.locale, channel)
-                if not applied:  # marked in storage, unknown to this run: an earlier run kept it
-                    log.info("duplicate update ignored")
-                    return Delivery((), duplicate=True, kept_before=True)
-                if sending and channel in PULL_ONLY:
-                    await self.store.hold_relays(key)  # nothing can reach them until they come back
-                if (sending or outgoing) and self.on_queued is not None:
-                    self.on_queued()
-            self._positions.put(key, outcome.state, stored=keep)
-            remember = keep or report is not None
-            forget_ids = forget and report is None and not wipe
+            if done.wipe:  # they left: nothing they were still to be told is told
+                self._claimed.difference_update(d.told.id for d in earlier if d.told is not None)
+                earlier = ()
+            keep = self.engine.worth_keeping(done.outcome.state)
+            draft = done.outcome.state.to_json() if keep else None
+            done.forget = (done.forget or stored) and not keep
+            delivery = await self._commit(done, key, ref, event, update, draft, on_slow)
+            if delivery is None:  # marked in storage, unknown to this run: an earlier run kept it
+                log.info("duplicate update: not taken again")
+                return Delivery((), duplicate=True, earlier=await self._earlier(key))
+            self._positions.put(key, done.outcome.state, stored=keep)
         except Exception as error:  # storage of any kind failing must not lose the conversation
             log.error("turn failed: %s at step %s", type(error).__name__, state.step or "-")
             replies = (Reply("error.try_again"), *self.engine.reprompt(state))
-            return Delivery(tuple(self.renderer.render(r, state.locale, channel) for r in replies))
+            return Delivery(tuple(self.renderer.render(r, state.locale, channel) for r in replies), earlier=earlier)
         log.info(
             "turn event=%s step=%s->%s understood=%s effects=%s ms=%.1f",
             type(event).__name__,
             state.step or "-",
-            outcome.state.step or "-",
-            outcome.understood or "-",  # an intent and a confidence band, never the words
-            ",".join(type(e).__name__ for e in outcome.effects) or "-",
+            done.outcome.state.step or "-",
+            done.outcome.understood or "-",  # an intent and a confidence band, never the words
+            ",".join(type(e).__name__ for e in done.outcome.effects) or "-",
             (time.perf_counter() - started) * 1000,
         )
-        locale = outcome.state.locale
-        messages = tuple(self.renderer.render(r, locale, channel) for r in replies)
-        urgent = any(r.message in URGENT_MESSAGES for r in replies)
-        return Delivery(messages, wipe=wipe, remember=remember, forget_ids=forget_ids, urgent=urgent)
+        return replace(delivery, earlier=earlier)
 
-    async def _meanwhile(self, commit: Awaitable[bool], on_slow: Notice | None, locale: str, channel: str) -> bool:
+    def _delivery(self, done: _Done, keep: bool, channel: str) -> Delivery:
+        locale = done.outcome.state.locale
+        messages = tuple(self.renderer.render(r, locale, channel) for r in done.replies)
+        return Delivery(
+            messages,
+            wipe=done.wipe,
+            remember=keep or done.report is not None,
+            forget_ids=done.forget and done.report is None and not done.wipe,
+            urgent=any(r.message in URGENT_MESSAGES for r in done.replies),
+        )
+
+    async def _commit(
+        self,
+        done: _Done,
+        key: ChatKey,
+        ref: ChatRef,
+        event: Event,
+        update: tuple[str, int] | None,
+        draft: bytes | None,
+        on_slow: Notice | None,
+    ) -> Delivery | None:
+        """Write the turn, and with it what the person is told, in one transaction; the delivery,
+        or None if an earlier run took this update already. A report to erase or change that is
+        found gone meanwhile: nothing was written, and the turn says so instead."""
+        try:
+            return await self._commit_once(done, key, ref, event, update, draft, on_slow)
+        except Conflict:
+            done.replies, done.erase, done.consent = done.fallback, None, None
+            return await self._commit_once(done, key, ref, event, update, draft, on_slow)
+
+    async def _commit_once(
+        self,
+        done: _Done,
+        key: ChatKey,
+        ref: ChatRef,
+        event: Event,
+        update: tuple[str, int] | None,
+        draft: bytes | None,
+        on_slow: Notice | None,
+    ) -> Delivery | None:
+        keep = draft is not None
+        delivery = self._delivery(done, keep, ref.channel)
+        writes = done.report or done.erase or done.consent or done.outgoing or draft is not None or done.forget
+        if not writes:
+            return delivery
+        step = _step(done, draft)
+        answer = None
+        if not isinstance(event, Relayed):  # a staff message's own outbox row answers for it
+            # Once out, an answer holding a new code, or naming a chat that keeps no draft, leaves
+            # the files at once.
+            told = Told(secrets.randbits(62), step, scrub=draft is None)
+            delivery = replace(delivery, told=told)
+            answer = Answer(told.id, seal(str(ref), delivery, step))
+        report = done.report
+        sending = report is not None and report.send_to is not None
+        crashpoints.reached(f"before_commit:{step}")
+        commit = self.store.commit_turn(
+            key,
+            draft=draft,
+            forget=done.forget,
+            report=report,
+            destinations=self.recipients.get(report.send_to or "", ()) if report is not None else (),
+            relay_chat=str(ref) if sending else None,
+            outgoing=done.outgoing,
+            update=update,
+            erase=done.erase,
+            consent=done.consent,
+            answer=answer,
+        )
+        applied = await self._meanwhile(commit, on_slow if report is not None else None, done, ref.channel)
+        if not applied:
+            return None
+        crashpoints.reached(f"after_commit:{step}")
+        if delivery.told is not None:
+            self._claimed.add(delivery.told.id)
+        if sending and ref.channel in PULL_ONLY:
+            await self.store.hold_relays(key)  # nothing can reach them until they come back
+        if (sending or done.outgoing or done.erase or done.consent) and self.on_queued is not None:
+            self.on_queued()
+        return delivery
+
+    async def _meanwhile(self, commit: Awaitable[bool], on_slow: Notice | None, done: _Done, channel: str) -> bool:
         """Commit; if that takes over a second (the slow hash of a new code, behind others'),
         tell the person their code is being made, then wait for it."""
         task = asyncio.ensure_future(commit)
         if on_slow is not None:
-            done, _ = await asyncio.wait({task}, timeout=SLOW_COMMIT)
-            if not done:
-                await on_slow(self.renderer.render(Reply("report.making_code"), locale, channel))
+            finished, _ = await asyncio.wait({task}, timeout=SLOW_COMMIT)
+            if not finished:
+                making = self.renderer.render(Reply("report.making_code"), done.outcome.state.locale, channel)
+                await on_slow(making)
         return await task
 
+    # ------------------------------------------------------------------ answers not yet out
+    async def _earlier(self, key: ChatKey) -> tuple[Delivery, ...]:
+        """What earlier turns of this chat kept and never wholly sent (a crash, or sending
+        failed), handed out once, oldest first."""
+        if key.digest not in self._unsent:
+            return ()
+        try:
+            found = [a for a in await self.store.unsent_answers(key) if self._free(a.id)]
+        except StorageError as error:
+            log.error("answers not yet out unreadable: %s", type(error).__name__)
+            return ()
+        self._unsent.discard(key.digest)
+        earlier = []
+        for unsent in found:
+            try:
+                _, delivery = opened(unsent)
+            except (ValueError, KeyError, TypeError):
+                log.error("an answer kept in storage cannot be read: dropped")
+                await self.store.answered(unsent.id)
+                continue
+            self._claimed.add(unsent.id)
+            earlier.append(delivery)
+        if earlier:
+            log.info("%d answer(s) an earlier turn never sent: sending now", len(earlier))
+        return tuple(earlier)
+
+    async def unsent_on(self, channel: str) -> list[tuple[str, Delivery]]:
+        """At a start, for a channel that can reach people unasked: every answer kept for one of
+        its chats and never wholly sent, as (chat id, delivery), handed out once."""
+        found = []
+        for unsent in await self.store.unsent_answers():
+            if not self._free(unsent.id):
+                continue
+            try:
+                chat, delivery = opened(unsent)
+            except (ValueError, KeyError, TypeError):
+                continue  # dropped at that chat's next turn
+            ref = ChatRef.parse(chat)
+            if ref is not None and ref.channel == channel:
+                self._claimed.add(unsent.id)
+                found.append((ref.chat_id, delivery))
+        return found
+
+    def _free(self, answer_id: int) -> bool:
+        """Neither being sent now nor gone already."""
+        return answer_id not in self._claimed and answer_id not in self._gone
+
+    async def answer_progress(self, told: Told, parts: int) -> None:
+        """``parts`` of the answer are out (there are more): a crash now sends only the rest."""
+        try:
+            await self.store.answer_sent(told.id, parts)
+        except StorageError as error:
+            log.error("answer progress not written: %s", type(error).__name__)
+
+    async def answer_out(self, told: Told) -> None:
+        """The whole answer has gone out: forget it (a code leaves the files at once)."""
+        try:
+            await self.store.answered(told.id, scrub=told.scrub)
+        except StorageError as error:  # it goes again at the next start: at least once
+            log.error("answer not forgotten: %s", type(error).__name__)
+        self._gone.add(told.id)
+        self._claimed.discard(told.id)
+
+    async def answer_waits(self, key: ChatKey, told: Told, parts: int) -> None:
+        """Sending failed after ``parts`` parts: the rest goes before the chat's next answer."""
+        if parts > told.skip:
+            await self.answer_progress(told, parts)
+        self.answer_later(key, told)
+
+    def answer_later(self, key: ChatKey, told: Told) -> None:
+        """The answer did not go out (as far as written down): it goes before the chat's next
+        answer, or when the chat comes back."""
+        self._claimed.discard(told.id)
+        self._unsent.add(key.digest)
+
+    async def answer_dropped(self, told: Told) -> None:
+        """The person left (quick exit) before it went: it is never sent."""
+        await self.answer_out(told)
+
+    async def stored(self, channel: str, chat_id: str) -> bool:
+        """Whether this chat has anything in storage: a draft, or an answer not yet out."""
+        key = self.key(channel, chat_id)
+        if key.digest in self._unsent:
+            return True
+        try:
+            return await self.store.load_draft(key) is not None
+        except StorageError:
+            return False
+
+    # ------------------------------------------------------------------ effects
     async def _carry_out(self, outcome: Outcome, key: ChatKey, chat: str) -> _Done:
-        """Carry out the engine's effects before anything is said: what to say depends on them."""
+        """Carry out the engine's effects before anything is said: what to say depends on them.
+        Reads and what cannot wait happen here; the turn's writes are committed together after."""
         done = _Done(outcome, outcome.replies)
         for effect in outcome.effects:
             match effect:
@@ -261,36 +418,38 @@ class Conversations:
                 case CheckReport():
                     await self._check(done, effect, key, chat)
                 case ChangeConsent():
-                    await self._change(done, effect, key, chat)
+                    self._change(done, effect, chat)
                 case RelayToStaff():
                     await self._relay(done, effect, chat)
                 case WipeChat():
                     done.wipe = True
-                    # Nothing from staff reaches this chat until the person comes back with their code.
-                    held = await self.store.hold_relays(key)
-                    if held:
-                        log.info("quick exit: %d relay(s) held", len(held))
+                    await self._leave(key)
         return done
 
-    async def _erase(self, done: _Done, effect: EraseReport) -> None:
-        if effect.reference:
-            erased = await self.store.erase_by_reference(effect.reference)
-        else:
-            erased = await self.store.erase_report(effect.code)
-        done.replies = effect.erased if erased else effect.not_found
-        self._wake(bool(erased))
+    async def _leave(self, key: ChatKey) -> None:
+        """A quick exit: nothing from staff reaches this chat until the person comes back with
+        their code, and nothing it was still to be told is told."""
+        held = await self.store.hold_relays(key)
+        if held:
+            log.info("quick exit: %d relay(s) held", len(held))
+        if await self.store.drop_answers(key):
+            log.info("quick exit: answers not yet out dropped")
+        self._unsent.discard(key.digest)
 
-    async def _change(self, done: _Done, effect: ChangeConsent, key: ChatKey, chat: str) -> None:
-        changed = await self.store.change_consent(
-            effect.reference,
-            send_to=effect.send_to,
-            allow_reply=effect.allow_reply,
-            destinations=self.recipients.get(effect.send_to or "", ()),
-            key=key,
-            chat=chat,
-        )
-        done.replies = effect.done if changed else effect.gone
-        self._wake(changed)
+    async def _erase(self, done: _Done, effect: EraseReport) -> None:
+        reference = effect.reference
+        if not reference:
+            found = await self.store.find_by_code(effect.code)
+            reference = found.reference if found is not None else ""
+        if reference:
+            done.erase, done.replies, done.fallback = reference, effect.erased, effect.not_found
+        else:
+            done.replies = effect.not_found
+
+    def _change(self, done: _Done, effect: ChangeConsent, chat: str) -> None:
+        destinations = self.recipients.get(effect.send_to or "", ())
+        done.consent = ConsentChange(effect.reference, effect.send_to, effect.allow_reply, destinations, chat)
+        done.replies, done.fallback = effect.done, effect.gone
 
     async def _relay(self, done: _Done, effect: RelayToStaff, chat: str) -> None:
         """The person's answer goes to whoever they sent the report to, if the relay is open."""
@@ -348,10 +507,11 @@ class Conversations:
 
     async def warm(self) -> None:
         """After a start: remember which updates were handled lately, so redeliveries are caught
-        in memory rather than by a read per update."""
+        in memory rather than by a read per update, and which chats have answers not yet out."""
         for update in await self.store.recent_updates():
             self._recent.add(update)
-            self._before_start.add(update)
+        for unsent in await self.store.unsent_answers():
+            self._unsent.add(unsent.chat.digest)
 
 
 class Positions:

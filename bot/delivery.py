@@ -31,6 +31,7 @@ from typing import Protocol
 
 import aiosmtplib
 
+from bot import crashpoints
 from bot.settings import Settings
 from bot.staff import StaffDesk
 from storage import Outbox, Outgoing
@@ -291,6 +292,7 @@ class DeliveryWorker:
         return self._paused.get(destination, 0.0) <= time.monotonic()
 
     async def _deliver_combined(self, forwarder: Combining, batch: list[Outgoing]) -> None:
+        crashpoints.reached("delivery_claimed:summary")
         try:
             await forwarder.send_combined(batch)
         except PartlySent as partly:
@@ -300,6 +302,7 @@ class DeliveryWorker:
                 if item not in partly.sent:
                     await self._retry(item, partly.error)
         else:
+            crashpoints.reached("delivery_out:summary")
             for item in batch:
                 await self.store.delivered(item.id)
             log.info("delivered %d summaries to %s in fewer messages", len(batch), forwarder.destination)
@@ -315,6 +318,7 @@ class DeliveryWorker:
             # backoff, and given up after the same bounded number of tries as any failure.
             await self._retry(item, RetryLater(reason=f"nothing sends to {item.destination} here"))
             return
+        crashpoints.reached(f"delivery_claimed:{item.kind}")
         try:
             await forwarder.send(item)
         except RetryLater as later:
@@ -323,6 +327,7 @@ class DeliveryWorker:
             log.warning("delivery %s to %s cannot succeed: %s", item.kind, item.destination, error)
             await self._give_up(item)
         else:
+            crashpoints.reached(f"delivery_out:{item.kind}")
             await self.store.delivered(item.id)
             log.info("delivered %s to %s", item.kind, item.destination)
 

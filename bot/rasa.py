@@ -4,7 +4,8 @@ Rasa runs one custom action, ``action_reachable``, for every message. The action
 message to the channel core (channel ``rasa``, chat = the tracker's ``sender_id``) and returns
 what the core sent, as ``utter_message`` calls with buttons whose payloads come back as the next
 message. A message for a person outside an action call (a support worker's reply) goes through
-Rasa's HTTP API: ``trigger_intent`` makes Rasa run the action again, which hands it over.
+Rasa's HTTP API: ``trigger_intent`` makes Rasa run the action again, which hands it over. What a
+turn kept until it has gone out (``bot/answers.py``) counts as out once the action returns it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import json
 import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot import callbacks
+from bot.answers import Told
 from bot.channel import Channel
 from bot.transport import Button, ChatInfo, Limits, TransportError
 from flows.events import Event, Hint, Text, Unsupported, parse_typed
@@ -31,7 +34,9 @@ ACTION = "action_reachable"
 BUTTON_INTENT = "reachable_button"  # a pressed button: "/reachable_button{"data": "..."}"
 DELIVER_INTENT = "reachable_deliver"  # triggered through Rasa's API: hand over what waits
 # SMS carries up to 1,600 characters a message through Twilio; other channels allow more.
-RASA = Limits(max_length=1600, per_second=1000, group_per_minute=1000, deletes=False)
+# Kept answers handed to Rasa in the action call being answered: (chat, answer), set per call.
+HANDED: ContextVar[list[tuple[str, Told]]] = ContextVar("reachable_rasa_handed")
+RASA = Limits(max_length=1600, per_second=1000, group_per_minute=1000, deletes=False, pull=True)
 
 Message = dict[str, Any]
 
@@ -148,6 +153,15 @@ class ReachableAction(Action):  # type: ignore[misc]  # rasa-sdk is untyped
                 collected.extend(self.transport.take_waiting(chat))
             else:
                 await self.core.private(chat, event_for(latest), update_id=update_id(latest))
+            # What a turn kept until it has gone out (a new report's code) goes in this call's
+            # answer: it is forgotten once that answer is written (see rasa_run), not before. If
+            # this process dies meanwhile, the person gets it with the answer to their next message.
+            handed = HANDED.get(None)
+            for told in self.core.take_unfetched(chat):
+                if handed is not None:
+                    handed.append((chat, told))
+                else:
+                    await self.core.gone_out(told)
         for message in collected:
             dispatcher.utter_message(text=message["text"], buttons=message["buttons"])
         return []

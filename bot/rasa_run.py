@@ -4,9 +4,10 @@ staff chat lives there), and Rasa's HTTP API client for messages staff send late
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
@@ -17,10 +18,11 @@ from rasa_sdk.executor import ActionExecutor
 from sanic import Request, Sanic, response
 from sanic.exceptions import SanicException
 
+from bot.answers import Told
 from bot.app import App
 from bot.channel import Channel
 from bot.errors import ConfigError
-from bot.rasa import DELIVER_INTENT, RasaTransport, ReachableAction
+from bot.rasa import DELIVER_INTENT, HANDED, RasaTransport, ReachableAction
 from bot.serving import listen_address, require_telegram_for_staff
 from bot.settings import Settings
 from bot.transport import TransportError
@@ -111,11 +113,56 @@ async def _on_error(request: Request, exception: Exception) -> response.HTTPResp
     return _refusal(status, text)
 
 
+Handler = Callable[..., Awaitable[Any]]
+
+
+def answered_then_forgotten(webhook: Handler, core: Channel) -> Handler:
+    """rasa-sdk's ``/webhook``, writing its answer itself: a kept answer (a new report's code)
+    the action handed back is forgotten only once the answer holding it is written to Rasa."""
+
+    async def handler(request: Request, *args: Any, **kwargs: Any) -> Any:
+        handed: list[tuple[str, Told]] = []
+        token = HANDED.set(handed)
+        try:
+            answer = await webhook(request, *args, **kwargs)
+        finally:
+            HANDED.reset(token)
+        if not handed:
+            return answer
+        written = await request.respond(answer)
+        try:
+            await written.send(end_stream=True)
+        except Exception:
+            for chat, told in handed:  # not written: it waits for the person's next message
+                core.ports.conversations.answer_later(core.ports.conversations.key(core.name, chat), told)
+            raise
+        # Sanic cancels a request's task once Rasa hangs up, which it does as soon as it has the
+        # answer: forgetting what was handed must not be cut short by that.
+        forgetting = asyncio.ensure_future(_forget(core, [told for _, told in handed]))  # noqa: RUF006 - kept below
+        _forgetting.add(forgetting)
+        forgetting.add_done_callback(_forgetting.discard)
+        await asyncio.shield(forgetting)
+        return None
+
+    return handler
+
+
+_forgetting: set[asyncio.Future[None]] = set()
+
+
+async def _forget(core: Channel, handed: list[Told]) -> None:
+    for told in handed:
+        await core.gone_out(told)
+
+
 def action_server(core: Channel, transport: RasaTransport) -> Sanic[Any, Any]:
     """rasa-sdk's Sanic app with our one action, quiet and strict about what it accepts."""
     executor = ActionExecutor()
     executor.register_action(ReachableAction(core, transport))
     server: Sanic[Any, Any] = endpoint.create_app(executor, cors_origins=[])
+    for route in server.router.routes:
+        if route.path == "webhook":
+            route.handler = answered_then_forgotten(route.handler, core)
     server.config.ACCESS_LOG = False  # it would log the caller's address
     server.config.REQUEST_MAX_SIZE = MAX_CALL_BYTES
     server.config.FALLBACK_ERROR_FORMAT = "json"

@@ -132,7 +132,7 @@ async def webhook(
             await until_stopped()
     finally:
         await intake.close()
-        await adapter.core.ledger.close()
+        await adapter.core.close()
 
 
 def on_stop(callback: Callable[[], None]) -> None:
@@ -151,10 +151,12 @@ async def until_stopped() -> None:
 
 
 async def ready(adapter: TelegramAdapter[U], responses: Responses) -> None:
-    """Refuse a staff chat anyone could join, start delivering, and publish the commands."""
+    """Refuse a staff chat anyone could join, start delivering, publish the commands, and send
+    what people were never wholly told before the last stop."""
     await adapter.core.check_staff_chats()
     adapter.core.attach()
     await adapter.register_commands(responses)
+    adapter.core.start_resending()
 
 
 async def poll(adapter: TelegramAdapter[U], handle: Callable[[U], Awaitable[object]], app: App) -> None:
@@ -171,7 +173,7 @@ async def poll(adapter: TelegramAdapter[U], handle: Callable[[U], Awaitable[obje
         else:
             await polling.run()
     finally:
-        await adapter.core.ledger.close()
+        await adapter.core.close()
 
 
 @contextlib.asynccontextmanager

@@ -58,6 +58,9 @@ class Limits:
     per_second: float  # messages a second, all chats together
     group_per_minute: float  # messages a minute to one group chat
     deletes: bool = True  # whether the bot can delete its messages (the quick exit clears the chat)
+    # What the bot sends waits for the person to fetch it (a web page, a Rasa action's answer):
+    # it has gone out only once the adapter says it was fetched.
+    pull: bool = False
     chat_per_second: float = 1_000_000  # messages a second to one private chat, on average
     chat_burst: float = 1_000_000  # how many of those may go at once
 

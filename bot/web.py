@@ -2,11 +2,14 @@
 
 A page has no push: what the core sends during a request is on the page it returns; anything
 sent later for a person still on the page waits in their session for the next page (the
-script asks every few seconds). Sessions live in memory only, never on disk.
+script asks every few seconds). Sessions live in memory only, never on disk. A session's chat
+id comes from its cookie's random token through a key (``Keyring.session_ids``): after a
+restart the same cookie finds the same conversation, and what it was never shown.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -18,10 +21,11 @@ from bot.transport import Button, ChatInfo, Limits, TransportError
 
 CHANNEL = "web"
 # One page holds a whole message; nothing on a web page can be deleted by the bot.
-WEB = Limits(max_length=100_000, per_second=1_000_000, group_per_minute=1_000_000, deletes=False)
+WEB = Limits(max_length=100_000, per_second=1_000_000, group_per_minute=1_000_000, deletes=False, pull=True)
 IDLE_SECONDS = 2 * 3600  # a session nobody used for this long is forgotten
 MAX_SESSIONS = 10_000
 MAX_SHOWN = 400  # messages a page keeps; older ones drop off
+TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # what secrets.token_urlsafe(32) makes
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +70,31 @@ class Session:
 
 
 class Sessions:
-    """Every live session, bounded in number and idle time; nothing is written anywhere."""
+    """Every live session, bounded in number and idle time; nothing is written anywhere.
+    ``ids``: a session's chat id and CSRF token from its cookie's token. ``on_drop``: told the
+    chat id of every session forgotten."""
 
-    def __init__(self, idle: float = IDLE_SECONDS, limit: int = MAX_SESSIONS) -> None:
+    def __init__(
+        self,
+        ids: Callable[[str], tuple[str, str]],
+        idle: float = IDLE_SECONDS,
+        limit: int = MAX_SESSIONS,
+        on_drop: Callable[[str], None] | None = None,
+    ) -> None:
+        self.ids = ids
         self.idle = idle
         self.limit = limit
+        self.on_drop = on_drop
         self._by_token: OrderedDict[str, Session] = OrderedDict()
         self._by_chat: dict[str, Session] = {}
 
     def new(self) -> Session:
-        session = Session(secrets.token_urlsafe(32), secrets.token_hex(16), secrets.token_urlsafe(32))
+        return self.revive(secrets.token_urlsafe(32))
+
+    def revive(self, token: str) -> Session:
+        """The session a cookie names, made anew (the server restarted, or forgot it)."""
+        chat_id, csrf = self.ids(token)
+        session = Session(token, chat_id, csrf)
         self._by_token[session.token] = session
         self._by_chat[session.chat_id] = session
         while len(self._by_token) > self.limit:
@@ -103,6 +122,8 @@ class Sessions:
         self._by_token.pop(session.token, None)
         self._by_chat.pop(session.chat_id, None)
         session.shown.clear()
+        if self.on_drop is not None:
+            self.on_drop(session.chat_id)
 
     def __len__(self) -> int:
         return len(self._by_token)

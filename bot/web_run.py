@@ -28,8 +28,8 @@ from bot.errors import ConfigError
 from bot.health import Health
 from bot.serving import require_telegram_for_staff, serve
 from bot.settings import Settings
-from bot.web import CHANNEL, Session, Sessions, WebTransport
-from flows.events import Command, parse_typed
+from bot.web import CHANNEL, TOKEN, Session, Sessions, WebTransport
+from flows.events import Command, Resume, parse_typed
 
 log = logging.getLogger("reachable.web")
 COOKIE = "__Host-reachable"
@@ -59,7 +59,7 @@ class WebChat:
     def __init__(self, app: App) -> None:
         self.app = app
         self.settings = app.settings
-        self.sessions = Sessions()
+        self.sessions = Sessions(app.keyring.session_ids, on_drop=lambda chat: self.core.never_fetched(chat))
         conversations = app.conversations
         self.transport = WebTransport(self.sessions, lambda chat: conversations.locale(CHANNEL, chat))
         self.core = Channel(self.transport, replace(app.ports(), staff_chats={}))  # staff are on Telegram
@@ -90,7 +90,8 @@ class WebChat:
         except web.HTTPException as error:  # redirects and refusals are raised
             error.headers.update(self.headers)
             raise
-        response.headers.update(self.headers)
+        if not response.prepared:  # a page already written carries them already
+            response.headers.update(self.headers)
         return response
 
     # ------------------------------------------------------------------ pages
@@ -116,14 +117,42 @@ class WebChat:
             response.set_cookie(COOKIE, session.token, path="/", secure=True, httponly=True, samesite="Strict")
         return response
 
-    async def show(self, request: web.Request) -> web.Response:
-        session = self.sessions.get(request.cookies.get(COOKIE))
+    async def show(self, request: web.Request) -> web.StreamResponse:
+        session = await self.session_of(request)
         if session is None:
             if not self.everyone.take():
                 raise self.slow_down(None)
             session = self.sessions.new()
             await self.core.private(session.chat_id, Command("start"))
-        return self.render(session)
+        if session.left:  # coming back to a quick exit a crash interrupted: it is carried out
+            raise self.gone(session)
+        page = self.render(session)
+        if request.method != "GET":
+            return page
+        # What the page holds has gone out once it is written, not before: a crash until then
+        # leaves a kept answer (a new report's code) in storage, for this cookie to find again.
+        page.headers.update(self.headers)
+        await page.prepare(request)
+        await page.write_eof()
+        await self.core.fetched(session.chat_id)
+        return page
+
+    async def session_of(self, request: web.Request) -> Session | None:
+        """The session the cookie names. One this process does not know (it restarted, or forgot
+        an idle session) is made anew if its conversation is still stored, a draft or something
+        it was never shown, and the person is shown where they are."""
+        token = request.cookies.get(COOKIE)
+        session = self.sessions.get(token)
+        if session is not None or token is None or not TOKEN.fullmatch(token):
+            return session
+        if not self.everyone.take():
+            raise self.slow_down(None)
+        chat_id, _ = self.sessions.ids(token)
+        if not await self.app.conversations.stored(CHANNEL, chat_id):
+            return None
+        session = self.sessions.revive(token)
+        await self.core.private(session.chat_id, Resume())
+        return session
 
     def slow_down(self, session: Session | None) -> web.HTTPTooManyRequests:
         lang = self.app.conversations.locale(CHANNEL, session.chat_id) if session else "en"
@@ -133,7 +162,7 @@ class WebChat:
     async def posted(self, request: web.Request, limited: bool = True) -> tuple[Session, dict[str, str]]:
         """The session a form belongs to, once its CSRF token and (if ``limited``) the rate
         limits allow it."""
-        session = self.sessions.get(request.cookies.get(COOKIE))
+        session = await self.session_of(request)
         form = {k: str(v) for k, v in (await request.post()).items()}
         origin = request.headers.get("Origin")
         # Under "Referrer-Policy: no-referrer" browsers send "Origin: null" with forms; the

@@ -137,7 +137,7 @@ async def polling_bot(settings: Settings, real_flood_limit: bool = False) -> Asy
             finally:
                 polling.stop()
                 await task
-                await channel.ledger.close()
+                await channel.core.close()
     finally:
         await bot.session.close()
 
@@ -163,7 +163,7 @@ async def ptb_polling_bot(settings: Settings) -> AsyncIterator[App]:
             finally:
                 polling.stop()
                 await task
-                await channel.ledger.close()
+                await channel.core.close()
     finally:
         await application.shutdown()
 

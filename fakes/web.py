@@ -15,6 +15,7 @@ class Item:
     text: str = ""
     offered: list[str] = field(default_factory=list)
     lang: str = ""
+    id: str = ""
 
 
 class PageReader(HTMLParser):
@@ -35,7 +36,7 @@ class PageReader(HTMLParser):
         if tag == "html":
             self.lang = a.get("lang") or ""
         elif tag == "li" and a.get("class") in ("bot", "mine"):
-            self.items.append(Item(mine=a.get("class") == "mine", lang=a.get("lang") or ""))
+            self.items.append(Item(mine=a.get("class") == "mine", lang=a.get("lang") or "", id=a.get("id") or ""))
         elif tag == "p" and self.items and self._in is None:
             self._in = "p"
         elif tag == "li" and self.items and a.get("class") is None:
@@ -88,7 +89,12 @@ class WebPerson:
             self.page = read(await response.text())
 
     async def open(self) -> PageReader:
-        async with self.session.get(f"{self.base}/") as response:
+        """Load the page; a redirect away from the site (the quick exit's neutral site) is
+        noted, not followed: tests reach nothing beyond this machine."""
+        async with self.session.get(f"{self.base}/", allow_redirects=False) as response:
+            if response.status in (301, 302, 303, 307, 308):
+                self.status, self.location = response.status, response.headers.get("Location", "")
+                return self.page
             await self._settle(response)
         return self.page
 

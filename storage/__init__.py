@@ -1,7 +1,10 @@
 """Persistence: drafts, consented reports, outbox, audit and counters, encrypted at rest."""
 
 from storage.base import (
+    Answer,
+    Answers,
     ChatKey,
+    ConsentChange,
     Figures,
     MessageIds,
     NewReport,
@@ -14,16 +17,21 @@ from storage.base import (
     Store,
     StoredReport,
     Turns,
+    Unsent,
     Upkeep,
 )
 from storage.crypto import CodeHasher, Keyring, load_keyring, rotate_key_file
-from storage.errors import KeyringError, MigrationError, StorageError
+from storage.errors import Conflict, KeyringError, MigrationError, StorageError
 from storage.sqlite import DB_FILE, SQLiteStore
 
 __all__ = [
     "DB_FILE",
+    "Answer",
+    "Answers",
     "ChatKey",
     "CodeHasher",
+    "Conflict",
+    "ConsentChange",
     "Figures",
     "Keyring",
     "KeyringError",
@@ -41,6 +49,7 @@ __all__ = [
     "Store",
     "StoredReport",
     "Turns",
+    "Unsent",
     "Upkeep",
     "load_keyring",
     "rotate_key_file",

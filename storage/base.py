@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from flows.effects import StoreReport
+from storage.errors import Conflict
 
 SummaryData = Mapping[str, tuple[str, ...] | str]
 
@@ -58,10 +59,44 @@ class Outgoing:
 class Purged:
     drafts: int
     reports: int
+    answers: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a person is told after a turn that wrote something (above all a new report's code),
+    kept in the turn's own transaction until it has gone out. ``id`` is the caller's handle,
+    chosen at random; ``body`` is opaque here, and sealed at rest like every other content."""
+
+    id: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Unsent:
+    """An answer that has not wholly gone out: ``sent`` of its parts are out already."""
+
+    id: int
+    chat: ChatKey
+    body: bytes
+    sent: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    """A later choice about a kept report, made in a turn: send it to ``destinations`` (for the
+    recipient ``send_to``) and/or allow (True) or stop (False) replies to ``chat``."""
+
+    reference: str
+    send_to: str | None
+    allow_reply: bool | None
+    destinations: tuple[str, ...]
+    chat: str
 
 
 class Turns(Protocol):
-    """A conversation's draft, one turn's writes atomically, and the updates already handled."""
+    """A conversation's draft, one turn's writes atomically, what the turn said until it has gone
+    out, and the updates already handled."""
 
     @abc.abstractmethod
     async def load_draft(self, key: ChatKey) -> bytes | None:
@@ -79,13 +114,20 @@ class Turns(Protocol):
         relay_chat: str | None = None,
         outgoing: Sequence[tuple[str, str, str, Mapping[str, Any]]] = (),
         update: tuple[str, int] | None = None,
+        erase: str | None = None,
+        consent: ConsentChange | None = None,
+        answer: Answer | None = None,
     ) -> bool:
-        """Apply a turn in one transaction: mark ``update`` (channel, id) handled, store ``report``
-        with a summary delivery per destination (and its relay link to ``relay_chat`` if replies
-        are allowed), queue ``outgoing`` (reference, destination, kind, data), then save ``draft``
-        or ``forget`` the draft.
+        """Apply a turn in one transaction: mark ``update`` (channel, id) handled, ``erase`` the
+        report with that reference (queueing a withdrawal notice for each recipient it reached),
+        apply a ``consent`` change, store ``report`` with a summary delivery per destination (and
+        its relay link to ``relay_chat`` if replies are allowed), queue ``outgoing`` (reference,
+        destination, kind, data), keep ``answer`` for the chat ``key`` until it has gone out, then
+        save ``draft`` or ``forget`` the draft.
 
-        Returns False, writing nothing, when ``update`` was already handled.
+        Returns False, writing nothing, when ``update`` was already handled. Raises Conflict,
+        writing nothing, when the report to erase is gone or the consent change cannot be made
+        (the report is gone, already sent, or has nothing left to send).
         """
 
     @abc.abstractmethod
@@ -95,6 +137,29 @@ class Turns(Protocol):
     @abc.abstractmethod
     async def recent_updates(self) -> list[tuple[str, int]]:
         """Every update marked handled and not yet purged, as (channel, id)."""
+
+
+class Answers(Protocol):
+    """What people were told after a turn that wrote something, until it has gone out."""
+
+    @abc.abstractmethod
+    async def unsent_answers(self, key: ChatKey | None = None) -> list[Unsent]:
+        """The answers of the chat ``key`` (of every chat if None) not wholly out, oldest first;
+        none older than the draft lifetime."""
+
+    @abc.abstractmethod
+    async def answer_sent(self, answer_id: int, parts: int) -> None:
+        """``parts`` of the answer are out now (it has more)."""
+
+    @abc.abstractmethod
+    async def answered(self, answer_id: int, scrub: bool = False) -> None:
+        """The answer has wholly gone out: forget it. ``scrub``: it held a code, or named a chat
+        that keeps nothing else, and must not outlive it anywhere in the files (the log is
+        emptied at once)."""
+
+    @abc.abstractmethod
+    async def drop_answers(self, key: ChatKey) -> int:
+        """A quick exit: what the chat was still to be told is not told; how many were dropped."""
 
 
 class Outbox(Protocol):
@@ -139,7 +204,8 @@ class Outbox(Protocol):
 
 
 class Reports(Protocol):
-    """Consented reports: read, found by code, erased, and later choices about them."""
+    """Consented reports: read, found by code, and marked by staff (a turn erases them and
+    records later choices about them: see Turns.commit_turn)."""
 
     @abc.abstractmethod
     async def get_report(self, reference: str) -> StoredReport | None: ...
@@ -149,28 +215,6 @@ class Reports(Protocol):
 
     @abc.abstractmethod
     async def set_status(self, reference: str, status: str) -> bool: ...
-
-    @abc.abstractmethod
-    async def erase_report(self, code: str) -> str | None:
-        """Erase the report ``code`` unlocks; its reference, or None if no report matches."""
-
-    @abc.abstractmethod
-    async def erase_by_reference(self, reference: str) -> str | None:
-        """Erase a report its code already unlocked in this conversation."""
-
-    @abc.abstractmethod
-    async def change_consent(
-        self,
-        reference: str,
-        *,
-        send_to: str | None,
-        allow_reply: bool | None,
-        destinations: tuple[str, ...],
-        key: ChatKey,
-        chat: str,
-    ) -> bool:
-        """A later choice about a kept report (send it; allow or stop replies), recorded like
-        the first. False if the report is gone or cannot be sent."""
 
 
 class Relays(Protocol):
@@ -251,7 +295,7 @@ class Figures(Protocol):
         """The audit trail as (kind, reference), oldest first."""
 
 
-class Store(Turns, Outbox, Reports, Relays, MessageIds, StaffMessages, Upkeep, Figures, abc.ABC):
+class Store(Turns, Answers, Outbox, Reports, Relays, MessageIds, StaffMessages, Upkeep, Figures, abc.ABC):
     """Everything a running bot keeps; each part of the bot is handed only the protocols it uses."""
 
     async def __aenter__(self) -> Store:
@@ -285,3 +329,35 @@ class Store(Turns, Outbox, Reports, Relays, MessageIds, StaffMessages, Upkeep, F
 
     async def remember_messages(self, key: ChatKey, message_ids: Sequence[int]) -> None:
         await self.remember_batch({key: message_ids})
+
+    async def erase_report(self, code: str) -> str | None:
+        """Erase the report ``code`` unlocks; its reference, or None if no report matches."""
+        found = await self.find_by_code(code)
+        return await self.erase_by_reference(found.reference) if found is not None else None
+
+    async def erase_by_reference(self, reference: str) -> str | None:
+        """Erase a report by its reference; None if it is gone already."""
+        try:
+            await self.commit_turn(None, erase=reference)
+        except Conflict:
+            return None
+        return reference
+
+    async def change_consent(
+        self,
+        reference: str,
+        *,
+        send_to: str | None,
+        allow_reply: bool | None,
+        destinations: tuple[str, ...],
+        key: ChatKey,
+        chat: str,
+    ) -> bool:
+        """A later choice about a kept report (send it; allow or stop replies), recorded like
+        the first. False if the report is gone or cannot be sent."""
+        change = ConsentChange(reference, send_to, allow_reply, destinations, chat)
+        try:
+            await self.commit_turn(key, consent=change)
+        except Conflict:
+            return False
+        return True

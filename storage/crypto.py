@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -70,6 +71,7 @@ class Keyring:
             self._ids.append(key_id)
         # From the oldest key: putting a new key in front (rotation) keeps open drafts findable.
         self._hash_key = _derive(keys[-1], b"reachable chat key v1")
+        self._session_key = _derive(keys[-1], b"reachable web session v1")
         self.count = len(fernets)
 
     @staticmethod
@@ -130,6 +132,13 @@ class Keyring:
 
     def chat_key(self, channel: str, chat_id: str | int) -> bytes:
         return hmac.new(self._hash_key, f"{channel}\x00{chat_id}".encode(), hashlib.sha256).digest()
+
+    def session_ids(self, token: str) -> tuple[str, str]:
+        """A web session's chat id and CSRF token, from its cookie's random token: the same after
+        a restart, so a conversation (and what it was never shown) can be found again, though
+        neither the token nor the chat id is written anywhere."""
+        made = [hmac.new(self._session_key, f"{use}\x00{token}".encode(), hashlib.sha256) for use in ("chat", "csrf")]
+        return made[0].hexdigest()[:32], base64.urlsafe_b64encode(made[1].digest()).decode().rstrip("=")
 
 
 def load_keyring(configured: str | None, data_dir: Path) -> Keyring:

@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage.base import ChatKey, NewReport, Outgoing, Purged, Store, StoredReport
+from storage.base import Answer, ChatKey, ConsentChange, NewReport, Outgoing, Purged, Store, StoredReport, Unsent
 from storage.crypto import CodeHasher, code_tag
-from storage.errors import StorageError
+from storage.errors import Conflict, StorageError
 
 HOUR = 3600
 DAY = 86400
@@ -63,8 +63,17 @@ class _Relay:
 
 
 @dataclass
+class _Answer:
+    key: bytes
+    body: bytes
+    expires: int
+    sent: int = 0
+
+
+@dataclass
 class _State:
     drafts: dict[bytes, tuple[bytes, float]] = field(default_factory=dict)
+    answers: dict[int, _Answer] = field(default_factory=dict)  # in the order they were kept
     seen: dict[tuple[str, int], float] = field(default_factory=dict)
     reports: dict[str, _Report] = field(default_factory=dict)
     counters: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -117,15 +126,22 @@ class MemoryStore(Store):
         relay_chat: str | None = None,
         outgoing: Sequence[tuple[str, str, str, Mapping[str, Any]]] = (),
         update: tuple[str, int] | None = None,
+        erase: str | None = None,
+        consent: ConsentChange | None = None,
+        answer: Answer | None = None,
     ) -> bool:
+        if key is None and (answer is not None or consent is not None):
+            raise ValueError("an answer or a consent change belongs to a chat: give its key")
         now = self._now()
         if update is not None and update in self._s.seen:
             return False
-        if report is not None and report.reference in self._s.reports:
-            # As SQLite's constraint would: the whole turn is refused, nothing written.
-            raise StorageError(f"UNIQUE constraint failed: report {report.reference} exists")
+        self._refuse(report, answer, erase, consent)  # as SQLite's transaction would: nothing written
         if update is not None:
             self._s.seen[update] = now
+        if erase is not None:
+            self._erase(erase, now)
+        if consent is not None and key is not None:
+            self._change(consent, key, now)
         if report is not None:
             code_hash = self.hasher.hash(report.code)
             self._insert_report(report, code_hash, destinations, now)
@@ -133,11 +149,34 @@ class MemoryStore(Store):
                 self._s.relays[report.reference] = _Relay(relay_chat, key.digest if key else None)
         for reference, destination, kind, data in outgoing:
             self._enqueue(reference, destination, kind, data, now)
-        if key is not None and draft is not None:
-            self._s.drafts[key.digest] = (draft, now + self.draft_seconds)
-        elif key is not None and forget:
-            self._s.drafts.pop(key.digest, None)
+        if key is not None:
+            self._chat_rows(key, answer, draft, forget, now)
         return True
+
+    def _refuse(
+        self, report: NewReport | None, answer: Answer | None, erase: str | None, consent: ConsentChange | None
+    ) -> None:
+        """Raise, before anything is written, where SQLite would roll the whole turn back."""
+        if report is not None and report.reference in self._s.reports:
+            raise StorageError(f"UNIQUE constraint failed: report {report.reference} exists")
+        if answer is not None and answer.id in self._s.answers:
+            raise StorageError("UNIQUE constraint failed: answers.id")
+        if erase is not None and erase not in self._s.reports:
+            raise Conflict("the report to erase is gone")
+        if consent is not None:
+            found = self._s.reports.get(consent.reference)
+            if found is None:
+                raise Conflict("the report is gone")
+            if consent.send_to is not None and (not consent.destinations or found.send_to or not found.body["summary"]):
+                raise Conflict("the report cannot be sent")
+
+    def _chat_rows(self, key: ChatKey, answer: Answer | None, draft: bytes | None, forget: bool, now: int) -> None:
+        if answer is not None:
+            self._s.answers[answer.id] = _Answer(key.digest, answer.body, now + self.draft_seconds)
+        if draft is not None:
+            self._s.drafts[key.digest] = (draft, now + self.draft_seconds)
+        elif forget:
+            self._s.drafts.pop(key.digest, None)
 
     def _insert_report(self, report: NewReport, code_hash: str, destinations: tuple[str, ...], now: int) -> None:
         day = dt.datetime.fromtimestamp(now, dt.UTC)
@@ -171,6 +210,29 @@ class MemoryStore(Store):
 
     async def recent_updates(self) -> list[tuple[str, int]]:
         return list(self._s.seen)
+
+    # ------------------------------------------------------------------ answers not yet out
+    async def unsent_answers(self, key: ChatKey | None = None) -> list[Unsent]:
+        now = self._now()
+        return [
+            Unsent(answer_id, ChatKey(found.key), found.body, found.sent)
+            for answer_id, found in self._s.answers.items()
+            if found.expires > now and (key is None or found.key == key.digest)
+        ]
+
+    async def answer_sent(self, answer_id: int, parts: int) -> None:
+        found = self._s.answers.get(answer_id)
+        if found is not None:
+            found.sent = parts
+
+    async def answered(self, answer_id: int, scrub: bool = False) -> None:
+        self._s.answers.pop(answer_id, None)
+
+    async def drop_answers(self, key: ChatKey) -> int:
+        dropped = [i for i, found in self._s.answers.items() if found.key == key.digest]
+        for answer_id in dropped:
+            del self._s.answers[answer_id]
+        return len(dropped)
 
     # ------------------------------------------------------------------ message ids
     async def remember_batch(self, batch: Mapping[ChatKey, Sequence[int]]) -> None:
@@ -218,15 +280,8 @@ class MemoryStore(Store):
         reference = self._match(code)
         return await self.get_report(reference) if reference else None
 
-    async def erase_report(self, code: str) -> str | None:
-        reference = self._match(code)
-        return await self.erase_by_reference(reference) if reference else None
-
-    async def erase_by_reference(self, reference: str) -> str | None:
-        found = self._s.reports.pop(reference, None)
-        if found is None:
-            return None
-        now = self._now()
+    def _erase(self, reference: str, now: int) -> None:
+        found = self._s.reports.pop(reference)
         if found.keep:
             for category in found.body.get("categories") or ["unspecified"]:
                 counter = (category, found.created_on[:7])
@@ -249,35 +304,22 @@ class MemoryStore(Store):
         self._s.relays.pop(reference, None)
         self._s.audit = [a for a in self._s.audit if a[2] != reference]
         self._audit("report_withdrawn", None, now)
-        return reference
 
-    async def change_consent(
-        self,
-        reference: str,
-        *,
-        send_to: str | None,
-        allow_reply: bool | None,
-        destinations: tuple[str, ...],
-        key: ChatKey,
-        chat: str,
-    ) -> bool:
-        found = self._s.reports.get(reference)
-        if found is None or (send_to is not None and (not destinations or found.send_to or not found.body["summary"])):
-            return False
-        now = self._now()
+    def _change(self, change: ConsentChange, key: ChatKey, now: int) -> None:
+        reference, send_to, allow_reply = change.reference, change.send_to, change.allow_reply
+        found = self._s.reports[reference]
         found.body.setdefault("consents", []).append({"at": now, "send_to": send_to, "allow_reply": allow_reply})
         if send_to is not None:
             found.send_to, found.status = send_to, "queued"
-            for destination in destinations:
+            for destination in change.destinations:
                 self._enqueue(reference, destination, "summary", {}, now)
         if allow_reply is True:
-            self._s.relays[reference] = _Relay(chat, key.digest)
+            self._s.relays[reference] = _Relay(change.chat, key.digest)
         elif allow_reply is False:
             self._s.relays.pop(reference, None)
         if allow_reply is not None:
             found.allow_reply = allow_reply
         self._audit("consent_changed", reference, now)
-        return True
 
     async def set_status(self, reference: str, status: str) -> bool:
         found = self._s.reports.get(reference)
@@ -304,6 +346,9 @@ class MemoryStore(Store):
         drafts = [k for k, (_, expires) in self._s.drafts.items() if expires <= now]
         for digest in drafts:
             del self._s.drafts[digest]
+        answers = [i for i, found in self._s.answers.items() if found.expires <= now]
+        for answer_id in answers:
+            del self._s.answers[answer_id]
         reports = [r for r, found in self._s.reports.items() if found.expires <= now]
         for reference in reports:
             del self._s.reports[reference]
@@ -320,11 +365,11 @@ class MemoryStore(Store):
         self._s.seen = {u: at for u, at in self._s.seen.items() if at > now - UPDATE_MEMORY}
         if reports:
             self._audit(f"reports_expired:{len(reports)}", None, now)
-        return Purged(drafts=len(drafts), reports=len(reports))
+        return Purged(drafts=len(drafts), reports=len(reports), answers=len(answers))
 
     async def reencrypt(self) -> dict[str, int]:
         """Nothing here is encrypted at rest: nothing to re-encrypt."""
-        return {"drafts": 0, "reports": 0, "deliveries": 0, "relays": 0}
+        return {"drafts": 0, "reports": 0, "deliveries": 0, "relays": 0, "answers": 0}
 
     # ------------------------------------------------------------------ the outbox
     def _enqueue(

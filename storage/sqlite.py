@@ -2,10 +2,11 @@
 transaction that keeps or erases a consented report.
 
 Privacy at rest, as built: the folder is 0700 and the files 0600; report content, drafts,
-deliveries and relay links are encrypted (``storage/crypto.py``); no exact time sits beside a
-reference or a chat key (days only: a draft's exact expiry is inside its ciphertext, and retries
-are scheduled in memory); the write-ahead log is emptied (checkpoint, TRUNCATE) whenever content
-is forgotten and at every purge, so earlier versions of a draft do not linger in it."""
+answers not yet out, deliveries and relay links are encrypted (``storage/crypto.py``); no exact
+time sits beside a reference or a chat key (days only: the exact expiry of a draft or an answer
+is inside its ciphertext, and retries are scheduled in memory); the write-ahead log is emptied
+(checkpoint, TRUNCATE) whenever content is forgotten (an answer holding a code included) and at
+every purge, so earlier versions of a draft do not linger in it."""
 
 from __future__ import annotations
 
@@ -28,9 +29,20 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from storage.base import ChatKey, NewReport, Outgoing, Purged, Store, StoredReport, SummaryData
+from storage.base import (
+    Answer,
+    ChatKey,
+    ConsentChange,
+    NewReport,
+    Outgoing,
+    Purged,
+    Store,
+    StoredReport,
+    SummaryData,
+    Unsent,
+)
 from storage.crypto import LEGACY, CodeHasher, Keyring, code_tag, private_file, secure_folder
-from storage.errors import MigrationError, StorageError
+from storage.errors import Conflict, MigrationError, StorageError
 
 log = logging.getLogger("reachable.storage")
 T = TypeVar("T")
@@ -41,7 +53,7 @@ DAY = 86400
 MESSAGE_LIFETIME = 48 * HOUR
 # Telegram keeps undelivered updates for 24 hours; remembering handled ids longer is pointless.
 UPDATE_MEMORY = 25 * HOUR
-# A draft's payload: its exact expiry, then the conversation's state. Both encrypted together.
+# A draft's (or an answer's) payload: its exact expiry, then the content. Encrypted together.
 _DRAFT = struct.Struct(">2sQ")
 DRAFT_MARK = b"D1"
 # Tables and columns that hold encrypted tokens, and the key each row is found by.
@@ -50,6 +62,7 @@ SEALED = (
     ("reports", "reference", "summary"),
     ("deliveries", "id", "payload"),
     ("relays", "reference", "chat"),
+    ("answers", "id", "payload"),
 )
 WAL_LIMIT = 1 << 20  # bytes the write-ahead log may keep after a checkpoint
 
@@ -228,6 +241,7 @@ class SQLiteStore(Store):
         return payload if expires > self._now() else None
 
     def _seal_draft(self, payload: bytes, now: int) -> bytes:
+        """Sealed with its exact expiry inside (a draft, or an answer not yet out)."""
         return self.keyring.encrypt(_DRAFT.pack(DRAFT_MARK, now + self.draft_seconds) + payload)
 
     # ------------------------------------------------------------------ turns
@@ -242,46 +256,70 @@ class SQLiteStore(Store):
         relay_chat: str | None = None,
         outgoing: Sequence[tuple[str, str, str, Mapping[str, Any]]] = (),
         update: tuple[str, int] | None = None,
+        erase: str | None = None,
+        consent: ConsentChange | None = None,
+        answer: Answer | None = None,
     ) -> bool:
+        if key is None and (answer is not None or consent is not None):
+            raise ValueError("an answer or a consent change belongs to a chat: give its key")
         now = self._now()
         sealed_draft = self._seal_draft(draft, now) if draft is not None else None
+        told = (answer.id, self._seal_draft(answer.body, now)) if answer is not None else None
         prepared = await self._prepare_report(report, now) if report is not None else None
-        forgot = False
-        async with self._write, self._durably(report is not None):
+        # Full sync for what a person consented to: keeping, erasing, or a later choice.
+        async with self._write, self._durably(report is not None or erase is not None or consent is not None):
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 if update is not None and not await self._mark_handled(update, now):
                     await self.db.execute("ROLLBACK")
                     return False
+                if erase is not None:
+                    await self._erase_rows(erase, now)
+                if consent is not None and key is not None:
+                    await self._change_rows(consent, key, now)
                 if report is not None and prepared is not None:
                     await self._insert_report(report, prepared, destinations, now)
                     if report.allow_reply and relay_chat is not None and destinations:
-                        await self.db.execute(
-                            "INSERT INTO relays (reference, chat, chat_key) VALUES (?, ?, ?)",
-                            (
-                                report.reference,
-                                self.keyring.encrypt(relay_chat.encode()),
-                                key.digest if key is not None else None,
-                            ),
-                        )
+                        await self._link_relay(report.reference, relay_chat, key)
                 for reference, destination, kind, data in outgoing:
                     await self._enqueue(reference, destination, kind, data, now)
-                if key is not None and sealed_draft is not None:
-                    await self.db.execute(
-                        "INSERT INTO drafts (chat_key, payload, expires_at) VALUES (?, ?, ?) ON CONFLICT (chat_key)"
-                        " DO UPDATE SET payload = excluded.payload, expires_at = excluded.expires_at",
-                        (key.digest, sealed_draft, end_of_day(now + self.draft_seconds)),
-                    )
-                elif key is not None and forget:
-                    deleted = await self.db.execute("DELETE FROM drafts WHERE chat_key = ?", (key.digest,))
-                    forgot = deleted.rowcount > 0
+                forgot = await self._chat_rows(key, told, sealed_draft, forget, now) if key is not None else False
                 await self.db.execute("COMMIT")
             except BaseException:
                 await self.db.execute("ROLLBACK")
                 raise
-            if forgot:
-                await self._checkpoint()  # earlier versions of the draft leave the write-ahead log
+            if forgot or erase is not None:
+                # Earlier versions of the draft, or the erased report, leave the write-ahead log.
+                await self._checkpoint()
         return True
+
+    async def _link_relay(self, reference: str, chat: str, key: ChatKey | None) -> None:
+        await self.db.execute(
+            "INSERT INTO relays (reference, chat, chat_key) VALUES (?, ?, ?)",
+            (reference, self.keyring.encrypt(chat.encode()), key.digest if key is not None else None),
+        )
+
+    async def _chat_rows(
+        self, key: ChatKey, told: tuple[int, bytes] | None, sealed_draft: bytes | None, forget: bool, now: int
+    ) -> bool:
+        """The chat's answer to keep until it is out, and its draft saved or forgotten, in the open
+        transaction; whether a draft was forgotten."""
+        expires = end_of_day(now + self.draft_seconds)
+        if told is not None:
+            await self.db.execute(
+                "INSERT INTO answers (id, chat_key, payload, expires_at) VALUES (?, ?, ?, ?)",
+                (told[0], key.digest, told[1], expires),
+            )
+        if sealed_draft is not None:
+            await self.db.execute(
+                "INSERT INTO drafts (chat_key, payload, expires_at) VALUES (?, ?, ?) ON CONFLICT (chat_key)"
+                " DO UPDATE SET payload = excluded.payload, expires_at = excluded.expires_at",
+                (key.digest, sealed_draft, expires),
+            )
+        elif forget:
+            deleted = await self.db.execute("DELETE FROM drafts WHERE chat_key = ?", (key.digest,))
+            return deleted.rowcount > 0
+        return False
 
     async def seen(self, channel: str, update_id: int) -> bool:
         async with self.db.execute(
@@ -292,6 +330,38 @@ class SQLiteStore(Store):
     async def recent_updates(self) -> list[tuple[str, int]]:
         async with self.db.execute("SELECT channel, update_id FROM seen_updates") as cursor:
             return [(str(c), int(u)) for c, u in await cursor.fetchall()]
+
+    # ------------------------------------------------------------------ answers not yet out
+    async def unsent_answers(self, key: ChatKey | None = None) -> list[Unsent]:
+        query = "SELECT id, chat_key, payload, sent FROM answers WHERE expires_at > ?"
+        arguments: tuple[Any, ...] = (self._now(),)
+        if key is not None:
+            query, arguments = query + " AND chat_key = ?", (*arguments, key.digest)
+        async with self.db.execute(query + " ORDER BY rowid", arguments) as cursor:
+            rows = list(await cursor.fetchall())
+        found = []
+        for answer_id, chat_key, sealed, sent in rows:
+            expires, body = _unseal_draft(self.keyring.decrypt(bytes(sealed)))
+            if expires > self._now():
+                found.append(Unsent(int(answer_id), ChatKey(bytes(chat_key)), body, int(sent)))
+        return found
+
+    async def answer_sent(self, answer_id: int, parts: int) -> None:
+        async with self._write:
+            await self.db.execute("UPDATE answers SET sent = ? WHERE id = ?", (parts, answer_id))
+
+    async def answered(self, answer_id: int, scrub: bool = False) -> None:
+        async with self._write:
+            deleted = await self.db.execute("DELETE FROM answers WHERE id = ?", (answer_id,))
+            if scrub and deleted.rowcount:
+                await self._checkpoint()  # it leaves the write-ahead log and the file
+
+    async def drop_answers(self, key: ChatKey) -> int:
+        async with self._write:
+            deleted = await self.db.execute("DELETE FROM answers WHERE chat_key = ?", (key.digest,))
+            if deleted.rowcount:
+                await self._checkpoint()
+        return int(deleted.rowcount)
 
     # ------------------------------------------------------------------ message ids
     async def remember_batch(self, batch: Mapping[ChatKey, Sequence[int]]) -> None:
@@ -392,141 +462,98 @@ class SQLiteStore(Store):
             questionnaire_version=int(row[6]),
         )
 
-    async def _match_code(self, code: str) -> tuple[str, bytes, int, str] | None:
-        """The report ``code`` unlocks: (reference, sealed summary, keep, created_on)."""
+    async def _match_code(self, code: str) -> str | None:
+        """The reference of the report ``code`` unlocks."""
         async with self.db.execute(
-            "SELECT reference, code_hash, summary, keep, created_on FROM reports WHERE code_tag = ?",
-            (code_tag(code),),
+            "SELECT reference, code_hash FROM reports WHERE code_tag = ?", (code_tag(code),)
         ) as cursor:
             candidates = list(await cursor.fetchall())
-        for reference, hashed, sealed, keep, created_on in candidates:
+        for reference, hashed in candidates:
             if await self._hash(self.hasher.verify, str(hashed), code):
-                return str(reference), bytes(sealed), int(keep), str(created_on)
+                return str(reference)
         return None
 
     async def find_by_code(self, code: str) -> StoredReport | None:
         found = await self._match_code(code)
-        return await self.get_report(found[0]) if found else None
+        return await self.get_report(found) if found else None
 
-    async def erase_report(self, code: str) -> str | None:
-        found = await self._match_code(code)
-        if found is None:
-            return None
-        reference, sealed, keep, created_on = found
-        await self._erase(reference, sealed, keep, created_on)
-        return reference
-
-    async def erase_by_reference(self, reference: str) -> str | None:
-        """Erase a report its code already unlocked in this conversation."""
+    async def _erase_rows(self, reference: str, now: int) -> None:
+        """Erase a report, in the open transaction; Conflict if it is gone."""
         async with self.db.execute(
             "SELECT summary, keep, created_on FROM reports WHERE reference = ?", (reference,)
         ) as cursor:
             row = await cursor.fetchone()
         if row is None:
-            return None
-        await self._erase(reference, bytes(row[0]), int(row[1]), str(row[2]))
-        return reference
-
-    async def _erase(self, reference: str, sealed: bytes, keep: int, created_on: str) -> None:
-        categories = json.loads(self.keyring.decrypt(sealed)).get("categories", [])
-        now = self._now()
-        async with self._write, self._durably(True):
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                await self.db.execute("DELETE FROM reports WHERE reference = ?", (reference,))
-                if keep:
-                    # Withdrawing takes back consent for the statistics too.
-                    for category in categories or ["unspecified"]:
-                        await self.db.execute(
-                            "UPDATE counters SET count = MAX(count - 1, 0) WHERE category = ? AND month = ?",
-                            (category, created_on[:7]),
-                        )
-                # Copies already sent: ask each recipient to delete theirs. Unsent ones: never send.
-                async with self.db.execute(
-                    "SELECT DISTINCT destination FROM deliveries WHERE reference = ? AND kind = 'summary'"
-                    " AND (status = 'sent' OR maybe_sent = 1 OR status = 'sending')",
-                    (reference,),
-                ) as cursor:
-                    reached = [str(row[0]) for row in await cursor.fetchall()]
-                async with self.db.execute(
-                    "DELETE FROM deliveries WHERE reference = ? AND status IN ('pending', 'failed', 'held')"
-                    " RETURNING id",
-                    (reference,),
-                ) as cursor:
-                    self._unschedule(int(row[0]) for row in await cursor.fetchall())
+            raise Conflict("the report to erase is gone")
+        categories = json.loads(self.keyring.decrypt(bytes(row[0]))).get("categories", [])
+        await self.db.execute("DELETE FROM reports WHERE reference = ?", (reference,))
+        if row[1]:
+            # Withdrawing takes back consent for the statistics too.
+            for category in categories or ["unspecified"]:
                 await self.db.execute(
-                    "UPDATE deliveries SET payload = ? WHERE reference = ? AND status = 'sent'", (b"", reference)
+                    "UPDATE counters SET count = MAX(count - 1, 0) WHERE category = ? AND month = ?",
+                    (category, str(row[2])[:7]),
                 )
-                for destination in reached:
-                    await self._enqueue(reference, destination, "withdrawn", {}, now)
-                await self.db.execute("DELETE FROM relays WHERE reference = ?", (reference,))
-                # Nothing dated stays beside the reference: its audit rows go with it.
-                await self.db.execute("DELETE FROM audit WHERE reference = ?", (reference,))
-                await self._audit("report_withdrawn", None, now)
-                await self.db.execute("COMMIT")
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
-            await self._checkpoint()
+        # Copies already sent: ask each recipient to delete theirs. Unsent ones: never send.
+        async with self.db.execute(
+            "SELECT DISTINCT destination FROM deliveries WHERE reference = ? AND kind = 'summary'"
+            " AND (status = 'sent' OR maybe_sent = 1 OR status = 'sending')",
+            (reference,),
+        ) as cursor:
+            reached = [str(row[0]) for row in await cursor.fetchall()]
+        async with self.db.execute(
+            "DELETE FROM deliveries WHERE reference = ? AND status IN ('pending', 'failed', 'held') RETURNING id",
+            (reference,),
+        ) as cursor:
+            self._unschedule(int(row[0]) for row in await cursor.fetchall())
+        await self.db.execute(
+            "UPDATE deliveries SET payload = ? WHERE reference = ? AND status = 'sent'", (b"", reference)
+        )
+        for destination in reached:
+            await self._enqueue(reference, destination, "withdrawn", {}, now)
+        await self.db.execute("DELETE FROM relays WHERE reference = ?", (reference,))
+        # Nothing dated stays beside the reference: its audit rows go with it.
+        await self.db.execute("DELETE FROM audit WHERE reference = ?", (reference,))
+        await self._audit("report_withdrawn", None, now)
 
-    async def change_consent(
-        self,
-        reference: str,
-        *,
-        send_to: str | None,
-        allow_reply: bool | None,
-        destinations: tuple[str, ...],
-        key: ChatKey,
-        chat: str,
-    ) -> bool:
-        """A later choice about a kept report, recorded like the first consent (with its time,
-        inside the encrypted body): send it now, and/or allow or stop replies. False if the
-        report is gone, or sending was asked and nothing here can send it."""
-        if send_to is not None and not destinations:
-            return False
-        now = self._now()
-        async with self._write, self._durably(True):
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                async with self.db.execute(
-                    "SELECT summary, send_to, allow_reply FROM reports WHERE reference = ?", (reference,)
-                ) as cursor:
-                    row = await cursor.fetchone()
-                if row is None:
-                    await self.db.execute("ROLLBACK")
-                    return False
-                body = json.loads(self.keyring.decrypt(bytes(row[0])))
-                if send_to is not None and (row[1] is not None or not body.get("summary")):
-                    await self.db.execute("ROLLBACK")
-                    return False
-                chosen = {"at": now, "send_to": send_to, "allow_reply": allow_reply}
-                body["consents"] = [*body.get("consents", []), chosen]
-                sealed = self.keyring.encrypt(json.dumps(body, ensure_ascii=False).encode())
-                await self.db.execute("UPDATE reports SET summary = ? WHERE reference = ?", (sealed, reference))
-                if send_to is not None:
-                    await self.db.execute(
-                        "UPDATE reports SET send_to = ?, status = 'queued' WHERE reference = ?", (send_to, reference)
-                    )
-                    for destination in destinations:
-                        await self._enqueue(reference, destination, "summary", {}, now)
-                if allow_reply is True:
-                    await self.db.execute(
-                        "INSERT INTO relays (reference, chat, chat_key) VALUES (?, ?, ?) ON CONFLICT (reference)"
-                        " DO UPDATE SET chat = excluded.chat, chat_key = excluded.chat_key, held = 0",
-                        (reference, self.keyring.encrypt(chat.encode()), key.digest),
-                    )
-                elif allow_reply is False:
-                    await self.db.execute("DELETE FROM relays WHERE reference = ?", (reference,))
-                if allow_reply is not None:
-                    await self.db.execute(
-                        "UPDATE reports SET allow_reply = ? WHERE reference = ?", (int(allow_reply), reference)
-                    )
-                await self._audit("consent_changed", reference, now)
-                await self.db.execute("COMMIT")
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
-        return True
+    async def _change_rows(self, change: ConsentChange, key: ChatKey, now: int) -> None:
+        """A later choice about a kept report, in the open transaction, recorded like the first
+        consent (with its time, inside the encrypted body): send it now, and/or allow or stop
+        replies. Conflict if the report is gone, or sending was asked and it cannot be sent
+        (nothing here sends to that recipient, it went already, or its content is gone)."""
+        reference, send_to, allow_reply = change.reference, change.send_to, change.allow_reply
+        if send_to is not None and not change.destinations:
+            raise Conflict("nothing here sends to that recipient")
+        async with self.db.execute("SELECT summary, send_to FROM reports WHERE reference = ?", (reference,)) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            raise Conflict("the report is gone")
+        body = json.loads(self.keyring.decrypt(bytes(row[0])))
+        if send_to is not None and (row[1] is not None or not body.get("summary")):
+            raise Conflict("the report cannot be sent")
+        chosen = {"at": now, "send_to": send_to, "allow_reply": allow_reply}
+        body["consents"] = [*body.get("consents", []), chosen]
+        sealed = self.keyring.encrypt(json.dumps(body, ensure_ascii=False).encode())
+        await self.db.execute("UPDATE reports SET summary = ? WHERE reference = ?", (sealed, reference))
+        if send_to is not None:
+            await self.db.execute(
+                "UPDATE reports SET send_to = ?, status = 'queued' WHERE reference = ?", (send_to, reference)
+            )
+            for destination in change.destinations:
+                await self._enqueue(reference, destination, "summary", {}, now)
+        if allow_reply is True:
+            await self.db.execute(
+                "INSERT INTO relays (reference, chat, chat_key) VALUES (?, ?, ?) ON CONFLICT (reference)"
+                " DO UPDATE SET chat = excluded.chat, chat_key = excluded.chat_key, held = 0",
+                (reference, self.keyring.encrypt(change.chat.encode()), key.digest),
+            )
+        elif allow_reply is False:
+            await self.db.execute("DELETE FROM relays WHERE reference = ?", (reference,))
+        if allow_reply is not None:
+            await self.db.execute(
+                "UPDATE reports SET allow_reply = ? WHERE reference = ?", (int(allow_reply), reference)
+            )
+        await self._audit("consent_changed", reference, now)
 
     # ------------------------------------------------------------------ the outbox
     async def _enqueue(
@@ -745,7 +772,9 @@ class SQLiteStore(Store):
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 drafts = (await self.db.execute("DELETE FROM drafts WHERE expires_at <= ?", (now,))).rowcount
-                drafts += await self._purge_drafts_of_today(now)
+                drafts += await self._purge_of_today("drafts", "chat_key", now)
+                answers = (await self.db.execute("DELETE FROM answers WHERE expires_at <= ?", (now,))).rowcount
+                answers += await self._purge_of_today("answers", "id", now)
                 reports = await self.db.execute("DELETE FROM reports WHERE expires_at <= ?", (now,))
                 await self.db.execute("DELETE FROM relays WHERE reference NOT IN (SELECT reference FROM reports)")
                 await self.db.execute(
@@ -759,7 +788,7 @@ class SQLiteStore(Store):
                 await self.db.execute("DELETE FROM staff_messages WHERE day <= ?", (now - self.retention_seconds,))
                 await self.db.execute("DELETE FROM chat_messages WHERE at + ? <= ?", (DAY, now - MESSAGE_LIFETIME))
                 await self.db.execute("DELETE FROM seen_updates WHERE at <= ?", (now - UPDATE_MEMORY,))
-                purged = Purged(drafts=drafts, reports=reports.rowcount)
+                purged = Purged(drafts=drafts, reports=reports.rowcount, answers=answers)
                 if purged.reports:
                     await self._audit(f"reports_expired:{purged.reports}", None, now)
                 await self.db.execute("COMMIT")
@@ -769,20 +798,20 @@ class SQLiteStore(Store):
             await self._checkpoint()  # and at every purge: nothing forgotten lingers in the log
         return purged
 
-    async def _purge_drafts_of_today(self, now: int) -> int:
-        """Drafts whose day has not ended but whose exact expiry (inside the ciphertext) passed."""
-        async with self.db.execute(
-            "SELECT chat_key, payload FROM drafts WHERE expires_at <= ?", (now + DAY,)
-        ) as cursor:
+    async def _purge_of_today(self, table: str, key: str, now: int) -> int:
+        """Drafts (or answers) whose day has not ended but whose exact expiry, inside the
+        ciphertext, passed."""
+        query = f"SELECT {key}, payload FROM {table} WHERE expires_at <= ?"  # noqa: S608 - fixed names
+        async with self.db.execute(query, (now + DAY,)) as cursor:
             rows = list(await cursor.fetchall())
         gone = 0
-        for chat_key, sealed in rows:
+        for row_key, sealed in rows:
             try:
                 expires, _ = _unseal_draft(self.keyring.decrypt(bytes(sealed)))
             except StorageError:
                 continue
             if expires <= now:
-                await self.db.execute("DELETE FROM drafts WHERE chat_key = ?", (chat_key,))
+                await self.db.execute(f"DELETE FROM {table} WHERE {key} = ?", (row_key,))  # noqa: S608
                 gone += 1
         return gone
 

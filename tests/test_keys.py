@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import ChatKey, Keyring, KeyringError, NewReport, SQLiteStore
+from storage import Answer, ChatKey, Keyring, KeyringError, NewReport, SQLiteStore
 from storage.crypto import KEY_FILE
 
 CODE = "7K2P-QX9D-M4TA-8BWE"
@@ -19,7 +19,12 @@ async def fill(path: Path, keyring: Keyring) -> ChatKey:
     chat = ChatKey(keyring.chat_key("telegram", 42))
     async with SQLiteStore(path, keyring) as store:
         await store.commit_turn(
-            chat, draft=b'{"v":1}', report=REPORT, destinations=("staff_chat",), relay_chat="telegram:42"
+            chat,
+            draft=b'{"v":1}',
+            report=REPORT,
+            destinations=("staff_chat",),
+            relay_chat="telegram:42",
+            answer=Answer(7, b"the code, not yet shown"),
         )
     return chat
 
@@ -29,12 +34,13 @@ async def test_rotation_reencrypts_everything_so_the_old_key_can_go(tmp_path: Pa
     path = tmp_path / "db.sqlite3"
     chat = await fill(path, Keyring([old]))
     async with SQLiteStore(path, Keyring([new, old])) as store:
-        assert await store.reencrypt() == {"drafts": 1, "reports": 1, "deliveries": 1, "relays": 1}
+        assert await store.reencrypt() == {"drafts": 1, "reports": 1, "deliveries": 1, "relays": 1, "answers": 1}
         assert await store.load_draft(chat) == b'{"v":1}'  # the chat key is unchanged while the old key is listed
     async with SQLiteStore(path, Keyring([new])) as store:
         report = await store.get_report("ROTA-0001")
         assert report is not None and report.summary["account"] == "Tapir-5150"
         assert await store.relay_chat("ROTA-0001") == "telegram:42"
+        assert [a.body for a in await store.unsent_answers(chat)] == [b"the code, not yet shown"]
         [delivery] = await store.claim_due()
         assert delivery.reference == "ROTA-0001"
         assert await store.erase_report(CODE) == "ROTA-0001"  # the code's slow hash needs no key

@@ -77,7 +77,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     yield running
 
     async def stop() -> None:
-        await running.channel.ledger.close()
+        await running.channel.core.close()
         await running.app.__aexit__(None, None, None)
         await running.bot.session.close()
         await running.fake.stop()

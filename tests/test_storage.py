@@ -10,7 +10,20 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from storage import ChatKey, CodeHasher, Keyring, KeyringError, MigrationError, NewReport, SQLiteStore, Store
+from storage import (
+    Answer,
+    ChatKey,
+    CodeHasher,
+    Conflict,
+    ConsentChange,
+    Keyring,
+    KeyringError,
+    MigrationError,
+    NewReport,
+    SQLiteStore,
+    Store,
+    Unsent,
+)
 from storage.crypto import KEY_FILE, load_keyring
 from storage.memory import MemoryStore
 from storage.sqlite import migrations
@@ -228,9 +241,74 @@ async def test_a_turn_is_applied_once_even_when_its_update_comes_again(backend: 
 async def test_a_failed_turn_writes_nothing_at_all(backend: Store) -> None:
     await backend.add_report(report())
     with pytest.raises(Exception, match="UNIQUE"):
-        await backend.commit_turn(KEY, draft=b"new", report=report(), update=("telegram", 7))
+        await backend.commit_turn(
+            KEY, draft=b"new", report=report(), update=("telegram", 7), answer=Answer(1, b"Secret code")
+        )
     assert await backend.load_draft(KEY) is None
     assert not await backend.seen("telegram", 7)
+    assert await backend.unsent_answers() == []
+
+
+async def test_what_a_turn_said_is_kept_with_it_until_it_has_gone_out(backend: Store) -> None:
+    told = Answer(5_551, b"kept: TEST-0001, Secret code ...")
+    assert await backend.commit_turn(KEY, report=report(), forget=True, update=("telegram", 8), answer=told)
+    assert await backend.unsent_answers(KEY) == [Unsent(5_551, KEY, told.body, 0)]
+    assert await backend.unsent_answers(ChatKey(b"x" * 32)) == []
+    await backend.answer_sent(5_551, 1)  # its first part is out
+    assert [a.sent for a in await backend.unsent_answers()] == [1]
+    await backend.answered(5_551, scrub=True)
+    assert await backend.unsent_answers() == []
+    # The turn cannot be taken again, so neither can its answer be kept twice.
+    assert not await backend.commit_turn(KEY, report=report(), update=("telegram", 8), answer=Answer(9, b"again"))
+    assert await backend.unsent_answers() == []
+
+
+async def test_answers_come_back_in_the_order_they_were_kept(backend: Store) -> None:
+    for handle in (900, 3, 47):  # handles are random: the order is the order of keeping
+        await backend.commit_turn(KEY, draft=b"d", answer=Answer(handle, str(handle).encode()))
+    await backend.commit_turn(ChatKey(b"o" * 32), draft=b"d", answer=Answer(12, b"another chat"))
+    assert [a.id for a in await backend.unsent_answers(KEY)] == [900, 3, 47]
+    assert [a.id for a in await backend.unsent_answers()] == [900, 3, 47, 12]
+
+
+async def test_an_answer_never_sent_lives_no_longer_than_a_draft(backend: Store, clock: Clock) -> None:
+    await backend.commit_turn(KEY, draft=b"d", answer=Answer(1, b"never fetched"))
+    clock.now += 23 * 3600
+    assert len(await backend.unsent_answers()) == 1
+    clock.now += 2 * 3600
+    assert await backend.unsent_answers() == []
+    assert (await backend.purge_expired()).answers == 1
+
+
+async def test_a_quick_exit_drops_what_the_chat_was_still_to_be_told(backend: Store) -> None:
+    await backend.commit_turn(KEY, draft=b"d", answer=Answer(1, b"one"))
+    await backend.commit_turn(KEY, draft=b"d", answer=Answer(2, b"two"))
+    await backend.commit_turn(ChatKey(b"o" * 32), draft=b"d", answer=Answer(3, b"someone else's"))
+    assert await backend.drop_answers(KEY) == 2
+    assert [a.id for a in await backend.unsent_answers()] == [3]
+
+
+async def test_a_turn_erasing_a_report_that_is_gone_writes_nothing(backend: Store) -> None:
+    await backend.add_report(report())
+    assert await backend.commit_turn(KEY, erase="TEST-0001", update=("telegram", 1), answer=Answer(1, b"erased"))
+    with pytest.raises(Conflict):
+        await backend.commit_turn(KEY, erase="TEST-0001", update=("telegram", 2), answer=Answer(2, b"erased"))
+    assert not await backend.seen("telegram", 2)
+    assert [a.id for a in await backend.unsent_answers()] == [1]
+    assert await backend.get_report("TEST-0001") is None
+
+
+async def test_a_turn_sending_a_report_that_cannot_be_sent_writes_nothing(backend: Store) -> None:
+    await backend.add_report(report(send_to="support"), destinations=("staff_chat",))
+    change = ConsentChange("TEST-0001", "soit", None, ("soit:chat",), "telegram:42")
+    with pytest.raises(Conflict):  # it went to the support team already
+        await backend.commit_turn(KEY, consent=change, update=("telegram", 3), answer=Answer(3, b"sent"))
+    assert not await backend.seen("telegram", 3)
+    assert await backend.unsent_answers() == []
+    assert await backend.change_consent(
+        "TEST-0001", send_to=None, allow_reply=True, destinations=(), key=KEY, chat="telegram:42"
+    )
+    assert await backend.relay_chat("TEST-0001") == "telegram:42"
 
 
 async def test_message_ids_are_handed_back_once_and_only_while_deletable(backend: Store, clock: Clock) -> None:
