@@ -200,8 +200,17 @@ class TelegramPerson(Someone):
     async def say(self, text: str) -> None:
         before = self._said()
         await self.fake.user_sends(self.CHAT, text)
-        await self._until(lambda: self._said() > before or not self.alive, "an answer")
+        await self._until(lambda: (self._said() > before and self._whole()) or not self.alive, "an answer")
         await self._quiet()
+
+    def _whole(self) -> bool:
+        """Whether the bot's last message ends an answer: every answer here ends with buttons,
+        but for the quick exit's one neutral line. (A busy machine may space an answer's
+        messages further apart than any quiet spell a test could wait for.)"""
+        sent = [
+            p for m, p in self.fake.calls if m.casefold() == "sendmessage" and str(p.get("chat_id")) == str(self.CHAT)
+        ]
+        return bool(sent) and (bool(sent[-1].get("reply_markup")) or str(sent[-1].get("text", "")) == "Done.")
 
     async def _quiet(self) -> None:
         while self.alive:
@@ -211,7 +220,11 @@ class TelegramPerson(Someone):
             await asyncio.sleep(QUIET - since)
 
     async def come_back(self, expect: Callable[[list[str]], bool]) -> None:
-        await self._until(lambda: expect(self.transcript[self.mark :]), "what was owed")
+        def arrived() -> bool:
+            shown = self.transcript[self.mark :]
+            return expect(shown) and (not shown or self._whole())
+
+        await self._until(arrived, "what was owed")
         await self._quiet()
 
     @property
