@@ -243,24 +243,7 @@ class Conversations:
         on_slow: Notice | None,
     ) -> Delivery | None:
         """Write the turn, and with it what the person is told, in one transaction; the delivery,
-        or None if an earlier run took this update already. A report to erase or change that is
-        found gone meanwhile: nothing was written, and the turn says so instead."""
-        try:
-            return await self._commit_once(done, key, ref, event, update, draft, on_slow)
-        except Conflict:
-            done.replies, done.erase, done.consent = done.fallback, None, None
-            return await self._commit_once(done, key, ref, event, update, draft, on_slow)
-
-    async def _commit_once(
-        self,
-        done: _Done,
-        key: ChatKey,
-        ref: ChatRef,
-        event: Event,
-        update: tuple[str, int] | None,
-        draft: bytes | None,
-        on_slow: Notice | None,
-    ) -> Delivery | None:
+        or None if an earlier run took this update already."""
         keep = draft is not None
         delivery = self._delivery(done, keep, ref.channel)
         writes = done.report or done.erase or done.consent or done.outgoing or draft is not None or done.forget
@@ -290,7 +273,13 @@ class Conversations:
             consent=done.consent,
             answer=answer,
         )
-        applied = await self._meanwhile(commit, on_slow if report is not None else None, done, ref.channel)
+        try:
+            applied = await self._meanwhile(commit, on_slow if report is not None else None, done, ref.channel)
+        except Conflict:
+            # The report to erase or change was found gone meanwhile: nothing was written, and
+            # the turn says so instead (with nothing left to conflict, this goes through).
+            done.replies, done.erase, done.consent = done.fallback, None, None
+            return await self._commit(done, key, ref, event, update, draft, on_slow)
         if not applied:
             return None
         crashpoints.reached(f"after_commit:{step}")

@@ -41,6 +41,15 @@ class SMTPServer:
         self.mailbox = Mailbox()
         self._controller: Controller | None = None
 
+    def settings(self, to: str = "worker@charity.example") -> dict[str, str]:
+        """The bot's settings that send summaries here, trusting this server's certificate."""
+        return {
+            "REACHABLE_SMTP_HOST": "127.0.0.1",
+            "REACHABLE_SMTP_PORT": str(self.port),
+            "REACHABLE_SMTP_TO": to,
+            "REACHABLE_SMTP_CA_FILE": str(self.cert),
+        }
+
     def start(self) -> None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.cert, self.key)

@@ -70,6 +70,21 @@ class Someone:
     async def ready(self) -> None:
         """Wait until the process takes what a person does."""
 
+    async def listening(self, url: str) -> None:
+        """Wait until ``url`` answers 200 (the process serves HTTP)."""
+
+        async def answers() -> bool:
+            try:
+                async with aiohttp.ClientSession() as probe, probe.get(url) as answer:
+                    return answer.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        deadline = time.monotonic() + TIMEOUT
+        while not await answers():
+            assert self.alive and time.monotonic() < deadline, f"{self.channel}: never listened\n{self.tail()}"
+            await asyncio.sleep(0.05)
+
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None
@@ -262,17 +277,7 @@ class WebPagePerson(Someone):
         self.visit = 0
 
     async def ready(self) -> None:
-        async def answers() -> bool:
-            try:
-                async with aiohttp.ClientSession() as probe, probe.get(f"{self.base}/healthz") as answer:
-                    return answer.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        deadline = time.monotonic() + TIMEOUT
-        while not await answers():
-            assert self.alive and time.monotonic() < deadline, f"web: never listened\n{self.tail()}"
-            await asyncio.sleep(0.05)
+        await self.listening(f"{self.base}/healthz")
         if not self.shown:
             await self.browser.open()
             self._note()
@@ -330,17 +335,7 @@ class RasaPerson(Someone):
         self.environ["REACHABLE_RASA_URL"] = self.rasa.url
 
     async def ready(self) -> None:
-        async def answers() -> bool:
-            try:
-                async with aiohttp.ClientSession() as probe, probe.get(f"{self.rasa.actions_url}/health") as answer:
-                    return answer.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        deadline = time.monotonic() + TIMEOUT
-        while not await answers():
-            assert self.alive and time.monotonic() < deadline, f"rasa: never listened\n{self.tail()}"
-            await asyncio.sleep(0.05)
+        await self.listening(f"{self.rasa.actions_url}/health")
 
     async def say(self, text: str) -> None:
         latest: dict[str, Any] = {"intent": {"name": None, "confidence": 0.0}, "text": text}

@@ -380,14 +380,7 @@ async def test_the_console_killed_at_every_durable_boundary(
 ) -> None:
     smtp = SMTPServer(tmp_path, unused_tcp_port)
     smtp.start()
-    mail = {
-        "REACHABLE_SMTP_HOST": "127.0.0.1",
-        "REACHABLE_SMTP_PORT": str(unused_tcp_port),
-        "REACHABLE_SMTP_TO": "worker@charity.example",
-        "REACHABLE_SMTP_CA_FILE": str(smtp.cert),
-        "REACHABLE_RESPONSES_DIR": overlay(tmp_path),
-    }
-    environ = environ_for(fake, tmp_path / "data", key, **mail)
+    environ = environ_for(fake, tmp_path / "data", key, REACHABLE_RESPONSES_DIR=overlay(tmp_path), **smtp.settings())
     environ.pop("REACHABLE_TELEGRAM_TOKEN")  # the console needs no token: summaries go by email
     person = ConsolePerson(tmp_path / "data", environ)
 

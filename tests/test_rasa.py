@@ -101,14 +101,8 @@ async def test_a_report_kept_and_sent_by_email_then_a_staff_reply_arrives_throug
 ) -> None:
     smtp = SMTPServer(tmp_path, unused_tcp_port)
     smtp.start()
-    mail = {
-        "REACHABLE_SMTP_HOST": "127.0.0.1",
-        "REACHABLE_SMTP_PORT": str(unused_tcp_port),
-        "REACHABLE_SMTP_TO": "worker@charity.example",
-        "REACHABLE_SMTP_CA_FILE": str(smtp.cert),
-    }
     try:
-        async with rasa_bot(tmp_path / "data", key, **mail) as (app, fake):
+        async with rasa_bot(tmp_path / "data", key, **smtp.settings()) as (app, fake):
             app.delivery.backoff = 0.05
             reference = await send_report(fake)
             await until(lambda: len(smtp.mailbox.messages) == 1, timeout=30)

@@ -127,3 +127,17 @@ async def test_a_redelivered_update_is_handled_once(app: App) -> None:
 async def test_telegram_language_picks_the_starting_language_only_when_available(app: App) -> None:
     delivery = await app.conversations.handle("test", 1, Command("start"), locale_hint="xx-YY")
     assert "not anonymous" in delivery.messages[0].text
+
+
+async def test_a_report_erased_elsewhere_meanwhile_is_said_to_be_gone_not_erased(app: App) -> None:
+    """Regression: erasing and later choices are written with the turn; a report found gone at
+    that moment writes nothing, and the person is told it is gone."""
+    await fill_report(app)
+    said = await say(app, "1", "1")
+    code = said.split("Secret code: ")[1].split()[0]
+    assert "What would you like to do with your report?" in await say(app, f"/check {code}")
+    elsewhere = await app.conversations.handle("test", CHAT + 1, Command("delete", code))
+    assert "The report is erased." in elsewhere.messages[0].text
+    said = await say(app, "Erase my report")
+    assert "That report is no longer here" in said and "The report is erased." not in said
+    assert [k for k, _ in await app.store.audit_kinds()].count("report_withdrawn") == 1
