@@ -5,7 +5,8 @@ message to the channel core (channel ``rasa``, chat = the tracker's ``sender_id`
 what the core sent, as ``utter_message`` calls with buttons whose payloads come back as the next
 message. A message for a person outside an action call (a support worker's reply) goes through
 Rasa's HTTP API: ``trigger_intent`` makes Rasa run the action again, which hands it over. What a
-turn kept until it has gone out (``bot/answers.py``) counts as out once the action returns it.
+turn kept until it has gone out (``bot/answers.py``) counts as out once the action call's answer
+holding it is written to Rasa (``bot/rasa_run.py``).
 """
 
 from __future__ import annotations
