@@ -39,6 +39,7 @@ from storage import Outbox, Outgoing
 log = logging.getLogger("reachable.delivery")
 MAX_ATTEMPTS = 30  # about two days of capped backoff
 MAX_BACKOFF = 600.0
+FAILED_ROUND_WAIT = 5.0  # seconds before another round when storage failed
 
 
 class RetryLater(Exception):
@@ -254,16 +255,17 @@ class DeliveryWorker:
 
     async def _run(self) -> None:
         while True:
+            failed = False
             try:
                 sent = await self.run_once()
-            except Exception as error:
+                due = None if sent else await self.store.next_due_in()
+            except Exception as error:  # storage failing stops no round for good: try again soon
                 log.error("delivery round failed: %s", type(error).__name__)
-                sent = 0
+                sent, due, failed = 0, FAILED_ROUND_WAIT, True
             if sent:
                 self.progress = time.monotonic()
                 continue
-            due = await self.store.next_due_in()
-            if due is None or due > 0:
+            if not failed and (due is None or due > 0):
                 self.progress = time.monotonic()  # nothing is waiting that could go now
             timeout = 30.0 if due is None else min(max(due, 0.05), 30.0)
             self._wake.clear()

@@ -356,3 +356,44 @@ async def test_a_backlog_of_summaries_is_combined_into_fewer_staff_messages(
     assert all(len(t) <= 4096 for t in texts)
     assert sorted(summaries_of(fake)) == references  # every one, each once, whole
     assert await app.store.delivery_counts() == {"sent": len(references)}
+
+
+async def test_the_delivery_worker_outlives_a_storage_failure_and_delivers_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: a failing read between rounds ended the worker for good (seen when the
+    database went away under it on a busy machine): nothing queued after was ever sent."""
+    import bot.delivery
+    from storage import NewReport, Outgoing, StorageError
+    from storage.memory import MemoryStore
+
+    monkeypatch.setattr(bot.delivery, "FAILED_ROUND_WAIT", 0.05)
+
+    class FailsOnce(MemoryStore):
+        failures = 1
+
+        async def next_due_in(self) -> float | None:
+            if self.failures:
+                self.failures -= 1
+                raise StorageError("disk I/O error")
+            return await super().next_due_in()
+
+    sent: list[str] = []
+
+    class StaffChat:
+        destination = "support:chat"
+
+        async def send(self, item: Outgoing) -> None:
+            sent.append(item.reference)
+
+    store = FailsOnce()
+    worker = bot.delivery.DeliveryWorker(store, {"support:chat": StaffChat()})
+    await worker.start()
+    try:
+        await until(lambda: store.failures == 0)
+        report = NewReport("LATE-0001", "7K2P-QX9D-M4TA-8BWE", {"account": "x"}, (), True, "support", False, 1)
+        await store.add_report(report, destinations=("support:chat",))
+        worker.wake()
+        await until(lambda: sent == ["LATE-0001"])
+    finally:
+        await worker.stop()
