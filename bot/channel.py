@@ -109,6 +109,9 @@ class Channel:
             persons = PersonForwarder()
             self.ports.delivery.add(persons)
         persons.channels[self.name] = self
+        reaches = getattr(self.transport, "reaches_unasked", None)
+        if reaches is not None:
+            self.ports.conversations.reaches[self.name] = reaches
 
     # ------------------------------------------------------------------ private chats
     async def private(

@@ -53,9 +53,9 @@ class ConversationStore(Turns, Answers, Reports, Relays, Protocol):
     """What a conversation reads and writes."""
 
 
-# Channels that cannot reach a person later (a web page has no push): staff messages to them
-# wait, held, until the person comes back and enters their code.
-PULL_ONLY = frozenset({"web"})
+# Whether a channel can reach a chat later, unasked (a web page cannot, nor some Rasa channels):
+# staff messages to chats it cannot reach wait, held, until the person comes back with their code.
+Reaches = Callable[[str], bool]
 SLOW_COMMIT = 1.0  # seconds before someone keeping a report is told their code is being made
 Notice = Callable[[Rendered], Awaitable[object]]
 
@@ -74,6 +74,10 @@ class _Done:
     erase: str | None = None
     consent: ConsentChange | None = None
     fallback: tuple[Reply, ...] = ()
+
+
+def _everyone(chat_id: str) -> bool:
+    return True
 
 
 def _step(done: _Done, draft: bytes | None) -> str:
@@ -118,6 +122,7 @@ class Conversations:
         self._claimed: set[int] = set()
         self._gone: Lately[int] = Lately(100_000)
         self.flood = FloodGuard()
+        self.reaches: dict[str, Reaches] = {}  # by channel; a channel not named here reaches all
 
     def key(self, channel: str, chat_id: str | int) -> ChatKey:
         return ChatKey(self.keyring.chat_key(channel, chat_id))
@@ -285,7 +290,7 @@ class Conversations:
         crashpoints.reached(f"after_commit:{step}")
         if delivery.told is not None:
             self._claimed.add(delivery.told.id)
-        if sending and ref.channel in PULL_ONLY:
+        if sending and not self.reaches.get(ref.channel, _everyone)(ref.chat_id):
             await self.store.hold_relays(key)  # nothing can reach them until they come back
         if (sending or done.outgoing or done.erase or done.consent) and self.on_queued is not None:
             self.on_queued()

@@ -1,22 +1,33 @@
 """Rasa channels (WhatsApp, SMS, web widgets) through a rasa-sdk action server: translation only.
 
 Rasa runs one custom action, ``action_reachable``, for every message. The action hands the
-message to the channel core (channel ``rasa``, chat = the tracker's ``sender_id``) and returns
-what the core sent, as ``utter_message`` calls with buttons whose payloads come back as the next
-message. A message for a person outside an action call (a support worker's reply) goes through
-Rasa's HTTP API: ``trigger_intent`` makes Rasa run the action again, which hands it over. What a
-turn kept until it has gone out (``bot/answers.py``) counts as out once the action call's answer
-holding it is written to Rasa (``bot/rasa_run.py``).
+message to the channel core (channel ``rasa``) and returns what the core sent, as
+``utter_message`` calls: with buttons whose payloads come back as the next message, or, on a
+short channel (SMS and WhatsApp through Twilio), as one text whose options are numbered lines.
+
+A chat is Rasa's input channel and sender id together (``twilio:whatsapp:+447…``), so a sender
+id typed into another channel reaches another conversation. Where the client picks the sender id
+(``rest``, ``callback``, ``socketio``) that id is the only key to the conversation: one that does
+not look like a random secret gets a conversation that lasts one message.
+
+A message for a person outside an action call (a support worker's reply) goes through Rasa's
+HTTP API: ``trigger_intent`` with a one-time secret makes Rasa run the action again, which hands
+it over, on channels where Rasa can push to the person. Elsewhere (``rest``, ``socketio``: Rasa
+answers only the request in hand) staff messages are held until the person checks with their code.
+What a turn kept until it has gone out (``bot/answers.py``) counts as out once the action call's
+answer holding it is written to Rasa (``bot/rasa_run.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import itertools
 import json
+import re
+import secrets
 import weakref
-from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol
@@ -27,24 +38,65 @@ from rasa_sdk.executor import CollectingDispatcher
 from bot import callbacks
 from bot.answers import Told
 from bot.channel import Channel
+from bot.sms import one_text
 from bot.transport import Button, ChatInfo, Limits, TransportError
 from flows.events import Event, Hint, Text, Unsupported, parse_typed
 
 CHANNEL = "rasa"
 ACTION = "action_reachable"
 BUTTON_INTENT = "reachable_button"  # a pressed button: "/reachable_button{"data": "..."}"
+BUTTON_ENTITY = "data"
 DELIVER_INTENT = "reachable_deliver"  # triggered through Rasa's API: hand over what waits
-# SMS carries up to 1,600 characters a message through Twilio; other channels allow more.
+DELIVER_ENTITY = "reachable_nonce"  # the one-time secret that trigger carries
 # Kept answers handed to Rasa in the action call being answered: (chat, answer), set per call.
 HANDED: ContextVar[list[tuple[str, Told]]] = ContextVar("reachable_rasa_handed")
+# SMS carries up to 1,600 characters a message through Twilio; other channels allow more.
 RASA = Limits(max_length=1600, per_second=1000, group_per_minute=1000, deletes=False, pull=True)
+
+# Rasa input channels whose sender id the platform sets (a phone number, a page-scoped id):
+# nobody else can write as that sender, provided Rasa's webhook for it is reachable only by the
+# platform (see README, "Rasa").
+PROVEN = frozenset({"twilio", "facebook", "telegram", "slack", "botframework"})
+# Of those and the others, the ones where Rasa can send to the person unasked.
+PUSHES = PROVEN | {"callback"}
+# Channels whose output Rasa also collects into the trigger's answer although it was pushed.
+COLLECTS_TOO = frozenset({"callback"})
+# Short channels: one reply is one text, options as numbered lines (bot/sms.py).
+SHORT = frozenset({"twilio"})
+# A sender id the client picked is a key only when it looks like a random secret (a UUID, or
+# 22 or more URL-safe characters: 128 bits and over if random).
+RANDOM_LOOKING = re.compile(r"[0-9A-Za-z_-]{22,128}|[0-9a-fA-F-]{36}")
+# Characters Rasa 3.6 takes literally in a path (it does not decode percent-escapes).
+PATH_SAFE = re.compile(r"[0-9A-Za-z._~!$&'()*+,;=:@-]{1,256}")
 
 Message = dict[str, Any]
 
 
+def chat_for(input_channel: str | None, sender_id: str) -> str:
+    """Our chat id for a Rasa conversation: its input channel and sender id, or a chat of its
+    own for one message where a client-picked sender id could be guessed."""
+    channel = input_channel if input_channel and input_channel.replace("_", "").isalnum() else "unknown"
+    if channel not in PROVEN and not RANDOM_LOOKING.fullmatch(sender_id):
+        return f"{channel}:once-{secrets.token_hex(16)}"
+    return f"{channel}:{sender_id}"
+
+
+def parts_of(chat_id: str) -> tuple[str, str]:
+    """(input channel, sender id) of a chat id made by :func:`chat_for`."""
+    channel, _, sender = chat_id.partition(":")
+    return channel, sender
+
+
+def pushes_to(chat_id: str) -> bool:
+    """Whether Rasa can send to this chat unasked (a staff reply, a code owed after a restart)."""
+    channel, sender = parts_of(chat_id)
+    return channel in PUSHES and not sender.startswith("once-") and PATH_SAFE.fullmatch(sender) is not None
+
+
 class RasaAPI(Protocol):
-    async def trigger(self, sender_id: str) -> None:
-        """Ask Rasa to run the action for ``sender_id`` now, answering on their latest channel."""
+    async def trigger(self, sender_id: str, nonce: str) -> list[Message]:
+        """Ask Rasa to run the action for ``sender_id`` now, answering on their latest channel;
+        the messages Rasa collected instead of sending (on channels it cannot push to)."""
 
 
 class RasaTransport:
@@ -56,7 +108,7 @@ class RasaTransport:
     def __init__(self, api: RasaAPI | None) -> None:
         self.api = api
         self._open: dict[str, list[Message]] = {}
-        self._waiting: defaultdict[str, list[Message]] = defaultdict(list)
+        self._waiting: dict[str, tuple[str, list[Message]]] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._ids = itertools.count(1)
 
@@ -71,8 +123,17 @@ class RasaTransport:
             finally:
                 del self._open[chat_id]
 
-    def take_waiting(self, chat_id: str) -> list[Message]:
-        return self._waiting.pop(chat_id, [])
+    def take_waiting(self, chat_id: str, nonce: object) -> list[Message]:
+        """What waits for this chat, if ``nonce`` is the secret its trigger carried (a person
+        typing the intent's name gets nothing)."""
+        found = self._waiting.get(chat_id)
+        if found is None or not isinstance(nonce, str) or not hmac.compare_digest(found[0], nonce):
+            return []
+        del self._waiting[chat_id]
+        return found[1]
+
+    def reaches_unasked(self, chat_id: str) -> bool:
+        return pushes_to(chat_id)
 
     async def send(self, chat_id: str, text: str, buttons: Sequence[Button] = ()) -> int:
         message = {"text": text, "buttons": [{"title": b.text, "payload": b.data} for b in buttons]}
@@ -82,13 +143,19 @@ class RasaTransport:
             return next(self._ids)
         if self.api is None:
             raise TransportError("REACHABLE_RASA_URL is not set")
-        self._waiting[chat_id].append(message)
+        if not pushes_to(chat_id):
+            raise TransportError("Rasa cannot send to this channel unasked")
+        channel, sender = parts_of(chat_id)
+        nonce = secrets.token_urlsafe(24)
+        self._waiting[chat_id] = (nonce, [message])
         try:
-            await self.api.trigger(chat_id)
+            collected_instead = await self.api.trigger(sender, nonce)
         finally:
-            left = self._waiting.pop(chat_id, [])
-        if left:  # Rasa answered but never ran the action: its rules do not route to it
+            left = self._waiting.pop(chat_id, None)
+        if left is not None:  # Rasa answered but never ran the action: its rules do not route to it
             raise TransportError("Rasa did not run action_reachable")
+        if collected_instead and channel not in COLLECTS_TOO:
+            raise TransportError("Rasa collected the message instead of sending it")
         return next(self._ids)
 
     async def delete(self, chat_id: str, message_ids: Sequence[int]) -> None:
@@ -101,7 +168,8 @@ class RasaTransport:
         return ChatInfo(public_name=None)
 
     def encode_button(self, step: str, option: str) -> str:
-        return f"/{BUTTON_INTENT}" + json.dumps({"data": callbacks.encode(step, option)}, separators=(",", ":"))
+        data = json.dumps({BUTTON_ENTITY: callbacks.encode(step, option)}, separators=(",", ":"))
+        return f"/{BUTTON_INTENT}{data}"
 
 
 def event_for(latest: dict[str, Any]) -> Event:
@@ -112,7 +180,7 @@ def event_for(latest: dict[str, Any]) -> Event:
         return Unsupported(kind="message")
     if text.startswith(f"/{BUTTON_INTENT}"):
         try:
-            data = json.loads(text.removeprefix(f"/{BUTTON_INTENT}")).get("data")
+            data = json.loads(text.removeprefix(f"/{BUTTON_INTENT}")).get(BUTTON_ENTITY)
         except (ValueError, AttributeError):
             data = None
         return callbacks.decode(data if isinstance(data, str) else None)
@@ -120,9 +188,16 @@ def event_for(latest: dict[str, Any]) -> Event:
     intent = latest.get("intent")
     if isinstance(typed, Text) and isinstance(intent, dict):
         name, confidence = intent.get("name"), intent.get("confidence")
-        if isinstance(name, str) and isinstance(confidence, int | float):
+        if isinstance(name, str) and isinstance(confidence, int | float) and name != DELIVER_INTENT:
             return Text(typed.text, Hint(name, float(confidence)))
     return typed
+
+
+def entity(latest: dict[str, Any], name: str) -> object:
+    for found in latest.get("entities") or ():
+        if isinstance(found, dict) and found.get("entity") == name:
+            return found.get("value")
+    return None
 
 
 def update_id(latest: dict[str, Any]) -> int | None:
@@ -145,13 +220,16 @@ class ReachableAction(Action):  # type: ignore[misc]  # rasa-sdk is untyped
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        chat = str(tracker.sender_id)
         latest: dict[str, Any] = tracker.latest_message or {}
+        input_channel = tracker.get_latest_input_channel()
+        sender = str(tracker.sender_id)
         intent = latest.get("intent")
         intent = intent if isinstance(intent, dict) else {}
+        nonce = entity(latest, DELIVER_ENTITY) if intent.get("name") == DELIVER_INTENT else None
+        chat = f"{input_channel}:{sender}" if nonce is not None else chat_for(input_channel, sender)
         async with self.transport.collecting(chat) as collected:
-            if intent.get("name") == DELIVER_INTENT:
-                collected.extend(self.transport.take_waiting(chat))
+            if nonce is not None:
+                collected.extend(self.transport.take_waiting(chat, nonce))
             else:
                 await self.core.private(chat, event_for(latest), update_id=update_id(latest))
             # What a turn kept until it has gone out (a new report's code) goes in this call's
@@ -163,6 +241,10 @@ class ReachableAction(Action):  # type: ignore[misc]  # rasa-sdk is untyped
                     handed.append((chat, told))
                 else:
                     await self.core.gone_out(told)
+        if input_channel in SHORT:
+            for text in one_text([(m["text"], [b["title"] for b in m["buttons"]]) for m in collected]):
+                dispatcher.utter_message(text=text)
+            return []
         for message in collected:
             dispatcher.utter_message(text=message["text"], buttons=message["buttons"])
         return []

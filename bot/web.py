@@ -155,6 +155,10 @@ class WebTransport:
     async def answer_button(self, query_id: str) -> None:
         """A pressed button is a form post: nothing to answer."""
 
+    def reaches_unasked(self, chat_id: str) -> bool:
+        """A page shows only what it fetches: staff messages wait for the person's code."""
+        return False
+
     async def chat_info(self, chat_id: str) -> ChatInfo:
         return ChatInfo(public_name=None)
 

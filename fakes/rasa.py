@@ -18,7 +18,7 @@ from aiohttp import web
 # The Rasa version a call names: the same major and minor as the installed rasa-sdk, as a
 # matching Rasa server sends (rasa-sdk warns on any other).
 RASA_VERSION = ".".join(rasa_sdk.__version__.split(".")[:2]) + ".0"
-TOKEN = "rasa-test-token"
+TOKEN = "rasa-test-token-0123456789"
 DOMAIN: dict[str, Any] = {
     "version": "3.1",
     "session_config": {"session_expiration_time": 60, "carry_over_slots_to_new_session": False},
@@ -32,8 +32,9 @@ DOMAIN: dict[str, Any] = {
 
 
 class FakeRasa:
-    def __init__(self, actions_url: str) -> None:
+    def __init__(self, actions_url: str, channel: str = "facebook") -> None:
         self.actions_url = actions_url.rstrip("/")
+        self.channel = channel  # the input channel people write from
         self.seen: dict[str, list[dict[str, Any]]] = {}  # what each person's channel showed
         self.calls: list[tuple[int, dict[str, Any]]] = []  # (status, answer) of each action call
         self.triggers: list[str] = []
@@ -62,12 +63,22 @@ class FakeRasa:
             return web.Response(status=503)
         if request.query.get("token") != TOKEN:
             return web.json_response({"status": "failure", "reason": "NotAuthenticated"}, status=401)
-        sender = request.match_info["sender"]
+        # Rasa 3.6 takes the path as it is, without decoding percent-escapes.
+        sender = request.raw_path.split("/conversations/", 1)[1].rsplit("/trigger_intent", 1)[0]
         body = await request.json()
         self.triggers.append(str(body.get("name")))
-        latest: dict[str, Any] = {"intent": {"name": body["name"], "confidence": 1.0}, "entities": [], "text": None}
+        entities = [{"entity": k, "value": v} for k, v in (body.get("entities") or {}).items()]
+        intent = {"name": body["name"], "confidence": 1.0}
+        latest: dict[str, Any] = {"intent": intent, "entities": entities, "text": None}
         messages = await self.run_action(sender, latest)
-        return web.json_response({"tracker": {"sender_id": sender}, "messages": messages})
+        # Rasa answers with what its output channel collected: on REST (which cannot push) that
+        # is everything, and nobody sees it; on callback it is also posted to the person.
+        answer: dict[str, Any] = {"tracker": {"sender_id": sender}}
+        if self.channel in ("rest", "callback"):
+            answer["messages"] = messages
+        if self.channel == "rest":
+            del self.seen[sender][-len(messages) :]
+        return web.json_response(answer)
 
     # ------------------------------------------------------------------ a person on a channel
     async def say(self, sender: str, text: str, intent: str | None = None, confidence: float = 0.0) -> list[str]:
@@ -97,7 +108,7 @@ class FakeRasa:
                 "followup_action": None,
                 "paused": False,
                 "events": list(events),
-                "latest_input_channel": "twilio",
+                "latest_input_channel": self.channel,
                 "active_loop": {},
                 "latest_action": {"action_name": "action_listen"},
                 "latest_action_name": "action_listen",
@@ -112,6 +123,7 @@ class FakeRasa:
             aiohttp.ClientSession() as session,
             session.post(
                 f"{self.actions_url}/webhook",
+                params={"token": TOKEN},
                 data=io.BytesIO(raw if raw is not None else json.dumps(body).encode()),
                 headers={"Content-Type": "application/json"},
             ) as answer,

@@ -144,6 +144,7 @@ async def test_malformed_oversized_and_unknown_calls_get_rasas_error_shape(rasa:
     huge = fake.action_call(SENDER, {"text": "x" * 2_000_000, "intent": {}})
     status, answer = await fake.post(huge)
     assert status == 413 and set(answer) == {"error", "action_name"}, answer
+    assert "x" * 100 not in str(answer)
     # And the server is still there, answering a person.
     assert (await fake.say("sms:other", "hello"))[0].startswith("Hi.")
 
@@ -160,6 +161,38 @@ async def test_forged_button_payloads_and_stickers_get_a_sensible_answer(rasa: t
     assert answer["responses"][0]["text"].startswith("Sorry, I can only read text here.")
 
 
+async def test_a_long_conversation_is_read_as_it_streams_and_an_emergency_is_answered(
+    rasa: tuple[App, FakeRasa],
+) -> None:
+    _, fake = rasa
+    call = fake.action_call(SENDER, {"text": "my mate took too much g and wont wake up", "intent": {}})
+    # Rasa sends every event of every session: here 40 MB of them, far past any body limit.
+    filler = {"event": "bot", "text": "x" * 3000, "timestamp": 1.0}
+    call["tracker"]["events"] = [filler] * 13_000 + call["tracker"]["events"]
+    status, answer = await fake.post(call)
+    assert status == 200, answer
+    assert "call 999 now" in answer["responses"][0]["text"]
+
+
+async def test_a_typed_internal_intent_collects_nothing_and_a_sender_id_on_another_channel_is_another_chat(
+    rasa: tuple[App, FakeRasa],
+) -> None:
+    _, fake = rasa
+    await fake.say(SENDER, "/report")
+    await fake.tap(SENDER, "Start")
+    await fake.tap(SENDER, "Robbery or theft")
+    # Someone who knows the phone number writes as it through a channel where the client picks
+    # the sender id: another conversation, that keeps nothing for them.
+    fake.channel = "rest"
+    said = "\n".join(await fake.say(SENDER, "/report"))
+    assert "Carry on" not in said and "Robbery" not in said
+    said = "\n".join(await fake.say(SENDER, "/reachable_deliver", "reachable_deliver", 1.0))
+    assert "Robbery" not in said
+    fake.channel = "facebook"
+    said = "\n".join(await fake.say(SENDER, "/reachable_deliver", "reachable_deliver", 1.0))
+    assert "Robbery" not in said and said  # typed, it is just words: answered as such
+
+
 async def test_a_call_rasa_sends_twice_is_answered_once(rasa: tuple[App, FakeRasa]) -> None:
     _, fake = rasa
     latest: dict[str, Any] = {"text": "/report", "intent": {}, "message_id": "9f" * 16}
@@ -168,13 +201,19 @@ async def test_a_call_rasa_sends_twice_is_answered_once(rasa: tuple[App, FakeRas
     assert first and again == []
 
 
-async def test_health_and_the_action_list_are_served(rasa: tuple[App, FakeRasa]) -> None:
+async def test_health_is_open_and_everything_else_needs_the_shared_token(rasa: tuple[App, FakeRasa]) -> None:
     _, fake = rasa
+    call = fake.action_call(SENDER, {"text": "/report", "intent": {}})
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{fake.actions_url}/health") as answer:
             assert answer.status == 200 and (await answer.json())["status"] == "ok"
-        async with session.get(f"{fake.actions_url}/actions") as answer:
+        async with session.get(f"{fake.actions_url}/actions", params={"token": RASA_TOKEN}) as answer:
             assert await answer.json() == [{"name": "action_reachable"}]
+        for token in ({}, {"token": "guess"}):
+            async with session.post(f"{fake.actions_url}/webhook", params=token, json=call) as answer:
+                assert answer.status == 401 and "responses" not in await answer.json()
+            async with session.get(f"{fake.actions_url}/actions", params=token) as answer:
+                assert answer.status == 401
 
 
 async def test_no_words_or_sender_ids_in_logs_and_no_message_ids_stored(
@@ -194,17 +233,22 @@ async def test_no_words_or_sender_ids_in_logs_and_no_message_ids_stored(
 
 
 def test_a_start_that_could_not_keep_its_promises_is_refused(tmp_path: Path) -> None:
+    token = {"REACHABLE_RASA_TOKEN": RASA_TOKEN}
+    with pytest.raises(ConfigError, match="REACHABLE_RASA_TOKEN"):
+        check_settings(Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path)}))
+    with pytest.raises(ConfigError, match="REACHABLE_RASA_TOKEN"):
+        check_settings(Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path), "REACHABLE_RASA_TOKEN": "short"}))
     base = {"REACHABLE_DATA_DIR": str(tmp_path), "REACHABLE_SMTP_HOST": "127.0.0.1", "REACHABLE_SMTP_TO": "a@b.example"}
     with pytest.raises(ConfigError, match="REACHABLE_RASA_URL"):
-        check_settings(Settings.from_environ(base))
+        check_settings(Settings.from_environ({**base, **token}))
     staff_chat = {
         "REACHABLE_DATA_DIR": str(tmp_path),
         "REACHABLE_STAFF_CHAT_ID": "-100",
         "REACHABLE_RASA_URL": "http://r",
     }
     with pytest.raises(ConfigError, match="REACHABLE_TELEGRAM_TOKEN"):
-        check_settings(Settings.from_environ(staff_chat))
-    check_settings(Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path)}))  # nothing sent: nothing needed
+        check_settings(Settings.from_environ({**staff_chat, **token}))
+    check_settings(Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path), **token}))  # nothing sent
 
 
 async def test_reachable_rasa_actions_runs_as_a_process_beside_the_telegram_bot(

@@ -1,0 +1,107 @@
+"""Text for short channels (SMS, and WhatsApp through Twilio): a reply is one text, options are
+numbered lines inside it, and nothing a phone shows is a button's payload.
+
+A text message is cut into segments by the network: 153 characters each in the GSM 7-bit
+alphabet when a message takes more than one (160 alone), 67 (70 alone) as soon as one character
+is outside it. Typographic quotes, dashes and bullets have plain equivalents, so they are
+swapped for them; letters outside the alphabet (Polish, Romanian) are kept, as UCS-2. A reply is
+at most three segments; a longer one goes as several texts, cut at line ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+MAX_SEGMENTS = 3
+# The GSM 03.38 default alphabet, and its extension table (each of those costs two characters).
+GSM_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
+    "abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM_EXTENDED = frozenset("^{}\\[~]|€\f")
+PLAIN = str.maketrans(
+    {
+        "‘": "'",
+        "’": "'",
+        "“": '"',
+        "”": '"',
+        "–": "-",
+        "—": "-",
+        "•": "-",
+        "…": "...",
+        "\u00a0": " ",
+        "\u202f": " ",
+    }
+)
+
+
+def gsm_length(text: str) -> int | None:
+    """Characters ``text`` takes in the GSM alphabet, or None if it needs UCS-2."""
+    length = 0
+    for char in text:
+        if char in GSM_BASIC:
+            length += 1
+        elif char in GSM_EXTENDED:
+            length += 2
+        else:
+            return None
+    return length
+
+
+def segments(text: str) -> int:
+    """How many SMS segments ``text`` takes."""
+    gsm = gsm_length(text)
+    if gsm is not None:
+        return 1 if gsm <= 160 else -(-gsm // 153)
+    units = len(text.encode("utf-16-le")) // 2
+    return 1 if units <= 70 else -(-units // 67)
+
+
+def fits(text: str) -> bool:
+    return segments(text) <= MAX_SEGMENTS
+
+
+def plain(text: str) -> str:
+    """Typographic characters as their GSM equivalents; no blank lines (some gateways, Rasa's
+    Twilio channel among them, send each paragraph as its own message)."""
+    lines = [line.rstrip() for line in text.translate(PLAIN).splitlines()]
+    return "\n".join(line for line in lines if line.strip())
+
+
+def one_text(messages: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
+    """A turn's messages (text, option titles) as few texts as fit: one when it fits in three
+    segments, options numbered as they are at the step ("1 Start")."""
+    lines: list[str] = []
+    for text, options in messages:
+        lines += plain(text).splitlines()
+        lines += [f"{number} {plain(title)}" for number, title in enumerate(options, start=1)]
+    return list(_fill(lines))
+
+
+def _fill(lines: list[str]) -> Iterator[str]:
+    current: list[str] = []
+    for line in lines:
+        for piece in _short(line):
+            if current and not fits("\n".join([*current, piece])):
+                yield "\n".join(current)
+                current = []
+            current.append(piece)
+    if current:
+        yield "\n".join(current)
+
+
+def _short(line: str) -> Iterator[str]:
+    """A line longer than a whole text, cut at spaces."""
+    while not fits(line):
+        cut = len(line)
+        while cut > 1 and not fits(line[:cut]):
+            cut = line.rfind(" ", 0, cut - 1)
+            if cut <= 0:
+                cut = len(line) // 2
+                while cut > 1 and not fits(line[:cut]):
+                    cut //= 2
+                break
+        yield line[:cut].rstrip()
+        line = line[cut:].lstrip()
+    if line:
+        yield line
