@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench load profile screenshots check-responses constraints clean
+.PHONY: demo test rasa bench load profile screenshots check-responses constraints clean
 
 # Quiet installs (-qq: errors only) pinned by constraints.txt: the same versions everywhere.
 PIP := $(BIN)/python -m pip --disable-pip-version-check -qq
@@ -21,14 +21,29 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) install -c constraints.txt -e '.[test,rasa]'
 	touch $@ $(VENV)/.installed
 
+# A real Rasa server for the tests, in its own environment: Rasa 3.6 runs on Python 3.10 only
+# (pyenv's, or one on the PATH), beside our 3.11. About a minute, once.
+RASA_VENV := .venv-rasa
+RASA_PYTHON ?= $(shell for p in $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python3.10) python3.10; do \
+	$$p -c 'import venv' 2>/dev/null && echo $$p && break; done)
+
+$(RASA_VENV)/.installed: constraints-rasa.txt
+	@test -n "$(RASA_PYTHON)" || { echo "Rasa 3.6 needs Python 3.10: install it (pyenv install 3.10) or set RASA_PYTHON"; exit 1; }
+	rm -rf $(RASA_VENV)
+	$(RASA_PYTHON) -m venv $(RASA_VENV)
+	$(RASA_VENV)/bin/python -m pip --disable-pip-version-check -qq install -c constraints-rasa.txt rasa==3.6.21
+	touch $@
+
+rasa: $(RASA_VENV)/.installed
+
 demo: $(VENV)/.installed
 	$(BIN)/reachable console
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(RASA_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # Figures, not tests: capacity against bare aiogram, latency, memory (a minute or two).
 bench: $(VENV)/.installed-test
@@ -61,4 +76,4 @@ constraints: | $(BIN)/python
 	mv constraints.new constraints.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RASA_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -466,7 +466,10 @@ class Conversations:
         released = 0
         if await self.store.relay_held(found.reference):
             released = await self.store.release_held(found.reference, key, chat)
-            self._wake(True)
+            # A chat that can be reached later gets them from the delivery worker now; one that
+            # cannot (a page, a Rasa channel without push) fetches them with this answer.
+            ref = ChatRef.parse(chat)
+            self._wake(ref is not None and self.reaches.get(ref.channel, _everyone)(ref.chat_id))
         what = found.summary.get("what", ())
         unlocked = Unlocked(
             reference=found.reference,
@@ -479,6 +482,11 @@ class Conversations:
         follow = self.engine.handle(done.outcome.state, unlocked)
         done.outcome = replace(follow, effects=done.outcome.effects, understood=done.outcome.understood)
         done.replies = follow.replies
+
+    async def hold_again(self, channel: str, chat_id: str) -> None:
+        """Staff messages released to a chat that cannot be reached later have been fetched:
+        what staff send from now on is held again, until the next time the code is given."""
+        await self.store.hold_relays(self.key(channel, chat_id))
 
     def _wake(self, queued: bool) -> None:
         if queued and self.on_queued is not None:

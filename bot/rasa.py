@@ -232,6 +232,12 @@ class ReachableAction(Action):  # type: ignore[misc]  # rasa-sdk is untyped
                 collected.extend(self.transport.take_waiting(chat, nonce))
             else:
                 await self.core.private(chat, event_for(latest), update_id=update_id(latest))
+                delivery = self.core.ports.delivery
+                if not pushes_to(chat) and await delivery.store.next_due_in() == 0:
+                    # Staff messages the person has just released with their code can reach a
+                    # chat Rasa cannot push to only now, in this answer; later ones wait again.
+                    await delivery.run_once()
+                    await self.core.ports.conversations.hold_again(self.core.name, chat)
             # What a turn kept until it has gone out (a new report's code) goes in this call's
             # answer: it is forgotten once that answer is written (see rasa_run), not before. If
             # this process dies meanwhile, the person gets it with the answer to their next message.

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from bot.rasa import ACTION, BUTTON_INTENT, DELIVER_INTENT
+from bot.rasa import ACTION, BUTTON_ENTITY, BUTTON_INTENT, DELIVER_ENTITY, DELIVER_INTENT
 from responses import Responses
 
 FORMAT = "3.1"
@@ -31,6 +31,9 @@ def domain(responses: Responses) -> dict[str, Any]:
     return {
         "version": FORMAT,
         "intents": [*intents(responses), BUTTON_INTENT, DELIVER_INTENT],
+        # What a button's payload and a staff message's trigger carry: declared, so that Rasa
+        # takes them without a warning that would print them in its log.
+        "entities": [BUTTON_ENTITY, DELIVER_ENTITY],
         "actions": [ACTION],
         "session_config": {
             "session_expiration_time": SESSION_MINUTES,

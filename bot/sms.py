@@ -4,12 +4,14 @@ numbered lines inside it, and nothing a phone shows is a button's payload.
 A text message is cut into segments by the network: 153 characters each in the GSM 7-bit
 alphabet when a message takes more than one (160 alone), 67 (70 alone) as soon as one character
 is outside it. Typographic quotes, dashes and bullets have plain equivalents, so they are
-swapped for them; letters outside the alphabet (Polish, Romanian) are kept, as UCS-2. A reply is
-at most three segments; a longer one goes as several texts, cut at line ends.
+swapped for them, and Polish and Romanian letters are written without their marks, as texts in
+those languages often are (with them, a text holds less than half as much). A text is at most
+three segments; a reply longer than that goes as several texts, cut at line ends.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator, Sequence
 
 MAX_SEGMENTS = 3
@@ -25,6 +27,9 @@ PLAIN = str.maketrans(
         "’": "'",
         "“": '"',
         "”": '"',
+        "„": '"',
+        "«": '"',
+        "»": '"',
         "–": "-",
         "—": "-",
         "•": "-",
@@ -33,6 +38,8 @@ PLAIN = str.maketrans(
         "\u202f": " ",
     }
 )
+
+UNMARKED = str.maketrans({"ł": "l", "Ł": "L"})  # no mark to take off: a letter of its own
 
 
 def gsm_length(text: str) -> int | None:
@@ -61,10 +68,23 @@ def fits(text: str) -> bool:
     return segments(text) <= MAX_SEGMENTS
 
 
+def unmarked(text: str) -> str:
+    """Letters outside the GSM alphabet without their marks (ą → a, ł → l, ș → s), where that
+    brings them into it; anything else is left as it is."""
+    kept = []
+    for char in text.translate(UNMARKED):
+        if char in GSM_BASIC or char in GSM_EXTENDED:
+            kept.append(char)
+            continue
+        bare = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+        kept.append(bare if bare and all(c in GSM_BASIC for c in bare) else char)
+    return "".join(kept)
+
+
 def plain(text: str) -> str:
-    """Typographic characters as their GSM equivalents; no blank lines (some gateways, Rasa's
-    Twilio channel among them, send each paragraph as its own message)."""
-    lines = [line.rstrip() for line in text.translate(PLAIN).splitlines()]
+    """Typographic characters as their GSM equivalents, letters without marks; no blank lines
+    (some gateways, Rasa's Twilio channel among them, send each paragraph as its own message)."""
+    lines = [line.rstrip() for line in unmarked(text.translate(PLAIN)).splitlines()]
     return "\n".join(line for line in lines if line.strip())
 
 
