@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from bot.app import App
+from bot.app import App, create_app
 from bot.sms import segments
 from fakes import rasa_real
-from fakes.harness import create_app, settings_for
+from fakes.harness import settings_for
 from fakes.smtp import SMTPServer
 from storage import Keyring
 from tests.test_support import until
