@@ -68,7 +68,17 @@ def test_the_project_keeps_no_conversations_and_finds_the_action_server() -> Non
     assert session["session_expiration_time"] <= 60 and session["carry_over_slots_to_new_session"] is False
     config = load(PROJECT / "config.yml")
     assert config["recipe"] == "default.v1"
-    assert {"FallbackClassifier", "DIETClassifier"} <= {c["name"] for c in config["pipeline"]}
+    assert {"FallbackClassifier", "LogisticRegressionClassifier"} <= {c["name"] for c in config["pipeline"]}
     [policy] = config["policies"]
     assert policy["name"] == "RulePolicy" and policy["core_fallback_action_name"] == ACTION
-    assert "rest" in load(PROJECT / "credentials.yml")
+
+
+def test_the_shipped_rasa_serves_only_platform_set_senders_and_carries_the_token_from_the_environment() -> None:
+    credentials = load(PROJECT / "credentials.yml")
+    assert set(credentials) == {"twilio"}  # no rest, callback or socketio: the caller picks the sender there
+    # Unquoted, so that Rasa expands it (it does not expand a quoted "${...}").
+    assert "  token: ${REACHABLE_RASA_TOKEN}\n" in (PROJECT / "endpoints.yml").read_text()
+    logging = load(PROJECT / "logging.yml")
+    assert logging["formatters"]["capture_python_warnings"]["()"] == "logging.captureWarnings"
+    assert logging["loggers"]["py.warnings"]["level"] == "ERROR"
+    assert {"data", "reachable_nonce"} <= set(load(PROJECT / "domain.yml")["entities"])
