@@ -1,7 +1,8 @@
 """Rasa channels (WhatsApp, SMS, web widgets) through a rasa-sdk action server: translation only.
 
 Rasa runs one custom action, ``action_reachable``, for every message. The action hands the
-message to the channel core (channel ``rasa``) and returns what the core sent, as
+message to the channel core (``sms`` for text messages and WhatsApp through Twilio, which have
+shorter wordings; ``rasa`` for the others) and returns what the core sent, as
 ``utter_message`` calls: with buttons whose payloads come back as the next message, or, on a
 short channel (SMS and WhatsApp through Twilio), as one text whose options are numbered lines.
 
@@ -43,13 +44,14 @@ from bot.transport import Button, ChatInfo, Limits, TransportError
 from flows.events import Event, Hint, Text, Unsupported, parse_typed
 
 CHANNEL = "rasa"
+SMS = "sms"  # text messages and WhatsApp through Twilio: the same Rasa, shorter wordings
 ACTION = "action_reachable"
 BUTTON_INTENT = "reachable_button"  # a pressed button: "/reachable_button{"data": "..."}"
 BUTTON_ENTITY = "data"
 DELIVER_INTENT = "reachable_deliver"  # triggered through Rasa's API: hand over what waits
 DELIVER_ENTITY = "reachable_nonce"  # the one-time secret that trigger carries
-# Kept answers handed to Rasa in the action call being answered: (chat, answer), set per call.
-HANDED: ContextVar[list[tuple[str, Told]]] = ContextVar("reachable_rasa_handed")
+# Kept answers handed to Rasa in the action call being answered: (core, chat, answer), per call.
+HANDED: ContextVar[list[tuple[Channel, str, Told]]] = ContextVar("reachable_rasa_handed")
 # SMS carries up to 1,600 characters a message through Twilio; other channels allow more.
 RASA = Limits(max_length=1600, per_second=1000, group_per_minute=1000, deletes=False, pull=True)
 
@@ -102,11 +104,11 @@ class RasaAPI(Protocol):
 class RasaTransport:
     """Collects what the core sends during an action call; anything else goes through Rasa's API."""
 
-    channel = CHANNEL
     limits = RASA
 
-    def __init__(self, api: RasaAPI | None) -> None:
+    def __init__(self, api: RasaAPI | None, channel: str = CHANNEL) -> None:
         self.api = api
+        self.channel = channel
         self._open: dict[str, list[Message]] = {}
         self._waiting: dict[str, tuple[str, list[Message]]] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -210,9 +212,11 @@ def update_id(latest: dict[str, Any]) -> int | None:
 
 
 class ReachableAction(Action):  # type: ignore[misc]  # rasa-sdk is untyped
-    def __init__(self, core: Channel, transport: RasaTransport) -> None:
-        self.core = core
-        self.transport = transport
+    """The one action: each message goes to the core for its kind of channel, text messages
+    (``sms``, with shorter wordings) or the others (``rasa``)."""
+
+    def __init__(self, cores: dict[str, tuple[Channel, RasaTransport]]) -> None:
+        self.cores = cores
 
     def name(self) -> str:
         return ACTION
@@ -227,26 +231,27 @@ class ReachableAction(Action):  # type: ignore[misc]  # rasa-sdk is untyped
         intent = intent if isinstance(intent, dict) else {}
         nonce = entity(latest, DELIVER_ENTITY) if intent.get("name") == DELIVER_INTENT else None
         chat = f"{input_channel}:{sender}" if nonce is not None else chat_for(input_channel, sender)
-        async with self.transport.collecting(chat) as collected:
+        core, transport = self.cores[SMS if input_channel in SHORT else CHANNEL]
+        async with transport.collecting(chat) as collected:
             if nonce is not None:
-                collected.extend(self.transport.take_waiting(chat, nonce))
+                collected.extend(transport.take_waiting(chat, nonce))
             else:
-                await self.core.private(chat, event_for(latest), update_id=update_id(latest))
-                delivery = self.core.ports.delivery
+                await core.private(chat, event_for(latest), update_id=update_id(latest))
+                delivery = core.ports.delivery
                 if not pushes_to(chat) and await delivery.store.next_due_in() == 0:
                     # Staff messages the person has just released with their code can reach a
                     # chat Rasa cannot push to only now, in this answer; later ones wait again.
                     await delivery.run_once()
-                    await self.core.ports.conversations.hold_again(self.core.name, chat)
+                    await core.ports.conversations.hold_again(core.name, chat)
             # What a turn kept until it has gone out (a new report's code) goes in this call's
             # answer: it is forgotten once that answer is written (see rasa_run), not before. If
             # this process dies meanwhile, the person gets it with the answer to their next message.
             handed = HANDED.get(None)
-            for told in self.core.take_unfetched(chat):
+            for told in core.take_unfetched(chat):
                 if handed is not None:
-                    handed.append((chat, told))
+                    handed.append((core, chat, told))
                 else:
-                    await self.core.gone_out(told)
+                    await core.gone_out(told)
         if input_channel in SHORT:
             for text in one_text([(m["text"], [b["title"] for b in m["buttons"]]) for m in collected]):
                 dispatcher.utter_message(text=text)

@@ -24,7 +24,7 @@ from bot.answers import Told
 from bot.app import App
 from bot.channel import Channel
 from bot.errors import ConfigError
-from bot.rasa import ACTION, DELIVER_ENTITY, DELIVER_INTENT, HANDED, RasaTransport, ReachableAction
+from bot.rasa import ACTION, CHANNEL, DELIVER_ENTITY, DELIVER_INTENT, HANDED, SMS, RasaTransport, ReachableAction
 from bot.serving import listen_address, require_telegram_for_staff
 from bot.settings import Settings
 from bot.transport import TransportError
@@ -177,12 +177,12 @@ async def _read_call(request: Request) -> ActionCall | response.HTTPResponse:
     return call
 
 
-def action_server(core: Channel, transport: RasaTransport, token: str) -> Sanic[Any, Any]:
+def action_server(cores: dict[str, tuple[Channel, RasaTransport]], token: str) -> Sanic[Any, Any]:
     """rasa-sdk's executor with our one action behind a Sanic app of our own: every call needs
     the shared token; a call is read as it streams; nothing is echoed back or logged."""
     executor = ActionExecutor()
-    executor.register_action(ReachableAction(core, transport))
-    server: Sanic[Any, Any] = Sanic(f"reachable_actions_{id(core)}", configure_logging=False)
+    executor.register_action(ReachableAction(cores))
+    server: Sanic[Any, Any] = Sanic(f"reachable_actions_{id(cores)}", configure_logging=False)
     server.config.ACCESS_LOG = False  # it would log the caller's address
     server.config.REQUEST_MAX_SIZE = MAX_CALL_BYTES
     server.config.FALLBACK_ERROR_FORMAT = "json"
@@ -208,7 +208,7 @@ def action_server(core: Channel, transport: RasaTransport, token: str) -> Sanic[
         call = await _read_call(request)
         if not isinstance(call, ActionCall):
             return call
-        handed: list[tuple[str, Told]] = []
+        handed: list[tuple[Channel, str, Told]] = []
         reset = HANDED.set(handed)
         try:
             result = await executor.run(call.as_call())
@@ -219,7 +219,7 @@ def action_server(core: Channel, transport: RasaTransport, token: str) -> Sanic[
         answer = response.json(result.model_dump() if result else None)
         if not handed:
             return answer
-        await _written_then_forgotten(request, answer, core, handed)
+        await _written_then_forgotten(request, answer, handed)
         return None
 
     server.error_handler.add(Exception, _on_error)
@@ -235,7 +235,7 @@ async def _on_error(request: Request, exception: Exception) -> response.HTTPResp
 
 
 async def _written_then_forgotten(
-    request: Request, answer: response.HTTPResponse, core: Channel, handed: list[tuple[str, Told]]
+    request: Request, answer: response.HTTPResponse, handed: list[tuple[Channel, str, Told]]
 ) -> None:
     """A kept answer (a new report's code) the action handed back is forgotten only once the
     answer holding it is written to Rasa."""
@@ -243,12 +243,12 @@ async def _written_then_forgotten(
     try:
         await written.send(end_stream=True)
     except Exception:
-        for chat, told in handed:  # not written: it waits for the person's next message
+        for core, chat, told in handed:  # not written: it waits for the person's next message
             core.ports.conversations.answer_later(core.ports.conversations.key(core.name, chat), told)
         raise
     # Sanic cancels a request's task once Rasa hangs up, which it does as soon as it has the
     # answer: forgetting what was handed must not be cut short by that.
-    forgetting = asyncio.ensure_future(_forget(core, [told for _, told in handed]))  # noqa: RUF006 - kept below
+    forgetting = asyncio.ensure_future(_forget(handed))
     _forgetting.add(forgetting)
     forgetting.add_done_callback(_forgetting.discard)
     await asyncio.shield(forgetting)
@@ -257,8 +257,8 @@ async def _written_then_forgotten(
 _forgetting: set[asyncio.Future[None]] = set()
 
 
-async def _forget(core: Channel, handed: list[Told]) -> None:
-    for told in handed:
+async def _forget(handed: list[tuple[Channel, str, Told]]) -> None:
+    for core, _, told in handed:
         await core.gone_out(told)
 
 
@@ -270,10 +270,13 @@ async def serving_actions(app: App) -> AsyncIterator[str]:
     token = _secret(settings)
     assert token is not None  # check_settings
     api = RasaHTTP(settings.rasa_url, token) if settings.rasa_url else None
-    transport = RasaTransport(api)
-    core = Channel(transport, replace(app.ports(), staff_chats={}))  # staff chats are on Telegram
-    core.attach()
-    server = action_server(core, transport, token)
+    cores = {}
+    for name in (CHANNEL, SMS):
+        transport = RasaTransport(api, name)
+        core = Channel(transport, replace(app.ports(), staff_chats={}))  # staff chats are on Telegram
+        core.attach()
+        cores[name] = (core, transport)
+    server = action_server(cores, token)
     host, port = listen_address(settings.rasa_actions_listen, "REACHABLE_RASA_ACTIONS_LISTEN")
     try:
         running: Any = await server.create_server(host, port, return_asyncio_server=True, access_log=False)

@@ -33,8 +33,10 @@ MIN_EXAMPLES = 10
 # language is named in its own words, the same everywhere.
 STAFF_ONLY = ("staff.", "language.name.")
 # A message may have a wording for one channel, as ``id@channel``: what Telegram can delete, a
-# Rasa channel (WhatsApp, SMS) cannot, and the words must say so.
-CHANNELS = frozenset({"console", "rasa", "telegram", "web"})
+# Rasa channel (WhatsApp, SMS) cannot, and the words must say so. Text messages (SMS, and WhatsApp
+# through Twilio) are a Rasa channel with less room: ``id@sms`` first, then ``id@rasa``.
+CHANNELS = frozenset({"console", "rasa", "sms", "telegram", "web"})
+WITHIN = {"sms": "rasa"}
 _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 # Message ids a charity may add beyond the defaults: the words of a recipient it adds
 # (REACHABLE_RECIPIENTS_EXTRA), and how staff read its name.
@@ -83,11 +85,12 @@ class Responses:
         """The message in ``locale``, English filling a gap. A channel's own wording comes
         first, in either language: the general one may promise what this channel cannot do."""
         own, english = self._messages.get(locale, {}), self._messages[DEFAULT_LOCALE]
-        if channel is not None:
+        while channel is not None:
             variant = f"{message_id}@{channel}"
             found = own.get(variant) or english.get(variant)
             if found is not None:
                 return found
+            channel = WITHIN.get(channel)
         return own.get(message_id) or english[message_id]
 
     def ids(self, locale: str = DEFAULT_LOCALE) -> tuple[str, ...]:
@@ -154,9 +157,12 @@ def check(overlay: Path | None = None, today: dt.date | None = None) -> Response
         read_folder(overlay, sources)
     problems = sources.problems
     expected = _expected_variables(reference, sources)
+    english_pages = {k: m.text.count(PAGE_BREAK) + 1 for k, m in reference.items() if "@" not in k}
     for locale, messages in sources.messages.items():
+        # The bot pages through a screen by its general wording: a channel's own has as many pages.
+        pages = {**english_pages, **{k: m.text.count(PAGE_BREAK) + 1 for k, m in messages.items() if "@" not in k}}
         for key, message in messages.items():
-            problems.extend(_check_message(locale, key, message, expected))
+            problems.extend(_check_message(locale, key, message, expected, pages))
         if locale != DEFAULT_LOCALE:
             for key in sorted(k for k in set(reference) - set(messages) if not k.startswith(STAFF_ONLY)):
                 where = next(iter(messages.values())).path if messages else DEFAULT_DIR / locale
@@ -193,7 +199,9 @@ def _expected_variables(reference: dict[str, Message], sources: Sources) -> dict
     return expected
 
 
-def _check_message(locale: str, key: str, message: Message, expected: dict[str, frozenset[str]]) -> list[Problem]:
+def _check_message(
+    locale: str, key: str, message: Message, expected: dict[str, frozenset[str]], pages: dict[str, int]
+) -> list[Problem]:
     found: list[Problem] = []
 
     def problem(text: str) -> None:
@@ -212,8 +220,8 @@ def _check_message(locale: str, key: str, message: Message, expected: dict[str, 
     expected = {**expected, key: expected.get(key, frozenset())}
     if not message.text.strip():
         problem("is empty")
-    if len(message.text) > TELEGRAM_LIMIT and PAGE_BREAK not in message.text:
-        problem(f"is {len(message.text):,} characters; Telegram allows {TELEGRAM_LIMIT:,}")
+    for text in _size_problems(key, message, pages):
+        problem(text)
     names, error = _placeholders(message)
     if error:
         problem(error)
@@ -222,6 +230,17 @@ def _check_message(locale: str, key: str, message: Message, expected: dict[str, 
         problem(f"missing variable {{{name}}}")
     for name in sorted(names - expected[key] - BUILT_INS):
         problem(f"unknown variable {{{name}}} (this message can use: {_listing(expected[key] | BUILT_INS)})")
+    return found
+
+
+def _size_problems(key: str, message: Message, pages: dict[str, int]) -> list[str]:
+    found = []
+    if len(message.text) > TELEGRAM_LIMIT and PAGE_BREAK not in message.text:
+        found.append(f"is {len(message.text):,} characters; Telegram allows {TELEGRAM_LIMIT:,}")
+    base, at, _ = key.partition("@")
+    count = message.text.count(PAGE_BREAK) + 1
+    if at and base in pages and count != pages[base]:
+        found.append(f"has {count} page(s) and {base!r} has {pages[base]}: they must match")
     return found
 
 

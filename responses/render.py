@@ -54,6 +54,9 @@ class _Variables(dict[str, str]):
         return "{" + key + "}"
 
 
+SHORT_CHANNEL = "sms"  # a channel where a reply must fit a text message or three
+
+
 class Renderer:
     def __init__(
         self,
@@ -74,7 +77,7 @@ class Renderer:
         text = pages[min(reply.page, len(pages) - 1)] if reply.page is not None else "\n\n".join(pages)
         variables = _Variables(retention_days=str(self.retention_days), draft_hours=str(self.draft_hours))
         if "{services}" in text:
-            variables["services"] = self.services_text(locale)
+            variables["services"] = self.services_text(locale, channel)
         for name, value in reply.variables.items():
             if isinstance(value, Summary):
                 variables[name] = self.summary_text(value, locale)
@@ -106,14 +109,21 @@ class Renderer:
             lines.append(f"• {label}: {value}")
         return "\n".join(lines)
 
-    def services_text(self, locale: str) -> str:
+    def services_text(self, locale: str, channel: str | None = None) -> str:
         """Who is open now (London time) first, then everyone else; services with no way to
-        contact them are left out until a charity adds one. "Check the details" is said once."""
+        contact them are left out until a charity adds one. "Check the details" is said once.
+        In a text message, a line each: name and first way to reach them (there is room for
+        little more)."""
+        short = channel == SHORT_CHANNEL
 
         def field(name: str, value: str) -> str:
             return f"   {self.responses.text(locale, 'services.field.' + name)}: {value}"
 
         def block(service: Service) -> str:
+            if short:
+                name, value = next((n, v) for n in ("phone", "text", "email", "web") if (v := getattr(service, n)))
+                label = self.responses.text(locale, "services.field." + name)
+                return f"- {service.name}: {value}" if name == "phone" else f"- {service.name}, {label}: {value}"
             lines = [f"■ {service.name}", f"   {service.purpose}"]
             for name in ("phone", "text", "email", "web", "hours"):
                 value = getattr(service, name)
@@ -127,11 +137,14 @@ class Renderer:
         listed = [s for s in self.responses.services(locale) if s.contactable]
         open_now = [s for s in listed if open_at(s.open, s.closed_on, now)]
         others = [s for s in listed if s not in open_now]
+        gap = "\n" if short else "\n\n"
         parts = []
         if open_now:
-            when = self.responses.text(locale, "services.open_now").format_map(_Variables(time=now.strftime("%H:%M")))
-            parts.append(when + "\n\n" + "\n\n".join(map(block, open_now)))
+            when = self.responses.text(locale, "services.open_now", channel)
+            when = when.format_map(_Variables(time=now.strftime("%H:%M")))
+            parts.append(when + "\n\n" + gap.join(map(block, open_now)))
         if others:
-            parts.append(self.responses.text(locale, "services.others") + "\n\n" + "\n\n".join(map(block, others)))
-        parts.append(self.responses.text(locale, "services.check_details"))
+            heading = self.responses.text(locale, "services.others", channel)
+            parts.append(heading + "\n\n" + gap.join(map(block, others)))
+        parts.append(self.responses.text(locale, "services.check_details", channel))
         return "\n\n".join(parts)

@@ -20,6 +20,7 @@ from bot.app import App
 from bot.errors import ConfigError
 from bot.rasa_run import check_settings
 from bot.settings import Settings
+from bot.sms import segments
 from fakes.harness import Person, free_port, rasa_bot, settings_for, start_bot_process
 from fakes.rasa import TOKEN as RASA_TOKEN
 from fakes.rasa import FakeRasa
@@ -281,3 +282,35 @@ async def test_reachable_rasa_actions_runs_as_a_process_beside_the_telegram_bot(
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
         await rasa.stop()
+
+
+@pytest.mark.parametrize(
+    ("greeting", "locale"),
+    [("hello", "en"), ("cześć, potrzebuję pomocy", "pl"), ("bună, am nevoie de ajutor", "ro")],
+)
+async def test_by_text_message_every_main_screen_is_one_text_of_three_segments_at_most(
+    rasa: tuple[App, FakeRasa], greeting: str, locale: str
+) -> None:
+    _, fake = rasa
+    fake.channel = "twilio"
+    sender = f"+4477009{len(greeting):05d}"
+    screens: list[list[str]] = [await fake.say(sender, greeting)]
+    # Each command answers, then asks again what the screen it was typed at asked.
+    for command in ("/start", "/help", "/start", "/about", "/emergency", "/services", "/report", "1"):
+        screens.append(await fake.say(sender, command))
+    await fake.say(sender, "/cancel")
+    advice = await fake.say(sender, "/advice")
+    topics = len(re.findall(r"^\d+ ", advice[0], re.MULTILINE))
+    for topic in range(1, topics + 1):
+        page = await fake.say(sender, "/advice") and await fake.say(sender, str(topic))
+        screens.append(page)
+        while (more := re.search(r"^(\d+) (More|Dalej|Mai departe)", page[-1], re.MULTILINE)) is not None:
+            page = await fake.say(sender, more.group(1))
+            screens.append(page)
+    for texts in screens:
+        assert len(texts) == 1, texts
+        [text] = texts
+        assert segments(text) <= 3 and "\n\n" not in text, text
+        assert "reachable_button" not in text and "{" not in text
+    if locale != "en":
+        assert "999" in screens[5][0] and "Call 999" not in screens[5][0]  # their language, not English
