@@ -189,6 +189,14 @@ def as_elsewhere(transcript: list[str], channel: str = "rasa") -> list[str]:
         (renderer.render(Reply(m), "en", channel).text, renderer.render(Reply(m), "en").text)
         for m in responses.variants(channel)
     ]
+    # A wording with variables (a code, a reference) differs only in some lines: those, one by one.
+    pairs += [
+        (own_line, general_line)
+        for own, general in list(pairs)
+        if own.count("\n") == general.count("\n")
+        for own_line, general_line in zip(own.splitlines(), general.splitlines(), strict=True)
+        if own_line != general_line and "{" not in own_line
+    ]
     out = []
     for line in transcript:
         for own, general in pairs:
