@@ -314,3 +314,28 @@ async def test_by_text_message_every_main_screen_is_one_text_of_three_segments_a
         assert "reachable_button" not in text and "{" not in text
     if locale != "en":
         assert "999" in screens[5][0] and "Call 999" not in screens[5][0]  # their language, not English
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "my mate has gone blue and wont respond",
+        "i was raped last night",
+        "someone spiked me at a chillout",
+        "a guy is blackmailing me with photos",
+        "pomocy, mój przyjaciel nie oddycha po G",
+        "ktoś dosypał mi czegoś do drinka",
+        "zgwałcono mnie wczoraj",
+        "ajutor, prietenul meu nu respiră după G",
+        "cineva m-a drogat fara sa stiu",
+        "am fost violat aseara",
+    ],
+)
+async def test_by_text_message_a_first_message_about_harm_gets_one_text_in_its_language(
+    rasa: tuple[App, FakeRasa], first: str
+) -> None:
+    _, fake = rasa
+    fake.channel = "twilio"
+    texts = await fake.say("+447700900111", first)
+    assert len(texts) == 1 and segments(texts[0]) <= 3, texts
+    assert "999" in texts[0] and re.search(r"^1 ", texts[0], re.MULTILINE)
