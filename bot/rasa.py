@@ -110,7 +110,7 @@ class RasaTransport:
         self.api = api
         self.channel = channel
         self._open: dict[str, list[Message]] = {}
-        self._waiting: dict[str, tuple[str, list[Message]]] = {}
+        self._waiting: dict[str, tuple[str, list[Message]]] = {}  # by nonce: (chat, messages)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._ids = itertools.count(1)
 
@@ -128,11 +128,13 @@ class RasaTransport:
     def take_waiting(self, chat_id: str, nonce: object) -> list[Message]:
         """What waits for this chat, if ``nonce`` is the secret its trigger carried (a person
         typing the intent's name gets nothing)."""
-        found = self._waiting.get(chat_id)
-        if found is None or not isinstance(nonce, str) or not hmac.compare_digest(found[0], nonce):
+        if not isinstance(nonce, str):
             return []
-        del self._waiting[chat_id]
-        return found[1]
+        for waiting, (chat, messages) in list(self._waiting.items()):
+            if chat == chat_id and hmac.compare_digest(waiting.encode(), nonce.encode()):
+                del self._waiting[waiting]
+                return messages
+        return []
 
     def reaches_unasked(self, chat_id: str) -> bool:
         return pushes_to(chat_id)
@@ -148,12 +150,12 @@ class RasaTransport:
         if not pushes_to(chat_id):
             raise TransportError("Rasa cannot send to this channel unasked")
         channel, sender = parts_of(chat_id)
-        nonce = secrets.token_urlsafe(24)
-        self._waiting[chat_id] = (nonce, [message])
+        nonce = secrets.token_urlsafe(24)  # each send its own: two at once never take each other's
+        self._waiting[nonce] = (chat_id, [message])
         try:
             collected_instead = await self.api.trigger(sender, nonce)
         finally:
-            left = self._waiting.pop(chat_id, None)
+            left = self._waiting.pop(nonce, None)
         if left is not None:  # Rasa answered but never ran the action: its rules do not route to it
             raise TransportError("Rasa did not run action_reachable")
         if collected_instead and channel not in COLLECTS_TOO:

@@ -90,7 +90,7 @@ class ActionCall:
         self._depth = 0
         self._latest_size = 0
         self._events: list[tuple[str, str, Any]] = ijson.sendable_list()
-        self._parser = ijson.parse_coro(self._events)
+        self._parser = ijson.parse_coro(self._events, use_float=True)  # Rasa's confidences as floats
         self.size = 0
 
     def feed(self, chunk: bytes) -> None:
@@ -189,6 +189,8 @@ def action_server(cores: dict[str, tuple[Channel, RasaTransport]], token: str) -
     # Sanic rewrites its own request handling at start-up ("touchup"), which fails the second time
     # in one process (a restart inside it, or the tests); it is a speed-up only.
     server.config.TOUCHUP = False
+    # Rasa waits up to 300 s for an action; Sanic would cancel a slow answer at 60 s.
+    server.config.RESPONSE_TIMEOUT = 300
 
     @server.get("/health")
     async def health(_: Request) -> response.HTTPResponse:
@@ -214,6 +216,9 @@ def action_server(cores: dict[str, tuple[Channel, RasaTransport]], token: str) -
             result = await executor.run(call.as_call())
         except ActionNotFoundException as error:
             return _refusal(404, "no such action", error.action_name)
+        except BaseException:
+            _later(handed)  # cancelled or failed before the answer was written: it waits
+            raise
         finally:
             HANDED.reset(reset)
         answer = response.json(result.model_dump() if result else None)
@@ -242,9 +247,8 @@ async def _written_then_forgotten(
     written = await request.respond(answer)
     try:
         await written.send(end_stream=True)
-    except Exception:
-        for core, chat, told in handed:  # not written: it waits for the person's next message
-            core.ports.conversations.answer_later(core.ports.conversations.key(core.name, chat), told)
+    except BaseException:  # Sanic cancels the request when Rasa hangs up: a CancelledError
+        _later(handed)
         raise
     # Sanic cancels a request's task once Rasa hangs up, which it does as soon as it has the
     # answer: forgetting what was handed must not be cut short by that.
@@ -252,6 +256,12 @@ async def _written_then_forgotten(
     _forgetting.add(forgetting)
     forgetting.add_done_callback(_forgetting.discard)
     await asyncio.shield(forgetting)
+
+
+def _later(handed: list[tuple[Channel, str, Told]]) -> None:
+    """Not written: each kept answer waits for that person's next message."""
+    for core, chat, told in handed:
+        core.ports.conversations.answer_later(core.ports.conversations.key(core.name, chat), told)
 
 
 _forgetting: set[asyncio.Future[None]] = set()

@@ -76,7 +76,7 @@ class FakeRasa:
         answer: dict[str, Any] = {"tracker": {"sender_id": sender}}
         if self.channel in ("rest", "callback"):
             answer["messages"] = messages
-        if self.channel == "rest":
+        if self.channel == "rest" and messages:
             del self.seen[sender][-len(messages) :]
         return web.json_response(answer)
 

@@ -85,12 +85,15 @@ class Responses:
         """The message in ``locale``, English filling a gap. A channel's own wording comes
         first, in either language: the general one may promise what this channel cannot do."""
         own, english = self._messages.get(locale, {}), self._messages[DEFAULT_LOCALE]
+        chain = []
         while channel is not None:
-            variant = f"{message_id}@{channel}"
-            found = own.get(variant) or english.get(variant)
+            chain.append(f"{message_id}@{channel}")
+            channel = WITHIN.get(channel)
+        # The person's language first, through the channel's wordings; then English's.
+        for messages in (own, english):
+            found = next((messages[v] for v in chain if v in messages), None)
             if found is not None:
                 return found
-            channel = WITHIN.get(channel)
         return own.get(message_id) or english[message_id]
 
     def ids(self, locale: str = DEFAULT_LOCALE) -> tuple[str, ...]:

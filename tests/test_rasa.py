@@ -18,6 +18,7 @@ import pytest
 
 from bot.app import App
 from bot.errors import ConfigError
+from bot.rasa import RasaTransport
 from bot.rasa_run import check_settings
 from bot.settings import Settings
 from bot.sms import segments
@@ -26,10 +27,12 @@ from fakes.rasa import TOKEN as RASA_TOKEN
 from fakes.rasa import FakeRasa
 from fakes.smtp import SMTPServer
 from fakes.telegram import FakeTelegram
+from responses import Responses
 from storage import Keyring
 from tests.test_support import until
 
 SENDER = "whatsapp:+447700900123"
+THANKS = Responses.load().text("en", "thanks.reply").split(".")[0]
 CODE = re.compile(r"Secret code: ([0-9A-Z]{4}(?:-[0-9A-Z]{4}){3})")
 REF = re.compile(r"Reference: ([0-9A-Z]{4}-[0-9A-Z]{4})")
 
@@ -74,6 +77,10 @@ async def test_rasas_confident_intent_is_used_but_never_hides_an_emergency(rasa:
     # Our own reading of "cheers" alone is unsure; Rasa is sure it is thanks.
     unsure = await fake.say("sms:1", "kk cheers", intent="thanks", confidence=0.97)
     assert not any("Is anyone in danger" in t for t in unsure)
+    assert any(t.startswith(THANKS) for t in unsure), unsure
+    # Words our own reading does not know: Rasa's confident reading decides.
+    said = await fake.say("sms:4", "zorblat numbers pls", intent="services", confidence=0.97)
+    assert said[0].startswith("These services can help."), said
     # Rasa reads an emergency as a greeting: our own reading still gives overdose help first.
     said = await fake.say("sms:2", "my mate has gone blue and wont respond", intent="greeting", confidence=0.99)
     assert "call 999 now" in said[0]
@@ -339,3 +346,19 @@ async def test_by_text_message_a_first_message_about_harm_gets_one_text_in_its_l
     texts = await fake.say("+447700900111", first)
     assert len(texts) == 1 and segments(texts[0]) <= 3, texts
     assert "999" in texts[0] and re.search(r"^1 ", texts[0], re.MULTILINE)
+
+
+async def test_a_staff_message_is_handed_over_only_with_its_own_secret_and_two_at_once_both_arrive() -> None:
+    got: list[str] = []
+
+    class RasaAPI:
+        async def trigger(self, sender_id: str, nonce: str) -> list[dict[str, Any]]:
+            chat = f"facebook:{sender_id}"
+            await asyncio.sleep(0.01)  # both sends wait on Rasa at once
+            assert transport.take_waiting(chat, "a guess") == [] and transport.take_waiting(chat, "é") == []
+            got.extend(m["text"] for m in transport.take_waiting(chat, nonce))
+            return []
+
+    transport = RasaTransport(RasaAPI())
+    await asyncio.gather(transport.send("facebook:abc", "first"), transport.send("facebook:abc", "second"))
+    assert sorted(got) == ["first", "second"]
