@@ -76,10 +76,6 @@ class _Done:
     fallback: tuple[Reply, ...] = ()
 
 
-def _everyone(chat_id: str) -> bool:
-    return True
-
-
 def _step(done: _Done, draft: bytes | None) -> str:
     """The kind of durable step a turn takes, for the crash points (``bot/crashpoints.py``)."""
     kinds = (
@@ -290,7 +286,7 @@ class Conversations:
         crashpoints.reached(f"after_commit:{step}")
         if delivery.told is not None:
             self._claimed.add(delivery.told.id)
-        if sending and not self.reaches.get(ref.channel, _everyone)(ref.chat_id):
+        if sending and not self._reaches(ref):
             await self.store.hold_relays(key)  # nothing can reach them until they come back
         if (sending or done.outgoing or done.erase or done.consent) and self.on_queued is not None:
             self.on_queued()
@@ -469,7 +465,7 @@ class Conversations:
             # A chat that can be reached later gets them from the delivery worker now; one that
             # cannot (a page, a Rasa channel without push) fetches them with this answer.
             ref = ChatRef.parse(chat)
-            self._wake(ref is not None and self.reaches.get(ref.channel, _everyone)(ref.chat_id))
+            self._wake(ref is not None and self._reaches(ref))
         what = found.summary.get("what", ())
         unlocked = Unlocked(
             reference=found.reference,
@@ -482,6 +478,11 @@ class Conversations:
         follow = self.engine.handle(done.outcome.state, unlocked)
         done.outcome = replace(follow, effects=done.outcome.effects, understood=done.outcome.understood)
         done.replies = follow.replies
+
+    def _reaches(self, ref: ChatRef) -> bool:
+        """Whether this chat's channel can reach it later, unasked."""
+        reaches = self.reaches.get(ref.channel)
+        return reaches is None or reaches(ref.chat_id)
 
     async def hold_again(self, channel: str, chat_id: str) -> None:
         """Staff messages released to a chat that cannot be reached later have been fetched:

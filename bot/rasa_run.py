@@ -80,7 +80,7 @@ class ActionCall:
     the whole conversation (every event of every session) with each call, and a long one must
     neither be refused nor held in memory. Everything else is passed over as it is parsed."""
 
-    WANTED = ("next_action", "sender_id", "version", "tracker.sender_id", "tracker.latest_input_channel")
+    WANTED = ("next_action", "tracker.sender_id", "tracker.latest_input_channel")
     LATEST = "tracker.latest_message"
 
     def __init__(self) -> None:

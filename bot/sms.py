@@ -15,6 +15,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 
 MAX_SEGMENTS = 3
+WORD_CUT = 201  # characters that always fit three segments: 3 × 67 in UCS-2, 402 of 459 in GSM
 # The GSM 03.38 default alphabet, and its extension table (each of those costs two characters).
 GSM_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
@@ -114,17 +115,15 @@ def _fill(lines: list[str]) -> Iterator[str]:
 
 
 def _short(line: str) -> Iterator[str]:
-    """A line longer than a whole text, cut at spaces."""
-    while not fits(line):
-        cut = len(line)
-        while cut > 1 and not fits(line[:cut]):
-            cut = line.rfind(" ", 0, cut - 1)
-            if cut <= 0:
-                cut = len(line) // 2
-                while cut > 1 and not fits(line[:cut]):
-                    cut //= 2
-                break
-        yield line[:cut].rstrip()
-        line = line[cut:].lstrip()
-    if line:
-        yield line
+    """A line longer than a whole text, cut at spaces; a word longer than a text, every
+    ``WORD_CUT`` characters (three segments in either alphabet, even all doubled)."""
+    current = ""
+    for word in line.split(" "):
+        for piece in [word[at : at + WORD_CUT] for at in range(0, len(word), WORD_CUT)] or [""]:
+            joined = f"{current} {piece}" if current else piece
+            if current and not fits(joined):
+                yield current
+                joined = piece
+            current = joined
+    if current:
+        yield current

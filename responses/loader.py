@@ -83,7 +83,8 @@ class Responses:
 
     def message(self, locale: str, message_id: str, channel: str | None = None) -> Message:
         """The message in ``locale``, English filling a gap. A channel's own wording comes
-        first, in either language: the general one may promise what this channel cannot do."""
+        first, in the person's language or else in English: the general one may promise what
+        this channel cannot do."""
         own, english = self._messages.get(locale, {}), self._messages[DEFAULT_LOCALE]
         chain = []
         while channel is not None:
