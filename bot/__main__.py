@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import functools
 import logging
 import os
 import sys
@@ -87,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a Rasa NLU file of messages never used in training, named by language (en.yml); "
         "without it, cross-validation",
     )
+    testing.add_argument(
+        "--answers",
+        type=Path,
+        action="append",
+        default=[],
+        help="a file of words typed at the report's questions and what they mean, named by language (en.yml)",
+    )
     testing.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
     testing.add_argument("--misses", action="store_true", help="list the safety examples whose help was missed")
     keys = commands.add_parser("keys", help="encryption keys")
@@ -103,14 +112,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _understanding_test(folder: Path | None, heldout: list[Path], folds: int, misses: bool) -> int:
+def _understanding_test(
+    folder: Path | None, heldout: list[Path], folds: int, misses: bool, answers: list[Path] | None = None
+) -> int:
     from flows.classifier import IntentClassifier
     from flows.evaluation import cross_validate, first_reply, render, score
     from responses.catalog import read_examples
 
     responses = Responses.load(folder)
     examples = responses.examples()
-    if not heldout:
+    if not heldout and not answers:
         report = cross_validate(examples, lambda part: IntentClassifier.train(part).understand_many, folds)
         title = f"Cross-validation, {folds} folds, {len(examples)} examples (each judged by a model that never saw it)"
         print(render(report, title, misses=misses))
@@ -124,16 +135,47 @@ def _understanding_test(folder: Path | None, heldout: list[Path], folds: int, mi
             return 2
         tested.extend(found)
     classifier = IntentClassifier.train(examples, dict(responses.language_samples()))
-    engine = Engine(
-        responses, flows=build_flows(responses.question_order, responses.questions_off), understander=classifier
-    )
-    report = score(tested, classifier.understand_many([e.text for e in tested]), helped=first_reply(engine))
-    title = (
-        f"Held-out: {len(tested)} messages never used in training, each sent as a first message to the bot; "
-        f"model trained on {len(examples)} examples"
-    )
-    print(render(report, title, misses=misses))
+    flows = build_flows(responses.question_order, responses.questions_off)
+    if tested:
+        engine = Engine(responses, flows=flows, understander=classifier)
+        report = score(tested, classifier.understand_many([e.text for e in tested]), helped=first_reply(engine))
+        title = (
+            f"Held-out: {len(tested)} messages never used in training, each sent as a first message to the bot; "
+            f"model trained on {len(examples)} examples"
+        )
+        print(render(report, title, misses=misses))
+    if answers:
+        print()
+        print(_answers_test(responses, flows, classifier, answers, misses))
     return 0
+
+
+def _fixed(moment: dt.datetime) -> dt.datetime:
+    return moment
+
+
+def _answers_test(responses: Responses, flows: Any, classifier: Any, paths: list[Path], misses: bool) -> str:
+    """Words typed at the report's questions (held out), each at its question: how many were
+    understood as meant."""
+    from flows.engine import EngineConfig
+    from flows.evaluation import AnswerResult, answer_in_report, in_report_rate
+    from responses.catalog import read_answer_cases
+
+    results: list[AnswerResult] = []
+    for path in paths:
+        cases, now = read_answer_cases(path, path.stem)
+        config = EngineConfig(forwarding=True)
+        engine = Engine(responses, config, flows=flows, understander=classifier, clock=functools.partial(_fixed, now))
+        results.extend(answer_in_report(engine, case) for case in cases)
+    lines = [in_report_rate(results)]
+    if misses:
+        lines.append("")
+        lines.append("typed answers not understood as meant (step: words -> expected / got):")
+        for result in results:
+            if not result.right:
+                case = result.case
+                lines.append(f"  [{case.locale}] {case.step}: {case.text} -> {' '.join(case.expect)} / {result.got}")
+    return "\n".join(lines)
 
 
 def _check(folder: Path | None, readability: bool, locale: str) -> int:
@@ -359,7 +401,7 @@ def _offline(args: argparse.Namespace) -> int:
     """Commands that read only the responses folder: no settings, no storage."""
     try:
         if args.command == "understanding":
-            return _understanding_test(args.folder, args.heldout, args.folds, args.misses)
+            return _understanding_test(args.folder, args.heldout, args.folds, args.misses, args.answers)
         if args.command == "rasa":
             return _rasa_export(args.folder, args.out)
         if args.action == "preview":

@@ -151,6 +151,7 @@ class PreviewBuilder:
             "reference": SAMPLE_REFERENCE,
             "code": SAMPLE_CODE,
             "limit": 1000,
+            "borough": "Lambeth",
             "text": quote(self.t("preview.sample_staff_text")),
             "summary": summary,
             "send_to": self.t("staff.send_to.support"),

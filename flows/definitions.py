@@ -52,6 +52,11 @@ MAIN = Flow(
             ),
         ),
         _urgent_help("emergency", "emergency.guidance"),
+        # What the next message after emergency help gets: never the same block again.
+        _urgent_help("emergency.cpr", "emergency.cpr"),
+        _urgent_help("emergency.still", "emergency.still"),
+        _urgent_help("emergency.arrived", "emergency.arrived"),
+        _urgent_help("emergency.police", "emergency.police"),
         # Suicidal thoughts: their own help, never overdose first aid.
         _urgent_help("crisis", "crisis.guidance"),
         # When we are not sure what someone means: safety first, then the likeliest needs.
@@ -129,7 +134,16 @@ PUBLIC_COMMANDS = (
 # What each intent of the understanding step leads to (``flows/understanding.py``). Charities'
 # examples in ``responses/<locale>/nlu.yml`` may use only these intents.
 # Help in an emergency and for suicidal thoughts: when sends must wait, these go first.
-URGENT_MESSAGES = frozenset({"emergency.guidance", "crisis.guidance"})
+URGENT_MESSAGES = frozenset(
+    {
+        "emergency.guidance",
+        "crisis.guidance",
+        "emergency.cpr",
+        "emergency.still",
+        "emergency.arrived",
+        "emergency.police",
+    }
+)
 
 INTENT_TARGETS = {
     "overdose": "@emergency",

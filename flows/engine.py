@@ -12,9 +12,11 @@ anyone is in danger. Nothing ends in "I don't understand".
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from flows.answering import Answering, Reading
 from flows.classifier import trained
 from flows.codes import RandomTokens, Tokens, canonical_code
 from flows.definitions import (
@@ -77,6 +79,10 @@ MORE = OptionRef("next_page", "option.more")
 PAGE_BREAK = "\n---\n"
 SKIP = OptionRef("skip", "option.skip")
 DONE = OptionRef("done", "option.done")
+# Where "back" typed at the consent questions goes.
+CONSENT_BEFORE = {"consent.keep": "@review", "consent.send": "consent.keep", "consent.reply": "consent.send"}
+# The emergency screen and what follows it: the next message gets the next thing.
+AFTER_EMERGENCY = ("emergency", "emergency.cpr", "emergency.still", "emergency.arrived", "emergency.police")
 # Anything longer is not read further: enough for any word list, bounded work per message.
 READ_LIMIT = 4096
 
@@ -143,6 +149,7 @@ class Engine:
         tokens: Tokens | None = None,
         flows: Iterable[Flow] = FLOWS,
         understander: Understander | None = None,
+        clock: Callable[[], dt.datetime] = dt.datetime.now,
     ) -> None:
         self.lexicon = lexicon
         self.config = config or EngineConfig()
@@ -158,6 +165,13 @@ class Engine:
         self._entry_keys: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}  # list entries, as compared
         self._short: dict[str, tuple[str, ...]] | None = None
         self._emergency_words: tuple[str, ...] | None = None
+        self.answering = Answering(
+            words=self._all_words,
+            label=self._label_key,
+            boroughs=lexicon.words("en", "boroughs"),
+            places=lambda borough: self._all_words(f"places:{borough}"),
+            clock=clock,
+        )
 
     # ------------------------------------------------------------------ entry point
     def handle(self, state: State, event: Event) -> Outcome:
@@ -298,27 +312,18 @@ class Engine:
 
     def _text(self, turn: _Turn, text: str, length: int) -> None:
         step = self.steps.get(turn.state.step)
-        picked = self._typed_options(step, turn.state, text) if step is not None else ()
+        reading = self._read(step, turn.state, text) if step is not None else Reading()
         turn.state = turn.state.evolve(detected=False)
+        if step is not None and self._moved(turn, step, reading):
+            return
+        picked = reading.keys
         if not picked and self._says_menu(text):
             self._leave_question(turn)
             self._go_to_menu(turn)
             return
-        answering = step is not None and step.kind is Kind.TEXT and step.field is not None
-        if not picked and not answering and self._says_emergency(text):
-            if step is None or step.kind is Kind.MENU:
-                self._follow_language(turn, self._classify(turn, text), text)
-            turn.understood = "overdose/words"
-            self._answer(turn, ("overdose",))
+        if step is not None and step.key in AFTER_EMERGENCY and not picked and self._after_emergency(turn, step, text):
             return
-        if not picked and label_key(text) in self._word_set("yes") | self._word_set("no"):
-            # A bare yes or no that answers nothing on the screen: say so kindly, ask again.
-            self._follow_language(turn, self._classify(turn, text), text)
-            if step is None:
-                self._welcome(turn)
-            else:
-                turn.say("input.unclear")
-                self._reprompt(turn)
+        if not picked and self._shortcut(turn, step, text):
             return
         if step is None:
             self._understand(turn, text, first_contact=True)
@@ -327,10 +332,95 @@ class Engine:
             self._pick(turn, step, picked, typed=True)
         elif step.kind is Kind.TEXT:
             self._answer_text(turn, step, text.strip(), length)
-        elif step.kind is Kind.MENU:
+        elif step.kind is Kind.MENU and not self._in_report(step):
             self._understand(turn, text, first_contact=False)
         else:
             self._off_question(turn, step, text)
+
+    def _shortcut(self, turn: _Turn, step: Step | None, text: str) -> bool:
+        """Words that answer nothing on the screen but need no understanding: an emergency
+        phrase (help first) or a bare yes or no (say so kindly, ask again)."""
+        answering = step is not None and step.kind is Kind.TEXT and step.field is not None
+        if not answering and self._says_emergency(text):
+            if step is None or step.kind is Kind.MENU:
+                self._follow_language(turn, self._classify(turn, text), text)
+            turn.understood = "overdose/words"
+            self._answer(turn, ("overdose",))
+            return True
+        if label_key(text) not in self._word_set("yes") | self._word_set("no"):
+            return False
+        self._follow_language(turn, self._classify(turn, text), text)
+        if step is None:
+            self._welcome(turn)
+        else:
+            turn.say("input.unclear")
+            self._reprompt(turn)
+        return True
+
+    def _read(self, step: Step, state: State, text: str) -> Reading:
+        """What typed words answer at ``step``: an option by its label, number or listed words
+        first; at the report's questions, summary and consent, also words inside a sentence,
+        dates, places and moves (``flows/answering.py``)."""
+        picked = self._typed_options(step, state, text)
+        if picked or not (self._in_report(step) or step.key == "report.intro" or step.is_question):
+            return Reading(keys=picked)
+        if step.kind is Kind.TEXT and step.field is not None and step.validate is None:
+            # Free words ("in your own words..."): only a move typed alone is not the answer.
+            move = self.answering.move(self.answering.strip_filler(label_key(text)))
+            return Reading(move=move) if move in ("previous", "skip") and len(text) < 40 else Reading()
+        if step.kind is Kind.TEXT and step.validate is None:
+            return Reading()
+        shown = self._options(step, state)
+        multi = step.kind is Kind.MULTI
+        return self.answering.read(step.key, multi, step.skippable, shown, state.locale, text)
+
+    def _moved(self, turn: _Turn, step: Step, reading: Reading) -> bool:
+        """A move or a place typed at a question, carried out; False when there is none."""
+        if reading.move == "previous" and (self._in_report(step) or step.key == "report.intro"):
+            self._previous(turn, step)
+        elif reading.move == "finish" and self._in_report(step) and step.field and not step.field.startswith("consent"):
+            self._go(turn, "@review")
+        elif reading.move == "skip" and step.skippable and step.field:
+            self._pick_common(turn, step, "skip")
+        elif reading.move == "done" and step.kind is Kind.MULTI:
+            self._pick_several(turn, step, ("done",), typed=True)
+        elif reading.borough and step.key in ("report.where", "report.borough"):
+            borough_step = self.steps["report.borough"]
+            turn.state = turn.state.with_answer("where", ("london",)).with_answer("borough", reading.borough)
+            if step.key == "report.where":
+                turn.say("input.place", borough=reading.borough)
+            self._advance(turn, borough_step, None)
+        else:
+            return False
+        return True
+
+    def _previous(self, turn: _Turn, step: Step) -> None:
+        """Back to the question before this one, its answer ticked again where it takes several."""
+        target = self.question_before(step, turn.state)
+        turn.state = turn.state.evolve(editing=False)
+        if target.startswith("@") or target not in self.steps:
+            self._go(turn, target)
+            return
+        self._go(turn, target)
+        before = self.steps[target]
+        answer = turn.state.answers.get(before.field or "")
+        if before.kind is Kind.MULTI and isinstance(answer, tuple):
+            turn.replies.pop()
+            turn.state = turn.state.evolve(picked=answer)
+            self._prompt(turn, before)
+
+    def question_before(self, step: Step, state: State) -> str:
+        """The question asked before ``step`` (the report's start before its first)."""
+        if step.key in CONSENT_BEFORE:
+            return CONSENT_BEFORE[step.key]
+        asked = self._asked_questions(state)
+        if step.key == "review":
+            return asked[-1].key if asked else "report.intro"
+        keys = [q.key for q in asked]
+        if step.key not in keys:
+            return MENU
+        index = keys.index(step.key)
+        return keys[index - 1] if index else "report.intro"
 
     def _says_menu(self, text: str) -> bool:
         """ "menu" or "back" typed alone, in any of the bot's languages."""
@@ -338,8 +428,8 @@ class Engine:
         if not typed or len(typed) > 40:
             return False
         if self._menu_words is None:
-            words = (w for locale in self.lexicon.locales for w in self.lexicon.words(locale, "menu"))
-            self._menu_words = frozenset(map(label_key, words))
+            # "back" outside the report goes to the menu too; inside it, to the question before.
+            self._menu_words = self._word_set("menu") | self._word_set("previous")
         return typed in self._menu_words
 
     def _says_emergency(self, text: str) -> bool:
@@ -349,6 +439,26 @@ class Engine:
                 sorted({w for locale in self.lexicon.locales for w in self.lexicon.words(locale, "emergency")})
             )
         return matches(text, self._emergency_words)
+
+    def _after_emergency(self, turn: _Turn, step: Step, text: str) -> bool:
+        """The next message after emergency help gets the next thing, never the same block:
+        the crew has arrived, will the police come, or it is still happening (CPR)."""
+        if matches(text, self._all_words("arrived")):
+            self._go(turn, "emergency.arrived")
+            return True
+        understood = self._classify(turn, text)
+        if matches(text, self._all_words("police")) or understood.intent == "advice_police":
+            self._go(turn, "emergency.police")
+            return True
+        if self._says_emergency(text) or decide(understood, self.config.policy).intents[:1] == ("overdose",):
+            turn.understood = "overdose/after"
+            self._go(turn, "emergency.still" if step.key in ("emergency.cpr", "emergency.still") else "emergency.cpr")
+            return True
+        return False
+
+    def _all_words(self, group: str) -> tuple[str, ...]:
+        """A word list in every language at once."""
+        return tuple(dict.fromkeys(w for locale in self.lexicon.locales for w in self.lexicon.words(locale, group)))
 
     def _go_to_menu(self, turn: _Turn) -> None:
         self._go(turn, MENU)
@@ -429,11 +539,13 @@ class Engine:
     def _off_question(self, turn: _Turn, step: Step, text: str) -> None:
         """Typed words at a question with options that name none of them."""
         understood = self._classify(turn, text)
-        decision = decide(understood, self.config.policy)
-        urgent = tuple(i for i in decision.intents if i in URGENT)
+        # At a question, only words clearly about an overdose or suicide interrupt it: "i dont
+        # want to give my name" is not a crisis.
+        urgent = urgent_in_answer(understood, self.config.policy)
         if urgent:
-            self._answer(turn, urgent)
+            self._answer(turn, (urgent,))
             return
+        decision = decide(understood, self.config.policy)
         named = tuple(i for i in decision.intents if i in HARMS and step.option(i) is not None)
         if step.kind is Kind.MULTI and named:
             # "he took my phone" at "what happened?": tick what they told us.
@@ -682,9 +794,9 @@ class Engine:
             turn.say("input.unclear")
             self._reprompt(turn)
         elif step.validate is not None and self._known(turn.state.locale, step.validate, text) is None:
-            urgent = self._urgent(turn, text)
+            urgent = urgent_in_answer(self._classify(turn, text), self.config.policy)
             if urgent:
-                self._answer(turn, urgent)
+                self._answer(turn, (urgent,))
             else:
                 turn.say(f"{step.prompt}.unknown")
                 self._reprompt(turn)

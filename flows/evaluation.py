@@ -19,10 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from flows.definitions import INTENT_TARGETS
+from flows.effects import StoreReport
 from flows.engine import ACTION_SCREENS, Engine
 from flows.events import Text
-from flows.state import State
-from flows.understanding import SAFETY, Example, Policy, Understanding, decide
+from flows.model import Step
+from flows.state import Answer, State
+from flows.understanding import SAFETY, AnswerCase, Example, Policy, Understanding, decide
 
 # What a first reply helps with, by the message ids it says.
 _HELPS = {
@@ -205,4 +207,88 @@ def render(report: Report, title: str, confused: int = 10, misses: bool = False)
             lines.append(f"  [{example.locale}] {example.intent} -> {', '.join(miss.got)}: {example.text}")
         for example in report.overdose_false_alarms:
             lines.append(f"  [{example.locale}] {example.intent} -> overdose first aid: {example.text}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerResult:
+    case: AnswerCase
+    got: str  # what happened, in the terms of ``expect``
+    right: bool
+
+
+# Answers that bring a question on screen: what came before it in a report.
+_BEFORE: dict[str, dict[str, Answer]] = {
+    "report.borough": {"what": ("assault",), "where": ("london",)},
+    "review": {"what": ("assault",), "when": ("week",)},
+    "consent.keep": {"what": ("assault",), "when": ("week",)},
+    "consent.send": {"what": ("assault",), "when": ("week",), "consent.keep": ("yes",)},
+    "consent.reply": {"what": ("assault",), "consent.keep": ("yes",), "consent.send": ("support",)},
+}
+
+
+def answer_in_report(engine: Engine, case: AnswerCase) -> AnswerResult:
+    """Type ``case.text`` at its question, in its language, and judge what the engine did."""
+    answers = _BEFORE.get(case.step, {} if case.step in ("report.intro", "report.what") else {"what": ("assault",)})
+    state = State(locale=case.locale, step=case.step, answers=answers)
+    outcome = engine.handle(state, Text(case.text))
+    stored = next((e for e in outcome.effects if isinstance(e, StoreReport)), None)
+    if stored is not None and case.step == "consent.reply":
+        got = "yes" if stored.allow_reply else "no"
+    elif stored is not None and case.step == "consent.send":
+        got = stored.send_to or "no"
+    else:
+        got = _what_happened(engine, case.step, state, outcome.state)
+    expect = set(case.expect)
+    # At a question taking several, none of them, done with nothing ticked and skip all move on
+    # with no answer kept.
+    moved_on = {"none", "done", "skip"}
+    multi = engine.steps[case.step].kind.name == "MULTI"
+    right = got == " ".join(sorted(expect)) or (expect <= moved_on and got in moved_on and (multi or got == "skip"))
+    return AnswerResult(case, got, right)
+
+
+def _what_happened(engine: Engine, step_key: str, before: State, after: State) -> str:
+    step = engine.steps[step_key]
+    return _where_it_went(engine, step, before, after) or _what_was_kept(step, before, after)
+
+
+def _where_it_went(engine: Engine, step: Step, before: State, after: State) -> str:
+    """Answers judged by the screen they lead to: the menu, the report's start, the review's
+    choices, the question before."""
+    if after.step == "menu":
+        return "erase" if step.key == "review" and not after.answers else "menu"
+    if step.key == "report.intro":
+        return "start" if after.step.startswith("report.") and after.step != step.key else "-"
+    if step.key == "review":
+        return {"consent.keep": "confirm", "review.change": "change", "review.remove": "remove"}.get(after.step, "-")
+    if after.step != step.key and after.step == engine.question_before(step, before).removeprefix("@"):
+        return "back"
+    return ""
+
+
+def _what_was_kept(step: Step, before: State, after: State) -> str:
+    """Answers judged by what was kept: options, a borough, or nothing (skipped)."""
+    field = step.field or ""
+    borough = after.answers.get("borough")
+    if step.key in ("report.where", "report.borough") and isinstance(borough, str):
+        return " ".join(sorted([f"borough:{borough}", *(["london"] if step.key == "report.where" else [])]))
+    if after.picked and after.step == step.key:
+        return " ".join(sorted(after.picked))
+    value = after.answers.get(field)
+    if isinstance(value, tuple) and value != before.answers.get(field):
+        return " ".join(sorted(value))
+    if after.step != step.key and field and field not in after.answers:
+        return "skip"
+    return "-"
+
+
+def in_report_rate(results: Sequence[AnswerResult]) -> str:
+    lines = ["typed answers inside the report, understood:"]
+    for locale in sorted({r.case.locale for r in results}):
+        mine = [r for r in results if r.case.locale == locale]
+        right = sum(r.right for r in mine)
+        lines.append(f"  {locale}: {right}/{len(mine)} ({right / len(mine):.0%})")
+    right = sum(r.right for r in results)
+    lines.append(f"  all: {right}/{len(results)} ({right / len(results):.0%})" if results else "  none tested")
     return "\n".join(lines)

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u200f\u202a\u202b\u202c\u202d\u202e"))
-_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'"})
+# Also letters that Unicode does not split into a letter and an accent: "ł" is typed as "l".
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "ł": "l", "Ł": "L"})
 
 
 def normalise(text: str) -> str:

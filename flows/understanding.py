@@ -37,6 +37,17 @@ class Example:
 
 
 @dataclass(frozen=True, slots=True)
+class AnswerCase:
+    """Words typed at a question of the report, and what they must be understood as: option
+    keys, ``borough:<name>``, or a move (``skip``, ``done``, ``none``, ``back``, ``menu``)."""
+
+    step: str
+    text: str
+    expect: tuple[str, ...]
+    locale: str
+
+
+@dataclass(frozen=True, slots=True)
 class Understanding:
     """Scores (probabilities that add up to 1) for every intent, and the likeliest language."""
 

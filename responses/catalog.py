@@ -25,13 +25,33 @@ from typing import Literal
 import yaml
 
 from flows.definitions import INTENT_TARGETS, QUESTION_FIELDS
-from flows.understanding import Example
+from flows.understanding import AnswerCase, Example
 from responses.hours import rule_problem
 
 DEFAULT_DIR = Path(__file__).parent / "default"
 DEFAULT_LOCALE = "en"
 TELEGRAM_LIMIT = 4096
-WORD_LISTS = frozenset({"emergency", "menu", "yes", "no", "boroughs", "judgemental"})
+WORD_LISTS = frozenset(
+    {
+        "emergency",
+        "menu",
+        "yes",
+        "no",
+        "boroughs",
+        "judgemental",
+        "previous",
+        "skip",
+        "done",
+        "none",
+        "finish",
+        "filler",
+        "arrived",
+        "police",
+        "not",
+    }
+)
+# ``places:`` maps a London borough to neighbourhoods in it ("vauxhall" -> Lambeth).
+PLACES = "places"
 # ``answers:`` maps an option's label id to more words that choose it ("yesterday" -> This week).
 ANSWERS = "answers"
 # Word lists the bot once listened for; the understanding step learns from examples instead.
@@ -121,6 +141,7 @@ class Sources:
     examples: dict[str, list[Example]] = field(default_factory=dict)
     # (label id, file, line) of every ``answers:`` entry, checked once all messages are read
     answer_ids: list[tuple[str, Path, int]] = field(default_factory=list)
+    place_ids: list[tuple[str, Path, int]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -179,8 +200,8 @@ def _read_words(path: Path, locale: str, into: Sources) -> None:
             text = f"word list {key!r} is no longer used: add examples of what people write to nlu.yml"
             into.problems.append(Problem(path, line, text))
             continue
-        if key == ANSWERS:
-            _read_answers(path, value, target, into)
+        if key in (ANSWERS, PLACES):
+            _read_answers(path, value, target, into, key)
             continue
         if key not in WORD_LISTS:
             known = ", ".join(sorted(WORD_LISTS | {ANSWERS}))
@@ -195,15 +216,16 @@ def _read_words(path: Path, locale: str, into: Sources) -> None:
         target[key] = tuple(dict.fromkeys((*target.get(key, ()), *entries))) if key in EXTENDED_LISTS else entries
 
 
-def _read_answers(path: Path, node: yaml.Node, target: dict[str, tuple[str, ...]], into: Sources) -> None:
-    for label_id, value, line in _pairs(path, node, into.problems):
+def _read_answers(path: Path, node: yaml.Node, target: dict[str, tuple[str, ...]], into: Sources, group: str) -> None:
+    """``answers:`` (an option's label id -> words) or ``places:`` (a borough -> neighbourhoods)."""
+    for name, value, line in _pairs(path, node, into.problems):
         if not isinstance(value, yaml.SequenceNode) or not all(
             isinstance(item, yaml.ScalarNode) and str(item.value).strip() for item in value.value
         ):
-            into.problems.append(Problem(path, line, f"answers for {label_id!r} must be a list of words or phrases"))
+            into.problems.append(Problem(path, line, f"{group} for {name!r} must be a list of words or phrases"))
             continue
-        target[f"{ANSWERS}:{label_id}"] = tuple(str(item.value).strip() for item in value.value)
-        into.answer_ids.append((label_id, path, line))
+        target[f"{group}:{name}"] = tuple(str(item.value).strip() for item in value.value)
+        (into.answer_ids if group == ANSWERS else into.place_ids).append((name, path, line))
 
 
 def _read_services(path: Path, locale: str, into: Sources) -> None:
@@ -408,3 +430,16 @@ def read_folder(folder: Path, into: Sources) -> None:
                 into.problems.append(
                     Problem(path, 1, "unknown file: expected messages.yaml, words.yaml, services.yaml or nlu*.yml")
                 )
+
+
+def read_answer_cases(path: Path, locale: str) -> tuple[list[AnswerCase], dt.datetime]:
+    """Typed answers inside the report, from a held-out file (``today:`` and ``answers:``, each
+    ``step``, ``text`` and ``expect``), with the moment they are judged at (noon of ``today``)."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    today = raw.get("today")
+    day = today if isinstance(today, dt.date) else dt.date.fromisoformat(str(today))
+    cases = [
+        AnswerCase(str(item["step"]), str(item["text"]), tuple(str(e) for e in item["expect"]), locale)
+        for item in raw.get("answers", [])
+    ]
+    return cases, dt.datetime.combine(day, dt.time(14, 0))

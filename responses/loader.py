@@ -6,7 +6,7 @@ import datetime as dt
 import re
 import string
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from flows.definitions import INTENT_TARGETS
@@ -188,8 +188,17 @@ def check(overlay: Path | None = None, today: dt.date | None = None) -> Response
     for label_id, path, line in sources.answer_ids:
         if label_id not in reference:
             problems.append(Problem(path, line, f"answers for {label_id!r}: no such message id (an option's label)"))
+    problems.extend(_check_places(sources))
     problems.extend(_check_services(sources, today or dt.date.today()))
     return Responses(sources)
+
+
+def _check_places(sources: Sources) -> Iterator[Problem]:
+    """Every ``places:`` entry names a borough of the English list."""
+    boroughs = set(sources.words.get(DEFAULT_LOCALE, {}).get("boroughs", ()))
+    for borough, path, line in sources.place_ids:
+        if borough not in boroughs:
+            yield Problem(path, line, f"places for {borough!r}: not a borough in the English 'boroughs' list")
 
 
 def _expected_variables(reference: dict[str, Message], sources: Sources) -> dict[str, frozenset[str]]:

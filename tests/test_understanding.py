@@ -155,16 +155,29 @@ def test_menu_works_on_every_screen(chat: Chat, screen: str) -> None:
     assert chat.step == "menu"
 
 
-def test_back_in_the_middle_of_a_report_keeps_the_place(chat: Chat) -> None:
+def test_menu_in_the_middle_of_a_report_keeps_the_place(chat: Chat) -> None:
+    chat.send("/report")
+    chat.tap("Start")
+    chat.tap("Robbery or theft")
+    chat.tap("Done")
+    chat.send("menu")
+    assert chat.step == "menu"
+    chat.tap("Tell us what happened (confidential)")
+    chat.tap("Carry on")
+    assert chat.step == "report.when"
+
+
+def test_back_in_the_middle_of_a_report_goes_to_the_question_before(chat: Chat) -> None:
     chat.send("/report")
     chat.tap("Start")
     chat.tap("Robbery or theft")
     chat.tap("Done")
     chat.send("back")
-    assert chat.step == "menu"
-    chat.tap("Tell us what happened (confidential)")
-    chat.tap("Carry on")
-    assert chat.step == "report.when"
+    assert chat.step == "report.what"
+    chat.send("go back")
+    assert chat.step == "report.intro"
+    chat.send("back")
+    assert chat.step == "menu"  # outside the report's questions, back is the menu
 
 
 def test_an_overdose_typed_on_the_delete_code_screen_gets_emergency_help(chat: Chat) -> None:
