@@ -128,9 +128,11 @@ class Answering:
             if step == BOROUGH_STEP:
                 # "london" (or "somewhere in london") says no more than the last answer did.
                 return Reading(move="skip") if self.words("answers:report.where.london").spans(whole) else Reading()
-        if step == WHEN_STEP and len(named) != 1:
+        if step == WHEN_STEP:
+            # A day named ("saturday night") says more than a time of day alone ("night").
             when = self.when(whole)
-            named = (when,) if when else ()
+            if when and (len(named) != 1 or (named == ("today",) and when != "today")):
+                named = (when,)
         if not named:
             named = self.yes_or_no(shown, locale, typed)
         if len(named) > 1 and not multi:

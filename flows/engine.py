@@ -83,6 +83,8 @@ DONE = OptionRef("done", "option.done")
 CONSENT_BEFORE = {"consent.keep": "@review", "consent.send": "consent.keep", "consent.reply": "consent.send"}
 # The emergency screen and what follows it: the next message gets the next thing.
 AFTER_EMERGENCY = ("emergency", "emergency.cpr", "emergency.still", "emergency.arrived", "emergency.police")
+# Fewer different letters than this say nothing about a language ("k", "hmm", "aaaa").
+MIN_DISTINCT_LETTERS = 4
 # Anything longer is not read further: enough for any word list, bounded work per message.
 READ_LIMIT = 4096
 
@@ -325,6 +327,8 @@ class Engine:
             return
         if not picked and self._shortcut(turn, step, text):
             return
+        if not picked and self._finishes_report(turn, step, text):
+            return
         if step is None:
             self._understand(turn, text, first_contact=True)
             return
@@ -355,6 +359,17 @@ class Engine:
         else:
             turn.say("input.unclear")
             self._reprompt(turn)
+        return True
+
+    def _finishes_report(self, turn: _Turn, step: Step | None, text: str) -> bool:
+        """ "i want to finish my report" away from the report's questions, with one waiting:
+        back to it."""
+        draft = turn.state.resume or turn.state.holds_content
+        if not draft or (step is not None and self._in_report(step)):
+            return False
+        if not self.answering.words("finish").spans(label_key(text)):
+            return False
+        self._go(turn, "@continue_report")
         return True
 
     def _read(self, step: Step, state: State, text: str) -> Reading:
@@ -512,7 +527,11 @@ class Engine:
         examples and word lists use it in one language only."""
         policy = self.config.policy
         language = understood.language
-        if sum(ch.isalpha() for ch in text) < policy.language_min_letters:
+        letters = [ch for ch in label_key(text) if ch.isalpha()]
+        if len(set(letters)) < MIN_DISTINCT_LETTERS:
+            language = ""  # "k", "hmm", "aaaaaaaa": no evidence of any language
+        elif len(letters) < policy.language_min_letters or len(label_key(text).split()) == 1:
+            # One word says a language only when it is a word of that language alone.
             only = self._short_languages().get(label_key(text), ())
             language = only[0] if len(only) == 1 else ""
         elif understood.language_confidence < policy.language:
@@ -525,7 +544,8 @@ class Engine:
         if self._short is None:
             found: dict[str, set[str]] = {}
             for example in self.lexicon.examples():
-                if sum(ch.isalpha() for ch in example.text) < self.config.policy.language_min_letters:
+                short = sum(ch.isalpha() for ch in example.text) < self.config.policy.language_min_letters
+                if short or len(label_key(example.text).split()) == 1:
                     found.setdefault(label_key(example.text), set()).add(example.locale)
             for locale in self.lexicon.locales:
                 for group in ("yes", "no", "menu"):

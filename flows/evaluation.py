@@ -24,7 +24,7 @@ from flows.engine import ACTION_SCREENS, Engine
 from flows.events import Text
 from flows.model import Step
 from flows.state import Answer, State
-from flows.understanding import SAFETY, AnswerCase, Example, Policy, Understanding, decide
+from flows.understanding import SAFETY, URGENT, AnswerCase, Example, Policy, Understanding, decide
 
 # What a first reply helps with, by the message ids it says.
 _HELPS = {
@@ -89,6 +89,9 @@ class Report:
     misses: list[Miss] = field(default_factory=list)
     overdose_false_alarms: list[Example] = field(default_factory=list)
     suicide_false_alarms: list[Example] = field(default_factory=list)
+    # Messages about no harm at all (advice, the report, "i dont want to give my name") given
+    # overdose first aid or the suicide screen: the false alarms that drive people away.
+    benign_false_alarms: list[tuple[Example, str]] = field(default_factory=list)
     language_right: int = 0
     total: int = 0
 
@@ -143,6 +146,9 @@ def score(
             report.overdose_false_alarms.append(example)
         if example.intent != "suicide" and "suicide" in answered:
             report.suicide_false_alarms.append(example)
+        urgent = [i for i in ("overdose", "suicide") if i in answered]
+        if example.intent not in SAFETY and urgent:
+            report.benign_false_alarms.append((example, urgent[0]))
     report.figures = {key: Figures(key[0], key[1], **value) for key, value in counts.items()}
     return report
 
@@ -173,6 +179,23 @@ def cross_validate(
     return score(ordered, found, policy)
 
 
+def _help_lines(report: Report) -> list[str]:
+    """How often the first reply gave the help needed, urgent and all harms, per language."""
+    lines = []
+    for locale in ["*", *report.locales]:
+        urgent_support = sum(report.get(i, locale).support for i in URGENT)
+        urgent_helped = sum(report.get(i, locale).helped for i in URGENT)
+        harm_support = sum(report.get(i, locale).support for i in SAFETY)
+        harm_helped = sum(report.get(i, locale).helped for i in SAFETY)
+        if harm_support:
+            lines.append(
+                f"first reply gave the help needed ({'all languages' if locale == '*' else locale}): "
+                f"urgent {urgent_helped}/{urgent_support} ({urgent_helped / max(urgent_support, 1):.1%}), "
+                f"all harms {harm_helped}/{harm_support} ({harm_helped / harm_support:.1%})"
+            )
+    return lines
+
+
 def render(report: Report, title: str, confused: int = 10, misses: bool = False) -> str:
     """The report as a plain-text table, like ``rasa test nlu`` prints."""
     lines = [title, ""]
@@ -195,6 +218,16 @@ def render(report: Report, title: str, confused: int = 10, misses: bool = False)
         f"overdose first aid for a message about something else: {len(report.overdose_false_alarms)}; "
         f"suicide help for a message about something else: {len(report.suicide_false_alarms)}"
     )
+    about_nothing = sum(report.get(i).support for i in report.intents if i not in SAFETY)
+    lines.append(
+        f"messages about no harm given urgent help (benign false alarms): "
+        f"{len(report.benign_false_alarms)} of {about_nothing}"
+        + "".join(
+            f"; {locale} {sum(1 for e, _ in report.benign_false_alarms if e.locale == locale)}"
+            for locale in report.locales
+        )
+    )
+    lines.extend(_help_lines(report))
     lines.append("")
     lines.append("most confused (meant -> understood as):")
     for (meant, got), count in report.confused.most_common(confused):
@@ -207,6 +240,8 @@ def render(report: Report, title: str, confused: int = 10, misses: bool = False)
             lines.append(f"  [{example.locale}] {example.intent} -> {', '.join(miss.got)}: {example.text}")
         for example in report.overdose_false_alarms:
             lines.append(f"  [{example.locale}] {example.intent} -> overdose first aid: {example.text}")
+        for example in report.suicide_false_alarms:
+            lines.append(f"  [{example.locale}] {example.intent} -> suicide help: {example.text}")
     return "\n".join(lines)
 
 

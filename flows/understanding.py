@@ -87,6 +87,7 @@ class Policy:
     second_harm: float = 0.2  # a second harm named in the same message, from here on
     part_harm: float = 0.6  # ... or a harm that one part of the message is clearly about
     part_urgent: float = 0.6  # an overdose or suicide that one part of a long message is about
+    overdose_too: float = 0.25  # after suicide help, overdose first aid too from here on
     sure: float = 0.4  # anything else is acted on from here on; below, a triage question
     in_answer: float = 0.5  # in words typed as an answer to a question, urgent help from here on
     likely: float = 0.05  # intents offered by the triage question
@@ -100,6 +101,11 @@ class Policy:
     short_urgent: float = 0.45
     short_harm: float = 0.4
     short_sure: float = 0.5
+    # Unsure between urgent help and something harmless ("i want to finish this": the report,
+    # or ending it all?): when a harmless intent leads from here on and the urgent score is
+    # below ``contested_urgent``, the triage question asks, offering that help first.
+    contested_lead: float = 0.5
+    contested_urgent: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,28 +129,49 @@ def decide(understood: Understanding, policy: Policy = Policy()) -> Decision:
             second_harm=policy.short_harm,
             sure=policy.short_sure,
         )
-    parts = {i for i, s in understood.parts if i in URGENT and s >= policy.part_urgent}
-    overdose = score("overdose") >= policy.urgent or "overdose" in parts
-    suicide = score("suicide") >= policy.urgent or "suicide" in parts
-    if suicide and (not overdose or score("suicide") >= score("overdose")):
-        # Suicidal thoughts get their own help, never overdose first aid.
-        chosen.append("suicide")
-    elif overdose:
-        chosen.append("overdose")
-        if suicide:
-            chosen.append("suicide")
+    chosen.extend(_urgent(understood, policy))
     harms = sorted((h for h in HARMS if score(h) >= policy.second_harm), key=lambda h: -score(h))
     if harms and score(harms[0]) >= policy.harm:
         for intent, part_score in understood.parts:
             if intent in HARMS and part_score >= policy.part_harm and intent not in harms:
                 harms.append(intent)
         chosen.extend(harms[: 1 if chosen else 2])
+    if chosen and _contested(understood, chosen, policy):
+        likely = (*(i for i in chosen if i in URGENT), understood.intent)
+        return Decision((), likely=likely)
     if chosen:
         return Decision(tuple(chosen))
     if understood.confidence >= policy.sure:
         return Decision((understood.intent,))
     likely = tuple(i for i, s in understood.ranked() if s >= policy.likely and i not in ("other", "greeting"))
     return Decision((), likely=likely)
+
+
+def _urgent(understood: Understanding, policy: Policy) -> list[str]:
+    """Overdose and suicide help, in the order they are needed."""
+    score = understood.score
+    parts = {i for i, s in understood.parts if i in URGENT and s >= policy.part_urgent}
+    overdose = score("overdose") >= policy.urgent or "overdose" in parts
+    suicide = score("suicide") >= policy.urgent or "suicide" in parts
+    if suicide and (not overdose or score("suicide") >= score("overdose")):
+        # Suicidal thoughts get their own help first; overdose first aid follows only when an
+        # overdose is likely too ("did 4ml on top of wine and i can feel myself going").
+        return ["suicide", "overdose"] if score("overdose") >= policy.overdose_too else ["suicide"]
+    if overdose:
+        # A likely overdose that may be deliberate: emergency guidance, then suicide help.
+        return ["overdose", "suicide"] if suicide else ["overdose"]
+    return []
+
+
+def _contested(understood: Understanding, chosen: list[str], policy: Policy) -> bool:
+    """Urgent help chosen on a low score while a harmless intent clearly leads."""
+    urgent = [i for i in chosen if i in URGENT]
+    return (
+        bool(urgent)
+        and understood.intent not in (*SAFETY, "need_help")
+        and understood.confidence >= policy.contested_lead
+        and max(understood.score(i) for i in urgent) < policy.contested_urgent
+    )
 
 
 def with_hint(understood: Understanding, hint: Hint | None, policy: Policy = Policy()) -> Understanding:

@@ -237,8 +237,13 @@ def test_someone_in_danger_while_writing_their_account_gets_help_and_keeps_their
 
 # ---------------------------------------------------------------- the policy
 def test_suicide_outranks_overdose_so_no_first_aid_is_shown_for_suicidal_thoughts() -> None:
+    thoughts = Understanding({"suicide": 0.7, "overdose": 0.1, "other": 0.2})
+    assert decide(thoughts) == Decision(("suicide",))
+
+
+def test_suicidal_thoughts_with_a_likely_overdose_get_suicide_help_then_first_aid() -> None:
     both = Understanding({"suicide": 0.5, "overdose": 0.3, "other": 0.2})
-    assert decide(both) == Decision(("suicide",))
+    assert decide(both) == Decision(("suicide", "overdose"))
 
 
 def test_an_overdose_that_may_be_deliberate_gets_emergency_help_then_the_suicide_help() -> None:
@@ -247,8 +252,15 @@ def test_an_overdose_that_may_be_deliberate_gets_emergency_help_then_the_suicide
 
 
 def test_a_plausible_overdose_comes_first_even_when_another_intent_is_likelier() -> None:
-    unsure = Understanding({"advice_overdose_signs": 0.6, "overdose": 0.25, "other": 0.15})
+    unsure = Understanding({"advice_overdose_signs": 0.45, "overdose": 0.25, "other": 0.3})
     assert decide(unsure).intents[0] == "overdose"
+
+
+def test_a_weak_urgent_reading_against_a_clear_harmless_one_asks_offering_that_help_first() -> None:
+    # "i want to finish this": the report, or ending it all? Ask, never assume either.
+    contested = Understanding({"report": 0.57, "suicide": 0.38, "other": 0.05})
+    decision = decide(contested)
+    assert decision.intents == () and decision.likely == ("suicide", "report")
 
 
 def test_a_weak_guess_asks_instead() -> None:
