@@ -30,6 +30,8 @@ MOVES = ("previous", "skip", "done", "none", "finish")
 # The step asking when it happened, and the most days ago each of its options covers.
 WHEN_STEP = "report.when"
 WHEN_DAYS = (("today", 0), ("week", 7), ("month", 31), ("longer", 100_000))
+# A message of at most this many words is short: a longer move phrase may stand anywhere in it.
+SHORT = 6
 # A night that has just ended counts as today ("last night", "saturday night" on Sunday).
 EVENING_HOUR = 18
 WHERE_STEP = "report.where"
@@ -89,12 +91,14 @@ class Answering:
     def __init__(
         self,
         words: Callable[[str], tuple[str, ...]],
+        locale_words: Callable[[str, str], tuple[str, ...]],
         label: Callable[[str, str], str],
         boroughs: Sequence[str],
         places: Callable[[str], tuple[str, ...]],
         clock: Callable[[], dt.datetime],
     ) -> None:
         self._words_of = words
+        self._locale_words = locale_words
         self._label = label
         self._clock = clock
         self._lists: dict[str, Words] = {}
@@ -112,32 +116,47 @@ class Answering:
         self, step: str, multi: bool, skippable: bool, shown: Sequence[OptionRef], locale: str, text: str
     ) -> Reading:
         whole = label_key(text)
-        typed = self.strip_filler(whole) or whole
-        move = self._move_at(self.move(whole) or self.move(typed), multi, skippable)
+        typed = self.strip_filler(whole, locale) or whole
+        # A move that is the whole message ("skip", "thats all", "previous question") first.
+        move = self._move_at(self.move(whole, alone=True) or self.move(typed, alone=True), multi, skippable)
         if move:
             return Reading(move=move)
+        named = self._options_named(step, shown, locale, whole, typed)
+        if isinstance(named, Reading):
+            return named
+        if not named:
+            # A move starting a longer message that names nothing ("dunno its all a blur").
+            move = self._move_at(self.move(typed), multi, skippable)
+            if move:
+                return Reading(move=move)
+            named = self.yes_or_no(shown, locale, typed) or self.yes_or_no(shown, locale, whole)
+        if len(named) > 1 and not multi:
+            return Reading()
+        return Reading(keys=named)
+
+    def _options_named(
+        self, step: str, shown: Sequence[OptionRef], locale: str, whole: str, typed: str
+    ) -> tuple[str, ...] | Reading:
+        """Options named inside the message, with a date at "when" and a place at "where"."""
         # Words inside a sentence name only the question's own options: "he wouldn't let me
         # leave" is not the Leave button.
         own = [o for o in shown if o.key not in COMMON and not o.key.startswith("lang.")]
-        named = self.named(own, locale, whole)
+        # Read without the person's filler first: Polish "no dawaj" is "well, go on".
+        named = self.named(own, locale, typed) or self.named(own, locale, whole)
         if step in (WHERE_STEP, BOROUGH_STEP):
             # A place in London names its borough; "brighton" (somewhere else) is never "brixton".
             borough = self.borough(whole, fuzzy=named != ("elsewhere",)) or self.borough(typed, fuzzy=not named)
             if borough:
                 return Reading(keys=("london",) if step == WHERE_STEP else (), borough=borough)
-            if step == BOROUGH_STEP:
+            if step == BOROUGH_STEP and self.words("answers:report.where.london").spans(whole):
                 # "london" (or "somewhere in london") says no more than the last answer did.
-                return Reading(move="skip") if self.words("answers:report.where.london").spans(whole) else Reading()
+                return Reading(move="skip")
         if step == WHEN_STEP:
             # A day named ("saturday night") says more than a time of day alone ("night").
             when = self.when(whole)
             if when and (len(named) != 1 or (named == ("today",) and when != "today")):
                 named = (when,)
-        if not named:
-            named = self.yes_or_no(shown, locale, typed)
-        if len(named) > 1 and not multi:
-            return Reading()
-        return Reading(keys=named)
+        return named
 
     @staticmethod
     def _move_at(move: str, multi: bool, skippable: bool) -> str:
@@ -149,9 +168,10 @@ class Answering:
             move = "skip"
         return "" if move == "skip" and not skippable else move
 
-    def strip_filler(self, typed: str) -> str:
-        """Without "um", "i think", "please" and the like around the answer."""
-        filler = self.words("filler")
+    def strip_filler(self, typed: str, locale: str = "") -> str:
+        """Without "um", "i think", "please" and the like around the answer, in the person's
+        language (Polish "no" is "well", not a no)."""
+        filler = Words(self._locale_words(locale, "filler")) if locale else self.words("filler")
         while True:
             before = typed
             for entry in filler:
@@ -163,18 +183,22 @@ class Answering:
             if typed == before:
                 return typed
 
-    def move(self, typed: str) -> str:
-        """A move: "back" typed alone; the others alone or starting a short message ("skip
-        this one", "no drugs at all", "prefer not to say tbh")."""
+    def move(self, typed: str, alone: bool = False) -> str:
+        """A move typed ``alone`` (a one-word one such as "back" only alone; a longer one such as
+        "previous question" in a short message too), or else starting the message."""
         if typed in self.words("previous"):
             return "previous"
-        if len(typed.split()) > 6:
-            return ""
+        spanned = [typed[a:b] for a, b in self.words("previous").spans(typed)]
+        if len(typed.split()) <= SHORT and any(len(e.split()) > 1 for e in spanned):
+            return "previous"
+        # "no nobody is in danger, i want to finish my report": finishing, wherever it is said.
+        if any(len(typed[a:b].split()) > 2 for a, b in self.words("finish").spans(typed)):
+            return "finish"
         best = ("", 0)
         for move in MOVES[1:]:
             for start, end in self.words(move).spans(typed):
-                # Starting the message, with at most two more words ("no drugs at all").
-                if start == 0 and end > best[1] and len(typed[end:].split()) <= 2:
+                # Starting the message; alone, with at most two more words ("no drugs at all").
+                if start == 0 and end > best[1] and (not alone or len(typed[end:].split()) <= 2):
                     best = (move, end)
         return best[0]
 
@@ -196,7 +220,7 @@ class Answering:
         found.sort(key=lambda f: (f[0] - f[1], f[0]))  # longest first
         taken: list[tuple[int, int]] = []
         keys: list[str] = []
-        nots = set(self.words("not"))
+        nots = set(Words(self._locale_words(locale, "not"))) if locale else set(self.words("not"))
         for start, end, key in found:
             if any(start < t_end and t_start < end for t_start, t_end in taken):
                 continue
@@ -208,6 +232,17 @@ class Answering:
         order = [o.key for o in shown]
         return tuple(sorted(dict.fromkeys(keys), key=order.index))
 
+    def named_words(self, group: str, text: str, locale: str) -> bool:
+        """A phrase of ``group`` in ``text`` with no "not" just before it ("they're here", but
+        not "nu au venit încă")."""
+        typed = label_key(text)
+        nots = set(Words(self._locale_words(locale, "not"))) | set(Words(self._locale_words("en", "not")))
+        for start, _ in self.words(group).spans(typed):
+            before = [w.strip(_PUNCTUATION) for w in typed[:start].split()[-2:]]
+            if not nots.intersection(before):
+                return True
+        return False
+
     def _content_words(self, label: str) -> set[str]:
         """A label's words that can name it inside a sentence: long enough to mean something,
         or a "not"; never filler ("something", "the")."""
@@ -217,15 +252,22 @@ class Answering:
 
     def yes_or_no(self, shown: Sequence[OptionRef], locale: str, typed: str) -> tuple[str, ...]:
         """A message starting with a yes or a no ("yes thats right", "nah not really"): the one
-        option that starts with it, or a charity's phrases for an option that list it."""
+        option that starts with it, or a charity's phrases for an option that list it. A yes
+        followed by a no is a no ("pewnie nie", "sigur că nu")."""
         words = [w for w in (t.strip(_PUNCTUATION) for t in typed.split()) if w]
+        negative = set(self.words("no")) | set(Words(self._locale_words(locale, "not")))
         for answer in ("yes", "no"):
-            listed = self.words(answer)
-            lead = next((n for n in (3, 2, 1) if " ".join(words[:n]) in listed), 0)
+            lead = next((n for n in (3, 2, 1) if " ".join(words[:n]) in self.words(answer)), 0)
             if not lead:
                 continue
-            listing = [o.key for o in shown if " ".join(words[:lead]) in self.words(f"answers:{o.label}")]
+            said = " ".join(words[:lead])
+            if answer == "yes" and negative.intersection(words[lead : lead + 3]):
+                answer, said = "no", ""
+            listed = self.words(answer)
+            listing = [o.key for o in shown if said and said in self.words(f"answers:{o.label}")]
             starting = [o.key for o in shown if self._label(locale, o.label).split(" ")[0].strip(",.!?") in listed]
+            if answer == "no" and not listing and not starting:
+                listing = [o.key for o in shown if set(listed) & set(self.words(f"answers:{o.label}"))]
             chosen = listing or starting
             return (chosen[0],) if len(chosen) == 1 else ()
         return ()
@@ -267,7 +309,13 @@ def _parse_date(typed: str, now: dt.datetime) -> dt.datetime | None:
     import dateparser  # imported on first use: most conversations never ask when
     from dateparser.search import search_dates
 
-    settings = {"RELATIVE_BASE": now, "PREFER_DATES_FROM": "past", "RETURN_AS_TIMEZONE_AWARE": False}
+    # A month without a day ("beginning of december") is read from its first day, not today's.
+    settings = {
+        "RELATIVE_BASE": now,
+        "PREFER_DATES_FROM": "past",
+        "PREFER_DAY_OF_MONTH": "first",
+        "RETURN_AS_TIMEZONE_AWARE": False,
+    }
     languages = ["en", "pl", "ro"]
     found: dt.datetime | None = dateparser.parse(typed, languages=languages, settings=settings)
     if found is not None:

@@ -83,6 +83,11 @@ DONE = OptionRef("done", "option.done")
 CONSENT_BEFORE = {"consent.keep": "@review", "consent.send": "consent.keep", "consent.reply": "consent.send"}
 # The emergency screen and what follows it: the next message gets the next thing.
 AFTER_EMERGENCY = ("emergency", "emergency.cpr", "emergency.still", "emergency.arrived", "emergency.police")
+# Typed answers of more words than this are checked for urgent help first ("to wszystko" is
+# an answer; "chcę skończyć ze sobą" may not be).
+SHORT_ANSWER = 3
+# "menu" inside a message of at most this many words goes to the menu ("main menu pls").
+MENU_WORDS = 4
 # Fewer different letters than this say nothing about a language ("k", "hmm", "aaaa").
 MIN_DISTINCT_LETTERS = 4
 # Anything longer is not read further: enough for any word list, bounded work per message.
@@ -169,6 +174,7 @@ class Engine:
         self._emergency_words: tuple[str, ...] | None = None
         self.answering = Answering(
             words=self._all_words,
+            locale_words=lexicon.words,
             label=self._label_key,
             boroughs=lexicon.words("en", "boroughs"),
             places=lambda borough: self._all_words(f"places:{borough}"),
@@ -316,30 +322,39 @@ class Engine:
         step = self.steps.get(turn.state.step)
         reading = self._read(step, turn.state, text) if step is not None else Reading()
         turn.state = turn.state.evolve(detected=False)
-        if step is not None and self._moved(turn, step, reading):
-            return
-        picked = reading.keys
-        if not picked and self._says_menu(text):
-            self._leave_question(turn)
-            self._go_to_menu(turn)
-            return
-        if step is not None and step.key in AFTER_EMERGENCY and not picked and self._after_emergency(turn, step, text):
-            return
-        if not picked and self._shortcut(turn, step, text):
-            return
-        if not picked and self._finishes_report(turn, step, text):
+        if self._before_answering(turn, step, text, reading):
             return
         if step is None:
             self._understand(turn, text, first_contact=True)
-            return
-        if picked:
-            self._pick(turn, step, picked, typed=True)
+        elif reading.keys:
+            self._pick(turn, step, reading.keys, typed=True)
         elif step.kind is Kind.TEXT:
             self._answer_text(turn, step, text.strip(), length)
         elif step.kind is Kind.MENU and not self._in_report(step):
             self._understand(turn, text, first_contact=False)
         else:
             self._off_question(turn, step, text)
+
+    def _before_answering(self, turn: _Turn, step: Step | None, text: str, reading: Reading) -> bool:
+        """What comes before the typed words are taken as an answer or understood: urgent help
+        clearly asked for, a move, the menu, what follows emergency help, an emergency phrase, a
+        bare yes or no, finishing a report. True when one of them answered."""
+        checked = len(text.split()) > SHORT_ANSWER or reading.move == "finish"
+        if step is not None and reading and checked and self._urgent_first(turn, text, reading):
+            # Words read as an answer that are also clearly about an overdose or suicide
+            # ("chcę skończyć ze sobą" is not "finish the report"): help first.
+            return True
+        if step is not None and self._moved(turn, step, reading):
+            return True
+        if reading.keys:
+            return False
+        if self._says_menu(text, turn.state.locale):
+            self._leave_question(turn)
+            self._go_to_menu(turn)
+            return True
+        if step is not None and step.key in AFTER_EMERGENCY and self._after_emergency(turn, step, text):
+            return True
+        return self._shortcut(turn, step, text) or self._finishes_report(turn, step, text)
 
     def _shortcut(self, turn: _Turn, step: Step | None, text: str) -> bool:
         """Words that answer nothing on the screen but need no understanding: an emergency
@@ -369,6 +384,8 @@ class Engine:
             return False
         if not self.answering.words("finish").spans(label_key(text)):
             return False
+        if urgent_in_answer(self._classify(turn, text), self.config.policy) is not None:
+            return False  # "vreau să termin cu tot": not the report; understood below
         self._go(turn, "@continue_report")
         return True
 
@@ -381,13 +398,31 @@ class Engine:
             return Reading(keys=picked)
         if step.kind is Kind.TEXT and step.field is not None and step.validate is None:
             # Free words ("in your own words..."): only a move typed alone is not the answer.
-            move = self.answering.move(self.answering.strip_filler(label_key(text)))
+            move = self.answering.move(self.answering.strip_filler(label_key(text), state.locale), alone=True)
             return Reading(move=move) if move in ("previous", "skip") and len(text) < 40 else Reading()
         if step.kind is Kind.TEXT and step.validate is None:
             return Reading()
         shown = self._options(step, state)
         multi = step.kind is Kind.MULTI
         return self.answering.read(step.key, multi, step.skippable, shown, state.locale, text)
+
+    def _urgent_first(self, turn: _Turn, text: str, reading: Reading) -> bool:
+        """Urgent help before a typed answer, when the words are clearly about it; the person
+        comes back to this question. Words that would end the questions ("i want to finish it
+        all") are read recall-first, as a first message is."""
+        understood = self._classify(turn, text)
+        if self._says_emergency(text):
+            now: tuple[str, ...] = ("overdose",)
+        elif reading.move == "finish":
+            now = tuple(i for i in decide(understood, self.config.policy).intents if i in URGENT)
+        else:
+            found = urgent_in_answer(understood, self.config.policy)
+            now = (found,) if found else ()
+        if not now:
+            return False
+        self._leave_question(turn)
+        self._answer(turn, now)
+        return True
 
     def _moved(self, turn: _Turn, step: Step, reading: Reading) -> bool:
         """A move or a place typed at a question, carried out; False when there is none."""
@@ -437,15 +472,19 @@ class Engine:
         index = keys.index(step.key)
         return keys[index - 1] if index else "report.intro"
 
-    def _says_menu(self, text: str) -> bool:
-        """ "menu" or "back" typed alone, in any of the bot's languages."""
+    def _says_menu(self, text: str, locale: str = "en") -> bool:
+        """ "menu" or "back" typed alone, in any of the bot's languages, or "menu" in a message of
+        a few words ("main menu pls", "wroc do menu")."""
         typed = label_key(text)
         if not typed or len(typed) > 40:
             return False
         if self._menu_words is None:
             # "back" outside the report goes to the menu too; inside it, to the question before.
             self._menu_words = self._word_set("menu") | self._word_set("previous")
-        return typed in self._menu_words
+        stripped = self.answering.strip_filler(typed, locale)
+        if typed in self._menu_words or stripped in self._menu_words:
+            return True
+        return len(typed.split()) <= MENU_WORDS and bool(self.answering.words("menu").spans(typed))
 
     def _says_emergency(self, text: str) -> bool:
         """An unmistakable emergency phrase, in any of the bot's languages: help first, always."""
@@ -458,14 +497,19 @@ class Engine:
     def _after_emergency(self, turn: _Turn, step: Step, text: str) -> bool:
         """The next message after emergency help gets the next thing, never the same block:
         the crew has arrived, will the police come, or it is still happening (CPR)."""
-        if matches(text, self._all_words("arrived")):
+        if self._says_emergency(text):
+            # "the ambulance is on its way, he's not breathing": what to do now comes first.
+            turn.understood = "overdose/words"
+            self._go(turn, "emergency.still" if step.key in ("emergency.cpr", "emergency.still") else "emergency.cpr")
+            return True
+        if self.answering.named_words("arrived", text, turn.state.locale):
             self._go(turn, "emergency.arrived")
             return True
         understood = self._classify(turn, text)
         if matches(text, self._all_words("police")) or understood.intent == "advice_police":
             self._go(turn, "emergency.police")
             return True
-        if self._says_emergency(text) or decide(understood, self.config.policy).intents[:1] == ("overdose",):
+        if decide(understood, self.config.policy).intents[:1] == ("overdose",):
             turn.understood = "overdose/after"
             self._go(turn, "emergency.still" if step.key in ("emergency.cpr", "emergency.still") else "emergency.cpr")
             return True

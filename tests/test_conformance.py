@@ -354,6 +354,37 @@ async def bad_input(driver: Driver) -> None:
     await driver.say("yes")
 
 
+async def typed_as_people_type(driver: Driver) -> None:
+    """The whole report in words, as on the web, SMS, WhatsApp or with a screen reader."""
+    for typed in (
+        "/report",
+        "yes go on",
+        "i was robbed",
+        "thats all",
+        "a few days ago",
+        "a flat in vauxhall",
+        "g and a bit of tina",
+        "He took my phone and my cards.",
+        "back",
+        "He took my phone and my cards while I was out of it.",
+        "grindr",
+        "nobody yet",
+        "someone to talk to",
+        "thats all",
+        "yes thats right",
+        "yes keep it",
+        "dont send it",
+    ):
+        await driver.say(typed)
+
+
+async def after_emergency_help(driver: Driver) -> None:
+    await driver.say("my mate took too much g and wont wake up")
+    await driver.say("hes not breathing now what do i do")
+    await driver.say("ive called 999. will the police come too? im scared")
+    await driver.say("ambulance is here. who can i talk to tomorrow")
+
+
 SCRIPTS: dict[str, Script] = {
     "disclosure at 2am": disclosure_at_2am,
     "whole report, changed, removed, kept": whole_report_changed_removed_and_kept,
@@ -363,6 +394,8 @@ SCRIPTS: dict[str, Script] = {
     "quick exit": quick_exit,
     "deleted by code": deleted_by_code,
     "bad input": bad_input,
+    "typed as people type": typed_as_people_type,
+    "after emergency help": after_emergency_help,
 }
 CHANNELS = ("console", "aiogram", "ptb", "rasa", "web")
 CLEARED = "[the chat was cleared]"
@@ -384,6 +417,11 @@ async def test_every_channel_gives_the_same_transcript(script: str, tmp_path: Pa
     channels = [c for c in CHANNELS if not (c == "web" and script == "sent, staff reply, answer")]
     transcripts = {name: await transcript_of(name, SCRIPTS[script], tmp_path) for name in channels}
     assert transcripts["console"], "the script produced nothing"
+    if script in ("typed as people type", "after emergency help"):
+        # Every typed answer understood: no "didn't catch that", no block said twice.
+        assert not any("didn't catch that" in line for line in transcripts["console"])
+        firsts = [line.split("\n")[0] for line in transcripts["console"] if len(line) > 200]
+        assert len(firsts) == len(set(firsts)), firsts
     assert transcripts["aiogram"] == transcripts["console"]
     assert transcripts["ptb"] == transcripts["console"]
     # Rasa's channels cannot delete: the same conversation, with words that say so; and an SMS

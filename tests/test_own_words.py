@@ -96,7 +96,13 @@ def test_a_day_in_words_answers_when_it_happened(engine: Engine, locale: str, ty
 
 @pytest.mark.parametrize(
     ("typed", "expected"),
-    [("just now", "today"), ("last night", "today"), ("3 weeks ago", "month"), ("in the summer", "longer")],
+    [
+        ("just now", "today"),
+        ("last night", "today"),
+        ("3 weeks ago", "month"),
+        ("in the summer", "longer"),
+        ("beginning of november", "longer"),  # a month alone counts from its first day
+    ],
 )
 def test_other_times_in_words_fall_in_the_right_option(engine: Engine, typed: str, expected: str) -> None:
     _, state = said(engine, at("report.when"), typed)
@@ -330,3 +336,52 @@ def test_clear_words_in_another_language_switch_and_one_tap_switches_back(
     assert "lang.en" in [o.key for o in shown.options]
     back = engine.handle(outcome.state, Choice(step=shown.step or "", option="lang.en"))
     assert back.state.locale == "en"
+
+
+# ---------------------------------------------------------------- what a native reader caught
+@pytest.mark.parametrize(
+    ("locale", "typed"),
+    [
+        ("pl", "chcę skończyć ze sobą"),
+        ("ro", "vreau sa termin cu viata"),
+        ("en", "i want to finish it all, i cant go on"),
+    ],
+)
+def test_ending_ones_life_is_never_read_as_finishing_the_report(engine: Engine, locale: str, typed: str) -> None:
+    messages, state = said(engine, at("report.app", locale, when=("week",)), typed)
+    assert "crisis.guidance" in messages and state.resume == "report.app"
+
+
+@pytest.mark.parametrize(
+    ("locale", "typed"),
+    [
+        ("pl", "jeszcze nie przyjechali"),
+        ("pl", "karetka jest w drodze"),
+        ("ro", "n-a venit ambulanta inca"),
+        ("ro", "sunt aici singur cu el"),
+    ],
+)
+def test_help_not_there_yet_is_never_told_good_help_is_there(engine: Engine, locale: str, typed: str) -> None:
+    messages, _ = said(engine, State(locale=locale, step="emergency"), typed)
+    assert "emergency.arrived" not in messages
+
+
+@pytest.mark.parametrize(
+    ("locale", "typed"), [("pl", "pewnie nie"), ("pl", "jasne że nie"), ("ro", "sigur ca nu"), ("en", "sure, no")]
+)
+def test_a_yes_word_followed_by_a_no_keeps_nothing(engine: Engine, locale: str, typed: str) -> None:
+    _, state = said(engine, at("consent.keep", locale, when=("week",)), typed)
+    assert state.answers.get("consent.keep") == ("no",)
+
+
+@pytest.mark.parametrize(("locale", "typed"), [("pl", "nie mam nic przeciwko"), ("ro", "nu ma deranjeaza")])
+def test_i_dont_mind_allows_replies(engine: Engine, locale: str, typed: str) -> None:
+    state = at("consent.reply", locale, when=("week",), kept=True).with_answer("consent.send", ("support",))
+    outcome = engine.handle(state, Text(typed))
+    stored = next(e for e in outcome.effects if isinstance(e, StoreReport))
+    assert stored.allow_reply is True
+
+
+def test_a_polish_no_meaning_well_is_not_a_no(engine: Engine) -> None:
+    _, state = said(engine, at("report.app", "pl"), "no tak, przez grindra")
+    assert state.answers["app"] == ("yes",)
