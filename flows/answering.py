@@ -31,7 +31,7 @@ MOVES = ("previous", "skip", "done", "none", "finish")
 WHEN_STEP = "report.when"
 WHEN_DAYS = (("today", 0), ("week", 7), ("month", 31), ("longer", 100_000))
 # A message of at most this many words is short: a longer move phrase may stand anywhere in it.
-SHORT = 6
+SHORT = 8
 # A night that has just ended counts as today ("last night", "saturday night" on Sunday).
 EVENING_HOUR = 18
 WHERE_STEP = "report.where"
@@ -186,7 +186,8 @@ class Answering:
     def move(self, typed: str, alone: bool = False) -> str:
         """A move typed ``alone`` (a one-word one such as "back" only alone; a longer one such as
         "previous question" in a short message too), or else starting the message."""
-        if typed in self.words("previous"):
+        # "back" alone, or as a clause of its own ("cofnij, zle odpowiedzialem").
+        if typed in self.words("previous") or label_key(typed.split(",")[0]) in self.words("previous"):
             return "previous"
         spanned = [typed[a:b] for a, b in self.words("previous").spans(typed)]
         if len(typed.split()) <= SHORT and any(len(e.split()) > 1 for e in spanned):

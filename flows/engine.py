@@ -87,7 +87,7 @@ AFTER_EMERGENCY = ("emergency", "emergency.cpr", "emergency.still", "emergency.a
 # an answer; "chcę skończyć ze sobą" may not be).
 SHORT_ANSWER = 3
 # "menu" inside a message of at most this many words goes to the menu ("main menu pls").
-MENU_WORDS = 4
+MENU_WORDS = 6
 # Fewer different letters than this say nothing about a language ("k", "hmm", "aaaa").
 MIN_DISTINCT_LETTERS = 4
 # Anything longer is not read further: enough for any word list, bounded work per message.
