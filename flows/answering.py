@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cache
 
 from flows.replies import OptionRef
-from flows.text import label_key
+from flows.text import label_key, spans
 
 # Moves typed at a question, by word list: back to the previous question, skip it, done ticking,
 # none of these (skips a question taking several), on to the summary.
@@ -69,19 +67,9 @@ class Words:
         return typed in self.entries
 
     def spans(self, typed: str) -> list[tuple[int, int]]:
-        """Where each entry occurs in ``typed`` on word boundaries."""
-        return [m.span() for m in _phrases(self.entries).finditer(typed)] if self.entries else []
-
-
-@cache
-def _phrases(entries: tuple[str, ...]) -> re.Pattern[str]:
-    """Entries as one pattern, longest first; a trailing ``*`` matches any ending ("scruff*"
-    is "scruffie" too), as in every word list."""
-    ordered = sorted(entries, key=len, reverse=True)
-    body = "|".join(
-        re.escape(e.rstrip("*").strip()).replace(r"\ ", r"\s+") + (r"\w*" if e.endswith("*") else "") for e in ordered
-    )
-    return re.compile(rf"(?<!\w)(?:{body})(?!\w)")
+        """Where each entry occurs in ``typed`` on word boundaries (a trailing ``*`` matches any
+        ending, "scruff*" is "scruffie" too, as in every word list)."""
+        return spans(typed, self.entries)
 
 
 class Answering:
@@ -104,6 +92,13 @@ class Answering:
         self._lists: dict[str, Words] = {}
         # Each borough by its own name and by its neighbourhoods ("vauxhall" is Lambeth).
         self._boroughs = {b: Words((b, *places(b))) for b in boroughs}
+
+    def local(self, locale: str, group: str) -> Words:
+        """A word list in one language (its own, or English where it has none)."""
+        found = self._lists.get(f"{locale}:{group}")
+        if found is None:
+            found = self._lists[f"{locale}:{group}"] = Words(self._locale_words(locale, group))
+        return found
 
     def words(self, group: str) -> Words:
         found = self._lists.get(group)
@@ -171,7 +166,7 @@ class Answering:
     def strip_filler(self, typed: str, locale: str = "") -> str:
         """Without "um", "i think", "please" and the like around the answer, in the person's
         language (Polish "no" is "well", not a no)."""
-        filler = Words(self._locale_words(locale, "filler")) if locale else self.words("filler")
+        filler = self.local(locale, "filler") if locale else self.words("filler")
         while True:
             before = typed
             for entry in filler:
@@ -221,7 +216,7 @@ class Answering:
         found.sort(key=lambda f: (f[0] - f[1], f[0]))  # longest first
         taken: list[tuple[int, int]] = []
         keys: list[str] = []
-        nots = set(Words(self._locale_words(locale, "not"))) if locale else set(self.words("not"))
+        nots = set(self.local(locale, "not") if locale else self.words("not"))
         for start, end, key in found:
             if any(start < t_end and t_start < end for t_start, t_end in taken):
                 continue
@@ -237,7 +232,7 @@ class Answering:
         """A phrase of ``group`` in ``text`` with no "not" just before it ("they're here", but
         not "nu au venit încă")."""
         typed = label_key(text)
-        nots = set(Words(self._locale_words(locale, "not"))) | set(Words(self._locale_words("en", "not")))
+        nots = set(self.local(locale, "not")) | set(self.local("en", "not"))
         for start, _ in self.words(group).spans(typed):
             before = [w.strip(_PUNCTUATION) for w in typed[:start].split()[-2:]]
             if not nots.intersection(before):
@@ -256,7 +251,7 @@ class Answering:
         option that starts with it, or a charity's phrases for an option that list it. A yes
         followed by a no is a no ("pewnie nie", "sigur că nu")."""
         words = [w for w in (t.strip(_PUNCTUATION) for t in typed.split()) if w]
-        negative = set(self.words("no")) | set(Words(self._locale_words(locale, "not")))
+        negative = set(self.words("no")) | set(self.local(locale, "not"))
         for answer in ("yes", "no"):
             lead = next((n for n in (3, 2, 1) if " ".join(words[:n]) in self.words(answer)), 0)
             if not lead:

@@ -140,6 +140,7 @@ class _Turn:
     effects: list[Effect] = field(default_factory=list)
     understood: str = ""
     hint: Hint | None = None  # another assistant's reading of the typed text, if any
+    classified: tuple[str, Understanding] | None = None  # the typed text, understood once a turn
 
     def say(self, message: str, **variables: str | int | Summary) -> None:
         self.replies.append(Reply(message=message, variables=variables))
@@ -448,16 +449,9 @@ class Engine:
         """Back to the question before this one, its answer ticked again where it takes several."""
         target = self.question_before(step, turn.state)
         turn.state = turn.state.evolve(editing=False)
-        if target.startswith("@") or target not in self.steps:
-            self._go(turn, target)
-            return
-        self._go(turn, target)
-        before = self.steps[target]
-        answer = turn.state.answers.get(before.field or "")
-        if before.kind is Kind.MULTI and isinstance(answer, tuple):
-            turn.replies.pop()
-            turn.state = turn.state.evolve(picked=answer)
-            self._prompt(turn, before)
+        before = self.steps.get(target)
+        answer = turn.state.answers.get(before.field or "") if before is not None else None
+        self._go_ticked(turn, target, answer if isinstance(answer, tuple) else ())
 
     def question_before(self, step: Step, state: State) -> str:
         """The question asked before ``step`` (the report's start before its first)."""
@@ -497,21 +491,23 @@ class Engine:
     def _after_emergency(self, turn: _Turn, step: Step, text: str) -> bool:
         """The next message after emergency help gets the next thing, never the same block:
         the crew has arrived, will the police come, or it is still happening (CPR)."""
+        # Not breathing, or still in danger: what to do now (CPR), then a short "keep going".
+        still = "emergency.still" if step.key in ("emergency.cpr", "emergency.still") else "emergency.cpr"
         if self._says_emergency(text):
             # "the ambulance is on its way, he's not breathing": what to do now comes first.
             turn.understood = "overdose/words"
-            self._go(turn, "emergency.still" if step.key in ("emergency.cpr", "emergency.still") else "emergency.cpr")
+            self._go(turn, still)
             return True
         if self.answering.named_words("arrived", text, turn.state.locale):
             self._go(turn, "emergency.arrived")
             return True
         understood = self._classify(turn, text)
-        if matches(text, self._all_words("police")) or understood.intent == "advice_police":
+        if self.answering.words("police").spans(label_key(text)) or understood.intent == "advice_police":
             self._go(turn, "emergency.police")
             return True
         if decide(understood, self.config.policy).intents[:1] == ("overdose",):
             turn.understood = "overdose/after"
-            self._go(turn, "emergency.still" if step.key in ("emergency.cpr", "emergency.still") else "emergency.cpr")
+            self._go(turn, still)
             return True
         return False
 
@@ -524,7 +520,12 @@ class Engine:
 
     # ------------------------------------------------------------------ understanding free text
     def _classify(self, turn: _Turn, text: str) -> Understanding:
-        understood = with_hint(self.understander.understand(text), turn.hint, self.config.policy)
+        """What ``text`` means, worked out once a turn however many rules ask."""
+        if turn.classified is not None and turn.classified[0] == text:
+            understood = turn.classified[1]
+        else:
+            understood = with_hint(self.understander.understand(text), turn.hint, self.config.policy)
+            turn.classified = (text, understood)
         turn.understood = f"{understood.intent}/{band(understood.confidence)}"
         return understood
 
@@ -730,8 +731,7 @@ class Engine:
         """A word list in every language at once, in the form typed answers are compared in."""
         found = self._word_sets.get(group)
         if found is None:
-            words = (w for locale in self.lexicon.locales for w in self.lexicon.words(locale, group))
-            found = self._word_sets[group] = frozenset(map(label_key, words))
+            found = self._word_sets[group] = frozenset(self.answering.words(group))
         return found
 
     def _named_option(self, step: Step, state: State, shown: list[OptionRef], typed: str) -> str | None:
@@ -1015,6 +1015,10 @@ class Engine:
         """Back to the question left for an interruption, with whatever was ticked there."""
         ticked = turn.state.resume_picked
         turn.state = turn.state.evolve(resume="", resume_picked=())
+        self._go_ticked(turn, target, ticked)
+
+    def _go_ticked(self, turn: _Turn, target: str, ticked: tuple[str, ...]) -> None:
+        """To ``target``; a question taking several shows ``ticked`` ticked again."""
         step = self.steps.get(target)
         if step is None or not ticked or step.kind is not Kind.MULTI:
             self._go(turn, target)

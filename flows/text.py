@@ -32,9 +32,11 @@ def _pattern(entry: str) -> str:
     return rf"(?<!\w){body}{tail}(?!\w)"
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=1024)
 def _compile(entries: tuple[str, ...]) -> re.Pattern[str] | None:
-    patterns = [_pattern(e) for e in entries if normalise(e).rstrip("*").strip()]
+    # Longest first, so where entries overlap at one place the longer one is the match found.
+    ordered = sorted(entries, key=lambda e: len(normalise(e)), reverse=True)
+    patterns = [_pattern(e) for e in ordered if normalise(e).rstrip("*").strip()]
     return re.compile("|".join(patterns)) if patterns else None
 
 
@@ -46,6 +48,12 @@ def matches_normalised(normalised: str, entries: Iterable[str]) -> bool:
     """``matches`` for text already normalised: one text checked against many lists."""
     pattern = _compile(tuple(entries))
     return pattern is not None and pattern.search(normalised) is not None
+
+
+def spans(normalised: str, entries: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Where each entry occurs in text already normalised, the longer where two start together."""
+    pattern = _compile(entries)
+    return [m.span() for m in pattern.finditer(normalised)] if pattern is not None else []
 
 
 def label_key(text: str) -> str:
