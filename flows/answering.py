@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from flows.replies import OptionRef
 from flows.text import label_key, spans
 
+# A move the question cannot take ("thats all" where one answer is asked): asked again kindly.
+HEARD = "heard"
 # Moves typed at a question, by word list: back to the previous question, skip it, done ticking,
 # none of these (skips a question taking several), on to the summary.
 MOVES = ("previous", "skip", "done", "none", "finish")
@@ -113,7 +115,8 @@ class Answering:
         whole = label_key(text)
         typed = self.strip_filler(whole, locale) or whole
         # A move that is the whole message ("skip", "thats all", "previous question") first.
-        move = self._move_at(self.move(whole, alone=True) or self.move(typed, alone=True), multi, skippable)
+        heard = self.move(whole, alone=True) or self.move(typed, alone=True)
+        move = self._move_at(heard, multi, skippable)
         if move:
             return Reading(move=move)
         named = self._options_named(step, shown, locale, whole, typed)
@@ -125,6 +128,9 @@ class Answering:
             if move:
                 return Reading(move=move)
             named = self.yes_or_no(shown, locale, typed) or self.yes_or_no(shown, locale, whole)
+        if not named and heard in ("done", "none"):
+            # "to wszystko" where nothing is ticked: words we know, not a crisis to look for.
+            return Reading(move=HEARD)
         if len(named) > 1 and not multi:
             return Reading()
         return Reading(keys=named)

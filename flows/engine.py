@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from flows.answering import Answering, Reading
+from flows.answering import HEARD, Answering, Reading
 from flows.classifier import trained
 from flows.codes import RandomTokens, Tokens, canonical_code
 from flows.definitions import (
@@ -435,6 +435,9 @@ class Engine:
             self._pick_common(turn, step, "skip")
         elif reading.move == "done" and step.kind is Kind.MULTI:
             self._pick_several(turn, step, ("done",), typed=True)
+        elif reading.move == HEARD:
+            turn.say("input.unclear")
+            self._reprompt(turn)
         elif reading.borough and step.key in ("report.where", "report.borough"):
             borough_step = self.steps["report.borough"]
             turn.state = turn.state.with_answer("where", ("london",)).with_answer("borough", reading.borough)

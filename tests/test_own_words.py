@@ -385,3 +385,11 @@ def test_i_dont_mind_allows_replies(engine: Engine, locale: str, typed: str) -> 
 def test_a_polish_no_meaning_well_is_not_a_no(engine: Engine) -> None:
     _, state = said(engine, at("report.app", "pl"), "no tak, przez grindra")
     assert state.answers["app"] == ("yes",)
+
+
+@pytest.mark.parametrize(("locale", "typed"), [("en", "thats all"), ("pl", "to wszystko"), ("ro", "asta e tot")])
+def test_thats_all_where_one_answer_is_asked_is_asked_again_never_a_crisis(
+    engine: Engine, locale: str, typed: str
+) -> None:
+    messages, state = said(engine, at("report.when", locale), typed)
+    assert messages == ["input.unclear", "report.when"] and state.step == "report.when"
