@@ -10,8 +10,10 @@
 - Chat ids are never stored: a draft is found by HMAC-SHA256 of the channel and chat id under
   a key derived from the oldest encryption key listed, so adding a new key keeps drafts
   findable; dropping the old key later starts open drafts afresh (they last a day at most).
-- The secret code is stored only as an Argon2id hash. A 16-bit tag of its SHA-256 narrows the
-  search; it leaves 64 of the code's 80 bits to the slow hash.
+- The secret code is stored only as an Argon2id hash. A 24-bit tag, keyed with a random secret
+  kept sealed in the store (rotated with everything else), narrows the search; it leaves 56 of
+  the code's 80 bits to the slow hash, and nobody without the secret can choose codes that share
+  a report's tag. Reports kept before the tag was keyed keep their 16-bit SHA-256 tag.
 - The key never lives in the database: it comes from REACHABLE_ENCRYPTION_KEY or from a key
   file created on first run (mode 0600) beside the database, for demos and small setups.
 """
@@ -41,6 +43,7 @@ from storage.errors import KeyringError
 
 KEY_FILE = "reachable.key"
 MAGIC = b"\xa5\x52"  # first bytes of every token of ours
+TAG_BYTES = 3  # a keyed tag; the legacy one has two, so the two never collide
 _HEADER = struct.Struct(">2s4sI")  # magic, key id, length of nonce + ciphertext + tag
 NONCE = 12
 LEGACY = b"gAAAAA"  # how every Fernet token starts
@@ -223,8 +226,16 @@ def private_file(path: Path) -> None:
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
 
 
-def code_tag(code: str) -> bytes:
-    """Two bytes of SHA-256: enough to find candidates, far too little to verify a guess."""
+def code_tag(secret: bytes, code: str) -> bytes:
+    """Three bytes of a keyed hash of a secret code: enough to find its report among many, far
+    too little to verify a guess, and not computable without the store's secret, so nobody can
+    choose wrong codes that share a kept report's tag (each would cost a slow verification)."""
+    return hmac.new(secret, code.encode(), hashlib.sha256).digest()[:TAG_BYTES]
+
+
+def legacy_code_tag(code: str) -> bytes:
+    """The tag reports were kept with before tags were keyed: two bytes of SHA-256, which anyone
+    can compute, and so choose wrong codes that each cost a slow verification."""
     return hashlib.sha256(code.encode()).digest()[:2]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -97,6 +98,7 @@ class MemoryStore(Store):
         self.retention_seconds = retention_days * DAY
         self.clock = clock
         self.hasher = hasher or CodeHasher()
+        self._tag_secret = secrets.token_bytes(32)
         self._s = _State()
         self._ids = itertools.count(1)
         self._not_before: dict[int, float] = {}
@@ -188,7 +190,7 @@ class MemoryStore(Store):
         self._s.reports[report.reference] = _Report(
             body=body,
             code_hash=code_hash,
-            tag=code_tag(report.code),
+            tag=code_tag(self._tag_secret, report.code),
             keep=report.keep,
             send_to=report.send_to,
             allow_reply=report.allow_reply,
@@ -270,7 +272,7 @@ class MemoryStore(Store):
         return self._stored(reference, found) if found is not None else None
 
     def _match(self, code: str) -> str | None:
-        tag = code_tag(code)
+        tag = code_tag(self._tag_secret, code)
         for reference, found in self._s.reports.items():
             if found.tag == tag and self.hasher.verify(found.code_hash, code):
                 return reference

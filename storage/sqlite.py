@@ -16,13 +16,11 @@ import datetime as dt
 import json
 import logging
 import math
-import os
+import secrets
 import stat
 import struct
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,8 +39,9 @@ from storage.base import (
     SummaryData,
     Unsent,
 )
-from storage.crypto import LEGACY, CodeHasher, Keyring, code_tag, private_file, secure_folder
+from storage.crypto import LEGACY, CodeHasher, Keyring, code_tag, legacy_code_tag, private_file, secure_folder
 from storage.errors import Conflict, MigrationError, StorageError
+from storage.hashing import CHECK, KEEP, HashingPool
 
 log = logging.getLogger("reachable.storage")
 T = TypeVar("T")
@@ -63,6 +62,7 @@ SEALED = (
     ("deliveries", "id", "payload"),
     ("relays", "reference", "chat"),
     ("answers", "id", "payload"),
+    ("secrets", "name", "sealed"),
 )
 WAL_LIMIT = 1 << 20  # bytes the write-ahead log may keep after a checkpoint
 
@@ -85,15 +85,6 @@ def migrations() -> list[tuple[int, str]]:
         if entry.name.endswith(".sql")
     )
     return found
-
-
-HASHING_THREADS = max(1, (os.cpu_count() or 2) - 1)
-
-
-def _yield_to_replies() -> None:
-    """Run this hashing thread at a lower priority than the event loop (Linux: per thread)."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 class SQLiteStore(Store):
@@ -120,9 +111,9 @@ class SQLiteStore(Store):
         # Argon2 gets threads of its own, one fewer than the machine has cores and at a lower
         # priority: a burst of reports must not take the CPU from everyone else's replies, nor
         # fill asyncio's default pool, which other work (aiohttp's address lookups) waits on.
-        self._hashing = ThreadPoolExecutor(
-            max_workers=HASHING_THREADS, thread_name_prefix="reachable-argon2", initializer=_yield_to_replies
-        )
+        # Keeping a report goes ahead of checking codes (storage/hashing.py).
+        self._hashing = HashingPool()
+        self._tag_secret: bytes | None = None  # read (or made) when first needed
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -161,10 +152,7 @@ class SQLiteStore(Store):
         if self._db is not None:
             await self._db.close()
             self._db = None
-        self._hashing.shutdown(wait=False)
-
-    async def _hash(self, work: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._hashing, work, *args)
+        self._hashing.close()
 
     async def _migrate(self) -> None:
         async with self.db.execute("PRAGMA user_version") as cursor:
@@ -189,6 +177,31 @@ class SQLiteStore(Store):
 
     def _now(self) -> int:
         return int(self.clock())
+
+    async def _code_tag(self, code: str) -> bytes:
+        if self._tag_secret is None:
+            self._tag_secret = await self._secret("code tag")
+        return code_tag(self._tag_secret, code)
+
+    async def _secret(self, name: str) -> bytes:
+        """A random secret of this store, made on first use and kept sealed."""
+        async with self._write:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                async with self.db.execute("SELECT sealed FROM secrets WHERE name = ?", (name,)) as cursor:
+                    row = await cursor.fetchone()
+                if row is None:
+                    secret = secrets.token_bytes(32)
+                    await self.db.execute(
+                        "INSERT INTO secrets (name, sealed) VALUES (?, ?)", (name, self.keyring.encrypt(secret))
+                    )
+                else:
+                    secret = self.keyring.decrypt(bytes(row[0]))
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+        return secret
 
     async def _upgrade_tokens(self) -> None:
         """Tokens written before this version (Fernet, which carries its creation time in clear)
@@ -396,20 +409,20 @@ class SQLiteStore(Store):
                 await self._checkpoint()  # no page naming the chat stays in the file or the log
 
     # ------------------------------------------------------------------ reports
-    async def _prepare_report(self, report: NewReport, now: int) -> tuple[bytes, str]:
+    async def _prepare_report(self, report: NewReport, now: int) -> tuple[bytes, bytes, str]:
         body = {
             "summary": {k: list(v) if isinstance(v, tuple) else v for k, v in report.summary.items()},
             "categories": list(report.categories),
             "consented_at": now,
         }
         sealed = self.keyring.encrypt(json.dumps(body, ensure_ascii=False).encode())
-        code_hash = await self._hash(self.hasher.hash, report.code)
-        return sealed, code_hash
+        code_hash = await self._hashing.run(KEEP, self.hasher.hash, report.code)
+        return sealed, await self._code_tag(report.code), code_hash
 
     async def _insert_report(
-        self, report: NewReport, prepared: tuple[bytes, str], destinations: tuple[str, ...], now: int
+        self, report: NewReport, prepared: tuple[bytes, bytes, str], destinations: tuple[str, ...], now: int
     ) -> None:
-        sealed, code_hash = prepared
+        sealed, tag, code_hash = prepared
         # Rounded up to the day so the expiry does not give away the time of consent.
         expires = end_of_day(now + self.retention_seconds)
         day = dt.datetime.fromtimestamp(now, dt.UTC)
@@ -419,7 +432,7 @@ class SQLiteStore(Store):
             (
                 report.reference,
                 sealed,
-                code_tag(report.code),
+                tag,
                 code_hash,
                 int(report.keep),
                 report.send_to,
@@ -464,12 +477,14 @@ class SQLiteStore(Store):
 
     async def _match_code(self, code: str) -> str | None:
         """The reference of the report ``code`` unlocks."""
+        # Reports kept before tags were keyed carry the old tag until retention deletes them.
         async with self.db.execute(
-            "SELECT reference, code_hash FROM reports WHERE code_tag = ?", (code_tag(code),)
+            "SELECT reference, code_hash FROM reports WHERE code_tag IN (?, ?)",
+            (await self._code_tag(code), legacy_code_tag(code)),
         ) as cursor:
             candidates = list(await cursor.fetchall())
         for reference, hashed in candidates:
-            if await self._hash(self.hasher.verify, str(hashed), code):
+            if await self._hashing.run(CHECK, self.hasher.verify, str(hashed), code):
                 return str(reference)
         return None
 

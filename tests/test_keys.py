@@ -34,7 +34,14 @@ async def test_rotation_reencrypts_everything_so_the_old_key_can_go(tmp_path: Pa
     path = tmp_path / "db.sqlite3"
     chat = await fill(path, Keyring([old]))
     async with SQLiteStore(path, Keyring([new, old])) as store:
-        assert await store.reencrypt() == {"drafts": 1, "reports": 1, "deliveries": 1, "relays": 1, "answers": 1}
+        assert await store.reencrypt() == {
+            "drafts": 1,
+            "reports": 1,
+            "deliveries": 1,
+            "relays": 1,
+            "answers": 1,
+            "secrets": 1,
+        }
         assert await store.load_draft(chat) == b'{"v":1}'  # the chat key is unchanged while the old key is listed
     async with SQLiteStore(path, Keyring([new])) as store:
         report = await store.get_report("ROTA-0001")

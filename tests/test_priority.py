@@ -22,6 +22,7 @@ from fakes.harness import MODEL_CACHE
 from flows.definitions import URGENT_MESSAGES
 from flows.events import parse_typed
 from storage import Keyring
+from storage.hashing import KEEP
 
 
 class Recording:
@@ -148,11 +149,10 @@ async def test_keeping_a_report_behind_other_codes_says_the_code_is_being_made(a
         await core.private("me", parse_typed(text))
     assert transport.sent[-1][1] == "Is this right?"
     hashing = app.store._hashing  # type: ignore[attr-defined]
-    blockers = [hashing.submit(time.sleep, 1.5) for _ in range(hashing._max_workers)]  # codes being made
+    blockers = [asyncio.create_task(hashing.run(KEEP, time.sleep, 1.5)) for _ in range(hashing.threads)]
     for text in ("Yes, it's right", "Yes, keep it", "Don't send it"):
         await core.private("me", parse_typed(text))
-    for blocker in blockers:
-        blocker.result()
+    await asyncio.gather(*blockers)
     said = [text for chat, text in transport.sent if chat == "me"]
     notice = next(i for i, t in enumerate(said) if t == "Making your secret code. This takes a moment.")
     code = next(i for i, t in enumerate(said) if "Secret code:" in t)
@@ -169,14 +169,13 @@ async def test_the_code_notice_waits_for_replies_already_on_their_way_to_the_sam
         await core.private("me", parse_typed(text))
     core.pacer = Pacer(1, 2.0, burst=1)  # one message every 2 s: replies wait their turn
     hashing = app.store._hashing  # type: ignore[attr-defined]
-    blockers = [hashing.submit(time.sleep, 3) for _ in range(hashing._max_workers)]  # codes being made
+    blockers = [asyncio.create_task(hashing.run(KEEP, time.sleep, 3)) for _ in range(hashing.threads)]
     turns = []
     for text in ("Skip", "Yes, it's right", "Yes, keep it"):  # tapped quickly, one after another
         turns.append(asyncio.create_task(core.private("me", parse_typed(text))))
         await asyncio.sleep(0.05)
     await asyncio.gather(*turns)
-    for blocker in blockers:
-        blocker.result()
+    await asyncio.gather(*blockers)
     said = [text.split("\n")[0] for chat, text in transport.sent if chat == "me"]
     asked = said.index("Shall we keep this summary?")
     notice = said.index("Making your secret code. This takes a moment.")

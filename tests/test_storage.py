@@ -110,17 +110,38 @@ async def test_only_the_right_code_erases_a_report(backend: Store) -> None:
     assert await backend.erase_report(CODE) is None
 
 
-async def test_codes_that_share_a_tag_still_erase_only_their_own_report(backend: Store) -> None:
-    from storage.crypto import code_tag
+async def test_codes_that_share_a_tag_still_erase_only_their_own_report(
+    backend: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storage import crypto
 
+    monkeypatch.setattr(crypto, "TAG_BYTES", 1)  # so that two codes sharing a tag are quick to find
     first = CODE
-    other = next(
-        c for n in range(200000) if code_tag(c := f"7K2P-QX9D-{n // 10000:04d}-{n % 10000:04d}") == code_tag(first)
-    )
     await backend.add_report(report("TEST-0001", first))
+    secret = backend._tag_secret  # type: ignore[attr-defined]  # the store's own, sealed
+    other = next(
+        c
+        for n in range(100_000)
+        if crypto.code_tag(secret, c := f"7K2P-QX9D-{n // 10000:04d}-{n % 10000:04d}") == crypto.code_tag(secret, first)
+    )
     await backend.add_report(report("TEST-0002", other))
     assert await backend.erase_report(other) == "TEST-0002"
     assert await backend.get_report("TEST-0001") is not None
+
+
+async def test_a_codes_tag_cannot_be_computed_without_the_stores_secret(tmp_path: Path, keyring: Keyring) -> None:
+    """Someone who keeps one report cannot work out offline which wrong codes share its tag."""
+    from storage import crypto
+
+    tags = []
+    for name in ("a", "b"):
+        async with SQLiteStore(tmp_path / name / "r.sqlite3", keyring) as store:
+            await store.add_report(report())
+            tags.append(crypto.code_tag(store._tag_secret, CODE))  # type: ignore[attr-defined]
+        async with SQLiteStore(tmp_path / name / "r.sqlite3", keyring) as store:  # the same after a restart
+            assert await store.erase_report(CODE) == "TEST-0001"
+            assert crypto.code_tag(store._tag_secret, CODE) == tags[-1]  # type: ignore[attr-defined]
+    assert tags[0] != tags[1] and crypto.legacy_code_tag(CODE) not in tags
 
 
 async def test_counters_count_kept_reports_and_outlive_purged_ones(backend: Store, clock: Clock) -> None:
