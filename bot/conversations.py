@@ -41,6 +41,7 @@ from storage import (
     Relays,
     Reports,
     StorageError,
+    StoredReport,
     Turns,
 )
 
@@ -118,6 +119,7 @@ class Conversations:
         self._claimed: set[int] = set()
         self._gone: Lately[int] = Lately(100_000)
         self.flood = FloodGuard()
+        self.codes = CodeGuard()
         self.reaches: dict[str, Reaches] = {}  # by channel; a channel not named here reaches all
 
     def key(self, channel: str, chat_id: str | int) -> ChatKey:
@@ -404,7 +406,7 @@ class Conversations:
                 case ForgetDraft():
                     done.forget = True
                 case EraseReport():
-                    await self._erase(done, effect)
+                    await self._erase(done, effect, key)
                 case CheckReport():
                     await self._check(done, effect, key, chat)
                 case ChangeConsent():
@@ -426,11 +428,27 @@ class Conversations:
             log.info("quick exit: answers not yet out dropped")
         self._unsent.discard(key.digest)
 
-    async def _erase(self, done: _Done, effect: EraseReport) -> None:
+    async def _find(self, done: _Done, code: str, key: ChatKey, not_found: tuple[Reply, ...]) -> StoredReport | None:
+        """The report a typed code unlocks, unless too many wrong codes were tried lately (from
+        this chat, or from everyone: each can cost a slow verification); then they are told to
+        wait, and nothing is verified."""
+        if not self.codes.may_try(key.digest):
+            log.info("code not checked: too many wrong codes lately")
+            done.replies = (Reply("code.wait"), *not_found[1:])
+            return None
+        found = await self.store.find_by_code(code)
+        if found is None:
+            self.codes.missed(key.digest)
+            done.replies = not_found
+        return found
+
+    async def _erase(self, done: _Done, effect: EraseReport, key: ChatKey) -> None:
         reference = effect.reference
         if not reference:
-            found = await self.store.find_by_code(effect.code)
-            reference = found.reference if found is not None else ""
+            found = await self._find(done, effect.code, key, effect.not_found)
+            if found is None:
+                return
+            reference = found.reference
         if reference:
             done.erase, done.replies, done.fallback = reference, effect.erased, effect.not_found
         else:
@@ -455,9 +473,8 @@ class Conversations:
     async def _check(self, done: _Done, effect: CheckReport, key: ChatKey, chat: str) -> None:
         """Back with their code: how the report stands and what can change now; and whatever
         staff sent after a quick exit is released to this chat."""
-        found = await self.store.find_by_code(effect.code)
+        found = await self._find(done, effect.code, key, effect.not_found)
         if found is None:
-            done.replies = effect.not_found
             return
         released = 0
         if await self.store.relay_held(found.reference):
@@ -572,6 +589,53 @@ class Lately(Generic[T]):
         self._ids[item] = None
         while len(self._ids) > self.limit:
             self._ids.popitem(last=False)
+
+
+class CodeGuard:
+    """Wrong secret codes, limited per chat (a few, then one every few minutes) and for everyone
+    together, in memory. A code is 80 random bits, so this is not what keeps codes secret: it
+    keeps people typing wrong codes in bulk from costing the slow hashes that keeping reports
+    needs."""
+
+    def __init__(
+        self,
+        burst: int = 5,
+        every: float = 120.0,
+        overall_burst: int = 200,
+        overall_rate: float = 5.0,
+        limit: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst = float(burst)
+        self.rate = 1 / every
+        self.clock = clock
+        self.limit = limit
+        self._chats: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
+        self._overall = (float(overall_burst), clock())
+        self.overall_burst = float(overall_burst)
+        self.overall_rate = overall_rate
+
+    def _left(self, chat: bytes) -> tuple[float, float]:
+        now = self.clock()
+        tokens, stamp = self._chats.get(chat, (self.burst, now))
+        every, at = self._overall
+        return (
+            min(self.burst, tokens + (now - stamp) * self.rate),
+            min(self.overall_burst, every + (now - at) * self.overall_rate),
+        )
+
+    def may_try(self, chat: bytes) -> bool:
+        mine, everyone = self._left(chat)
+        return mine >= 1 and everyone >= 1
+
+    def missed(self, chat: bytes) -> None:
+        mine, everyone = self._left(chat)
+        now = self.clock()
+        self._chats[chat] = (max(0.0, mine - 1), now)
+        self._chats.move_to_end(chat)
+        self._overall = (max(0.0, everyone - 1), now)
+        while len(self._chats) > self.limit:
+            self._chats.popitem(last=False)
 
 
 class Flood(Enum):

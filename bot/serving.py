@@ -176,10 +176,30 @@ async def poll(adapter: TelegramAdapter[U], handle: Callable[[U], Awaitable[obje
         await adapter.core.close()
 
 
+class WithoutClientDetails(logging.Filter):
+    """aiohttp's server log names the peer's address and quotes what it could not parse
+    ("Invalid HTTP header: b'…'"): only the kind of failure is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        record.msg, record.args = "request failed: %s", (type(error).__name__ if error else "-",)
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+def quiet_server_logs() -> None:
+    """No address or request content from aiohttp in any log, at any level."""
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, WithoutClientDetails) for f in server.filters):
+        server.addFilter(WithoutClientDetails())
+    logging.getLogger("aiohttp.access").disabled = True
+
+
 @contextlib.asynccontextmanager
 async def serve(web_app: web.Application, listen: str, setting: str) -> AsyncIterator[str]:
     """Serve ``web_app`` on ``listen`` while inside, without an access log (it would keep
-    addresses); yields where, for the log."""
+    addresses) or client details in error lines; yields where, for the log."""
+    quiet_server_logs()
     host, port = listen_address(listen, setting)
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()

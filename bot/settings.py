@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     # "Leave now" opens (GOV.UK's exit-this-page pattern uses BBC Weather).
     web_listen: str = "127.0.0.1:8081"
     web_exit_url: str = "https://www.bbc.co.uk/weather"
+    # The header the charity's proxy puts the client's address in (e.g. X-Forwarded-For: its
+    # last entry is the one the proxy added). Empty: the address the connection comes from.
+    # Used in memory only, to limit how fast one address may start new chats; never logged.
+    web_client_address_header: str = ""
     # In polling mode, where `GET /healthz` answers (webhook and web modes serve it anyway).
     health_listen: str | None = None
     smtp_host: str | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -23,8 +24,13 @@ CHANNEL = "web"
 # One page holds a whole message; nothing on a web page can be deleted by the bot.
 WEB = Limits(max_length=100_000, per_second=1_000_000, group_per_minute=1_000_000, deletes=False, pull=True)
 IDLE_SECONDS = 2 * 3600  # a session nobody used for this long is forgotten
-MAX_SESSIONS = 10_000
-MAX_SHOWN = 400  # messages a page keeps; older ones drop off
+MAX_SESSIONS = 5_000
+# Memory, bounded by construction: a page keeps at most this much of its conversation, in bytes
+# as Python holds them (older messages drop off the page, never out of the conversation; the
+# latest always stays, and the longest message, 4,000 emoji, fits).
+SESSION_BYTES = 16 * 1024
+SESSION_OVERHEAD = 1024  # a session's own objects, its tokens and its places in the tables
+MEMORY_BOUND = MAX_SESSIONS * (SESSION_BYTES + SESSION_OVERHEAD)  # about 83 MiB, all sessions full
 TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # what secrets.token_urlsafe(32) makes
 
 
@@ -38,11 +44,17 @@ class Shown:
     lang: str
     options: tuple[Button, ...] = ()
 
+    @property
+    def size(self) -> int:
+        texts = (self.text, *(b.text for b in self.options), *(b.data for b in self.options))
+        return 160 + 64 * len(self.options) + sum(sys.getsizeof(t) for t in texts)
+
 
 @dataclass
 class Session:
     """A browser session: a random cookie token, a chat id of its own, a CSRF token, and the
-    conversation as shown, all in memory."""
+    conversation as shown, all in memory. ``posted``: the person has sent something (a page
+    only loaded is a fresh session, the first to give way when memory is short)."""
 
     token: str
     chat_id: str
@@ -50,14 +62,27 @@ class Session:
     shown: list[Shown] = field(default_factory=list)
     last_seen: float = field(default_factory=time.monotonic)
     left: bool = False  # the person chose to leave: the page is replaced, the session forgotten
+    posted: bool = False
+    size: int = 0
     _numbers: int = 0
 
     def show(self, text: str, lang: str, mine: bool = False, options: Sequence[Button] = ()) -> Shown:
         self._numbers += 1
         item = Shown(self._numbers, mine, text, lang, tuple(options))
         self.shown.append(item)
-        del self.shown[:-MAX_SHOWN]
+        self.size += item.size
+        while self.size > SESSION_BYTES and len(self.shown) > 1:
+            self.size -= self.shown.pop(0).size
         return item
+
+    def clear(self) -> None:
+        self.shown.clear()
+        self.size = 0
+
+    @property
+    def numbers(self) -> int:
+        """How many messages this page has shown, ever (the next one's number less one)."""
+        return self._numbers
 
     @property
     def options(self) -> tuple[Button, ...]:
@@ -70,7 +95,11 @@ class Session:
 
 
 class Sessions:
-    """Every live session, bounded in number and idle time; nothing is written anywhere.
+    """Every live session, bounded in number and idle time (and so in memory: ``MEMORY_BOUND``);
+    nothing is written anywhere.
+    When full, the idle go first, then the oldest fresh ones (a page loaded, nothing sent: its
+    next form revives it). A session someone is using is never pushed out by others: when
+    there is no room, ``new`` returns None and the newcomer is asked to come back shortly.
     ``ids``: a session's chat id and CSRF token from its cookie's token. ``on_drop``: told the
     chat id of every session forgotten."""
 
@@ -80,53 +109,79 @@ class Sessions:
         idle: float = IDLE_SECONDS,
         limit: int = MAX_SESSIONS,
         on_drop: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ids = ids
         self.idle = idle
         self.limit = limit
         self.on_drop = on_drop
-        self._by_token: OrderedDict[str, Session] = OrderedDict()
+        self.clock = clock
+        # Least recently used first, in two tables: fresh (nothing sent yet) and in use.
+        self._fresh: OrderedDict[str, Session] = OrderedDict()
+        self._used: OrderedDict[str, Session] = OrderedDict()
         self._by_chat: dict[str, Session] = {}
 
-    def new(self) -> Session:
+    def new(self) -> Session | None:
+        """A new session, or None if there is no room without pushing out someone's chat."""
         return self.revive(secrets.token_urlsafe(32))
 
-    def revive(self, token: str) -> Session:
-        """The session a cookie names, made anew (the server restarted, or forgot it)."""
+    def revive(self, token: str) -> Session | None:
+        """The session a cookie names, made anew (the server restarted, or forgot it); None if
+        there is no room."""
+        if not self._room():
+            return None
         chat_id, csrf = self.ids(token)
-        session = Session(token, chat_id, csrf)
-        self._by_token[session.token] = session
-        self._by_chat[session.chat_id] = session
-        while len(self._by_token) > self.limit:
-            self.drop(next(iter(self._by_token.values())))
+        session = Session(token, chat_id, csrf, last_seen=self.clock())
+        self._fresh[token] = session
+        self._by_chat[chat_id] = session
         return session
 
+    def _room(self) -> bool:
+        if len(self) < self.limit:
+            return True
+        now = self.clock()
+        for table in (self._fresh, self._used):
+            while table and now - next(iter(table.values())).last_seen > self.idle:
+                self.drop(next(iter(table.values())))
+        if len(self) >= self.limit and self._fresh:
+            self.drop(next(iter(self._fresh.values())))
+        return len(self) < self.limit
+
     def get(self, token: str | None) -> Session | None:
-        session = self._by_token.get(token or "")
+        token = token or ""
+        session = self._used.get(token) or self._fresh.get(token)
         if session is None:
             return None
-        if time.monotonic() - session.last_seen > self.idle:
+        now = self.clock()
+        if now - session.last_seen > self.idle:
             self.drop(session)
             return None
-        session.last_seen = time.monotonic()
-        self._by_token.move_to_end(session.token)
+        session.last_seen = now
+        (self._used if session.posted else self._fresh).move_to_end(token)
         return session
+
+    def using(self, session: Session) -> None:
+        """The person sent something: their session is in use, and stays until idle."""
+        if not session.posted and self._fresh.pop(session.token, None) is not None:
+            session.posted = True
+            self._used[session.token] = session
 
     def by_chat(self, chat_id: str) -> Session | None:
         session = self._by_chat.get(chat_id)
-        if session is None or time.monotonic() - session.last_seen > self.idle:
+        if session is None or self.clock() - session.last_seen > self.idle:
             return None
         return session
 
     def drop(self, session: Session) -> None:
-        self._by_token.pop(session.token, None)
+        self._fresh.pop(session.token, None)
+        self._used.pop(session.token, None)
         self._by_chat.pop(session.chat_id, None)
-        session.shown.clear()
+        session.clear()
         if self.on_drop is not None:
             self.on_drop(session.chat_id)
 
     def __len__(self) -> int:
-        return len(self._by_token)
+        return len(self._fresh) + len(self._used)
 
 
 class WebTransport:

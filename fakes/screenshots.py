@@ -1,4 +1,5 @@
-"""`make screenshots`: the web chat's main screens at 320 px and 1280 px, into docs/web/.
+"""`make screenshots`: the web chat's main screens on a small phone (320×568), a common one
+(390×760) and a desktop (1280×800), into docs/web/.
 
 The real web chat on a temporary data folder, driven by Playwright with Debian's Chromium.
 """
@@ -6,6 +7,7 @@ The real web chat on a temporary data folder, driven by Playwright with Debian's
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import sys
 import tempfile
@@ -18,7 +20,12 @@ from fakes.harness import web_chat
 from storage import Keyring
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "web"
-WIDTHS = (320, 1280)
+SIZES = ((320, 568), (390, 760), (1280, 800))
+
+
+def option(page: Any, label: str) -> Any:
+    """The option button with this label (buttons show their number first: "1. Start")."""
+    return page.get_by_role("button", name=re.compile(rf"^\d+\. {re.escape(label)}$"))
 
 
 async def answer(page: Any, text: str) -> None:
@@ -30,7 +37,7 @@ async def answer(page: Any, text: str) -> None:
 
 async def press(page: Any, label: str) -> None:
     before = await page.locator("#log > li").count()
-    await page.get_by_role("button", name=label, exact=True).click()
+    await option(page, label).click()
     await page.locator("#log > li").nth(before).wait_for()
 
 
@@ -63,8 +70,8 @@ async def main() -> None:
         async_playwright() as playwright,
     ):
         browser = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        for width in WIDTHS:
-            context = await browser.new_context(viewport={"width": width, "height": 800})
+        for width, height in SIZES:
+            context = await browser.new_context(viewport={"width": width, "height": height})
             for path in await screens(await context.new_page(), base, width):
                 print(f"wrote {path.relative_to(OUT.parent.parent)}")
             await context.close()

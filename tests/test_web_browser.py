@@ -58,9 +58,17 @@ async def browser() -> AsyncIterator[Any]:
         await chromium.close()
 
 
-async def page_in(browser: Any, javascript: bool = True, width: int = 1280) -> Any:
-    context = await browser.new_context(java_script_enabled=javascript, viewport={"width": width, "height": 900})
+PHONES = [(320, 568), (390, 760)]
+
+
+async def page_in(browser: Any, javascript: bool = True, width: int = 1280, height: int = 900) -> Any:
+    context = await browser.new_context(java_script_enabled=javascript, viewport={"width": width, "height": height})
     return await context.new_page()
+
+
+def option(page: Any, label: str) -> Any:
+    """The option button with this label (each shows its number first: "1. Start")."""
+    return page.get_by_role("button", name=re.compile(rf"^\d+\. {re.escape(label)}$"))
 
 
 async def say(page: Any, text: str, javascript: bool) -> None:
@@ -75,7 +83,7 @@ async def say(page: Any, text: str, javascript: bool) -> None:
 
 async def tap(page: Any, label: str, javascript: bool) -> None:
     before = await page.locator("#log > li").count()
-    await page.get_by_role("button", name=label, exact=True).click()
+    await option(page, label).click()
     if javascript:
         await page.locator("#log > li").nth(before).wait_for()
 
@@ -110,7 +118,8 @@ async def test_a_2am_disclosure_then_a_whole_report_kept_and_sent(
     assert reference and code
     if javascript:
         assert loads == ["load"], "no page reloads with JavaScript on"
-        assert await page.evaluate("document.activeElement.id") == "text", "focus stays in the message box"
+        focused = await page.evaluate("document.activeElement.className + ' ' + document.activeElement.id")
+        assert focused.startswith("bot m"), "focus goes to the newest reply"
     else:
         assert len(loads) > 10  # every answer was a form post and a new page
 
@@ -127,9 +136,11 @@ async def test_leave_now_opens_the_neutral_site_and_back_does_not_show_the_chat(
     await page.click("#leave")
     await page.wait_for_url(neutral)
     await page.go_back()
-    await asyncio.sleep(0.3)
+    await page.wait_for_load_state()
+    await asyncio.sleep(0.5)  # a page that sends the browser on has done so
     shown = await page.content()
-    assert "What happened?" not in shown and "/report" not in shown  # at most a new chat
+    assert page.url == neutral or page.url == "about:blank", f"Back showed {page.url}"
+    assert "Confidential chat" not in shown and "/report" not in shown
 
 
 async def test_escape_twice_leaves(site: tuple[App, str], browser: Any, neutral: str) -> None:
@@ -178,7 +189,7 @@ async def test_a_whole_report_by_keyboard_alone(site: tuple[App, str], browser: 
         for _ in range(60):
             await page.keyboard.press("Tab")
             focused = await page.evaluate("document.activeElement.textContent.trim()")
-            if focused == label:
+            if re.fullmatch(rf"\d+\. {re.escape(label)}", focused):
                 await page.keyboard.press("Enter")
                 await asyncio.sleep(0.3)
                 return
@@ -215,12 +226,13 @@ async def axe_violations(page: Any) -> list[str]:
     return [f"{v['id']}: {v['help']} ({len(v['nodes'])})" for v in results.response["violations"]]
 
 
-@pytest.mark.parametrize("width", [320, 1280])
+@pytest.mark.parametrize("size", [*PHONES, (1280, 900)], ids=["320x568", "390x760", "1280x900"])
 async def test_axe_finds_nothing_on_the_main_screens_and_nothing_scrolls_sideways(
-    site: tuple[App, str], browser: Any, width: int, tmp_path: Path
+    site: tuple[App, str], browser: Any, size: tuple[int, int], tmp_path: Path
 ) -> None:
     _, base = site
-    context = await browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=True)
+    width, height = size
+    context = await browser.new_context(viewport={"width": width, "height": height}, bypass_csp=True)
     page = await context.new_page()
     await page.goto(base)
     screens: dict[str, list[str]] = {"welcome": await axe_violations(page)}
@@ -238,3 +250,67 @@ async def test_axe_finds_nothing_on_the_main_screens_and_nothing_scrolls_sideway
     screens["services"] = await axe_violations(page)
     assert {name: found for name, found in screens.items() if found} == {}
     assert await page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+async def visible_below_the_bar(page: Any, element: Any, height: int) -> bool:
+    """Whether the element's first line is on screen, not under the sticky bar."""
+    box = await element.bounding_box()
+    bar = await page.locator("#bar").bounding_box()
+    return bool(box and bar and box["y"] >= bar["y"] + bar["height"] - 1 and box["y"] + 20 <= height)
+
+
+@pytest.mark.parametrize("size", PHONES, ids=["320x568", "390x760"])
+@pytest.mark.parametrize("javascript", [True, False], ids=["javascript on", "javascript off"])
+async def test_on_a_phone_999_and_the_first_choices_come_first_and_a_reply_starts_in_view(
+    site: tuple[App, str], browser: Any, size: tuple[int, int], javascript: bool
+) -> None:
+    _, base = site
+    width, height = size
+    page = await page_in(browser, javascript, width, height)
+    await page.goto(base)
+    assert await visible_below_the_bar(page, page.locator('a[href="tel:999"]').first, height), "999, to tap"
+    assert await visible_below_the_bar(page, option(page, "I need help now"), height), "the first choice"
+    await say(page, "my friend won't wake up", javascript)
+    await page.wait_for_load_state()
+    reply = page.locator("#log > li.mine").last.locator("xpath=following-sibling::li[1]")
+    assert "call 999 now" in await reply.inner_text()
+    assert await visible_below_the_bar(page, reply, height), "the reply's first line is in view, not under the bar"
+    assert await reply.locator('a[href="tel:999"]').count() >= 1, "999 in the reply is a link too"
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["javascript on", "javascript off"])
+async def test_the_whole_page_speaks_the_persons_language_its_bar_included(
+    site: tuple[App, str], browser: Any, javascript: bool
+) -> None:
+    _, base = site
+    page = await page_in(browser, javascript)
+    await page.goto(base)
+    await say(page, "kolega nie oddycha po G, co mam robic", javascript)
+    await page.wait_for_load_state()
+    assert await page.evaluate("document.documentElement.lang") == "pl"
+    assert await page.locator("#leave").inner_text() == "Wyjdź teraz"
+    assert await page.locator("#danger").inner_text() == "Grozi Ci niebezpieczeństwo? Zadzwoń pod 999."
+
+
+async def test_an_error_answer_keeps_the_page_its_words_and_its_leave_now_button(
+    site: tuple[App, str], browser: Any
+) -> None:
+    _, base = site
+    page = await page_in(browser)
+    await page.goto(base)
+    long = "I need to tell someone. " * 180  # 4,320 characters
+    await page.fill("#text", long)
+    await page.press("#text", "Enter")
+    await page.locator("#error").wait_for()
+    assert "4,320 characters" in await page.locator("#error").inner_text()
+    assert await page.input_value("#text") == long, "nothing typed is lost"
+    await page.fill("#text", "   ")
+    await page.press("#text", "Enter")
+    await page.locator("#error", has_text="empty").wait_for()
+    # A form from a page gone out of date (its token no longer matches): refused, page kept.
+    await page.evaluate("document.querySelectorAll('input[name=csrf]').forEach(i => { i.value = 'stale'; })")
+    await page.fill("#text", "hello")
+    await page.press("#text", "Enter")
+    await page.locator("#error", has_text="out of date").wait_for()
+    assert await page.locator("#leave").is_visible() and await page.locator("#log > li").count() >= 2
+    await say(page, "hello again", True)  # and the next message goes through
