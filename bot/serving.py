@@ -29,6 +29,7 @@ WEBHOOK_PATH = "/telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
 # Updates read and not yet handled, at most: all are handled at once (PTB is told the same).
 BACKLOG = 5000
+SHUTDOWN_SECONDS = 5.0
 U = TypeVar("U")
 
 
@@ -201,7 +202,8 @@ async def serve(web_app: web.Application, listen: str, setting: str) -> AsyncIte
     addresses) or client details in error lines; yields where, for the log."""
     quiet_server_logs()
     host, port = listen_address(listen, setting)
-    runner = web.AppRunner(web_app, access_log=None)
+    # On SIGTERM, requests still running get a few seconds, not aiohttp's minute.
+    runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     try:

@@ -240,7 +240,20 @@ async def web_chat(
     real_rate_limits: bool = False,
 ) -> AsyncIterator[Any]:
     """The web chat with the real app in this event loop. Yields (app, the page's address)."""
-    from bot.web_run import serving_web
+    async with web_chat_served(data, key, telegram_url, extra, real_rate_limits) as (app, base, _):
+        yield app, base
+
+
+@contextlib.asynccontextmanager
+async def web_chat_served(
+    data: Path,
+    key: str,
+    telegram_url: str = "http://127.0.0.1:9",
+    extra: dict[str, str] | None = None,
+    real_rate_limits: bool = False,
+) -> AsyncIterator[Any]:
+    """As :func:`web_chat`, also yielding the web chat itself (its sessions and limits)."""
+    from bot.web_run import Addresses, serving_web
 
     port = free_port()
     stub = type("F", (), {"url": telegram_url})()
@@ -253,5 +266,7 @@ async def web_chat(
     async with create_app(settings) as app, serving_web(app) as chat:
         app.conversations.flood = FloodGuard(burst=10_000)
         if not real_rate_limits:
-            chat.per_session = (1000.0, 1000.0)  # scripted people post faster than anyone can
-        yield app, f"http://127.0.0.1:{port}"
+            # Scripted people post faster than anyone can, and all come from this machine.
+            chat.per_session = (1000.0, 1000.0)
+            chat.addresses = Addresses(1000.0, 1000.0)
+        yield app, f"http://127.0.0.1:{port}", chat

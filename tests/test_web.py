@@ -16,7 +16,7 @@ import pytest
 from yarl import URL
 
 from bot.app import App
-from fakes.harness import web_chat
+from fakes.harness import web_chat, web_chat_served
 from fakes.web import WebPerson, read
 from storage import Keyring
 
@@ -228,3 +228,127 @@ async def test_the_page_is_light_and_names_its_language(person: WebPerson, web: 
     page = await person.say("mój kolega nie oddycha, brał G")
     assert page.lang == "pl"
     assert page.items[-1].lang == "pl"
+
+
+async def test_numbers_shown_on_the_buttons_can_be_typed_and_every_phone_number_is_a_link(person: WebPerson) -> None:
+    first = person.page.buttons[0]
+    assert person.page.numbers[first[1]] == "1" and first[0] == "I need help now"
+    assert person.page.tel[0] == "999", "the first thing to tap on the page is 999"
+    page = await person.say("1")
+    assert any("call 999 now" in t for t in bot_texts(person))
+    assert "999" in page.tel
+    await person.say("/services")
+    assert {"08009995428", "116123"} <= set(person.page.tel), "Galop and Samaritans, a tap away"
+
+
+async def test_an_over_long_or_empty_message_gets_a_clear_answer_and_loses_nothing(person: WebPerson) -> None:
+    long = "He took my phone. " * 250  # 4,500 characters
+    page = await person.say(long)
+    assert person.status == 400 and "4,500 characters" in page.error and "4,000" in page.error
+    assert page.draft == long, "the words are still in the box"
+    assert not any(i.mine for i in page.items), "nothing was cut and sent"
+    page = await person.say("   \n  ")
+    assert person.status == 400 and "empty" in page.error
+    page = await person.say("He took my phone.")
+    assert person.status == 200 and page.items[-2].text == "He took my phone." and not page.error
+
+
+async def test_a_leave_now_form_from_another_site_or_without_the_token_ends_nothing(
+    web: tuple[App, str], person: WebPerson, tmp_path: Path
+) -> None:
+    _, base = web
+    await person.say("/report")
+    await person.tap("Start")
+    await person.tap("Robbery or theft")
+    async with (
+        aiohttp.ClientSession() as other_site,  # SameSite=Strict: no cookie comes with it
+        other_site.post(f"{base}/exit", data={"csrf": "x"}, allow_redirects=False) as answer,
+    ):
+        assert answer.status == 303 and "Clear-Site-Data" not in answer.headers
+        assert "Set-Cookie" not in answer.headers
+    await person.tap("Done")
+    assert person.status == 200 and person.page.buttons, "the person's chat goes on, cookie and all"
+    async with person.session.post(f"{base}/exit", data={"csrf": "not the page's"}, allow_redirects=False) as answer:
+        assert answer.status == 303  # from our own page (its cookie came along): the browser still leaves
+    assert drafts(tmp_path) == 1, "but without the page's token nothing is ended"
+
+
+async def test_no_room_for_a_new_chat_never_ends_one_in_use(tmp_path: Path, key: str) -> None:
+    async with web_chat_served(tmp_path / "data", key) as (_, base, chat):
+        chat.sessions.limit = 3
+        using = [WebPerson(base) for _ in range(3)]
+        late = WebPerson(base)
+        try:
+            for someone in using:
+                await someone.open()
+                await someone.say("/services")
+            await late.open()
+            assert late.status == 503, "no room: refused, not someone else's chat ended"
+            assert late.page.tel[:1] == ["999"] and "116123" in late.page.tel, "what to do meanwhile, a tap away"
+            for someone in using:
+                await someone.say("/advice")
+                assert someone.status == 200 and someone.page.items[-1].mine is False
+        finally:
+            for someone in (*using, late):
+                await someone.close()
+
+
+async def test_a_page_only_loaded_gives_way_and_comes_back_with_its_first_answer(tmp_path: Path, key: str) -> None:
+    async with web_chat_served(tmp_path / "data", key) as (_, base, chat):
+        chat.sessions.limit = 2
+        reader, others = WebPerson(base), [WebPerson(base) for _ in range(2)]
+        try:
+            await reader.open()  # reads the welcome, sends nothing yet
+            for someone in others:
+                await someone.open()
+            assert len(chat.sessions) == 2
+            page = await reader.tap("I need help now")  # their session was let go meanwhile
+            assert reader.status == 200 and any("999" in i.text for i in page.items if not i.mine)
+        finally:
+            for someone in (reader, *others):
+                await someone.close()
+
+
+async def test_new_chats_are_limited_per_address_taken_only_from_the_configured_header(
+    tmp_path: Path, key: str
+) -> None:
+    extra = {"REACHABLE_WEB_CLIENT_ADDRESS_HEADER": "X-Forwarded-For"}
+    async with web_chat_served(tmp_path / "data", key, extra=extra, real_rate_limits=True) as (_, base, _chat):
+
+        async def new_chat(address: str) -> int:
+            headers = {"X-Forwarded-For": f"198.51.100.1, {address}"}  # the proxy's own entry is the last
+            async with aiohttp.ClientSession() as browser, browser.get(f"{base}/", headers=headers) as answer:
+                return answer.status
+
+        flood = [await new_chat("203.0.113.9") for _ in range(30)]
+        assert flood.count(200) == 20 and flood[-1] == 503, "one address: a few new chats, then wait"
+        assert await new_chat("203.0.113.10") == 200, "someone else still starts a chat"
+    async with web_chat_served(tmp_path / "data2", key, real_rate_limits=True) as (_, base, _chat):
+        statuses = []
+        for n in range(30):  # without the setting, a header anyone can send changes nothing
+            headers = {"X-Forwarded-For": f"203.0.113.{n}"}
+            async with aiohttp.ClientSession() as browser, browser.get(f"{base}/", headers=headers) as answer:
+                statuses.append(answer.status)
+        assert statuses.count(200) == 20
+
+
+async def test_malformed_requests_leave_no_address_or_content_in_the_log(
+    web: tuple[App, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, base = web
+    caplog.set_level(logging.DEBUG)
+    host, port = base.removeprefix("http://").split(":")
+    for raw in (
+        b"GET / HTTP/1.1\r\nHost: x\r\nbroken header 7731\r\n\r\n",
+        b"GET /\x00secret-path-5521 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\x16\x03\x01 not http at all 4417\r\n\r\n",
+    ):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(raw)
+        await writer.drain()
+        assert (await reader.read(1000)).startswith(b"HTTP/1.")
+        writer.close()
+    await asyncio.sleep(0.1)
+    logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert "request failed" in logged, "the failure itself is logged"
+    assert not [m for m in ("127.0.0.1", "7731", "5521", "4417", "broken") if m in logged], logged
