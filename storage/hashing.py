@@ -43,6 +43,7 @@ class HashingPool:
         self._jobs: queue.PriorityQueue[_Job] = queue.PriorityQueue()
         self._order = itertools.count()
         self._closed = False
+        self.cancelled = 0  # jobs let go by close, never started
         self._threads = [threading.Thread(target=self._work, name=f"{name}-{n}", daemon=True) for n in range(threads)]
         for thread in self._threads:
             thread.start()
@@ -85,7 +86,13 @@ class HashingPool:
                 _, _, _, _, future = self._jobs.get_nowait()
             except queue.Empty:
                 break
-            if future is not None:
-                future.cancel()
+            if future is not None and future.cancel():
+                self.cancelled += 1
         for _ in self._threads:
             self._jobs.put((-1, next(self._order), None, (), None))
+        for thread in self._threads:  # each ends after the hash it is running (~20 ms)
+            thread.join(timeout=1.0)
+
+    @property
+    def stopped(self) -> bool:
+        return self._closed and not any(thread.is_alive() for thread in self._threads)
