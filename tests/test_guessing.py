@@ -47,7 +47,8 @@ class Watched:
 
 def codes_sharing_a_tag(secret: bytes, code: str, count: int) -> list[str]:
     """Wrong codes whose tag is ``code``'s (found with the store's secret: the worst case)."""
-    wanted, found, n = crypto.code_tag(secret, code), [], 0
+    wanted, n = crypto.code_tag(secret, code), 0
+    found: list[str] = []
     while len(found) < count:
         n += 1
         chars = "".join(ALPHABET[(n >> (5 * i)) % 32] for i in range(16))
