@@ -291,6 +291,10 @@ async def main() -> None:
         f"Memory: bot process idle {idle_process:.0f} MiB; 10,000 open drafts add {loaded - idle:.1f} MiB "
         f"({idle:.0f} -> {loaded:.0f} MiB in this process; target <= 50 MiB)"
     )
+    from bench import web
+
+    print(await web.flood())
+    print(await web.guessing())
     # One line for machines (CI dashboards, comparisons between runs).
     print(
         f"bench: ratio={figures['ratio']:.2f} answers_p99_ms={figures['answers_p99_ms']:.0f} "
