@@ -180,9 +180,10 @@ async def test_a_staff_reply_is_read_after_coming_back_with_the_code(
         raise AssertionError("the staff reply never showed")
 
 
-async def test_a_whole_report_by_keyboard_alone(site: tuple[App, str], browser: Any) -> None:
+@pytest.mark.parametrize("size", [PHONES[0], (1280, 900)], ids=["320x568", "1280x900"])
+async def test_a_whole_report_by_keyboard_alone(site: tuple[App, str], browser: Any, size: tuple[int, int]) -> None:
     _, base = site
-    page = await page_in(browser)
+    page = await page_in(browser, True, *size)
     await page.goto(base)
 
     async def press_button(label: str) -> None:
