@@ -127,6 +127,10 @@ class Channel:
         """One thing a person did: typed (``incoming`` is its message id) or pressed a button."""
         conversations = self.ports.conversations
         key = conversations.key(self.name, chat_id)
+        # Ids this chat's last answer noted and not yet written go down before the turn: if the
+        # turn is a quick exit and the process dies once it is committed, the restart still
+        # finds every message to delete.
+        await self.ledger.write_now(key)
         delivery = await conversations.handle(
             self.name,
             chat_id,
@@ -563,8 +567,10 @@ class MessageLedger:
     chat, not even a keyed hash. From then on they are also written down, in one transaction
     every quarter second (a flood of a thousand messages costs a handful of writes), so a
     restart still finds them; when the draft goes with nothing kept, the rows go too. A wipe
-    writes its chat's ids first, so none is missed. A crash can lose the last quarter second of
-    ids, and a restart loses those held only in memory: those few messages would stay."""
+    writes its chat's ids first, so none is missed, and a chat's next turn writes what its last
+    answer noted before anything else (a quick exit that dies once committed finds them after
+    a restart). A crash can lose the last quarter second of ids of a chat that then says nothing
+    more, and a restart loses those held only in memory: those few messages would stay."""
 
     def __init__(self, store: MessageIds, every: float = 0.25, limit: int = 100_000) -> None:
         self.store = store
@@ -605,6 +611,17 @@ class MessageLedger:
             self._persisted.discard(key)
             self._pending.pop(key, None)
             await self.store.forget_messages(key)
+
+    async def write_now(self, key: ChatKey) -> None:
+        """Write this chat's ids still waiting for the next batch, now (nothing if none)."""
+        pending = self._pending.pop(key, None)
+        if not pending:
+            return
+        try:
+            await self.store.remember_batch({key: pending})
+        except Exception as error:
+            self._pending.setdefault(key, []).extend(pending)
+            log.error("message ids not written: %s", type(error).__name__)
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(self.every)

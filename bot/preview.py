@@ -151,6 +151,7 @@ class PreviewBuilder:
             "reference": SAMPLE_REFERENCE,
             "code": SAMPLE_CODE,
             "limit": 1000,
+            "length": "4,500",
             "borough": "Lambeth",
             "text": quote(self.t("preview.sample_staff_text")),
             "summary": summary,

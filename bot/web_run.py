@@ -43,7 +43,6 @@ COOKIE = "__Host-reachable"
 # address meanwhile is sent on to the neutral site again, never shown a chat. It names nobody.
 LEFT = "__Host-left"
 LEFT_SECONDS = 300
-MAX_TEXT = 4000  # characters a message may have (a Telegram message holds 4,096)
 MAX_BODY = 64 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # New chats: each address may start a few, then one every few seconds; everyone together a
@@ -346,9 +345,6 @@ class WebChat:
         session, form = await self.posted(request)
         text = form.get("text", "")
         lang = self.language(session)
-        if len(text) > MAX_TEXT:
-            error = self.text(lang, "web.too_long", length=f"{len(text):,}", limit=f"{MAX_TEXT:,}")
-            return self.render(session, error=error, draft=text, status=400)
         if not text.strip():
             return self.render(session, error=self.text(lang, "web.empty"), status=400)
         before = session.numbers

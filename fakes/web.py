@@ -134,6 +134,8 @@ class WebPerson:
         async with self.session.get(f"{self.base}{path}", allow_redirects=False) as response:
             if response.status in (301, 302, 303, 307, 308):
                 self.status, self.location = response.status, response.headers.get("Location", "")
+                if self.location.startswith("/"):  # our own (the page on the way out, or a new chat)
+                    return await self.open(self.location)
                 return self.page
             await self._settle(response)
         if self.page.refresh:

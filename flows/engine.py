@@ -199,6 +199,10 @@ class Engine:
             case Text():
                 turn.hint = event.hint
                 self._text(turn, event.text[:READ_LIMIT], len(event.text))
+                if len(event.text) > READ_LIMIT and not any(r.message == "input.too_long" for r in turn.replies):
+                    # Said after the first reply (urgent help stays first), before the question.
+                    note = Reply("input.read_part", variables={"length": len(event.text), "limit": READ_LIMIT})
+                    turn.replies.insert(min(1, len(turn.replies)), note)
             case Unsupported():
                 turn.say("input.unsupported")
                 self._reprompt(turn)

@@ -291,7 +291,7 @@ class WebPagePerson(Someone):
         if self.browser.location.startswith("https://example.org"):  # they left: a new visit
             self.browser.location = ""
             self.visit += 1
-            await self.browser.open()
+            await self.browser.open("/?new")  # for a while after leaving, "/" sends the browser on
             self._note()
         try:
             await self.browser.say(text)

@@ -143,14 +143,14 @@ class WebDriver:
         self._known = 0
 
     async def _note(self) -> None:
-        items = self.person.page.items
-        if len(items) < self._known:  # the page was replaced: a quick exit, then a new chat
-            self._known = 0
+        """What the bot said since the last look: each message has a number on the page (older
+        ones drop off a page, so counting them would not do)."""
         labels = [label.strip() for label, _ in self.person.page.buttons]
-        fresh = [i for i in items[self._known :] if not i.mine]
+        fresh = [i for i in self.person.page.items if not i.mine and int(i.id[1:]) > self._known]
         for n, item in enumerate(fresh):
             self.seen.append(entry(item.text, labels if n == len(fresh) - 1 else item.offered))
-        self._known = len(items)
+        if self.person.page.items:
+            self._known = max(self._known, *(int(i.id[1:]) for i in self.person.page.items))
 
     async def say(self, text: str) -> None:
         await self._back_if_left()
@@ -165,12 +165,12 @@ class WebDriver:
     async def _back_if_left(self) -> None:
         """After leaving, the person comes back to the page: a new chat."""
         if self.seen and self.seen[-1] == CLEARED:
-            await self.person.open()
+            await self.person.open("/?new")  # for a while after leaving, "/" sends the browser on
             await self._note()
 
     async def _refresh(self) -> None:
         assert self.person.status in (200, 303), f"the page answered {self.person.status}"
-        if self.person.status == 303 and not self.person.location.startswith(self.person.base):
+        if not self.person.location.startswith(self.person.base):
             self.seen.append(CLEARED)  # "Leave now": the browser went to the neutral site
             self._known = 0
             return
