@@ -124,12 +124,13 @@ async def test_a_2am_disclosure_then_a_whole_report_kept_and_sent(
         assert len(loads) > 10  # every answer was a form post and a new page
 
 
+@pytest.mark.parametrize("size", PHONES, ids=["320x568", "390x760"])
 @pytest.mark.parametrize("javascript", [True, False], ids=["javascript on", "javascript off"])
 async def test_leave_now_opens_the_neutral_site_and_back_does_not_show_the_chat(
-    site: tuple[App, str], browser: Any, neutral: str, javascript: bool
+    site: tuple[App, str], browser: Any, neutral: str, javascript: bool, size: tuple[int, int]
 ) -> None:
     _, base = site
-    page = await page_in(browser, javascript)
+    page = await page_in(browser, javascript, *size)
     await page.goto(base)
     await say(page, "/report", javascript)
     await tap(page, "Start", javascript)
