@@ -163,7 +163,7 @@ async def test_a_report_to_its_code_then_a_staff_reply_arrives_once_and_the_answ
     said = await person.says("yes I'm at home now, thank you")
     assert "yes I'm at home now" in said
     await person.taps("Send it")
-    await until(lambda: any("at home now" in m.get_payload() for m in smtp.mailbox.messages), timeout=30)
+    await until(lambda: any("at home now" in m.get_payload() for m in smtp.mailbox.messages), timeout=60)
 
 
 @pytest.mark.parametrize("sender", ["whatsapp:+447700900123", "+447700900456"])
