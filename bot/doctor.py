@@ -3,6 +3,7 @@ message anyone would see. One line per check: OK, WARN or FAIL, and what to do."
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import ssl
 import stat
@@ -20,9 +21,10 @@ from pydantic import ValidationError
 
 from bot.settings import PREFIX, Settings
 from responses import check as check_responses
-from storage import DB_FILE
+from storage import DB_FILE, KeyringError, load_keyring
 from storage.crypto import KEY_FILE
 from storage.inbox import INBOX_FILE
+from storage.sqlite import SEALED
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 # pydantic error types whose message never contains the value given.
@@ -91,7 +93,38 @@ def key(settings: Settings) -> Finding:
             f"the key file {path} is beside the database: one backup or stolen disk holds both; "
             "give the key through REACHABLE_ENCRYPTION_KEY from a secrets manager",
         )
+    if (settings.data_dir / DB_FILE).exists():
+        return Finding(
+            FAIL,
+            "key",
+            f"there is a database but no key file: put {KEY_FILE} back from your key backup, or set "
+            "REACHABLE_ENCRYPTION_KEY (a new key cannot open what is stored)",
+        )
     return Finding(WARN, "key", "no key yet: a key file is created beside the database at first start")
+
+
+def _key_opens(settings: Settings, path: Path) -> bool:
+    """Whether the configured key opens a stored token of each kind (True when there is no key
+    yet to try, or nothing stored: the key finding speaks of that)."""
+    configured = settings.encryption_key.get_secret_value() if settings.encryption_key else None
+    if configured is None and not (settings.data_dir / KEY_FILE).exists():
+        return True
+    try:
+        keyring = load_keyring(configured, settings.data_dir)
+    except KeyringError:
+        return False
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        for table, _, column in SEALED:
+            try:
+                row = db.execute(f"SELECT {column} FROM {table} WHERE length({column}) > 0 LIMIT 1").fetchone()  # noqa: S608
+            except sqlite3.Error:
+                continue  # a table a later version adds
+            if row is not None:
+                try:
+                    keyring.decrypt(bytes(row[0]))
+                except KeyringError:
+                    return False
+    return True
 
 
 def database(settings: Settings, thorough: bool = True) -> Finding:
@@ -107,6 +140,13 @@ def database(settings: Settings, thorough: bool = True) -> Finding:
         return Finding(FAIL, "database", f"{path} cannot be read ({error}); restore it from a backup")
     if verdict != "ok":
         return Finding(FAIL, "database", f"integrity check says {verdict!r}: restore it from a backup")
+    if not _key_opens(settings, path):
+        return Finding(
+            FAIL,
+            "database",
+            "the encryption key does not open what is stored: was it restored without its key? Put the right "
+            "key back (REACHABLE_ENCRYPTION_KEY or the key file)",
+        )
     latest = len(list((Path(__file__).parent.parent / "storage" / "migrations").glob("*.sql")))
     if version < latest:
         return Finding(WARN, "database", f"at version {version} of {latest}: it is migrated at the next start")

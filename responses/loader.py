@@ -157,7 +157,8 @@ def check(overlay: Path | None = None, today: dt.date | None = None) -> Response
     sources = Sources()
     read_folder(DEFAULT_DIR, sources)
     reference = dict(sources.messages.get(DEFAULT_LOCALE, {}))
-    if overlay is not None:
+    # Checking the defaults themselves (`responses check responses/default`): read them once.
+    if overlay is not None and overlay.resolve() != DEFAULT_DIR.resolve():
         read_folder(overlay, sources)
     problems = sources.problems
     expected = _expected_variables(reference, sources)

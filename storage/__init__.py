@@ -20,9 +20,9 @@ from storage.base import (
     Unsent,
     Upkeep,
 )
-from storage.crypto import CodeHasher, Keyring, load_keyring, rotate_key_file
+from storage.crypto import DB_FILE, CodeHasher, Keyring, load_keyring, rotate_key_file
 from storage.errors import Conflict, KeyringError, MigrationError, StorageError
-from storage.sqlite import DB_FILE, SQLiteStore
+from storage.sqlite import SQLiteStore
 
 __all__ = [
     "DB_FILE",

@@ -10,9 +10,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.crypto import Keyring
-from storage.errors import StorageError
-from storage.sqlite import DB_FILE, SQLiteStore
+from storage.crypto import DB_FILE, Keyring
+from storage.errors import KeyringError, StorageError
+from storage.sqlite import SQLiteStore
 
 
 def back_up(data_dir: Path, target: Path) -> int:
@@ -26,7 +26,12 @@ def back_up(data_dir: Path, target: Path) -> int:
         raise StorageError(f"{target} exists already: choose a new file name")
     if target.resolve().parent == data_dir.resolve():
         raise StorageError("put the backup outside the data folder (a backup beside the data protects nothing)")
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if not target.parent.is_dir():
+        raise StorageError(f"the folder {target.parent} does not exist: create it first, or choose another")
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as error:
+        raise StorageError(f"cannot write {target}: {error.strerror or type(error).__name__}") from error
     os.close(fd)
     source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
     copy = sqlite3.connect(target)
@@ -53,11 +58,14 @@ async def check_backup(backup: Path, keyring: Keyring) -> Checked:
         with sqlite3.connect(restored) as db:
             references = [str(row[0]) for row in db.execute("SELECT reference FROM reports")]
         readable = 0
-        async with SQLiteStore(restored, keyring) as store:
-            for reference in references:
-                try:
-                    found = await store.get_report(reference)
-                except Exception:
-                    found = None
-                readable += found is not None
+        try:
+            async with SQLiteStore(restored, keyring) as store:
+                for reference in references:
+                    try:
+                        found = await store.get_report(reference)
+                    except Exception:
+                        found = None
+                    readable += found is not None
+        except KeyringError:  # the key opens nothing in it
+            readable = 0
         return Checked(len(references), readable)

@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from storage.errors import KeyringError
 
 KEY_FILE = "reachable.key"
+DB_FILE = "reachable.sqlite3"
 MAGIC = b"\xa5\x52"  # first bytes of every token of ours
 TAG_BYTES = 3  # a keyed tag; the legacy one has two, so the two never collide
 _HEADER = struct.Struct(">2s4sI")  # magic, key id, length of nonce + ciphertext + tag
@@ -151,6 +152,13 @@ def load_keyring(configured: str | None, data_dir: Path) -> Keyring:
         return Keyring([k.strip().encode() for k in configured.split(",") if k.strip()])
     path = data_dir / KEY_FILE
     if not path.exists():
+        if (data_dir / DB_FILE).exists():
+            # A database restored without its key (or a key file lost): a new key would open
+            # nothing in it, and every code and report would fail later, one by one.
+            raise KeyringError(
+                f"there is a database in {data_dir} but no key file: put the key file {KEY_FILE} back from "
+                "your key backup, or set REACHABLE_ENCRYPTION_KEY (a new key cannot open what is stored)"
+            )
         secure_folder(data_dir)
         with contextlib.suppress(FileExistsError):
             write_key_file(path, [Keyring.new_key()], replace=False)

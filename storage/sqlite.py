@@ -40,12 +40,11 @@ from storage.base import (
     Unsent,
 )
 from storage.crypto import LEGACY, CodeHasher, Keyring, code_tag, legacy_code_tag, private_file, secure_folder
-from storage.errors import Conflict, MigrationError, StorageError
+from storage.errors import Conflict, KeyringError, MigrationError, StorageError
 from storage.hashing import CHECK, KEEP, HashingPool
 
 log = logging.getLogger("reachable.storage")
 T = TypeVar("T")
-DB_FILE = "reachable.sqlite3"
 HOUR = 3600
 DAY = 86400
 # Telegram lets bots delete messages in private chats for 48 hours.
@@ -142,6 +141,7 @@ class SQLiteStore(Store):
             ):
                 await self.db.execute(pragma)
             await self._migrate()
+            await self._check_key()
             await self._upgrade_tokens()
         except BaseException:
             # A refused or failed open must not leave the connection's thread running.
@@ -177,6 +177,23 @@ class SQLiteStore(Store):
 
     def _now(self) -> int:
         return int(self.clock())
+
+    async def _check_key(self) -> None:
+        """Refuse to start with keys that open nothing here (a database restored with the wrong
+        key): one stored token of each kind is opened, or the store says why not."""
+        for table, _, column in SEALED:
+            query = f"SELECT {column} FROM {table} WHERE length({column}) > 0 LIMIT 1"  # noqa: S608 - fixed names
+            async with self.db.execute(query) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                continue
+            try:
+                self.keyring.decrypt(bytes(row[0]))
+            except KeyringError as error:
+                raise KeyringError(
+                    "the encryption key does not open this database: was it restored without its key? Put the "
+                    "right key back (REACHABLE_ENCRYPTION_KEY or the key file)"
+                ) from error
 
     async def _code_tag(self, code: str) -> bytes:
         if self._tag_secret is None:

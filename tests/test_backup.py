@@ -96,3 +96,17 @@ async def test_reachable_backup_check_reports_what_it_read(
     monkeypatch.setenv("REACHABLE_ENCRYPTION_KEY", Keyring.new_key().decode())  # the wrong key
     assert await asyncio.to_thread(main, ["backup", str(tmp_path / "again.sqlite3"), "--check"]) == 1
     assert "0 of 1 report(s) readable" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", ["no/such/folder/x.sqlite3", "."])
+def test_a_backup_to_a_bad_place_is_one_plain_line(
+    tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    (data / "reachable.sqlite3").touch()
+    monkeypatch.setenv("REACHABLE_DATA_DIR", str(data))
+    monkeypatch.setenv("REACHABLE_ENCRYPTION_KEY", Keyring.new_key().decode())
+    assert main(["backup", str(tmp_path / where)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("reachable: ") and err.count("\n") == 1 and "Traceback" not in err, err

@@ -231,3 +231,38 @@ async def test_mail_without_tls_a_key_beside_the_database_a_readable_file_and_br
     assert any(line.startswith("FAIL  responses: 1 error(s), first:") and "messages.yaml" in line for line in found), (
         found
     )
+
+
+async def test_a_database_restored_without_its_key_is_refused_at_start_and_by_doctor(
+    fake: FakeTelegram, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.__main__ import main
+    from storage import KeyringError, NewReport, SQLiteStore, load_keyring
+    from storage.crypto import KEY_FILE
+
+    data = tmp_path / "data"
+    settings = settings_with(fake, data, REACHABLE_ENCRYPTION_KEY="")
+    keyring = load_keyring(None, data)  # the key file, made at first start
+    report = NewReport("REST-0001", "7K2P-QX9D-M4TA-8BWE", {"account": "x"}, ("assault",), True, None, False, 1)
+    async with SQLiteStore(data / "reachable.sqlite3", keyring) as store:
+        await store.add_report(report)
+    (data / KEY_FILE).unlink()  # restored from a backup, without the key
+    found = await lines(settings)
+    assert any(line.startswith("FAIL") and "no key file" in line for line in found), found
+    with pytest.raises(KeyringError, match="no key file"):
+        load_keyring(None, data)
+    assert not (data / KEY_FILE).exists(), "no new key was made silently"
+    wrong = Settings.from_environ(
+        {"REACHABLE_DATA_DIR": str(data), "REACHABLE_ENCRYPTION_KEY": Keyring.new_key().decode()}
+    )
+    found = await lines(wrong)
+    assert any(line.startswith("FAIL") and "does not open what is stored" in line for line in found), found
+    with pytest.raises(KeyringError, match="does not open this database"):
+        async with SQLiteStore(data / "reachable.sqlite3", Keyring([Keyring.new_key()])):
+            pass
+    monkeypatch_env = {"REACHABLE_DATA_DIR": str(data), "REACHABLE_ENCRYPTION_KEY": Keyring.new_key().decode()}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in monkeypatch_env.items():
+            patch.setenv(name, value)
+        assert await asyncio.to_thread(main, ["console"]) == 2
+    assert "does not open this database" in capsys.readouterr().err
