@@ -188,6 +188,12 @@ def _check(folder: Path | None, readability: bool, locale: str) -> int:
         _readability(checked, locale)
     warnings = len(problems) - len(errors)
     print(f"{len(errors)} error(s), {warnings} warning(s)")
+    if errors:
+        print("The bot will not start with these files until each error above is fixed (each names its file and line).")
+    elif warnings:
+        print("The bot can start with these files; each warning above is worth fixing.")
+    else:
+        print("All good: the bot can use these files.")
     return 1 if errors else 0
 
 

@@ -226,7 +226,9 @@ class Conversations:
 
     def _delivery(self, done: _Done, keep: bool, channel: str) -> Delivery:
         locale = done.outcome.state.locale
-        messages = tuple(self.renderer.render(r, locale, channel) for r in done.replies)
+        rendered = (self.renderer.render(r, locale, channel) for r in done.replies)
+        # A message a charity left empty (for a language, or a channel) is not said at all.
+        messages = tuple(m for m in rendered if m.text.strip() or m.options)
         return Delivery(
             messages,
             wipe=done.wipe,

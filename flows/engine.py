@@ -27,6 +27,7 @@ from flows.definitions import (
     SEXUAL_HARMS,
     TRIAGE_LABELS,
     TRIAGE_OFFERS,
+    URGENT_MESSAGES,
 )
 from flows.effects import (
     ChangeConsent,
@@ -92,6 +93,7 @@ MENU_WORDS = 6
 MIN_DISTINCT_LETTERS = 4
 # Anything longer is not read further: enough for any word list, bounded work per message.
 READ_LIMIT = 4096
+UNCHECKED = "language.unchecked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +190,23 @@ class Engine:
         # when a button or a typed option names it, and then it goes.
         turn = _Turn(state if isinstance(event, Choice | Text) else state.evolve(detected=False))
         self._dispatch(turn, event)
+        self._tell_unchecked(turn)
         return turn.outcome()
+
+    def _tell_unchecked(self, turn: _Turn) -> None:
+        """Once a conversation, after the help and before the question: a translation not yet
+        checked by a native speaker says so (its ``language.unchecked``; empty says nothing)."""
+        locale = turn.state.locale
+        if turn.state.told_unchecked or not turn.replies or not self.lexicon.text(locale, UNCHECKED).strip():
+            return
+        if any(reply.message in URGENT_MESSAGES for reply in turn.replies):
+            return  # nothing between urgent help and its question: the next turn says it
+        at = len(turn.replies) - 1 if turn.replies[-1].options else len(turn.replies)
+        switched = any(reply.message.startswith("language.") for reply in turn.replies)
+        if switched and not any(not reply.message.startswith("language.") for reply in turn.replies[:at]):
+            return  # it would come before the first help in this language (which asks): a later turn says it
+        turn.state = turn.state.evolve(told_unchecked=True)
+        turn.replies.insert(at, Reply(UNCHECKED))
 
     def _dispatch(self, turn: _Turn, event: Event) -> None:
         match event:

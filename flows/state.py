@@ -42,6 +42,7 @@ class State:
     page: int = 0
     likely: tuple[str, ...] = ()
     detected: bool = False
+    told_unchecked: bool = False  # told once that the translation is not yet checked
     resume_picked: tuple[str, ...] = ()
     answer: str = ""  # an answer to staff, typed, waiting for "send"
     unlocked: str = ""  # the report the person's code opened in this conversation
@@ -81,6 +82,7 @@ class State:
             "page": self.page,
             "likely": list(self.likely),
             "detected": self.detected,
+            "told_unchecked": self.told_unchecked,
             "resume_picked": list(self.resume_picked),
             "answer": self.answer,
             "unlocked": self.unlocked,
@@ -110,6 +112,7 @@ class State:
             page=int(body.get("page", 0)),
             likely=tuple(map(str, body.get("likely", []))),
             detected=bool(body.get("detected", False)),
+            told_unchecked=bool(body.get("told_unchecked", False)),
             resume_picked=tuple(map(str, body.get("resume_picked", []))),
             answer=str(body.get("answer", "")),
             unlocked=str(body.get("unlocked", "")),

@@ -190,7 +190,10 @@ def check(overlay: Path | None = None, today: dt.date | None = None) -> Response
         if label_id not in reference:
             problems.append(Problem(path, line, f"answers for {label_id!r}: no such message id (an option's label)"))
     problems.extend(_check_places(sources))
-    problems.extend(_check_services(sources, today or dt.date.today()))
+    # The project ships its directory for each charity to check: only a charity's own folder is
+    # asked when it last checked each service.
+    own = overlay if overlay is not None and overlay.resolve() != DEFAULT_DIR.resolve() else None
+    problems.extend(_check_services(sources, today or dt.date.today(), own))
     return Responses(sources)
 
 
@@ -213,6 +216,9 @@ def _expected_variables(reference: dict[str, Message], sources: Sources) -> dict
     return expected
 
 
+MAY_BE_EMPTY = frozenset({"language.unchecked"})  # empty: nothing is said
+
+
 def _check_message(
     locale: str, key: str, message: Message, expected: dict[str, frozenset[str]], pages: dict[str, int]
 ) -> list[Problem]:
@@ -232,7 +238,7 @@ def _check_message(
         problem("unknown message id (not used by the bot; check the spelling)")
         return found
     expected = {**expected, key: expected.get(key, frozenset())}
-    if not message.text.strip():
+    if not message.text.strip() and base not in MAY_BE_EMPTY:
         problem("is empty")
     for text in _size_problems(key, message, pages):
         problem(text)
@@ -317,21 +323,28 @@ def _listing(names: frozenset[str]) -> str:
     return ", ".join(f"{{{n}}}" for n in sorted(names))
 
 
-def _check_services(sources: Sources, today: dt.date) -> list[Problem]:
+def _check_services(sources: Sources, today: dt.date, own: Path | None) -> list[Problem]:
+    """Services never checked by the charity (one line naming them all) and those checked over
+    six months ago (one line each, where the date is)."""
     found: list[Problem] = []
+    if own is None:
+        return found
     english = sources.services.get(DEFAULT_LOCALE, {})
+    never = [service.id for service in english.values() if service.last_checked is None]
+    if never:
+        text = (
+            f"{len(never)} service(s) have no last_checked date: {', '.join(never)}. Check each one's "
+            "phone, web address and hours, then add `last_checked: YYYY-MM-DD` to it in your en/services.yaml"
+        )
+        found.append(Problem(own / DEFAULT_LOCALE / "services.yaml", 1, text, "warning"))
     for locale, services in sources.services.items():
         for service in services.values():
             inherited = service.id in english and service.last_checked == english[service.id].last_checked
             if locale != DEFAULT_LOCALE and inherited:
                 continue  # a translation carries the English entry's date: warned about once, there
-            path, line = service.path, service.line
-            if service.last_checked is None:
-                text = f"[{locale}] service {service.id!r} has no last_checked date: check its details"
-                found.append(Problem(path, line, text, "warning"))
-            elif today - service.last_checked > STALE_AFTER:
+            if service.last_checked is not None and today - service.last_checked > STALE_AFTER:
                 text = f"[{locale}] service {service.id!r} was last checked on {service.last_checked}"
-                found.append(Problem(path, line, text + ", over six months ago", "warning"))
+                found.append(Problem(service.path, service.line, text + ", over six months ago", "warning"))
     return found
 
 

@@ -204,3 +204,32 @@ def test_language_command_lists_languages(chat: Chat) -> None:
     assert chat.labels[0] == "English"
     said = text_of(chat.tap("English"))
     assert "Language changed." in said and chat.step == "menu"
+
+
+NOT_CHECKED = {
+    "pl": "To tłumaczenie nie zostało jeszcze sprawdzone przez rodzimego użytkownika języka.",
+    "ro": "Această traducere nu a fost încă verificată de un vorbitor nativ.",
+}
+
+
+@pytest.mark.parametrize(
+    ("locale", "first", "then"),
+    [
+        ("pl", "mój kolega nie oddycha, brał G", "co mam robić dalej"),
+        ("ro", "prietenul meu nu respira, a luat G", "ce fac acum"),
+    ],
+)
+def test_a_translation_not_yet_checked_says_so_once_after_the_help_never_before(
+    chat: Chat, locale: str, first: str, then: str
+) -> None:
+    help_now = [m.text for m in chat.send(first)]
+    assert NOT_CHECKED[locale] not in help_now, "nothing between urgent help and its question"
+    assert "999" in help_now[0] or "999" in help_now[1]
+    later = [m.text for m in chat.send(then)]
+    assert later.count(NOT_CHECKED[locale]) == 1 and later[-1] != NOT_CHECKED[locale], "said before the question"
+    assert NOT_CHECKED[locale] not in [m.text for m in chat.send("/services")], "once a conversation"
+
+
+def test_in_english_there_is_no_such_note(chat: Chat) -> None:
+    said = [m.text for m in (*chat.send("hello"), *chat.send("/services"))]
+    assert not any(note in said for note in NOT_CHECKED.values()) and all(s.strip() for s in said)

@@ -28,9 +28,10 @@ def engine(responses: Responses) -> Engine:
 
 def at(step: str, locale: str = "en", kept: bool = False, **answers: Answer) -> State:
     """A conversation waiting at ``step`` of a report, with ``answers`` given so far (and "yes,
-    keep it" when ``kept``)."""
+    keep it" when ``kept``; a translation not yet checked has said so by then)."""
     consent: dict[str, Answer] = {"consent.keep": ("yes",)} if kept else {}
-    return State(locale=locale, step=step, answers={"what": ("assault",), **answers, **consent})
+    answers = {"what": ("assault",), **answers, **consent}
+    return State(locale=locale, step=step, answers=answers, told_unchecked=True)
 
 
 def said(engine: Engine, state: State, typed: str) -> tuple[list[str], State]:

@@ -96,7 +96,8 @@ def test_responses_check_command_exits_non_zero_and_prints_each_problem(broken: 
     assert run.returncode == 1
     assert f"{broken / 'en' / 'messages.yaml'}:2: error:" in run.stdout
     assert f"{broken / 'en' / 'messages.yaml'}:5: error:" in run.stdout
-    assert "error(s)" in run.stdout.splitlines()[-1]
+    assert "error(s)" in run.stdout.splitlines()[-2]
+    assert run.stdout.splitlines()[-1].startswith("The bot will not start with these files until each error")
 
 
 def test_responses_check_passes_on_a_valid_overlay(tmp_path: Path) -> None:
@@ -105,7 +106,28 @@ def test_responses_check_passes_on_a_valid_overlay(tmp_path: Path) -> None:
         [sys.executable, "-m", "bot", "responses", "check", str(tmp_path)], capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 0, run.stdout
-    assert run.stdout.splitlines()[-1].startswith("0 error(s)")
+    assert run.stdout.splitlines()[-2].startswith("0 error(s)")
+    assert run.stdout.splitlines()[-1] == "The bot can start with these files; each warning above is worth fixing."
+
+
+def test_the_projects_own_files_pass_the_check_with_nothing_to_fix() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bot", "responses", "check", "responses/default"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0 and run.stdout.splitlines() == [
+        "0 error(s), 0 warning(s)",
+        "All good: the bot can use these files.",
+    ], run.stdout
+
+
+def test_a_charity_is_told_once_which_services_it_has_not_checked(tmp_path: Path) -> None:
+    write(tmp_path, "en/services.yaml", "- id: galop\n  last_checked: 2026-11-01\n")
+    warnings = [str(p) for p in check(tmp_path, today=dt.date(2026, 11, 21)).problems if p.severity == "warning"]
+    unchecked = [w for w in warnings if "no last_checked date" in w]
+    assert len(unchecked) == 1 and "havens" in unchecked[0] and "galop" not in unchecked[0].split(":", 3)[-1]
 
 
 def test_a_duplicate_message_id_is_an_error_with_both_lines(tmp_path: Path) -> None:
