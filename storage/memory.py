@@ -185,7 +185,7 @@ class MemoryStore(Store):
         body = {
             "summary": dict(report.summary),
             "categories": list(report.categories),
-            "consented_at": now,
+            "consented_at": now - now % DAY,  # the day only
         }
         self._s.reports[report.reference] = _Report(
             body=body,

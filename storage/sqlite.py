@@ -51,6 +51,7 @@ DAY = 86400
 MESSAGE_LIFETIME = 48 * HOUR
 # Telegram keeps undelivered updates for 24 hours; remembering handled ids longer is pointless.
 UPDATE_MEMORY = 25 * HOUR
+WORDS_KINDS = frozenset({"relay", "answer"})  # deliveries carrying someone's own words
 # A draft's (or an answer's) payload: its exact expiry, then the content. Encrypted together.
 _DRAFT = struct.Struct(">2sQ")
 DRAFT_MARK = b"D1"
@@ -69,6 +70,10 @@ WAL_LIMIT = 1 << 20  # bytes the write-ahead log may keep after a checkpoint
 def day_of(moment: float) -> int:
     """The start of ``moment``'s day (UTC), in seconds: the only kind of time stored in clear."""
     return int(moment) - int(moment) % DAY
+
+
+def end_of_hour(moment: float) -> int:
+    return int(math.ceil(moment / HOUR) * HOUR)
 
 
 def end_of_day(moment: float) -> int:
@@ -143,6 +148,7 @@ class SQLiteStore(Store):
             await self._migrate()
             await self._check_key()
             await self._upgrade_tokens()
+            await self._consent_days_only()
         except BaseException:
             # A refused or failed open must not leave the connection's thread running.
             await self.close()
@@ -177,6 +183,25 @@ class SQLiteStore(Store):
 
     def _now(self) -> int:
         return int(self.clock())
+
+    async def _consent_days_only(self) -> None:
+        """Reports kept before consent times were stored as days carry the exact second inside
+        their ciphertext: it becomes the day, and the old ciphertext leaves the file."""
+        async with self.db.execute("SELECT reference, summary FROM reports") as cursor:
+            rows = list(await cursor.fetchall())
+        changed = []
+        for reference, sealed in rows:
+            body = json.loads(self.keyring.decrypt(bytes(sealed)))
+            at = int(body.get("consented_at", 0))
+            if at % DAY:
+                body["consented_at"] = day_of(at)
+                changed.append((self.keyring.encrypt(json.dumps(body, ensure_ascii=False).encode()), reference))
+        if not changed:
+            return
+        async with self._write:
+            await self.db.executemany("UPDATE reports SET summary = ? WHERE reference = ?", changed)
+            await self._checkpoint()
+        log.info("consent times of %d report(s) kept as days only", len(changed))
 
     async def _check_key(self) -> None:
         """Refuse to start with keys that open nothing here (a database restored with the wrong
@@ -430,7 +455,7 @@ class SQLiteStore(Store):
         body = {
             "summary": {k: list(v) if isinstance(v, tuple) else v for k, v in report.summary.items()},
             "categories": list(report.categories),
-            "consented_at": now,
+            "consented_at": day_of(now),  # the day only, even inside the ciphertext
         }
         sealed = self.keyring.encrypt(json.dumps(body, ensure_ascii=False).encode())
         code_hash = await self._hashing.run(KEEP, self.hasher.hash, report.code)
@@ -630,7 +655,8 @@ class SQLiteStore(Store):
     async def _mark_handled(self, update: tuple[str, int], now: int) -> bool:
         """Mark an update handled, in the open transaction; False if it was handled before."""
         marked = await self.db.execute(
-            "INSERT OR IGNORE INTO seen_updates (channel, update_id, at) VALUES (?, ?, ?)", (update[0], update[1], now)
+            "INSERT OR IGNORE INTO seen_updates (channel, update_id, at) VALUES (?, ?, ?)",
+            (update[0], update[1], end_of_hour(now)),  # coarse: enough to forget it after a day
         )
         return marked.rowcount > 0
 
@@ -689,8 +715,9 @@ class SQLiteStore(Store):
             except BaseException:
                 await self.db.execute("ROLLBACK")
                 raise
-            if self._emptied:
-                # A summary sent, not kept: its content must not linger in the write-ahead log.
+            if self._emptied or (row is not None and row[1] in WORDS_KINDS):
+                # A summary sent and not kept, a staff message or a person's answer once it has
+                # gone: its words must not linger in the write-ahead log either.
                 self._emptied = False
                 await self._checkpoint()
 

@@ -5,6 +5,7 @@ staff who are really staff, keys handled safely."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import stat
 import subprocess
@@ -270,7 +271,14 @@ async def test_no_exact_time_sits_beside_a_reference_or_a_chat_key(tmp_path: Pat
 
     report = NewReport("TIME-0001", "7K2P-QX9D-M4TA-8BWE", {"account": "x"}, ("robbery",), True, "support", True, 1)
     async with SQLiteStore(tmp_path / "db.sqlite3", keyring, clock=lambda: 1_790_012_345.678) as store:
-        await store.commit_turn(chat, draft=b"{}", report=report, destinations=("staff_chat",), relay_chat="telegram:5")
+        await store.commit_turn(
+            chat,
+            draft=b"{}",
+            report=report,
+            destinations=("staff_chat",),
+            relay_chat="telegram:5",
+            update=("telegram", 77),
+        )
         await store.remember_messages(chat, [1, 2])
         [item] = await store.claim_due()
         await store.postpone(item.id, 30)
@@ -282,8 +290,34 @@ async def test_no_exact_time_sits_beside_a_reference_or_a_chat_key(tmp_path: Pat
             *db.execute("SELECT expires_at FROM drafts"),
             *db.execute("SELECT at FROM chat_messages"),
         ]
+        [(marked,)] = list(db.execute("SELECT at FROM seen_updates"))
+        [(sealed,)] = list(db.execute("SELECT summary FROM reports"))
     assert times and all(int(value) % 86400 == 0 for row in times for value in row)
+    assert int(marked) % 3600 == 0, "a handled update keeps the hour at most"
+    body = json.loads(keyring.decrypt(bytes(sealed)))
+    assert body["consented_at"] % 86400 == 0, "the day of consent only, even inside the ciphertext"
     assert LEGACY not in data_bytes_of(tmp_path / "db.sqlite3")  # no token with a time in clear
+
+
+async def test_a_staff_message_and_an_answer_leave_no_words_in_the_database_or_its_log_once_gone(
+    tmp_path: Path,
+) -> None:
+    keyring = Keyring([Keyring.new_key()])
+    from storage import NewReport
+
+    report = NewReport("WORD-0001", "7K2P-QX9D-M4TA-8BWE", {"account": "x"}, ("robbery",), False, "support", True, 1)
+    path = tmp_path / "db.sqlite3"
+    async with SQLiteStore(path, keyring) as store:
+        await store.add_report(report)
+        await store.enqueue("WORD-0001", "person", "relay", {"chat": "telegram:5", "text": "Marker-Delta are you ok"})
+        await store.enqueue("WORD-0001", "staff_chat", "answer", {"text": "Marker-Epsilon I am home"})
+        items = await store.claim_due()
+        opened = list(keyring.tokens_in(data_bytes(tmp_path)))
+        assert any(b"Marker-Delta" in p for p in opened), "the scan can see them while they wait"
+        for item in items:
+            await store.delivered(item.id)
+        opened = list(keyring.tokens_in(data_bytes(tmp_path)))
+    assert not [p for p in opened if b"Marker-Delta" in p or b"Marker-Epsilon" in p]
 
 
 async def test_tokens_carry_no_time_and_old_fernet_data_is_upgraded_when_the_store_opens(tmp_path: Path) -> None:
