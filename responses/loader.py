@@ -90,11 +90,15 @@ class Responses:
         while channel is not None:
             chain.append(f"{message_id}@{channel}")
             channel = WITHIN.get(channel)
-        # The person's language first, through the channel's wordings; then English's.
+        # The person's language first, through the channel's wordings; then English's. A
+        # charity's own general wording wins over a channel wording it did not write.
         for messages in (own, english):
+            general = messages.get(message_id)
             found = next((messages[v] for v in chain if v in messages), None)
-            if found is not None:
+            if found is not None and not (general is not None and _shipped(found) and not _shipped(general)):
                 return found
+            if general is not None and found is not None:
+                return general
         return own.get(message_id) or english[message_id]
 
     def ids(self, locale: str = DEFAULT_LOCALE) -> tuple[str, ...]:
@@ -132,6 +136,11 @@ class Responses:
         english = self._services.get(DEFAULT_LOCALE, {})
         translated = self._services.get(locale, {}) if locale != DEFAULT_LOCALE else {}
         return tuple(translated.get(key, service) for key, service in english.items())
+
+
+def _shipped(message: Message) -> bool:
+    """Whether a message is the project's own default (not a charity's)."""
+    return DEFAULT_DIR in message.path.parents
 
 
 def _placeholders(message: Message) -> tuple[frozenset[str], str | None]:

@@ -132,7 +132,7 @@ def test_a_missing_polish_message_falls_back_to_english_with_a_warning(
     chat = Chat(engine_for(loaded), Renderer(loaded, 90, 24))
     said = chat.send("/language pl")
     assert said[0].text.startswith("Zmieniono język.")
-    assert said[-1].text == "What would you like to do? Tap a button or type its number."
+    assert said[-1].text == "What would you like to do? Choose an option, or type its number."
     assert said[-1].options[0].label == "Potrzebuję pomocy teraz"
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 
 from flows.events import Resume, Unsupported
+from flows.replies import Reply
+from responses import Renderer
 from tests.helpers import Chat, text_of
 
 
 def test_start_gives_the_privacy_notice_before_anything_is_asked(chat: Chat) -> None:
     said = text_of(chat.send("/start"))
     assert "confidential, but not anonymous" in said
-    assert "Telegram can see who writes here" in said
+    assert "The app you write in can see who writes here" in said
     assert "90 days" in said and "24 hours" in said
     assert "/exit" in said
     assert chat.step == "menu"
@@ -233,3 +235,17 @@ def test_a_translation_not_yet_checked_says_so_once_after_the_help_never_before(
 def test_in_english_there_is_no_such_note(chat: Chat) -> None:
     said = [m.text for m in (*chat.send("hello"), *chat.send("/services"))]
     assert not any(note in said for note in NOT_CHECKED.values()) and all(s.strip() for s in said)
+
+
+@pytest.mark.parametrize("locale", ["en", "pl", "ro"])
+def test_each_channel_speaks_of_itself(renderer: Renderer, locale: str) -> None:
+    """No "Telegram" and no "tap" where they are not true: Telegram is named on Telegram only."""
+    telegram = {"en": "Telegram", "pl": "Telegram", "ro": "Telegram"}[locale]
+    tap = {"en": "Tap", "pl": "Naciśnij", "ro": "Apasă"}[locale]
+    for message in ("welcome.notice", "about.text", "report.intro", "consent.reply", "relay.incoming.prompt"):
+        assert telegram in renderer.render(Reply(message), locale, "telegram").text, message
+        for channel in ("console", "web", "rasa", "sms"):
+            assert telegram not in renderer.render(Reply(message), locale, channel).text, (message, channel)
+    for message in ("menu.prompt", "input.unclear", "input.unsupported"):
+        for channel in ("console", "rasa", "sms", "web"):
+            assert tap not in renderer.render(Reply(message), locale, channel).text, (message, channel)

@@ -220,7 +220,7 @@ def test_sending_is_offered_only_where_a_recipient_is_configured(
     answer_everything(sending)
     sending.tap("Yes, it's right")
     sending.tap("No, don't keep it")
-    assert "We don't show them your name or your Telegram account" in sending.said[-1].text
+    assert "We don't show them your name or your account" in sending.said[-1].text
     sending.tap("To a SOIT police officer")
     sending.tap("Yes, they may reply")
     [report] = stored(sending)
