@@ -173,9 +173,9 @@ def test_word_lists_match_whole_words_whatever_the_typing(text: str, words: list
 
 
 def test_a_charitys_own_wording_wins_over_a_channel_wording_it_did_not_write(tmp_path: Path) -> None:
-    write(tmp_path, "en/messages.yaml", "menu.prompt: What now, friend?\nabout.text@telegram: Ours, on Telegram.\n")
+    write(tmp_path, "en/messages.yaml", "menu.prompt: What now, friend?\ninput.unclear@telegram: Ours, on Telegram.\n")
     loaded = Responses.load(tmp_path)
     assert loaded.text("en", "menu.prompt", "telegram") == "What now, friend?"  # the default has a @telegram one
-    assert loaded.text("en", "about.text", "telegram") == "Ours, on Telegram."
+    assert loaded.text("en", "input.unclear", "telegram") == "Ours, on Telegram."
     assert "Telegram can see" not in loaded.text("en", "welcome.notice", "console")
     assert "Telegram can see" in loaded.text("en", "welcome.notice", "telegram")
