@@ -189,7 +189,7 @@ class EmailForwarder:
         self.tls = ssl.create_default_context(cafile=str(settings.smtp_ca_file) if settings.smtp_ca_file else None)
 
     async def send(self, item: Outgoing) -> None:
-        text = await self.desk.compose(item)
+        text = await self.desk.compose(item, by_email=True)
         if text is None:
             return
         settings = self.settings

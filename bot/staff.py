@@ -66,15 +66,16 @@ class StaffDesk:
         return text.format_map({k: str(v) for k, v in variables.items()})
 
     # ------------------------------------------------------------------ what staff receive
-    async def compose(self, item: Outgoing, shared: bool = False) -> StaffText | None:
+    async def compose(self, item: Outgoing, shared: bool = False, by_email: bool = False) -> StaffText | None:
         """The text of a delivery to staff, or None when there is nothing left to send.
-        ``shared``: for a withdrawal, a message that also held other summaries was left."""
+        ``shared``: for a withdrawal, a message that also held other summaries was left.
+        ``by_email``: an email, which carries no commands (they work in the staff chat only)."""
         reference = item.reference
         if item.kind == "summary":
             report = await self.store.get_report(reference)
             if report is None or not report.summary:
                 return None
-            body = self._summary(report)
+            body = self._summary(report, by_email)
             subject = self._text("staff.summary.subject", reference=reference)
         elif item.kind == "withdrawn":
             body = self._text("staff.withdrawn", reference=reference)
@@ -105,12 +106,12 @@ class StaffDesk:
                 return self._text(message_id)
         return key
 
-    def _summary(self, report: StoredReport) -> str:
+    def _summary(self, report: StoredReport, by_email: bool = False) -> str:
         yes, no = self._text("staff.yes"), self._text("staff.no")
         send_to = self._recipient(report.send_to) if report.send_to else no
         summary = self.engine.summary(dict(report.summary))
         return self._text(
-            "staff.summary",
+            "staff.summary.email" if by_email else "staff.summary",
             reference=report.reference,
             send_to=send_to,
             keep=yes if report.keep else no,

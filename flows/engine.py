@@ -639,8 +639,9 @@ class Engine:
         named = tuple(i for i in decision.intents if i in HARMS and step.option(i) is not None)
         if step.kind is Kind.MULTI and named:
             # "he took my phone" at "what happened?": tick what they told us.
+            before = turn.state.picked
             turn.state = turn.state.evolve(picked=tuple(dict.fromkeys((*turn.state.picked, *named))))
-            turn.say("input.picked")
+            turn.say(self._picked(before, turn.state.picked))
             self._prompt(turn, step)
             return
         turn.say("input.unclear")
@@ -865,14 +866,23 @@ class Engine:
         state = turn.state
         if keys == ("done",) or (typed and len(keys) > 1):
             chosen = [k for k in (*state.picked, *keys) if k != "done"]
+            if self._picked(state.picked, tuple(chosen)) != "input.picked":
+                turn.say("report.not_your_fault")  # a rape or a spiking told in one go: said first
             turn.state = state.with_answer(step.field or step.key, tuple(dict.fromkeys(chosen)))
             self._advance(turn, step, None)
             return
         key = keys[0]
         picked = tuple(k for k in state.picked if k != key) if key in state.picked else (*state.picked, key)
         turn.state = state.evolve(picked=picked)
-        turn.say("input.picked")
+        turn.say(self._picked(state.picked, picked))
         self._prompt(turn, step)
+
+    @staticmethod
+    def _picked(before: tuple[str, ...], after: tuple[str, ...]) -> str:
+        """What to say when choices are ticked: a sexual assault or a spiking, newly told, is met
+        with warmth and "it is not your fault", never a bare "Noted."."""
+        told = any(harm in after and harm not in before for harm in SEXUAL_HARMS)
+        return "input.picked.sexual" if told else "input.picked"
 
     def _answer_text(self, turn: _Turn, step: Step, text: str, length: int) -> None:
         if step.next in ("@delete", "@check"):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from flows import Engine
+import pytest
+
+from flows import Engine, State
 from flows.effects import EraseReport, ForgetDraft, StoreReport
 from flows.events import Text
 from responses import Renderer
@@ -263,3 +265,22 @@ def test_delete_with_the_code_on_the_command_line(chat: Chat) -> None:
     [erase] = [e for e in chat.effects if isinstance(e, EraseReport)]
     assert erase.code == "7K2P-QX9D-M4TA-8BWE"
     assert erase.erased[0].message == "delete.done" and erase.not_found[0].message == "delete.not_found"
+
+
+@pytest.mark.parametrize(
+    ("locale", "warm"),
+    [
+        ("en", "I'm so sorry this happened to you. It is not your fault."),
+        ("pl", "Bardzo mi przykro, że Cię to spotkało. To nie Twoja wina."),
+        ("ro", "Îmi pare foarte rău că ți s-a întâmplat asta. Nu este vina ta."),
+    ],
+)
+def test_a_rape_told_inside_the_report_is_met_with_warmth_not_noted(chat: Chat, locale: str, warm: str) -> None:
+    chat.state = State(locale=locale, told_unchecked=True)
+    chat.send("/report")
+    chat.tap(chat.last_with_options.options[0].label)  # Start
+    assault = next(o.label for o in chat.last_with_options.options if o.key == "assault")
+    said = [m.text for m in chat.tap(assault)]
+    assert said[0].startswith(warm) and not said[0].startswith(("Noted", "Zapisane", "Notat")), said
+    robbery = next(o.label for o in chat.last_with_options.options if o.key == "robbery")
+    assert not chat.tap(robbery)[0].text.startswith(warm), "said once, for what needs it"

@@ -275,6 +275,9 @@ async def test_email_reaches_every_recipient_over_starttls_through_refusals(
             await until(lambda: len(smtp.mailbox.messages) == 1, timeout=40)
             [mail] = smtp.mailbox.messages
             assert mail["Subject"] == f"Confidential summary {reference}"
+            body = bytes(mail.get_payload(decode=True)).decode()
+            assert "/ack" not in body and "/reply" not in body, "an email carries no commands that do nothing there"
+            assert f"in the staff chat, if your service has one, with the reference {reference}" in body
             assert smtp.mailbox.recipients == [["worker@charity.example", "soit@police.example"]]
             assert all(smtp.mailbox.tls_seen)
             await person.says(f"/delete {code}")
