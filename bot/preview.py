@@ -54,6 +54,7 @@ class Preview:
     flows: list[tuple[str, list[Screen]]] = field(default_factory=list)
     other: list[tuple[str, str]] = field(default_factory=list)
     review_needed: bool = False
+    untranslated: tuple[str, ...] = ()  # services with no words in this language yet
 
     @property
     def step_keys(self) -> set[str]:
@@ -100,6 +101,8 @@ class PreviewBuilder:
             self.locale, {k: self.t(f"preview.{k}") for k in ids}, review_needed=self.locale in REVIEW_NEEDED
         )
         preview.text["review_note"] = self.t("preview.review_note")
+        preview.untranslated = self.responses.untranslated_services(self.locale)
+        preview.text["untranslated"] = self.t("preview.untranslated_services")
         for flow in self.engine.steps.flows:
             preview.flows.append((flow.name, [self.screen(step, preview) for step in flow.steps]))
         for message_id in self.responses.ids():
@@ -202,6 +205,8 @@ def to_html(preview: Preview) -> str:
     ]
     if preview.review_needed:
         parts.append(f'<p class="note" role="note">{e(text["review_note"])}</p>')
+    if preview.untranslated:
+        parts.append(f'<p class="note" role="note">{e(text["untranslated"])} {e(", ".join(preview.untranslated))}</p>')
     parts.append(f'<nav aria-label="{e(text["contents"])}"><h2>{e(text["contents"])}</h2><ol>')
     parts.extend(f'<li><a href="#flow-{e(name)}">{e(name)}</a></li>' for name, _ in preview.flows)
     parts.append(f'<li><a href="#other">{e(text["other"])}</a></li></ol></nav><main>')
@@ -238,6 +243,8 @@ def to_markdown(preview: Preview) -> str:
     lines = [f"# {text['title']}", "", text["intro"], ""]
     if preview.review_needed:
         lines += [f"> **{text['review_note']}**", ""]
+    if preview.untranslated:
+        lines += [f"> {text['untranslated']} {', '.join(preview.untranslated)}", ""]
     for name, screens in preview.flows:
         lines += [f"## {name}", ""]
         for screen in screens:

@@ -68,6 +68,7 @@ SERVICE_FIELDS = frozenset(
         "text",
         "email",
         "web",
+        "address",
         "hours",
         "languages",
         "last_checked",
@@ -77,6 +78,9 @@ SERVICE_FIELDS = frozenset(
         "closed_on",
     }
 )
+# What a translation may give: its words. A service's contacts are facts, the same in every
+# language, kept once, in en/services.yaml.
+SERVICE_WORDS = frozenset({"id", "name", "for", "hours", "remove"})
 # Variables every message may use: filled from the deployment's settings.
 BUILT_INS = frozenset({"retention_days", "draft_hours", "services"})
 
@@ -113,12 +117,14 @@ class Service:
     text: str = ""
     email: str = ""
     web: str = ""
+    address: str = ""
     hours: str = ""
     languages: tuple[str, ...] = ()
     last_checked: dt.date | None = None
     source: str = ""
     open: tuple[str, ...] = ()  # opening rules (responses/hours.py); none: hours unknown
     closed_on: tuple[dt.date, ...] = ()
+    translated: bool = True  # its words are in the language asked for (else in English)
 
     @property
     def contactable(self) -> bool:
@@ -242,6 +248,12 @@ def _read_services(path: Path, locale: str, into: Sources) -> None:
         for key, (_, key_line) in entry.items():
             if key not in SERVICE_FIELDS:
                 into.problems.append(Problem(path, key_line, f"unknown service field {key!r}"))
+            elif locale != "en" and key not in SERVICE_WORDS:
+                text = (
+                    f"service field {key!r} is a fact, the same in every language: give it once, in "
+                    "en/services.yaml (here only name, for and hours are read)"
+                )
+                into.problems.append(Problem(path, key_line, text))
         raw = {k: yaml.safe_load(yaml.serialize(v)) for k, (v, _) in entry.items() if k in SERVICE_FIELDS}
         service_id = raw.get("id")
         if not isinstance(service_id, str) or not service_id:
@@ -285,6 +297,7 @@ def _service(
         text=text("text", base.text if base else ""),
         email=text("email", base.email if base else ""),
         web=text("web", base.web if base else ""),
+        address=text("address", base.address if base else ""),
         hours=text("hours", base.hours if base else ""),
         languages=tuple(map(str, languages)) if isinstance(languages, list) else (),
         last_checked=checked,

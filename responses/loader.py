@@ -7,6 +7,7 @@ import re
 import string
 import unicodedata
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from flows.definitions import INTENT_TARGETS
@@ -132,10 +133,25 @@ class Responses:
         return tuple(samples)
 
     def services(self, locale: str) -> tuple[Service, ...]:
-        """The directory in ``locale``: the English entries, each replaced by its translation if any."""
+        """The directory in ``locale``: every service as en/services.yaml has it (its contacts
+        are facts, kept once for every language), in the words of its translation if there is
+        one, else in English, marked ``translated=False``."""
         english = self._services.get(DEFAULT_LOCALE, {})
-        translated = self._services.get(locale, {}) if locale != DEFAULT_LOCALE else {}
-        return tuple(translated.get(key, service) for key, service in english.items())
+        words = self._services.get(locale, {}) if locale != DEFAULT_LOCALE else {}
+        listed = []
+        for key, service in english.items():
+            own = words.get(key)
+            if locale == DEFAULT_LOCALE:
+                listed.append(service)
+            elif own is None:
+                listed.append(replace(service, translated=False))
+            else:
+                listed.append(replace(service, name=own.name, purpose=own.purpose, hours=own.hours))
+        return tuple(listed)
+
+    def untranslated_services(self, locale: str) -> tuple[str, ...]:
+        """The names of services with no words in ``locale`` (shown in English there)."""
+        return tuple(s.name for s in self.services(locale) if not s.translated)
 
 
 def _shipped(message: Message) -> bool:

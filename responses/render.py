@@ -124,8 +124,11 @@ class Renderer:
                 name, value = next((n, v) for n in ("phone", "text", "email", "web") if (v := getattr(service, n)))
                 label = self.responses.text(locale, "services.field." + name)
                 return f"- {service.name}: {value}" if name == "phone" else f"- {service.name}, {label}: {value}"
-            lines = [f"■ {service.name}", f"   {service.purpose}"]
-            for name in ("phone", "text", "email", "web", "hours"):
+            name_line = f"■ {service.name}"
+            if not service.translated:
+                name_line += f" ({self.responses.text(locale, 'services.in_english')})"
+            lines = [name_line, f"   {service.purpose}"]
+            for name in ("phone", "text", "email", "web", "address", "hours"):
                 value = getattr(service, name)
                 if value:
                     lines.append(field(name, value))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flows.text import matches
-from responses import Responses, ResponsesError, check
+from responses import Renderer, Responses, ResponsesError, check
 
 DEFAULTS = Path(__file__).parent.parent / "responses" / "default"
 
@@ -179,3 +179,35 @@ def test_a_charitys_own_wording_wins_over_a_channel_wording_it_did_not_write(tmp
     assert loaded.text("en", "input.unclear", "telegram") == "Ours, on Telegram."
     assert "Telegram can see" not in loaded.text("en", "welcome.notice", "console")
     assert "Telegram can see" in loaded.text("en", "welcome.notice", "telegram")
+
+
+def test_a_services_contacts_are_kept_once_for_every_language(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "en/services.yaml",
+        "- id: galop\n  phone: 0800 000 0001\n- id: northside\n  name: Northside Outreach\n"
+        "  for: Our own drop-in.\n  web: northside.example\n",
+    )
+    loaded = Responses.load(tmp_path)
+    polish = {s.id: s for s in loaded.services("pl")}
+    assert polish["galop"].phone == "0800 000 0001", "a number added once shows in every language"
+    assert polish["galop"].translated and "LGBT+" in polish["galop"].purpose
+    assert not polish["northside"].translated and loaded.untranslated_services("pl") == ("Northside Outreach",)
+    listing = Renderer(loaded, retention_days=90, draft_hours=24).services_text("pl")
+    assert "■ Northside Outreach (po angielsku)" in listing
+
+
+def test_a_translation_that_gives_a_phone_number_is_told_where_it_belongs(tmp_path: Path) -> None:
+    write(tmp_path, "pl/services.yaml", "- id: galop\n  phone: 0800 000 0002\n")
+    assert any("'phone' is a fact, the same in every language" in e for e in errors(tmp_path))
+
+
+def test_the_chemsex_services_show_by_default_with_their_web_addresses() -> None:
+    listing = Renderer(Responses.load(), retention_days=90, draft_hours=24).services_text("en")
+    for name, web in (
+        ("56 Dean Street", "dean.st"),
+        ("Antidote", "londonfriend.org.uk"),
+        ("Release", "release.org.uk"),
+    ):
+        assert name in listing and web in listing
+    assert "56 Dean Street, Soho, London W1D 6AQ" in listing
