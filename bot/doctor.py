@@ -303,6 +303,19 @@ def responses(settings: Settings) -> list[Finding]:
     return [Finding(OK, "responses", f"no errors, {warnings} warning(s); {examples} understanding examples")]
 
 
+def recipients(settings: Settings) -> Finding:
+    """Whom people can send a report to: without anyone, reports can be kept, never sent."""
+    found = sorted(settings.recipients)
+    if not found:
+        return Finding(
+            WARN,
+            "recipients",
+            "no one to send reports to: people can keep a report, but not send it. Set REACHABLE_STAFF_CHAT_ID "
+            "(a Telegram staff group) or REACHABLE_SMTP_HOST and REACHABLE_SMTP_TO (email)",
+        )
+    return Finding(OK, "recipients", "reports can be sent to: " + ", ".join(found))
+
+
 async def diagnose(settings: Settings, webhook: bool = False) -> list[Finding]:
     steps: list[Callable[[], Awaitable[list[Finding]]]] = [
         lambda: telegram(settings, webhook),
@@ -311,7 +324,7 @@ async def diagnose(settings: Settings, webhook: bool = False) -> list[Finding]:
     if webhook:
         steps.append(lambda: webhook_reached(settings))
     found = [Finding(OK, "settings", "every REACHABLE_ setting parses"), *data_folder(settings)]
-    found += [key(settings), database(settings)]
+    found += [key(settings), database(settings), recipients(settings)]
     for step in steps:
         found += await step()
     return found + webhook_setup(settings, webhook) + responses(settings)

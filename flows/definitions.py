@@ -430,7 +430,12 @@ LATER = Flow(
     name="later",
     diagram="later.mmd",
     steps=(
-        Step(key="check.choices", prompt="check.choices", dynamic="unlocked"),
+        Step(
+            key="check.choices",
+            prompt="check.choices",
+            dynamic="unlocked",
+            variants=(("nothing_to_send", "check.choices.erase_only"),),
+        ),
         Step(
             key="check.reply",
             prompt="consent.reply",

@@ -993,6 +993,8 @@ class Engine:
             return bool(self.offers_for(state))
         if condition == "no_recipients":
             return not self.config.offers
+        if condition == "nothing_to_send":  # a report unlocked by its code, that no one can be sent
+            return not state.unlocked_sent and not self.offers_for(state, state.unlocked_what)
         if condition == "soit":
             return any(o.key == "soit" for o in self.offers_for(state))
         return bool(state.resume)

@@ -55,7 +55,7 @@ ACTIONS = frozenset(
 # Conditions a step or option may depend on.
 # "recipients": someone can be offered this report; "no_recipients": no one is set up at all;
 # "soit": a SOIT officer is among those offered; "resume": there is a question to go back to.
-CONDITIONS = frozenset({"recipients", "no_recipients", "soit", "resume"})
+CONDITIONS = frozenset({"recipients", "no_recipients", "nothing_to_send", "soit", "resume"})
 # Options computed when the step is shown.
 DYNAMIC = frozenset({"locales", "fields", "answered", "likely", "recipients", "unlocked"})
 

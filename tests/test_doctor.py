@@ -266,3 +266,13 @@ async def test_a_database_restored_without_its_key_is_refused_at_start_and_by_do
             patch.setenv(name, value)
         assert await asyncio.to_thread(main, ["console"]) == 2
     assert "does not open this database" in capsys.readouterr().err
+
+
+async def test_no_one_to_send_reports_to_is_a_warning_saying_what_to_set(fake: FakeTelegram, tmp_path: Path) -> None:
+    alone = settings_with(fake, tmp_path / "data", REACHABLE_STAFF_CHAT_ID="", REACHABLE_STAFF_USER_IDS="")
+    found = await lines(alone)
+    assert any(line.startswith("WARN") and "no one to send reports to" in line for line in found), found
+    staffed = settings_with(fake, tmp_path / "data2")
+    assert any(
+        line.startswith("OK") and "reports can be sent to: soit, support" in line for line in await lines(staffed)
+    ) or any(line.startswith("OK") and "reports can be sent to: support" in line for line in await lines(staffed))

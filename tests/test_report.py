@@ -284,3 +284,16 @@ def test_a_rape_told_inside_the_report_is_met_with_warmth_not_noted(chat: Chat, 
     assert said[0].startswith(warm) and not said[0].startswith(("Noted", "Zapisane", "Notat")), said
     robbery = next(o.label for o in chat.last_with_options.options if o.key == "robbery")
     assert not chat.tap(robbery)[0].text.startswith(warm), "said once, for what needs it"
+
+
+def test_coming_back_with_the_code_offers_sending_only_when_it_is_possible(renderer: Renderer) -> None:
+    from flows.engine import EngineConfig
+    from flows.events import Unlocked
+    from responses import Responses
+
+    for config, offered in ((EngineConfig(), False), (EngineConfig(forwarding=True), True)):
+        engine = Engine(Responses.load(), config)
+        outcome = engine.handle(State(), Unlocked(reference="ABCD-1234", status="kept", what=("robbery",)))
+        prompt = renderer.render(outcome.replies[-1], "en").text
+        assert ("send it to someone who can help" in prompt) is offered, prompt
+        assert {"erase", "menu"} <= {o.key for o in outcome.replies[-1].options}
