@@ -36,8 +36,10 @@ $(RASA_VENV)/.installed: constraints-rasa.txt
 
 rasa: $(RASA_VENV)/.installed
 
+# The demo: reports sent "to the support team" land in a demo inbox shown in the console, and
+# whoever tries it answers as staff with /staff (REACHABLE_DEMO_INBOX; never for real use).
 demo: $(VENV)/.installed
-	$(BIN)/reachable console
+	REACHABLE_DEMO_INBOX=1 $(BIN)/reachable console
 
 test: $(VENV)/.installed-test $(RASA_VENV)/.installed
 	$(BIN)/ruff check .

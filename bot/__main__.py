@@ -242,7 +242,8 @@ def _preview(folder: Path | None, locale: str, out: Path | None) -> int:
 
 async def _console(settings: Settings, chat: str) -> None:
     async with create_app(settings) as app:
-        await run_console(app.ports(), chat)
+        demo = (lambda message_id: app.responses.text("en", message_id, "console")) if settings.demo_inbox else None
+        await run_console(app.ports(), chat, demo=demo)
 
 
 async def _rotate(settings: Settings) -> None:

@@ -12,19 +12,22 @@ import itertools
 import sys
 import textwrap
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TextIO
 
 from bot import callbacks
 from bot.channel import Channel, Ports
+from bot.staff import StaffDesk
 from bot.transport import UNLIMITED, Button, ChatInfo
 from flows.events import Resume, parse_typed
+from storage import Outgoing
 
 CHANNEL = "console"
 WIDTH = 80
 PROMPT = "> "
 CLEAR_SCREEN = "\033[2J\033[3J\033[H"
+DEMO_DESTINATION = "support:demo"
 
 
 def _wrap(line: str, width: int) -> list[str]:
@@ -96,10 +99,52 @@ async def _read_line(stream: TextIO) -> str:
     return await future
 
 
-async def run_console(ports: Ports, chat: str, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
+class DemoInbox:
+    """`make demo`: what the support team would receive, printed in the console between rules
+    that say it is a demo, so a newcomer sees the whole path (and answers as staff with
+    /staff). Never configured outside the console."""
+
+    destination = DEMO_DESTINATION
+
+    def __init__(self, desk: StaffDesk, stdout: TextIO, texts: Callable[[str], str]) -> None:
+        self.desk = desk
+        self.stdout = stdout
+        self.texts = texts
+        self.waiting = False  # the console is waiting at its prompt: show it again after
+
+    async def send(self, item: Outgoing) -> None:
+        composed = await self.desk.compose(item)
+        if composed is None:
+            return
+        top, bottom = self.texts("staff.demo.inbox.top"), self.texts("staff.demo.inbox.bottom")
+        self.stdout.write(f"\n{top}\n{composed.body}\n{bottom}\n" + (PROMPT if self.waiting else ""))
+        self.stdout.flush()
+
+
+async def _as_staff(desk: StaffDesk, line: str, stdout: TextIO, texts: Callable[[str], str]) -> None:
+    """A /staff command typed in the demo: the support worker's side, answered as staff see it."""
+    name, _, argument = line.removeprefix("/staff").strip().partition(" ")
+    told = await desk.command(name.lstrip("/"), argument.strip())
+    said = told or texts("staff.demo.unknown")
+    stdout.write(f"{texts('staff.demo.said')} {said}\n")
+
+
+async def run_console(
+    ports: Ports,
+    chat: str,
+    stdin: TextIO = sys.stdin,
+    stdout: TextIO = sys.stdout,
+    demo: Callable[[str], str] | None = None,
+) -> None:
+    """The console. ``demo``: the support team's inbox is shown here (``make demo``), its words
+    from this function (a message id in, the text out)."""
     transport = ConsoleTransport(stdout)
     core = Channel(transport, replace(ports, staff_chats={}))  # staff chats are not on the console
     core.attach()
+    inbox = DemoInbox(ports.desk, stdout, demo) if demo is not None else None
+    if inbox is not None and demo is not None:
+        ports.delivery.add(inbox)
+        stdout.write(demo("staff.demo.intro") + "\n\n")
 
     def prompt() -> None:
         stdout.write(PROMPT)
@@ -109,7 +154,11 @@ async def run_console(ports: Ports, chat: str, stdin: TextIO = sys.stdin, stdout
         await core.private(chat, Resume())
         prompt()
         while True:
+            if inbox is not None:
+                inbox.waiting = True
             line = await _read_line(stdin)
+            if inbox is not None:
+                inbox.waiting = False
             if not line:
                 stdout.write("\n")
                 return
@@ -117,7 +166,10 @@ async def run_console(ports: Ports, chat: str, stdin: TextIO = sys.stdin, stdout
                 prompt()
                 continue
             stdout.write("\n")
-            await core.private(chat, parse_typed(line.rstrip("\n")), incoming=transport.incoming())
+            if demo is not None and line.startswith("/staff"):
+                await _as_staff(ports.desk, line.rstrip("\n"), stdout, demo)
+            else:
+                await core.private(chat, parse_typed(line.rstrip("\n")), incoming=transport.incoming())
             prompt()
     finally:
         await core.close()

@@ -25,6 +25,7 @@ class Recipient(BaseModel):
 
     chat_id: int | None = None
     email: tuple[str, ...] = ()
+    demo: bool = False  # `make demo`: shown in the console, labelled as a demo
     only_for: tuple[str, ...] = ()  # offered only when the report says one of these happened
     via_support: bool = False  # the support team passes it on
 
@@ -37,6 +38,8 @@ class Recipient(BaseModel):
         found = [f"{key}:chat"] if self.chat_id is not None else []
         if self.email:
             found.append(f"{key}:email")
+        if self.demo:
+            found.append(f"{key}:demo")
         return tuple(found)
 
 
@@ -82,6 +85,9 @@ class Settings(BaseSettings):
     # "Leave now" opens (GOV.UK's exit-this-page pattern uses BBC Weather).
     web_listen: str = "127.0.0.1:8081"
     web_exit_url: str = "https://www.bbc.co.uk/weather"
+    # `make demo`: the support team's inbox is shown in the console itself, labelled as a demo,
+    # and whoever tries the bot plays the support worker too (console only; never for real use).
+    demo_inbox: bool = False
     # The header the charity's proxy puts the client's address in (e.g. X-Forwarded-For: its
     # last entry is the one the proxy added). Empty: the address the connection comes from.
     # Used in memory only, to limit how fast one address may start new chats; never logged.
@@ -152,7 +158,9 @@ class Settings(BaseSettings):
         have one. The support team; a SOIT officer, only for sexual offences and being drugged;
         and any a charity adds."""
         email = bool(self.smtp_host)
-        support = Recipient(chat_id=self.staff_chat_id, email=self.email_recipients if email else (), only_for=())
+        support = Recipient(
+            chat_id=self.staff_chat_id, email=self.email_recipients if email else (), demo=self.demo_inbox, only_for=()
+        )
         if self.soit_via_support:
             soit = Recipient(chat_id=support.chat_id, email=support.email, only_for=SOIT_FOR, via_support=True)
         else:

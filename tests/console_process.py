@@ -63,6 +63,23 @@ class ConsoleProcess:
         self.screen = self._until_prompt()
         return self.screen
 
+    def type(self, line: str) -> None:
+        """A line typed, without waiting for the prompt (what follows may come unasked)."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def wait_for(self, text: str, timeout: float = 30) -> str:
+        """Output printed without being asked (the demo inbox, a staff message), up to ``text``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if text in self._buffer:
+                    shown, self._buffer = self._buffer, ""
+                    return shown
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} never showed; output so far:\n{self._buffer}")
+
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)

@@ -188,3 +188,33 @@ def test_output_fits_an_80_column_terminal(tmp_path: Path, consoles: list[Consol
     screens.append(choose(console, "After a sexual assault"))
     for screen in screens:
         assert max(len(line) for line in screen.splitlines()) <= 80
+
+
+def test_make_demo_shows_the_whole_path_from_a_report_to_a_staff_reply(
+    tmp_path: Path, consoles: list[ConsoleProcess]
+) -> None:
+    console = ConsoleProcess(tmp_path, env={"REACHABLE_DEMO_INBOX": "1"})
+    consoles.append(console)
+    assert "DEMO." in console.screen and "/staff reply REF" in console.screen
+    complete_report(console, "He took my phone at the chill-out.")
+    choose(console, "Yes, it's right")
+    choose(console, "Yes, keep it")
+    choose(console, "To the support team")
+    screen = choose(console, "Yes, they may reply")
+    reference = REFERENCE.search(screen)
+    assert reference, screen
+    inbox = screen if "end of DEMO" in screen else console.wait_for("end of DEMO")
+    assert "DEMO: what the support team receives" in inbox and "He took my phone at the chill-out." in inbox
+    console.type(f"/staff reply {reference.group(1)} Are you somewhere safe now?")
+    arrived = console.wait_for("│ Are you somewhere safe now?")
+    assert "DEMO, staff see: Your reply to" in arrived, "the support worker's side, labelled"
+    assert f"A message about your report {reference.group(1)}" in arrived, "and the person's side"
+    assert console.close() == 0
+
+
+def test_without_the_demo_no_demo_inbox_and_no_staff_commands(tmp_path: Path, consoles: list[ConsoleProcess]) -> None:
+    console = ConsoleProcess(tmp_path)
+    consoles.append(console)
+    assert "DEMO" not in console.screen
+    assert "DEMO" not in console.send("/staff reply ABCD-1234 hello")
+    assert console.close() == 0
