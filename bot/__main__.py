@@ -437,6 +437,9 @@ def _logging(settings: Settings, quiet: bool) -> None:
 def _serving(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any, None]:
     if args.command == "console":
         return _console(settings, args.chat)
+    if settings.demo_inbox:
+        # Reports "sent to the support team" would go nowhere real: refused, not pretended.
+        raise ConfigError("REACHABLE_DEMO_INBOX is for the console demo only (make demo): unset it")
     if args.command == "run":
         if args.framework:
             settings = settings.model_copy(update={"framework": args.framework})

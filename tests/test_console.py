@@ -218,3 +218,15 @@ def test_without_the_demo_no_demo_inbox_and_no_staff_commands(tmp_path: Path, co
     assert "DEMO" not in console.screen
     assert "DEMO" not in console.send("/staff reply ABCD-1234 hello")
     assert console.close() == 0
+
+
+def test_the_demo_inbox_is_refused_outside_the_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.__main__ import main
+
+    monkeypatch.setenv("REACHABLE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("REACHABLE_DEMO_INBOX", "1")
+    monkeypatch.setenv("REACHABLE_TELEGRAM_TOKEN", "123:abc")
+    assert main(["run"]) == 2
+    assert "REACHABLE_DEMO_INBOX is for the console demo only" in capsys.readouterr().err
