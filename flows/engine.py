@@ -201,7 +201,9 @@ class Engine:
             return
         if any(reply.message in URGENT_MESSAGES for reply in turn.replies):
             return  # nothing between urgent help and its question: the next turn says it
-        at = len(turn.replies) - 1 if turn.replies[-1].options else len(turn.replies)
+        if not turn.replies[-1].options:
+            return  # said before a question only (never after a quick exit's one neutral line)
+        at = len(turn.replies) - 1
         switched = any(reply.message.startswith("language.") for reply in turn.replies)
         if switched and not any(not reply.message.startswith("language.") for reply in turn.replies[:at]):
             return  # it would come before the first help in this language (which asks): a later turn says it

@@ -137,7 +137,8 @@ class Renderer:
             return "\n".join(lines)
 
         now = self.clock().astimezone(LONDON)
-        listed = [s for s in self.responses.services(locale) if s.contactable]
+        # By text message, often from a phone without a browser: those a call or a text reaches.
+        listed = [s for s in self.responses.services(locale) if (s.phone or s.text if short else s.contactable)]
         open_now = [s for s in listed if open_at(s.open, s.closed_on, now)]
         others = [s for s in listed if s not in open_now]
         gap = "\n" if short else "\n\n"

@@ -197,7 +197,7 @@ def test_services_list_every_service_that_can_be_reached_and_say_details_must_be
     for name in ("The Havens", "Galop", "Rape Crisis", "Crimestoppers", "FRANK", "Samaritans"):
         assert name in said
     assert "0800 999 5428" in said
-    assert "Survivors UK" not in said  # no verified way to contact them yet
+    assert "Survivors UK" in said and "survivorsuk.org" in said  # a verified web address, and no phone
     assert said.count("Please check them before you rely on them.") == 1
 
 

@@ -304,19 +304,24 @@ async def test_a_staff_message_and_an_answer_leave_no_words_in_the_database_or_i
 ) -> None:
     keyring = Keyring([Keyring.new_key()])
     from storage import NewReport
+    from storage.backup import back_up
 
     report = NewReport("WORD-0001", "7K2P-QX9D-M4TA-8BWE", {"account": "x"}, ("robbery",), False, "support", True, 1)
-    path = tmp_path / "db.sqlite3"
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / "reachable.sqlite3"
     async with SQLiteStore(path, keyring) as store:
         await store.add_report(report)
         await store.enqueue("WORD-0001", "person", "relay", {"chat": "telegram:5", "text": "Marker-Delta are you ok"})
         await store.enqueue("WORD-0001", "staff_chat", "answer", {"text": "Marker-Epsilon I am home"})
         items = await store.claim_due()
-        opened = list(keyring.tokens_in(data_bytes(tmp_path)))
+        opened = list(keyring.tokens_in(data_bytes(data)))
         assert any(b"Marker-Delta" in p for p in opened), "the scan can see them while they wait"
         for item in items:
             await store.delivered(item.id)
-        opened = list(keyring.tokens_in(data_bytes(tmp_path)))
+        opened = list(keyring.tokens_in(data_bytes(data)))
+        back_up(data, tmp_path / "backup.sqlite3")  # a backup taken now holds none of it either
+    opened += keyring.tokens_in((tmp_path / "backup.sqlite3").read_bytes())
     assert not [p for p in opened if b"Marker-Delta" in p or b"Marker-Epsilon" in p]
 
 
