@@ -62,10 +62,14 @@ class ConsoleTransport:
     def __init__(self, stdout: TextIO) -> None:
         self.stdout = stdout
         self.interactive = stdout.isatty()
+        self.waiting = False  # at the prompt: what arrives unasked (a staff message) shows it again
         self._ids = itertools.count(1)
 
     async def send(self, chat_id: str, text: str, buttons: Sequence[Button] = ()) -> int:
-        self.stdout.write(format_message(text, [b.text for b in buttons]) + "\n\n")
+        lead = "\n" if self.waiting else ""
+        self.stdout.write(
+            lead + format_message(text, [b.text for b in buttons]) + "\n\n" + (PROMPT if self.waiting else "")
+        )
         self.stdout.flush()
         return next(self._ids)
 
@@ -106,18 +110,18 @@ class DemoInbox:
 
     destination = DEMO_DESTINATION
 
-    def __init__(self, desk: StaffDesk, stdout: TextIO, texts: Callable[[str], str]) -> None:
+    def __init__(self, desk: StaffDesk, transport: ConsoleTransport, texts: Callable[[str], str]) -> None:
         self.desk = desk
-        self.stdout = stdout
+        self.transport = transport
+        self.stdout = transport.stdout
         self.texts = texts
-        self.waiting = False  # the console is waiting at its prompt: show it again after
 
     async def send(self, item: Outgoing) -> None:
         composed = await self.desk.compose(item)
         if composed is None:
             return
         top, bottom = self.texts("staff.demo.inbox.top"), self.texts("staff.demo.inbox.bottom")
-        self.stdout.write(f"\n{top}\n{composed.body}\n{bottom}\n" + (PROMPT if self.waiting else ""))
+        self.stdout.write(f"\n{top}\n{composed.body}\n{bottom}\n" + (PROMPT if self.transport.waiting else ""))
         self.stdout.flush()
 
 
@@ -141,9 +145,8 @@ async def run_console(
     transport = ConsoleTransport(stdout)
     core = Channel(transport, replace(ports, staff_chats={}))  # staff chats are not on the console
     core.attach()
-    inbox = DemoInbox(ports.desk, stdout, demo) if demo is not None else None
-    if inbox is not None and demo is not None:
-        ports.delivery.add(inbox)
+    if demo is not None:
+        ports.delivery.add(DemoInbox(ports.desk, transport, demo))
         stdout.write(demo("staff.demo.intro") + "\n\n")
 
     def prompt() -> None:
@@ -154,11 +157,9 @@ async def run_console(
         await core.private(chat, Resume())
         prompt()
         while True:
-            if inbox is not None:
-                inbox.waiting = True
+            transport.waiting = True
             line = await _read_line(stdin)
-            if inbox is not None:
-                inbox.waiting = False
+            transport.waiting = False
             if not line:
                 stdout.write("\n")
                 return
