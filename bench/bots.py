@@ -15,17 +15,17 @@ from aiogram.types import Message, Update
 from telegram import Update as PTBUpdate
 from telegram.ext import ContextTypes, MessageHandler, filters
 
-from bot.app import App, create_app
-from bot.conversations import FloodGuard
-from bot.delivery import Pacer
-from bot.polling import DurablePolling
-from bot.serving import BACKLOG
-from bot.settings import Settings
-from bot.telegram import ALLOWED_UPDATES, update_json
-from bot.telegram_ptb_run import make_application
-from bot.telegram_ptb_run import start as start_ptb
-from bot.telegram_run import make_bot
-from bot.telegram_run import start as start_aiogram
+from bot.channels.telegram.aiogram_adapter import ALLOWED_UPDATES, update_json
+from bot.channels.telegram.aiogram_run import make_bot
+from bot.channels.telegram.aiogram_run import start as start_aiogram
+from bot.channels.telegram.polling import DurablePolling
+from bot.channels.telegram.ptb_run import make_application
+from bot.channels.telegram.ptb_run import start as start_ptb
+from bot.channels.telegram.serving import BACKLOG
+from bot.core.app import App, create_app
+from bot.core.conversations import FloodGuard
+from bot.core.delivery import Pacer
+from bot.core.settings import Settings
 from fakes.harness import settings_for
 from fakes.telegram import TOKEN
 from storage import Keyring

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from bench.bots import BOTS, BotMaker
 from bench.common import Latencies, Replies, percentile, rss_mb
-from bot.app import create_app, settle_heap
-from bot.conversations import FloodGuard
+from bot.core.app import create_app, settle_heap
+from bot.core.conversations import FloodGuard
 from fakes.harness import bot_process_env, settings_for
 from fakes.telegram import FakeTelegram
 from flows import Engine, State
@@ -209,8 +209,8 @@ def idle_process_mb() -> float:
     """Memory of a bot process that imported everything and opened its store."""
     code = (
         "import asyncio, tempfile, os; from pathlib import Path\n"
-        "import bot.telegram, bot.telegram_run\n"
-        "from bot.app import create_app; from bot.settings import Settings\n"
+        "import bot.channels.telegram.aiogram_adapter, bot.channels.telegram.aiogram_run\n"
+        "from bot.core.app import create_app; from bot.core.settings import Settings\n"
         "from bench.common import rss_mb\n"
         "async def main():\n"
         "    s = Settings.from_environ({'REACHABLE_DATA_DIR': tempfile.mkdtemp()})\n"

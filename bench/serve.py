@@ -16,7 +16,7 @@ import time
 
 from bench.bots import BOTS
 from bench.common import Pauses
-from bot.app import settle_heap
+from bot.core.app import settle_heap
 
 
 async def main(name: str, url: str) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.delivery import TokenBucket
-from bot.web import MEMORY_BOUND
+from bot.channels.web.adapter import MEMORY_BOUND
+from bot.core.delivery import TokenBucket
 from fakes.harness import web_chat_served
 from fakes.web_load import flood_while_a_person_talks, guess_while_a_person_keeps
 from storage import Keyring, crypto

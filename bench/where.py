@@ -32,7 +32,7 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("JSON", ("json/",)),
     ("aiogram: dispatch, methods, session", ("aiogram/",)),
     ("HTTP: aiohttp, both ends", ("aiohttp/", "multidict/", "yarl/")),
-    ("pacing and delivery", ("bot/delivery.py",)),
+    ("pacing and delivery", ("bot/core/delivery.py",)),
     ("channel core, conversations, ledger", ("bot/",)),
     ("fake Bot API (test side)", ("fakes/",)),
     ("people sending (test side)", ("bench/",)),

@@ -18,11 +18,11 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 
-from bot.app import App, create_app
-from bot.conversations import FloodGuard
-from bot.polling import DurablePolling
-from bot.settings import Settings
-from bot.telegram_run import start
+from bot.channels.telegram.aiogram_run import start
+from bot.channels.telegram.polling import DurablePolling
+from bot.core.app import App, create_app
+from bot.core.conversations import FloodGuard
+from bot.core.settings import Settings
 from fakes.telegram import TOKEN, FakeTelegram
 
 QUIET = 0.15
@@ -145,8 +145,8 @@ async def polling_bot(settings: Settings, real_flood_limit: bool = False) -> Asy
 @contextlib.asynccontextmanager
 async def ptb_polling_bot(settings: Settings) -> AsyncIterator[App]:
     """The same bot on python-telegram-bot: its Application, the same durable polling loop."""
-    from bot.telegram_ptb_run import make_application
-    from bot.telegram_ptb_run import start as start_ptb
+    from bot.channels.telegram.ptb_run import make_application
+    from bot.channels.telegram.ptb_run import start as start_ptb
 
     application = make_application(settings)
     try:
@@ -208,7 +208,7 @@ def free_port() -> int:
 async def rasa_bot(data: Path, key: str, telegram_url: str = "http://127.0.0.1:9", **extra: str) -> AsyncIterator[Any]:
     """The action server with the real app in this event loop, and a fake Rasa that calls it
     and serves the HTTP API staff messages go through. Yields (app, fake Rasa)."""
-    from bot.rasa_run import serving_actions
+    from bot.channels.rasa.run import serving_actions
     from fakes.rasa import TOKEN as RASA_TOKEN
     from fakes.rasa import FakeRasa
 
@@ -253,7 +253,7 @@ async def web_chat_served(
     real_rate_limits: bool = False,
 ) -> AsyncIterator[Any]:
     """As :func:`web_chat`, also yielding the web chat itself (its sessions and limits)."""
-    from bot.web_run import Addresses, serving_web
+    from bot.channels.web.run import Addresses, serving_web
 
     port = free_port()
     stub = type("F", (), {"url": telegram_url})()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.__main__ import main
+from bot.cli import main
 from fakes.harness import Person, polling_bot, settings_for
 from fakes.telegram import FakeTelegram
 from storage import Keyring, StorageError

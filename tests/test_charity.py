@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.preview import build_preview, to_html, to_markdown
+from bot.ops.preview import build_preview, to_html, to_markdown
 from fakes.harness import Person, polling_bot, settings_for
 from fakes.telegram import FakeTelegram
 from flows import Engine, EngineConfig

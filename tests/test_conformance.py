@@ -20,11 +20,11 @@ from typing import Protocol
 
 import pytest
 
-from bot.app import App, create_app
-from bot.channel import Channel
-from bot.console import ConsoleTransport
-from bot.settings import Settings
-from bot.transport import Button
+from bot.channels.console.adapter import ConsoleTransport
+from bot.core.app import App, create_app
+from bot.core.channel import Channel
+from bot.core.settings import Settings
+from bot.core.transport import Button
 from fakes.harness import MODEL_CACHE, Person, polling_bot, ptb_polling_bot, rasa_bot, settings_for, web_chat
 from fakes.rasa import FakeRasa
 from fakes.telegram import FakeTelegram

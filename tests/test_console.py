@@ -225,7 +225,7 @@ def test_without_the_demo_no_demo_inbox_and_no_staff_commands(tmp_path: Path, co
 def test_the_demo_inbox_is_refused_outside_the_console(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bot.__main__ import main
+    from bot.cli import main
 
     monkeypatch.setenv("REACHABLE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("REACHABLE_DEMO_INBOX", "1")

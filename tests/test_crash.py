@@ -2,7 +2,7 @@
 exactly one kept report, learns its code exactly once, and gets each answer they are owed; each
 summary reaches staff once, and staff relay links match what was consented to.
 
-Deterministic: each process kills itself at a named point (``bot/crashpoints.py``) and the
+Deterministic: each process kills itself at a named point (``bot/core/crashpoints.py``) and the
 next one starts armed for the next point. The one window no software can close is a part that
 left (Telegram or the terminal took it) just before it was written down as out: it is sent
 again, so there the code may show twice, never not at all.

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.doctor import diagnose
-from bot.settings import Settings
+from bot.core.settings import Settings
+from bot.ops.doctor import diagnose
 from fakes.harness import start_bot_process
 from fakes.proxy import TLSProxy
 from fakes.smtp import SMTPServer
@@ -93,7 +93,7 @@ async def test_a_public_staff_chat_and_a_webhook_without_secret_fail_and_an_open
 
 
 def test_reachable_run_refuses_to_start_on_a_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bot.__main__ import main
+    from bot.cli import main
 
     data = tmp_path / "data"
     data.mkdir(mode=0o700)
@@ -179,7 +179,7 @@ async def test_the_webhook_address_is_knocked_on_through_the_https_proxy(
 def test_settings_that_do_not_parse_get_one_fail_each_without_their_values(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bot.__main__ import main
+    from bot.cli import main
 
     monkeypatch.setenv("REACHABLE_TELEGRAM_TOKEN", "123:do-not-print-me")
     monkeypatch.setenv("REACHABLE_SMTP_PORT", "twenty-five")
@@ -236,7 +236,7 @@ async def test_mail_without_tls_a_key_beside_the_database_a_readable_file_and_br
 async def test_a_database_restored_without_its_key_is_refused_at_start_and_by_doctor(
     fake: FakeTelegram, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bot.__main__ import main
+    from bot.cli import main
     from storage import KeyringError, NewReport, SQLiteStore, load_keyring
     from storage.crypto import KEY_FILE
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from fakes.harness import Person, Running, polling_bot, settings_for
 from fakes.telegram import FakeTelegram
 from flows import Engine, EngineConfig

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.delivery import TokenBucket
+from bot.core.delivery import TokenBucket
 from fakes.harness import web_chat_served
 from fakes.web import WebPerson
 from fakes.web_load import CODE, Watched, guess_while_a_person_keeps

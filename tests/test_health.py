@@ -10,10 +10,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot import health
-from bot.health import Health
-from bot.polling import DurablePolling
-from bot.transport import TransportError
+from bot.channels.telegram.polling import DurablePolling
+from bot.core import health
+from bot.core.health import Health
+from bot.core.transport import TransportError
 from fakes.harness import free_port, settings_for, start_bot_process, web_chat
 from fakes.telegram import FakeTelegram
 from storage import Keyring

@@ -13,9 +13,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.polling import Intake
-from bot.serving import SECRET_HEADER, serve, webhook_receiver
-from bot.settings import Settings
+from bot.channels.telegram.polling import Intake
+from bot.channels.telegram.serving import SECRET_HEADER, webhook_receiver
+from bot.core.serving import serve
+from bot.core.settings import Settings
 from fakes.harness import free_port, polling_bot, settings_for
 from fakes.telegram import FakeTelegram
 from storage import Keyring, StorageError

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import App, create_app
-from bot.channel import Channel
-from bot.delivery import REPLY, STAFF, URGENT, Pacer
-from bot.settings import Settings
-from bot.transport import UNLIMITED, Button, ChatInfo
+from bot.core.app import App, create_app
+from bot.core.channel import Channel
+from bot.core.delivery import REPLY, STAFF, URGENT, Pacer
+from bot.core.settings import Settings
+from bot.core.transport import UNLIMITED, Button, ChatInfo
 from fakes.harness import MODEL_CACHE
 from flows.definitions import URGENT_MESSAGES
 from flows.events import parse_typed

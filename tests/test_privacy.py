@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import App, create_app
-from bot.errors import ConfigError
-from bot.serving import webhook_path
-from bot.settings import Settings
+from bot.channels.telegram.serving import webhook_path
+from bot.core.app import App, create_app
+from bot.core.errors import ConfigError
+from bot.core.settings import Settings
 from fakes.harness import Person, Running, polling_bot, settings_for
 from fakes.telegram import FakeTelegram
 from flows.text import quote
@@ -461,7 +461,7 @@ async def test_the_draft_cache_follows_the_draft_lifetime(tmp_path: Path, key: s
 
 
 async def test_a_delivery_that_can_never_go_is_given_up_and_staff_are_told(tmp_path: Path, key: str) -> None:
-    from bot.delivery import MAX_ATTEMPTS, DeliveryWorker
+    from bot.core.delivery import MAX_ATTEMPTS, DeliveryWorker
     from storage import NewReport
 
     keyring = Keyring([key.encode()])
@@ -486,7 +486,7 @@ async def test_a_delivery_that_can_never_go_is_given_up_and_staff_are_told(tmp_p
 
 
 def test_run_warns_when_the_key_file_sits_beside_the_database(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from bot.__main__ import _warn_about_key_file
+    from bot.ops.keys import warn_about_key_file as _warn_about_key_file
 
     _warn_about_key_file(Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path)}))
     assert "in the same folder as the database" in caplog.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import callbacks
+from bot.core import callbacks
 from flows import Engine, EngineConfig, Reply, State
 from flows.effects import CheckReport, EraseReport, RelayToStaff, StoreReport
 from flows.events import Choice, Command, Event, Relayed, Resume, Text, Unsupported, parse_typed

@@ -20,8 +20,8 @@ from aiogram.client.telegram import TelegramAPIServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.app import App, create_app
-from bot.telegram import TelegramChannel
+from bot.channels.telegram.aiogram_adapter import TelegramChannel
+from bot.core.app import App, create_app
 from fakes.harness import settings_for
 from fakes.telegram import BOT_USER, TOKEN, FakeTelegram
 from storage import Keyring

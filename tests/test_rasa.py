@@ -16,12 +16,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.app import App
-from bot.errors import ConfigError
-from bot.rasa import RasaTransport
-from bot.rasa_run import check_settings
-from bot.settings import Settings
-from bot.sms import segments
+from bot.channels.rasa.adapter import RasaTransport
+from bot.channels.rasa.run import check_settings
+from bot.channels.rasa.sms import segments
+from bot.core.app import App
+from bot.core.errors import ConfigError
+from bot.core.settings import Settings
 from fakes.harness import Person, free_port, rasa_bot, settings_for, start_bot_process
 from fakes.rasa import TOKEN as RASA_TOKEN
 from fakes.rasa import FakeRasa

@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
-from bot.__main__ import main
-from bot.rasa import ACTION
-from bot.settings import Settings
+from bot.channels.rasa.adapter import ACTION
+from bot.cli import main
+from bot.core.settings import Settings
 from responses import Responses
 
 PROJECT = Path(__file__).resolve().parent.parent / "deploy" / "rasa"

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 import pytest
 
-from bot.app import App, create_app
-from bot.sms import segments
+from bot.channels.rasa.sms import segments
+from bot.core.app import App, create_app
 from fakes import rasa_real
 from fakes.harness import settings_for
 from fakes.smtp import SMTPServer
@@ -44,7 +44,7 @@ def rasa() -> Iterator[rasa_real.RealRasa]:
 @pytest.fixture
 async def app(rasa: rasa_real.RealRasa, tmp_path: Path, unused_tcp_port: int) -> AsyncIterator[tuple[App, SMTPServer]]:
     """Our action server for this test, on the port the module's Rasa calls, staff by email."""
-    from bot.rasa_run import serving_actions
+    from bot.channels.rasa.run import serving_actions
 
     smtp = SMTPServer(tmp_path, unused_tcp_port)
     smtp.start()

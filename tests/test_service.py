@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from bot.app import App, create_app
-from bot.conversations import FloodGuard
-from bot.settings import Settings
+from bot.core.app import App, create_app
+from bot.core.conversations import FloodGuard
+from bot.core.settings import Settings
 from flows.events import Choice, Command, Text
 from storage import ChatKey, Keyring, NewReport, SQLiteStore, StorageError
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.sms import one_text, plain, segments
+from bot.channels.rasa.sms import one_text, plain, segments
 
 
 def test_segments_follow_the_gsm_alphabet_and_fall_back_to_ucs2() -> None:

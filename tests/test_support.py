@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from fakes.harness import Person, Running, polling_bot, settings_for, start_bot_process
 from fakes.smtp import SMTPServer
 from fakes.telegram import FakeTelegram, Params, server_error, too_many_requests
@@ -322,7 +322,7 @@ async def test_killed_between_storing_and_delivering_the_summary_arrives_once(
 async def test_a_send_interrupted_by_a_crash_is_resent_marked_as_a_possible_repeat(
     settings: Settings, key: str
 ) -> None:
-    from bot.app import create_app
+    from bot.core.app import create_app
     from storage import NewReport
 
     async with create_app(settings) as app:
@@ -366,11 +366,11 @@ async def test_the_delivery_worker_outlives_a_storage_failure_and_delivers_after
 ) -> None:
     """Regression: a failing read between rounds ended the worker for good (seen when the
     database went away under it on a busy machine): nothing queued after was ever sent."""
-    import bot.delivery
+    import bot.core.delivery
     from storage import NewReport, Outgoing, StorageError
     from storage.memory import MemoryStore
 
-    monkeypatch.setattr(bot.delivery, "FAILED_ROUND_WAIT", 0.05)
+    monkeypatch.setattr(bot.core.delivery, "FAILED_ROUND_WAIT", 0.05)
 
     class FailsOnce(MemoryStore):
         failures = 1
@@ -390,7 +390,7 @@ async def test_the_delivery_worker_outlives_a_storage_failure_and_delivers_after
             sent.append(item.reference)
 
     store = FailsOnce()
-    worker = bot.delivery.DeliveryWorker(store, {"support:chat": StaffChat()})
+    worker = bot.core.delivery.DeliveryWorker(store, {"support:chat": StaffChat()})
     await worker.start()
     try:
         await until(lambda: store.failures == 0)

@@ -12,9 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot import callbacks
-from bot.app import App
-from bot.settings import Settings
+from bot.core import callbacks
+from bot.core.app import App
+from bot.core.settings import Settings
 from fakes.harness import Person, Running, polling_bot, settings_for, start_bot_process
 from fakes.telegram import FakeTelegram
 from flows import Engine

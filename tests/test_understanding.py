@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import create_app
-from bot.settings import Settings
+from bot.core.app import create_app
+from bot.core.settings import Settings
 from fakes.harness import Person, polling_bot, settings_for
 from fakes.telegram import FakeTelegram
 from flows import Engine
@@ -393,7 +393,7 @@ def test_a_charitys_examples_teach_the_bot_new_ways_of_saying_things(tmp_path: P
 async def test_logs_hold_the_intent_and_a_confidence_band_never_the_words(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path / "data")})  # bot.settings
+    settings = Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path / "data")})  # bot.core.settings
     caplog.set_level(logging.DEBUG)
     async with create_app(settings) as app:
         await app.conversations.handle("console", "c1", Choice("", "x"))

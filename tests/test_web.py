@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from bot.app import App
+from bot.core.app import App
 from fakes.harness import web_chat, web_chat_served
 from fakes.web import WebPerson, read
 from storage import Keyring

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.app import App
+from bot.core.app import App
 from fakes.harness import free_port, web_chat
 from storage import Keyring
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.transport import Button
-from bot.web import MAX_SESSIONS, MEMORY_BOUND, SESSION_BYTES, Sessions
+from bot.channels.web.adapter import MAX_SESSIONS, MEMORY_BOUND, SESSION_BYTES, Sessions
+from bot.core.transport import Button
 from fakes.harness import web_chat_served
 from fakes.web_load import flood_while_a_person_talks
 from storage import Keyring

@@ -1,4 +1,4 @@
-"""The Telegram channel on python-telegram-bot 22: translation only, like ``bot/telegram.py``.
+"""The Telegram channel on python-telegram-bot 22: translation only, like ``bot/channels/telegram/aiogram_adapter.py``.
 
 PTB's ``Application`` dispatches updates to handlers; the updates themselves come from the
 durable polling loop (or the webhook), never from PTB's ``Updater``, which confirms updates
@@ -17,10 +17,10 @@ from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Upd
 from telegram.error import Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
-from bot import callbacks
-from bot.channel import Channel, Ports
-from bot.transport import TELEGRAM, Button, ChatInfo, TransportError, Unreachable
-from bot.transport import RetryAfter as WaitFor
+from bot.core import callbacks
+from bot.core.channel import Channel, Ports
+from bot.core.transport import TELEGRAM, Button, ChatInfo, TransportError, Unreachable
+from bot.core.transport import RetryAfter as WaitFor
 from flows.definitions import PUBLIC_COMMANDS
 from flows.events import Event, Unsupported, parse_typed
 from responses import Responses

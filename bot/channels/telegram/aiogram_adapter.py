@@ -1,5 +1,5 @@
 """The Telegram channel on aiogram 3: translation only. Updates become calls to the channel
-core (``bot/channel.py``); the core's sends become Bot API calls through :class:`AiogramTransport`.
+core (``bot/core/channel.py``); the core's sends become Bot API calls through :class:`AiogramTransport`.
 
 Filters are async classes: aiogram runs plain callables (and magic filters) in a thread pool,
 which halves throughput. Conversation state lives in the engine's encrypted store, so aiogram's
@@ -23,9 +23,9 @@ from aiogram.exceptions import (
 from aiogram.filters import Filter
 from aiogram.types import BotCommand, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 
-from bot import callbacks
-from bot.channel import Channel, Ports
-from bot.transport import TELEGRAM, Button, ChatInfo, RetryAfter, TransportError, Unreachable
+from bot.core import callbacks
+from bot.core.channel import Channel, Ports
+from bot.core.transport import TELEGRAM, Button, ChatInfo, RetryAfter, TransportError, Unreachable
 from flows.definitions import PUBLIC_COMMANDS
 from flows.events import Event, Unsupported, parse_typed
 from responses import Responses

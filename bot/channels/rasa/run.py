@@ -20,14 +20,23 @@ from sanic import Request, Sanic, response
 from sanic.exceptions import SanicException
 from yarl import URL
 
-from bot.answers import Told
-from bot.app import App
-from bot.channel import Channel
-from bot.errors import ConfigError
-from bot.rasa import ACTION, CHANNEL, DELIVER_ENTITY, DELIVER_INTENT, HANDED, SMS, RasaTransport, ReachableAction
-from bot.serving import listen_address, require_telegram_for_staff
-from bot.settings import Settings
-from bot.transport import TransportError
+from bot.channels.rasa.adapter import (
+    ACTION,
+    CHANNEL,
+    DELIVER_ENTITY,
+    DELIVER_INTENT,
+    HANDED,
+    SMS,
+    RasaTransport,
+    ReachableAction,
+)
+from bot.core.answers import Told
+from bot.core.app import App
+from bot.core.channel import Channel
+from bot.core.errors import ConfigError
+from bot.core.serving import listen_address, require_telegram_for_staff
+from bot.core.settings import Settings
+from bot.core.transport import TransportError
 
 log = logging.getLogger("reachable.rasa")
 # Rasa sends every event of the conversation with each call (about 3 KB a turn): a call is read
@@ -48,7 +57,7 @@ class RasaHTTP:
 
     async def trigger(self, sender_id: str, nonce: str) -> list[dict[str, Any]]:
         params = {"output_channel": "latest", **({"token": self.token} if self.token else {})}
-        # Rasa 3.6 does not decode its path: the sender id goes as it is (bot.rasa.PATH_SAFE).
+        # Rasa 3.6 does not decode its path: the sender id goes as it is (bot.channels.rasa.adapter.PATH_SAFE).
         url = URL(f"{self.url}/conversations/{sender_id}/trigger_intent", encoded=True)
         body = {"name": DELIVER_INTENT, "entities": {DELIVER_ENTITY: nonce}}
         try:

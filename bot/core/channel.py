@@ -1,7 +1,7 @@
 """The channel core: everything a chat channel needs that is not its framework.
 
 Adapters (aiogram, python-telegram-bot, the console) only translate: their framework's updates
-become calls here, and they implement a small :class:`~bot.transport.Transport`. The rules every
+become calls here, and they implement a small :class:`~bot.core.transport.Transport`. The rules every
 channel needs live once, here:
 
 - a turn: the conversation service, then the quick-exit ledger, then the replies, each part
@@ -30,13 +30,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot import crashpoints
-from bot.answers import Delivery, Told
-from bot.conversations import Conversations
-from bot.delivery import REPLY, STAFF, URGENT, DeliveryWorker, GiveUp, Pacer, PartlySent, RetryLater, TokenBucket
-from bot.errors import ConfigError
-from bot.staff import StaffDesk
-from bot.transport import Button, ChatRef, RetryAfter, Transport, TransportError, Unreachable
+from bot.core import crashpoints
+from bot.core.answers import Delivery, Told
+from bot.core.conversations import Conversations
+from bot.core.delivery import REPLY, STAFF, URGENT, DeliveryWorker, GiveUp, Pacer, PartlySent, RetryLater, TokenBucket
+from bot.core.errors import ConfigError
+from bot.core.staff import StaffDesk
+from bot.core.transport import Button, ChatRef, RetryAfter, Transport, TransportError, Unreachable
 from flows.events import Command, Event, Relayed, parse_typed
 from responses import Rendered
 from storage import ChatKey, MessageIds, Outgoing, StaffMessages

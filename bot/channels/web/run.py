@@ -25,15 +25,15 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup, escape
 
-from bot import callbacks
-from bot.app import App
-from bot.channel import Channel
-from bot.delivery import TokenBucket
-from bot.errors import ConfigError
-from bot.health import Health
-from bot.serving import require_telegram_for_staff, serve
-from bot.settings import Settings
-from bot.web import CHANNEL, TOKEN, Session, Sessions, WebTransport
+from bot.channels.web.adapter import CHANNEL, TOKEN, Session, Sessions, WebTransport
+from bot.core import callbacks
+from bot.core.app import App
+from bot.core.channel import Channel
+from bot.core.delivery import TokenBucket
+from bot.core.errors import ConfigError
+from bot.core.health import Health
+from bot.core.serving import require_telegram_for_staff, serve
+from bot.core.settings import Settings
 from flows.events import Command, Resume, parse_typed
 from flows.replies import Reply
 
@@ -124,7 +124,9 @@ class WebChat:
         self._buckets: dict[str, TokenBucket] = {}
         self.headers = headers_for(self.settings.web_exit_url)
         environment = jinja2.Environment(
-            loader=jinja2.PackageLoader("bot", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+            loader=jinja2.PackageLoader("bot.channels.web", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
         )
         environment.filters["linked"] = linked
         self.page = environment.get_template("chat.html")
@@ -377,7 +379,7 @@ class WebChat:
         kinds = {"chat.css": "text/css", "chat.js": "text/javascript"}
         if name not in kinds:
             raise web.HTTPNotFound()
-        body = resources.files("bot").joinpath("web_static", name).read_text(encoding="utf-8")
+        body = resources.files("bot.channels.web").joinpath("static", name).read_text(encoding="utf-8")
         return web.Response(text=body, content_type=kinds[name], charset="utf-8")
 
 

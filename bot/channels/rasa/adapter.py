@@ -15,8 +15,8 @@ A message for a person outside an action call (a support worker's reply) goes th
 HTTP API: ``trigger_intent`` with a one-time secret makes Rasa run the action again, which hands
 it over, on channels where Rasa can push to the person. Elsewhere (``rest``, ``socketio``: Rasa
 answers only the request in hand) staff messages are held until the person checks with their code.
-What a turn kept until it has gone out (``bot/answers.py``) counts as out once the action call's
-answer holding it is written to Rasa (``bot/rasa_run.py``).
+What a turn kept until it has gone out (``bot/core/answers.py``) counts as out once the action call's
+answer holding it is written to Rasa (``bot/channels/rasa/run.py``).
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from typing import Any, Protocol
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot import callbacks
-from bot.answers import Told
-from bot.channel import Channel
-from bot.sms import one_text
-from bot.transport import Button, ChatInfo, Limits, TransportError
+from bot.channels.rasa.sms import one_text
+from bot.core import callbacks
+from bot.core.answers import Told
+from bot.core.channel import Channel
+from bot.core.transport import Button, ChatInfo, Limits, TransportError
 from flows.events import Event, Hint, Text, Unsupported, parse_typed
 
 CHANNEL = "rasa"
@@ -63,7 +63,7 @@ PROVEN = frozenset({"twilio", "facebook", "telegram", "slack", "botframework"})
 PUSHES = PROVEN | {"callback"}
 # Channels whose output Rasa also collects into the trigger's answer although it was pushed.
 COLLECTS_TOO = frozenset({"callback"})
-# Short channels: one reply is one text, options as numbered lines (bot/sms.py).
+# Short channels: one reply is one text, options as numbered lines (bot/channels/rasa/sms.py).
 SHORT = frozenset({"twilio"})
 # A sender id the client picked is a key only when it looks like a random secret (a UUID, or
 # 22 or more URL-safe characters: 128 bits and over if random).

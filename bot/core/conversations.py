@@ -2,7 +2,7 @@
 its effects, keep the draft (or drop it), render the replies.
 
 A turn's writes are one transaction, and what the person is told after them is kept in that
-same transaction until the channel says it has gone out (``bot/answers.py``): a person is never
+same transaction until the channel says it has gone out (``bot/core/answers.py``): a person is never
 shown a reference for a report that was not stored, and never loses the code of one that was.
 If storage fails, nothing moves on: the person is asked to try again and the conversation stays
 where it was.
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Generic, Protocol, TypeVar
 
-from bot import crashpoints
-from bot.answers import Delivery, Told, opened, seal
-from bot.transport import ChatRef
+from bot.core import crashpoints
+from bot.core.answers import Delivery, Told, opened, seal
+from bot.core.transport import ChatRef
 from flows import Engine, Event, Outcome, State
 from flows.definitions import URGENT_MESSAGES
 from flows.effects import ChangeConsent, CheckReport, EraseReport, ForgetDraft, RelayToStaff, StoreReport, WipeChat
@@ -78,7 +78,7 @@ class _Done:
 
 
 def _step(done: _Done, draft: bytes | None) -> str:
-    """The kind of durable step a turn takes, for the crash points (``bot/crashpoints.py``)."""
+    """The kind of durable step a turn takes, for the crash points (``bot/core/crashpoints.py``)."""
     kinds = (
         ("report", done.report is not None),
         ("erase", done.erase is not None),

@@ -1,26 +1,25 @@
 """What every way of running the Telegram bot shares, whichever library carries it: the token,
 getting a channel ready, durable polling until stopped, where the webhook listens and on which
-path with which secret, and stopping cleanly on SIGTERM."""
+path with which secret."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
 import logging
-import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bot.app import App
-from bot.channel import Channel
-from bot.errors import ConfigError
-from bot.health import Health
-from bot.polling import DurablePolling, Intake
-from bot.settings import Settings
+from bot.channels.telegram.polling import DurablePolling, Intake
+from bot.core.app import App
+from bot.core.channel import Channel
+from bot.core.errors import ConfigError
+from bot.core.health import Health
+from bot.core.serving import on_stop, serve, until_stopped
+from bot.core.settings import Settings
 from responses import Responses
 from storage import StorageError
 
@@ -29,7 +28,6 @@ WEBHOOK_PATH = "/telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
 # Updates read and not yet handled, at most: all are handled at once (PTB is told the same).
 BACKLOG = 5000
-SHUTDOWN_SECONDS = 5.0
 U = TypeVar("U")
 
 
@@ -58,12 +56,6 @@ def token(settings: Settings) -> str:
     return settings.telegram_token.get_secret_value()
 
 
-def require_telegram_for_staff(settings: Settings) -> None:
-    """Channels other than Telegram still keep the staff chat there: it needs the token."""
-    if settings.staff_chats and settings.telegram_token is None:
-        raise ConfigError("the staff chat is on Telegram: set REACHABLE_TELEGRAM_TOKEN, or use email only")
-
-
 def webhook_secret(settings: Settings) -> str:
     if settings.webhook_secret is None:
         raise ConfigError("REACHABLE_WEBHOOK_SECRET is required in webhook mode: set a long random value")
@@ -79,13 +71,6 @@ def webhook_path(url: str | None) -> str:
     if parsed.scheme != "https" or not parsed.netloc:
         raise ConfigError(f"REACHABLE_WEBHOOK_URL must be an https:// address, not {url!r}")
     return parsed.path or "/"
-
-
-def listen_address(value: str, setting: str = "REACHABLE_WEBHOOK_LISTEN") -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdecimal():
-        raise ConfigError(f"{setting} must look like 127.0.0.1:8080, not {value!r}")
-    return host.strip("[]"), int(port)
 
 
 def webhook_receiver(intake: Intake[U], secret: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -136,21 +121,6 @@ async def webhook(
         await adapter.core.close()
 
 
-def on_stop(callback: Callable[[], None]) -> None:
-    """Call ``callback`` on SIGTERM or SIGINT (a service manager stopping us, or Ctrl-C)."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, callback)
-
-
-async def until_stopped() -> None:
-    stop = asyncio.Event()
-    on_stop(stop.set)
-    await stop.wait()
-    log.info("stopping")
-
-
 async def ready(adapter: TelegramAdapter[U], responses: Responses) -> None:
     """Refuse a staff chat anyone could join, start delivering, publish the commands, and send
     what people were never wholly told before the last stop."""
@@ -175,41 +145,6 @@ async def poll(adapter: TelegramAdapter[U], handle: Callable[[U], Awaitable[obje
             await polling.run()
     finally:
         await adapter.core.close()
-
-
-class WithoutClientDetails(logging.Filter):
-    """aiohttp's server log names the peer's address and quotes what it could not parse
-    ("Invalid HTTP header: b'…'"): only the kind of failure is kept."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        record.msg, record.args = "request failed: %s", (type(error).__name__ if error else "-",)
-        record.exc_info, record.exc_text, record.stack_info = None, None, None
-        return True
-
-
-def quiet_server_logs() -> None:
-    """No address or request content from aiohttp in any log, at any level."""
-    server = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, WithoutClientDetails) for f in server.filters):
-        server.addFilter(WithoutClientDetails())
-    logging.getLogger("aiohttp.access").disabled = True
-
-
-@contextlib.asynccontextmanager
-async def serve(web_app: web.Application, listen: str, setting: str) -> AsyncIterator[str]:
-    """Serve ``web_app`` on ``listen`` while inside, without an access log (it would keep
-    addresses) or client details in error lines; yields where, for the log."""
-    quiet_server_logs()
-    host, port = listen_address(listen, setting)
-    # On SIGTERM, requests still running get a few seconds, not aiohttp's minute.
-    runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    try:
-        yield f"{host}:{port}"
-    finally:
-        await runner.cleanup()
 
 
 def listening(web_app: web.Application, app: App) -> contextlib.AbstractAsyncContextManager[str]:

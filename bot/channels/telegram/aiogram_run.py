@@ -1,4 +1,4 @@
-"""``reachable run`` on aiogram: long polling, or the webhook (both in bot/serving.py)."""
+"""``reachable run`` on aiogram: long polling, or the webhook (both in bot/channels/telegram/serving.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 
-from bot.app import App
-from bot.serving import poll, ready, token, webhook
-from bot.settings import Settings
-from bot.telegram import ALLOWED_UPDATES, TelegramChannel
+from bot.channels.telegram.aiogram_adapter import ALLOWED_UPDATES, TelegramChannel
+from bot.channels.telegram.serving import poll, ready, token, webhook
+from bot.core.app import App
+from bot.core.settings import Settings
 
 log = logging.getLogger("reachable.telegram")
 

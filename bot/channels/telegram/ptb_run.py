@@ -1,5 +1,5 @@
 """``reachable run`` on python-telegram-bot (``REACHABLE_FRAMEWORK=ptb``): long polling through
-the durable loop, or the webhook, as on aiogram (both in bot/serving.py)."""
+the durable loop, or the webhook, as on aiogram (both in bot/channels/telegram/serving.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 
 from telegram.ext import Application
 
-from bot.app import App
-from bot.serving import BACKLOG, poll, ready, token, webhook
-from bot.settings import Settings
-from bot.telegram_ptb import ALLOWED_UPDATES, PTBChannel
+from bot.channels.telegram.ptb_adapter import ALLOWED_UPDATES, PTBChannel
+from bot.channels.telegram.serving import BACKLOG, poll, ready, token, webhook
+from bot.core.app import App
+from bot.core.settings import Settings
 
 log = logging.getLogger("reachable.telegram")
 PTBApplication = Application[Any, Any, Any, Any, Any, Any]

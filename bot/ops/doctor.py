@@ -19,7 +19,7 @@ import aiohttp
 import aiosmtplib
 from pydantic import ValidationError
 
-from bot.settings import PREFIX, Settings
+from bot.core.settings import PREFIX, Settings
 from responses import check as check_responses
 from storage import DB_FILE, KeyringError, load_keyring
 from storage.crypto import KEY_FILE

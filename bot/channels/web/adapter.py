@@ -17,8 +17,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from bot import callbacks
-from bot.transport import Button, ChatInfo, Limits, TransportError
+from bot.core import callbacks
+from bot.core.transport import Button, ChatInfo, Limits, TransportError
 
 CHANNEL = "web"
 # One page holds a whole message; nothing on a web page can be deleted by the bot.

@@ -11,11 +11,11 @@ Here every update is written to the encrypted inbox (``storage/inbox.py``) befor
 confirmed, handled at once, and deleted from the inbox when handled. After a crash the inbox
 still holds what was not handled, and it is handled at the next start (the conversation layer's
 handled-update marks make a repeat harmless). Emergency replies then go first in the pacer
-(``bot/delivery.py``). At most ``backlog`` updates are held at a time; beyond that, reading
+(``bot/core/delivery.py``). At most ``backlog`` updates are held at a time; beyond that, reading
 waits.
 
 The loop knows no framework: an adapter gives it ``fetch`` (which raises
-:class:`~bot.transport.RetryAfter` or :class:`~bot.transport.TransportError`), ``handle``, and
+:class:`~bot.core.transport.RetryAfter` or :class:`~bot.core.transport.TransportError`), ``handle``, and
 how to turn its update into Telegram's JSON and back.
 """
 
@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from bot.transport import RetryAfter, TransportError
+from bot.core.transport import RetryAfter, TransportError
 from storage import StorageError
 from storage.inbox import Inbox
 

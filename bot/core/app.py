@@ -8,12 +8,12 @@ import gc
 import logging
 from types import TracebackType
 
-from bot.channel import Ports
-from bot.conversations import Conversations
-from bot.delivery import DeliveryWorker, EmailForwarder
-from bot.errors import ConfigError
-from bot.settings import Settings
-from bot.staff import StaffDesk
+from bot.core.channel import Ports
+from bot.core.conversations import Conversations
+from bot.core.delivery import DeliveryWorker, EmailForwarder
+from bot.core.errors import ConfigError
+from bot.core.settings import Settings
+from bot.core.staff import StaffDesk
 from flows import Engine, EngineConfig
 from flows.classifier import TrainedInBackground
 from flows.codes import Tokens

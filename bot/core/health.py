@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Protocol
 
 from aiohttp import web
 
-from bot.app import App
-from bot.polling import DurablePolling
+from bot.core.app import App
 
 log = logging.getLogger("reachable.health")
 FAILING_FOR = 120.0  # seconds of Bot API failures before it counts
 STUCK_FOR = 600.0  # seconds the outbox may have something due without a round
 
 
+class Watched(Protocol):
+    """A source of updates that says since when it has been failing (Telegram's long polling)."""
+
+    @property
+    def failing_since(self) -> float | None: ...
+
+
 class Health:
-    def __init__(self, app: App, polling: DurablePolling[Any] | None = None) -> None:
+    def __init__(self, app: App, polling: Watched | None = None) -> None:
         self.app = app
         self.polling = polling
 

@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TextIO
 
-from bot import callbacks
-from bot.channel import Channel, Ports
-from bot.staff import StaffDesk
-from bot.transport import UNLIMITED, Button, ChatInfo
+from bot.core import callbacks
+from bot.core.channel import Channel, Ports
+from bot.core.staff import StaffDesk
+from bot.core.transport import UNLIMITED, Button, ChatInfo
 from flows.events import Resume, parse_typed
 from storage import Outgoing
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from bot.rasa import ACTION, BUTTON_ENTITY, BUTTON_INTENT, DELIVER_ENTITY, DELIVER_INTENT
+from bot.channels.rasa.adapter import ACTION, BUTTON_ENTITY, BUTTON_INTENT, DELIVER_ENTITY, DELIVER_INTENT
 from responses import Responses
 
 FORMAT = "3.1"

@@ -31,9 +31,9 @@ from typing import Protocol
 
 import aiosmtplib
 
-from bot import crashpoints
-from bot.settings import Settings
-from bot.staff import StaffDesk
+from bot.core import crashpoints
+from bot.core.settings import Settings
+from bot.core.staff import StaffDesk
 from storage import Outbox, Outgoing
 
 log = logging.getLogger("reachable.delivery")

@@ -1,0 +1,1 @@
+"""The terminal channel behind `make demo`."""

@@ -1,0 +1,1 @@
+"""Rasa channels (WhatsApp, SMS, ...) through a rasa-sdk action server."""

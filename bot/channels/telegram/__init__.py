@@ -1,0 +1,1 @@
+"""Telegram, on aiogram or python-telegram-bot, by long polling or the webhook."""

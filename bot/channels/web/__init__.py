@@ -1,0 +1,1 @@
+"""The web chat: no JavaScript needed, templates and static files beside it."""

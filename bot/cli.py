@@ -1,0 +1,207 @@
+"""The ``reachable`` command: reads the arguments and settings and hands over. Channels start in
+``bot/launch.py``; operators' tools live in ``bot/ops/``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from bot import launch
+from bot.core import crashpoints
+from bot.core.errors import ConfigError, ReachableError
+from bot.core.settings import Settings
+from bot.ops import keys
+from flows.model import FlowError
+from responses import ResponsesError
+from storage import Keyring, StorageError
+
+if TYPE_CHECKING:
+    from bot.ops.doctor import Finding
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reachable", description="A confidential messaging assistant.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    console = commands.add_parser("console", help="talk to the bot in this terminal")
+    console.add_argument("--chat", default="local", help="which local conversation to continue")
+    run = commands.add_parser("run", help="run the Telegram bot (long polling, or --webhook)")
+    run.add_argument("--webhook", action="store_true", help="serve a webhook instead of polling")
+    run.add_argument(
+        "--framework",
+        choices=("aiogram", "ptb"),
+        help="the Telegram library to run on (default: REACHABLE_FRAMEWORK, else aiogram)",
+    )
+    commands.add_parser("web", help="serve the web chat (for people without Telegram)")
+    doctor = commands.add_parser("doctor", help="check the configuration; sends nothing anyone would see")
+    doctor.add_argument("--webhook", action="store_true", help="check the webhook set-up too")
+    backup = commands.add_parser("backup", help="copy the database while the bot runs (never the key)")
+    backup.add_argument("path", type=Path, help="the new backup file (outside the data folder)")
+    backup.add_argument("--check", action="store_true", help="restore it to a temporary folder and read every report")
+    commands.add_parser(
+        "rasa-actions",
+        help="serve Rasa assistants (WhatsApp, SMS, web widgets) as a rasa-sdk action server",
+    )
+    rasa = commands.add_parser("rasa", help="the Rasa project that goes with the action server")
+    rasa_what = rasa.add_subparsers(dest="action", required=True)
+    exporting = rasa_what.add_parser(
+        "export", help="write domain.yml, data/nlu.yml and data/rules.yml from the bot's own examples"
+    )
+    exporting.add_argument("folder", nargs="?", type=Path, help="your overlay folder (default: the built-in text)")
+    exporting.add_argument("--out", type=Path, default=Path("deploy/rasa"), help="the Rasa project (deploy/rasa)")
+    responses = commands.add_parser("responses", help="work with the bot's text")
+    what = responses.add_subparsers(dest="action", required=True)
+    checking = what.add_parser("check", help="check a responses folder and list every problem")
+    checking.add_argument("folder", nargs="?", type=Path, help="your overlay folder (default: the built-in text)")
+    checking.add_argument("--readability", action="store_true", help="print reading ages, worst first")
+    checking.add_argument("--locale", default="en", help="language to measure with --readability")
+    previewing = what.add_parser("preview", help="every screen, in order, as a page a reviewer can read")
+    previewing.add_argument("folder", nargs="?", type=Path, help="your overlay folder (default: the built-in text)")
+    previewing.add_argument("--locale", default="en", help="language to show (default: en)")
+    previewing.add_argument("--out", type=Path, help="write here (.html, or .md for Markdown); default: print")
+    understanding = commands.add_parser("understanding", help="how well the bot understands what people write")
+    understanding_what = understanding.add_subparsers(dest="action", required=True)
+    testing = understanding_what.add_parser(
+        "test", help="precision, recall and F1 per intent and language, like 'rasa test nlu'"
+    )
+    testing.add_argument("folder", nargs="?", type=Path, help="your overlay folder (default: the built-in text)")
+    testing.add_argument(
+        "--heldout",
+        type=Path,
+        action="append",
+        default=[],
+        help="a Rasa NLU file of messages never used in training, named by language (en.yml); "
+        "without it, cross-validation",
+    )
+    testing.add_argument(
+        "--answers",
+        type=Path,
+        action="append",
+        default=[],
+        help="a file of words typed at the report's questions and what they mean, named by language (en.yml)",
+    )
+    testing.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
+    testing.add_argument("--misses", action="store_true", help="list the safety examples whose help was missed")
+    keys = commands.add_parser("keys", help="encryption keys")
+    keys_what = keys.add_subparsers(dest="action", required=True)
+    keys_what.add_parser("new", help="print a new key for REACHABLE_ENCRYPTION_KEY")
+    keys_what.add_parser(
+        "rotate",
+        help="re-encrypt everything under the newest key (with a key file: add a new key first)",
+    )
+    keys_what.add_parser(
+        "prune",
+        help="drop older keys once nothing stored needs them (with REACHABLE_ENCRYPTION_KEY: say whether you may)",
+    )
+    return parser
+
+
+def _checked(args: argparse.Namespace) -> int:
+    """Commands whose exit code says what they found."""
+    if args.command == "doctor":
+        return _doctor_environ(args.webhook)
+    settings = Settings.from_environ()
+    _logging(settings, quiet=False)
+    return asyncio.run(keys.backup(settings, args.path, args.check))
+
+
+def _doctor_environ(webhook: bool) -> int:
+    """`reachable doctor`: settings that do not parse are findings too, one line each."""
+    from bot.ops.doctor import diagnose, unreadable_settings
+
+    try:
+        settings = Settings.from_environ()
+    except ValidationError as error:
+        return _findings(unreadable_settings(error))
+    _logging(settings, quiet=False)
+    return _findings(asyncio.run(diagnose(settings, webhook)))
+
+
+def _findings(findings: list[Finding]) -> int:
+    from bot.ops.doctor import FAIL
+
+    for finding in findings:
+        print(finding)
+    return 1 if any(f.status == FAIL for f in findings) else 0
+
+
+def _offline(args: argparse.Namespace) -> int:
+    """Commands that read only the responses folder: no settings, no storage."""
+    try:
+        if args.command == "understanding":
+            from bot.ops.understanding import understanding_test
+
+            return understanding_test(args.folder, args.heldout, args.folds, args.misses, args.answers)
+        if args.command == "rasa":
+            return launch.rasa_export(args.folder, args.out)
+        if args.action == "preview":
+            from bot.ops import texts
+
+            return texts.preview(args.folder, args.locale, args.out)
+        from bot.ops import texts
+
+        return texts.check_folder(args.folder, args.readability, args.locale)
+    except ResponsesError as error:
+        print(f"reachable: {error}", file=sys.stderr)
+        return 2
+
+
+def _logging(settings: Settings, quiet: bool) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    # aiosqlite logs every statement with its parameters at DEBUG: never let stored data into logs.
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    # rasa-sdk and Sanic log requests and events at INFO and DEBUG: keep them to warnings.
+    for name in ("rasa_sdk", "sanic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if quiet:  # the console shares the terminal: keep the log out of the conversation
+        logging.getLogger().setLevel(logging.WARNING)
+
+
+def _serving(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any, None]:
+    if args.command == "console":
+        return launch.console(settings, args.chat)
+    if settings.demo_inbox:
+        # Reports "sent to the support team" would go nowhere real: refused, not pretended.
+        raise ConfigError("REACHABLE_DEMO_INBOX is for the console demo only (make demo): unset it")
+    if args.command == "run":
+        if args.framework:
+            settings = settings.model_copy(update={"framework": args.framework})
+        return launch.telegram(settings, args.webhook)
+    if args.command == "rasa-actions":
+        return launch.rasa_actions(settings)
+    if args.command == "web":
+        return launch.web(settings)
+    return keys.rotate(settings) if args.action == "rotate" else keys.prune(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "keys" and args.action == "new":
+        print(Keyring.new_key().decode())
+        return 0
+    if args.command in ("responses", "understanding", "rasa"):
+        return _offline(args)
+    try:
+        if args.command in ("backup", "doctor"):
+            return _checked(args)
+        settings = Settings.from_environ()
+        _logging(settings, quiet=args.command == "console")
+        crashpoints.arm_from(os.environ)
+        asyncio.run(_serving(args, settings))
+    except (ValidationError, ReachableError, ResponsesError, StorageError, FlowError) as error:
+        print(f"reachable: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,89 @@
+"""Starting the channels: the one place that knows every channel, so each channel and the core
+know none. Each runs on one app built by ``create_app``; Telegram goes beside the others when a
+token is set, because the staff chat lives there."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+
+from bot.channels.console.adapter import run_console
+from bot.core.app import App, create_app, settle_heap
+from bot.core.errors import ConfigError
+from bot.core.serving import until_stopped
+from bot.core.settings import Settings
+from bot.ops.keys import warn_about_key_file
+from responses import Responses
+
+
+async def console(settings: Settings, chat: str) -> None:
+    async with create_app(settings) as app:
+        demo = (lambda message_id: app.responses.text("en", message_id, "console")) if settings.demo_inbox else None
+        await run_console(app.ports(), chat, demo=demo)
+
+
+async def telegram(settings: Settings, webhook: bool) -> None:
+    from bot.ops.doctor import FAIL, quick
+
+    failed = [str(f) for f in quick(settings, webhook) if f.status == FAIL]
+    if failed:
+        raise ConfigError("not started, `reachable doctor` finds: " + "; ".join(failed))
+    warn_about_key_file(settings)
+    app = create_app(settings)  # starts training the understanding step in its own process
+    if settings.framework == "ptb":  # the Telegram library is imported meanwhile
+        from bot.channels.telegram import ptb_run as ptb
+
+        application = ptb.make_application(settings)
+        async with app:
+            settle_heap()
+            await (ptb.run_webhook(app, application) if webhook else ptb.run_polling(app, application))
+        return
+    from bot.channels.telegram.aiogram_run import make_bot, run_polling, run_webhook
+
+    bot = make_bot(settings)
+    async with app:
+        settle_heap()
+        await (run_webhook(app, bot) if webhook else run_polling(app, bot))
+
+
+async def _beside_telegram(settings: Settings, serving: Callable[[App], AbstractAsyncContextManager[object]]) -> None:
+    """Serve another channel, with the Telegram bot in the same process when a token is set
+    (the staff chat lives there; one process per data folder)."""
+    if settings.telegram_token is not None:
+        warn_about_key_file(settings)
+    app = create_app(settings)
+    async with app, serving(app):
+        settle_heap()
+        if settings.telegram_token is None:
+            await until_stopped()
+            return
+        from bot.channels.telegram.aiogram_run import make_bot, run_polling
+
+        await run_polling(app, make_bot(settings))
+
+
+async def rasa_actions(settings: Settings) -> None:
+    """The Rasa action server (see bot/channels/rasa/run.py)."""
+    try:
+        from bot.channels.rasa.run import check_settings, serving_actions
+    except ImportError as error:
+        raise ConfigError("rasa-sdk is not installed: pip install -e '.[rasa]'") from error
+    check_settings(settings)
+    await _beside_telegram(settings, serving_actions)
+
+
+async def web(settings: Settings) -> None:
+    """The web chat (see bot/channels/web/run.py)."""
+    from bot.channels.web.run import check_settings, serving_web
+
+    check_settings(settings)
+    await _beside_telegram(settings, serving_web)
+
+
+def rasa_export(folder: Path | None, out: Path) -> int:
+    from bot.channels.rasa.export import export
+
+    for path in export(out, Responses.load(folder)):
+        print(f"wrote {path}")
+    return 0
