@@ -94,6 +94,28 @@ class ConsentChange:
     chat: str
 
 
+@dataclass(frozen=True, slots=True)
+class TurnWrites:
+    """What one turn writes, together (see ``Turns.commit_turn``)."""
+
+    key: ChatKey | None
+    draft: bytes | None
+    forget: bool
+    report: NewReport | None
+    destinations: tuple[str, ...]
+    relay_chat: str | None
+    outgoing: tuple[tuple[str, str, str, Mapping[str, Any]], ...]
+    update: tuple[str, int] | None
+    erase: str | None
+    consent: ConsentChange | None
+    answer: Answer | None
+
+    @property
+    def durable(self) -> bool:
+        """Full sync for what a person consented to: keeping, erasing, or a later choice."""
+        return self.report is not None or self.erase is not None or self.consent is not None
+
+
 class Turns(Protocol):
     """A conversation's draft, one turn's writes atomically, what the turn said until it has gone
     out, and the updates already handled."""
@@ -102,7 +124,6 @@ class Turns(Protocol):
     async def load_draft(self, key: ChatKey) -> bytes | None:
         """The draft for ``key``, or None if there is none or it has expired."""
 
-    @abc.abstractmethod
     async def commit_turn(
         self,
         key: ChatKey | None,
@@ -129,6 +150,16 @@ class Turns(Protocol):
         writing nothing, when the report to erase is gone or the consent change cannot be made
         (the report is gone, already sent, or has nothing left to send).
         """
+        if key is None and (answer is not None or consent is not None):
+            raise ValueError("an answer or a consent change belongs to a chat: give its key")
+        writes = TurnWrites(
+            key, draft, forget, report, destinations, relay_chat, tuple(outgoing), update, erase, consent, answer
+        )
+        return await self.apply_turn(writes)
+
+    @abc.abstractmethod
+    async def apply_turn(self, writes: TurnWrites) -> bool:
+        """``commit_turn``'s writes, checked, in one transaction."""
 
     @abc.abstractmethod
     async def seen(self, channel: str, update_id: int) -> bool:

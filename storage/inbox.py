@@ -16,7 +16,6 @@ usernames are never written (the bot does not use them)."""
 from __future__ import annotations
 
 import abc
-import asyncio
 import json
 import logging
 import sqlite3
@@ -24,10 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiosqlite
-
-from storage.crypto import Keyring, private_file, secure_folder
+from storage.crypto import Keyring
 from storage.errors import KeyringError, StorageError
+from storage.sqlite_file import Connection
 
 log = logging.getLogger("reachable.inbox")
 INBOX_FILE = "inbox.sqlite3"
@@ -68,32 +66,19 @@ def minimal(value: Any) -> Any:
     return value
 
 
-class SQLiteInbox(Inbox):
+class SQLiteInbox(Connection, Inbox):
+    what = "the inbox"
+
     def __init__(self, path: Path, keyring: Keyring) -> None:
+        super().__init__()
         self.path = path
         self.keyring = keyring
-        self._db: aiosqlite.Connection | None = None
-        self._write = asyncio.Lock()
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise StorageError("the inbox is not open")
-        return self._db
 
     async def open(self) -> None:
-        secure_folder(self.path.parent)
-        private_file(self.path)  # SQLite gives its journal the same permissions
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
         # FULL: Telegram is told at once that these arrived, so they must survive a power cut too.
-        for pragma in ("journal_mode=TRUNCATE", "synchronous=FULL", "secure_delete=ON"):
-            await (await self.db.execute(f"PRAGMA {pragma}")).close()
+        pragmas = ("PRAGMA journal_mode=TRUNCATE", "PRAGMA synchronous=FULL", "PRAGMA secure_delete=ON")
+        await self._connect(self.path, pragmas)
         await self.db.execute("CREATE TABLE IF NOT EXISTS inbox (update_id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
 
     async def receive(self, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
         rows = [(i, self.keyring.encrypt(json.dumps(minimal(u), ensure_ascii=False).encode())) for i, u in updates]

@@ -1,47 +1,28 @@
 """An in-memory backend: the same contract as SQLite, nothing on disk.
 
 For tests of the layers above storage, and the proof that the contract is a contract: the one
-suite in ``tests/test_storage.py`` runs over both backends. Content is held as plain values
-(there is no "at rest" here); the secret code is still only kept as its slow hash.
+suite in ``tests/test_storage.py`` runs over every backend. The rules live in
+``storage/rules.py``; here are only the row operations, over dictionaries. Content is held as
+plain values (there is no "at rest" here); the secret code is still only kept as its slow hash.
+A transaction works on a copy that replaces the state only when it ends without an error.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import contextlib
+import copy
 import itertools
-import math
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from storage.base import Answer, ChatKey, ConsentChange, NewReport, Outgoing, Purged, Store, StoredReport, Unsent
+from storage.base import ChatKey, Outgoing, Unsent
 from storage.crypto import CodeHasher, code_tag
-from storage.errors import Conflict, StorageError
-
-HOUR = 3600
-DAY = 86400
-MESSAGE_LIFETIME = 48 * HOUR
-UPDATE_MEMORY = 25 * HOUR
-
-
-def _day(moment: float) -> int:
-    return int(moment) - int(moment) % DAY
-
-
-@dataclass
-class _Report:
-    body: dict[str, Any]
-    code_hash: str
-    tag: bytes
-    keep: bool
-    send_to: str | None
-    allow_reply: bool
-    status: str
-    created_on: str
-    expires: int
-    version: int
+from storage.errors import StorageError
+from storage.rows import DAY, CodeSeal, ReportRow, Tx
+from storage.rules import RuleStore
 
 
 @dataclass
@@ -73,10 +54,10 @@ class _Answer:
 
 @dataclass
 class _State:
-    drafts: dict[bytes, tuple[bytes, float]] = field(default_factory=dict)
+    drafts: dict[bytes, tuple[bytes, int]] = field(default_factory=dict)
     answers: dict[int, _Answer] = field(default_factory=dict)  # in the order they were kept
-    seen: dict[tuple[str, int], float] = field(default_factory=dict)
-    reports: dict[str, _Report] = field(default_factory=dict)
+    seen: dict[tuple[str, int], int] = field(default_factory=dict)
+    reports: dict[str, tuple[ReportRow, CodeSeal]] = field(default_factory=dict)
     counters: dict[tuple[str, str], int] = field(default_factory=dict)
     audit: list[tuple[int, str, str | None]] = field(default_factory=list)
     deliveries: dict[int, _Delivery] = field(default_factory=dict)
@@ -85,7 +66,7 @@ class _State:
     staff: dict[tuple[str, int], tuple[int, bool, int]] = field(default_factory=dict)
 
 
-class MemoryStore(Store):
+class MemoryStore(RuleStore):
     def __init__(
         self,
         *,
@@ -94,14 +75,10 @@ class MemoryStore(Store):
         clock: Callable[[], float] = time.time,
         hasher: CodeHasher | None = None,
     ) -> None:
-        self.draft_seconds = draft_hours * HOUR
-        self.retention_seconds = retention_days * DAY
-        self.clock = clock
-        self.hasher = hasher or CodeHasher()
+        super().__init__(draft_hours=draft_hours, retention_days=retention_days, clock=clock, hasher=hasher)
         self._tag_secret = secrets.token_bytes(32)
         self._s = _State()
         self._ids = itertools.count(1)
-        self._not_before: dict[int, float] = {}
 
     async def open(self) -> None:
         return None
@@ -109,103 +86,36 @@ class MemoryStore(Store):
     async def close(self) -> None:
         return None
 
-    def _now(self) -> int:
-        return int(self.clock())
+    @contextlib.asynccontextmanager
+    async def _transaction(self, durable: bool) -> AsyncIterator[Tx]:
+        before = copy.deepcopy(self._s)
+        try:
+            yield Tx()
+        except BaseException:
+            self._s = before
+            raise
 
-    # ------------------------------------------------------------------ drafts and turns
+    # ------------------------------------------------------------------ drafts, answers, updates
     async def load_draft(self, key: ChatKey) -> bytes | None:
         found = self._s.drafts.get(key.digest)
         return found[0] if found is not None and found[1] > self._now() else None
 
-    async def commit_turn(
-        self,
-        key: ChatKey | None,
-        *,
-        draft: bytes | None = None,
-        forget: bool = False,
-        report: NewReport | None = None,
-        destinations: tuple[str, ...] = (),
-        relay_chat: str | None = None,
-        outgoing: Sequence[tuple[str, str, str, Mapping[str, Any]]] = (),
-        update: tuple[str, int] | None = None,
-        erase: str | None = None,
-        consent: ConsentChange | None = None,
-        answer: Answer | None = None,
-    ) -> bool:
-        if key is None and (answer is not None or consent is not None):
-            raise ValueError("an answer or a consent change belongs to a chat: give its key")
-        now = self._now()
-        if update is not None and update in self._s.seen:
-            return False
-        self._refuse(report, answer, erase, consent)  # as SQLite's transaction would: nothing written
-        if update is not None:
-            self._s.seen[update] = now
-        if erase is not None:
-            self._erase(erase, now)
-        if consent is not None and key is not None:
-            self._change(consent, key, now)
-        if report is not None:
-            code_hash = self.hasher.hash(report.code)
-            self._insert_report(report, code_hash, destinations, now)
-            if report.allow_reply and relay_chat is not None and destinations:
-                self._s.relays[report.reference] = _Relay(relay_chat, key.digest if key else None)
-        for reference, destination, kind, data in outgoing:
-            self._enqueue(reference, destination, kind, data, now)
-        if key is not None:
-            self._chat_rows(key, answer, draft, forget, now)
-        return True
+    async def _save_draft(self, key: ChatKey, payload: bytes, expires: int) -> None:
+        self._s.drafts[key.digest] = (payload, expires)
 
-    def _refuse(
-        self, report: NewReport | None, answer: Answer | None, erase: str | None, consent: ConsentChange | None
-    ) -> None:
-        """Raise, before anything is written, where SQLite would roll the whole turn back."""
-        if report is not None and report.reference in self._s.reports:
-            raise StorageError(f"UNIQUE constraint failed: report {report.reference} exists")
-        if answer is not None and answer.id in self._s.answers:
+    async def _forget_draft(self, key: ChatKey) -> bool:
+        return self._s.drafts.pop(key.digest, None) is not None
+
+    async def _keep_answer(self, key: ChatKey, answer_id: int, body: bytes, expires: int) -> None:
+        if answer_id in self._s.answers:
             raise StorageError("UNIQUE constraint failed: answers.id")
-        if erase is not None and erase not in self._s.reports:
-            raise Conflict("the report to erase is gone")
-        if consent is not None:
-            found = self._s.reports.get(consent.reference)
-            if found is None:
-                raise Conflict("the report is gone")
-            if consent.send_to is not None and (not consent.destinations or found.send_to or not found.body["summary"]):
-                raise Conflict("the report cannot be sent")
+        self._s.answers[answer_id] = _Answer(key.digest, body, expires)
 
-    def _chat_rows(self, key: ChatKey, answer: Answer | None, draft: bytes | None, forget: bool, now: int) -> None:
-        if answer is not None:
-            self._s.answers[answer.id] = _Answer(key.digest, answer.body, now + self.draft_seconds)
-        if draft is not None:
-            self._s.drafts[key.digest] = (draft, now + self.draft_seconds)
-        elif forget:
-            self._s.drafts.pop(key.digest, None)
-
-    def _insert_report(self, report: NewReport, code_hash: str, destinations: tuple[str, ...], now: int) -> None:
-        day = dt.datetime.fromtimestamp(now, dt.UTC)
-        body = {
-            "summary": dict(report.summary),
-            "categories": list(report.categories),
-            "consented_at": now - now % DAY,  # the day only
-        }
-        self._s.reports[report.reference] = _Report(
-            body=body,
-            code_hash=code_hash,
-            tag=code_tag(self._tag_secret, report.code),
-            keep=report.keep,
-            send_to=report.send_to,
-            allow_reply=report.allow_reply,
-            status="queued" if destinations else "kept",
-            created_on=day.date().isoformat(),
-            expires=int(math.ceil((now + self.retention_seconds) / DAY) * DAY),
-            version=report.questionnaire_version,
-        )
-        for destination in destinations:
-            self._enqueue(report.reference, destination, "summary", {}, now)
-        if report.keep:
-            for category in report.categories or ("unspecified",):
-                counter = (category, day.strftime("%Y-%m"))
-                self._s.counters[counter] = self._s.counters.get(counter, 0) + 1
-        self._audit("report_stored", report.reference, now)
+    async def _mark_handled(self, update: tuple[str, int], now: int) -> bool:
+        if update in self._s.seen:
+            return False
+        self._s.seen[update] = now
+        return True
 
     async def seen(self, channel: str, update_id: int) -> bool:
         return (channel, update_id) in self._s.seen
@@ -213,7 +123,6 @@ class MemoryStore(Store):
     async def recent_updates(self) -> list[tuple[str, int]]:
         return list(self._s.seen)
 
-    # ------------------------------------------------------------------ answers not yet out
     async def unsent_answers(self, key: ChatKey | None = None) -> list[Unsent]:
         now = self._now()
         return [
@@ -237,175 +146,110 @@ class MemoryStore(Store):
         return len(dropped)
 
     # ------------------------------------------------------------------ message ids
-    async def remember_batch(self, batch: Mapping[ChatKey, Sequence[int]]) -> None:
-        today = _day(self._now())
-        for key, ids in batch.items():
-            held = self._s.messages.setdefault(key.digest, {})
-            for message in ids:
-                held.setdefault(int(message), today)
+    async def _remember_messages(self, rows: Sequence[tuple[ChatKey, int]], day: int) -> None:
+        for key, message in rows:
+            self._s.messages.setdefault(key.digest, {}).setdefault(message, day)
 
-    async def take_messages(self, key: ChatKey) -> list[int]:
-        held = self._s.messages.pop(key.digest, {})
-        young = self._now() - MESSAGE_LIFETIME
-        return sorted(m for m, day in held.items() if day + DAY > young)
+    async def _take_messages(self, key: ChatKey) -> list[tuple[int, int]]:
+        return list(self._s.messages.pop(key.digest, {}).items())
 
     async def forget_messages(self, key: ChatKey) -> None:
         self._s.messages.pop(key.digest, None)
 
-    # ------------------------------------------------------------------ reports
-    def _stored(self, reference: str, found: _Report) -> StoredReport:
-        summary = {k: tuple(v) if isinstance(v, list | tuple) else str(v) for k, v in found.body["summary"].items()}
-        return StoredReport(
-            reference=reference,
-            summary=summary,
-            consented_at=int(found.body["consented_at"]),
-            keep=found.keep,
-            send_to=found.send_to,
-            allow_reply=found.allow_reply,
-            status=found.status,
-            expires_at=found.expires,
-            questionnaire_version=found.version,
-        )
+    # ------------------------------------------------------------------ reports and codes
+    async def _seal_code(self, code: str) -> CodeSeal:
+        return CodeSeal(self.hasher.hash(code), code_tag(self._tag_secret, code))
 
-    async def get_report(self, reference: str) -> StoredReport | None:
-        found = self._s.reports.get(reference)
-        return self._stored(reference, found) if found is not None else None
-
-    def _match(self, code: str) -> str | None:
+    async def _code_candidates(self, code: str) -> list[tuple[str, str]]:
         tag = code_tag(self._tag_secret, code)
-        for reference, found in self._s.reports.items():
-            if found.tag == tag and self.hasher.verify(found.code_hash, code):
-                return reference
-        return None
+        return [(reference, seal.hashed) for reference, (_, seal) in self._s.reports.items() if seal.tag == tag]
 
-    async def find_by_code(self, code: str) -> StoredReport | None:
-        reference = self._match(code)
-        return await self.get_report(reference) if reference else None
+    async def _verify_code(self, hashed: str, code: str) -> bool:
+        return self.hasher.verify(hashed, code)
 
-    def _erase(self, reference: str, now: int) -> None:
-        found = self._s.reports.pop(reference)
-        if found.keep:
-            for category in found.body.get("categories") or ["unspecified"]:
-                counter = (category, found.created_on[:7])
-                self._s.counters[counter] = max(self._s.counters.get(counter, 0) - 1, 0)
-        reached = {
-            d.destination
-            for d in self._s.deliveries.values()
-            if d.reference == reference and d.kind == "summary" and (d.status in ("sent", "sending") or d.maybe_sent)
-        }
-        for delivery_id, item in list(self._s.deliveries.items()):
-            if item.reference != reference:
-                continue
-            if item.status in ("pending", "failed", "held"):
-                del self._s.deliveries[delivery_id]
-                self._not_before.pop(delivery_id, None)
-            elif item.status == "sent":
-                item.data = {}
-        for destination in sorted(reached):
-            self._enqueue(reference, destination, "withdrawn", {}, now)
-        self._s.relays.pop(reference, None)
-        self._s.audit = [a for a in self._s.audit if a[2] != reference]
-        self._audit("report_withdrawn", None, now)
+    async def _insert_report(self, row: ReportRow, seal: CodeSeal) -> None:
+        if row.reference in self._s.reports:
+            raise StorageError(f"UNIQUE constraint failed: report {row.reference} exists")
+        self._s.reports[row.reference] = (replace(row, body=copy.deepcopy(dict(row.body))), seal)
 
-    def _change(self, change: ConsentChange, key: ChatKey, now: int) -> None:
-        reference, send_to, allow_reply = change.reference, change.send_to, change.allow_reply
-        found = self._s.reports[reference]
-        found.body.setdefault("consents", []).append({"at": now, "send_to": send_to, "allow_reply": allow_reply})
-        if send_to is not None:
-            found.send_to, found.status = send_to, "queued"
-            for destination in change.destinations:
-                self._enqueue(reference, destination, "summary", {}, now)
-        if allow_reply is True:
-            self._s.relays[reference] = _Relay(change.chat, key.digest)
-        elif allow_reply is False:
-            self._s.relays.pop(reference, None)
-        if allow_reply is not None:
-            found.allow_reply = allow_reply
-        self._audit("consent_changed", reference, now)
-
-    async def set_status(self, reference: str, status: str) -> bool:
+    async def _load_report(self, reference: str) -> ReportRow | None:
         found = self._s.reports.get(reference)
-        if found is None:
-            return False
-        found.status = status
-        self._audit(f"report_{status}", reference, self._now())
-        return True
+        return replace(found[0], body=copy.deepcopy(dict(found[0].body))) if found is not None else None
 
-    async def ping(self) -> None:
-        """Memory always answers."""
+    async def _update_report(self, row: ReportRow) -> None:
+        _, seal = self._s.reports[row.reference]
+        self._s.reports[row.reference] = (replace(row, body=copy.deepcopy(dict(row.body))), seal)
+
+    async def _delete_report(self, reference: str) -> None:
+        del self._s.reports[reference]
+
+    async def _count(self, category: str, month: str, change: int) -> None:
+        counter = (category, month)
+        self._s.counters[counter] = max(self._s.counters.get(counter, 0) + change, 0)
 
     async def counts(self) -> dict[tuple[str, str], int]:
         return {k: v for k, v in self._s.counters.items() if v > 0}
 
+    async def _audit(self, kind: str, reference: str | None, at: int) -> None:
+        self._s.audit.append((at - at % DAY, kind, reference))
+
+    async def _forget_audit(self, reference: str) -> None:
+        self._s.audit = [a for a in self._s.audit if a[2] != reference]
+
     async def audit_kinds(self) -> list[tuple[str, str | None]]:
         return [(kind, reference) for _, kind, reference in self._s.audit]
 
-    def _audit(self, kind: str, reference: str | None, at: int) -> None:
-        self._s.audit.append((_day(at), kind, reference))
-
-    async def purge_expired(self) -> Purged:
-        now = self._now()
-        drafts = [k for k, (_, expires) in self._s.drafts.items() if expires <= now]
-        for digest in drafts:
-            del self._s.drafts[digest]
-        answers = [i for i, found in self._s.answers.items() if found.expires <= now]
-        for answer_id in answers:
-            del self._s.answers[answer_id]
-        reports = [r for r, found in self._s.reports.items() if found.expires <= now]
-        for reference in reports:
-            del self._s.reports[reference]
-        self._s.relays = {r: v for r, v in self._s.relays.items() if r in self._s.reports}
-        self._s.audit = [a for a in self._s.audit if a[2] is None or a[2] in self._s.reports]
-        for delivery_id, item in list(self._s.deliveries.items()):
-            if item.created <= now - self.retention_seconds:
-                del self._s.deliveries[delivery_id]
-                self._not_before.pop(delivery_id, None)
-        self._s.staff = {k: v for k, v in self._s.staff.items() if v[2] > now - self.retention_seconds}
-        for held in self._s.messages.values():
-            for message in [m for m, day in held.items() if day + DAY <= now - MESSAGE_LIFETIME]:
-                del held[message]
-        self._s.seen = {u: at for u, at in self._s.seen.items() if at > now - UPDATE_MEMORY}
-        if reports:
-            self._audit(f"reports_expired:{len(reports)}", None, now)
-        return Purged(drafts=len(drafts), reports=len(reports), answers=len(answers))
+    async def ping(self) -> None:
+        """Memory always answers."""
 
     async def reencrypt(self) -> dict[str, int]:
         """Nothing here is encrypted at rest: nothing to re-encrypt."""
         return {"drafts": 0, "reports": 0, "deliveries": 0, "relays": 0, "answers": 0}
 
     # ------------------------------------------------------------------ the outbox
-    def _enqueue(
+    async def _enqueue(
         self, reference: str, destination: str, kind: str, data: Mapping[str, Any], now: int, held: bool = False
     ) -> int:
         delivery_id = next(self._ids)
-        self._s.deliveries[delivery_id] = _Delivery(
-            reference, destination, kind, dict(data), _day(now), "held" if held else "pending"
-        )
+        status = "held" if held else "pending"
+        self._s.deliveries[delivery_id] = _Delivery(reference, destination, kind, dict(data), now - now % DAY, status)
         return delivery_id
 
-    async def enqueue(
-        self,
-        reference: str,
-        destination: str,
-        kind: str,
-        data: Mapping[str, Any],
-        held: bool = False,
-        update: tuple[str, int] | None = None,
-    ) -> int | None:
-        now = self._now()
-        if update is not None:
-            if update in self._s.seen:
-                return None
-            self._s.seen[update] = now
-        return self._enqueue(reference, destination, kind, data, now, held)
+    async def _summary_deliveries(self, reference: str) -> list[tuple[str, str, bool]]:
+        return [
+            (d.destination, d.status, d.maybe_sent)
+            for d in self._s.deliveries.values()
+            if d.reference == reference and d.kind == "summary"
+        ]
+
+    async def _delete_deliveries(self, reference: str, statuses: Sequence[str]) -> list[int]:
+        gone = [i for i, d in self._s.deliveries.items() if d.reference == reference and d.status in statuses]
+        for delivery_id in gone:
+            del self._s.deliveries[delivery_id]
+        return gone
+
+    async def _blank_sent(self, reference: str) -> None:
+        for item in self._s.deliveries.values():
+            if item.reference == reference and item.status == "sent":
+                item.data = {}
+
+    async def _mark_sent(self, delivery_id: int) -> tuple[str, str] | None:
+        item = self._s.deliveries.get(delivery_id)
+        if item is None:
+            return None
+        item.status, item.data = "sent", {}
+        return item.reference, item.kind
+
+    async def _set_delivery_status(self, delivery_id: int, status: str) -> None:
+        item = self._s.deliveries.get(delivery_id)
+        if item is not None:
+            item.status = status
+
+    async def _pending_ids(self) -> list[int]:
+        return [i for i, d in self._s.deliveries.items() if d.status == "pending"]
 
     async def claim_due(self, limit: int = 50) -> list[Outgoing]:
-        now = self.clock()
-        due = [
-            i
-            for i, d in sorted(self._s.deliveries.items())
-            if d.status == "pending" and self._not_before.get(i, 0) <= now
-        ][:limit]
+        due = [i for i, d in sorted(self._s.deliveries.items()) if d.status == "pending" and self._due(i)][:limit]
         claimed = []
         for delivery_id in due:
             item = self._s.deliveries[delivery_id]
@@ -419,44 +263,11 @@ class MemoryStore(Store):
             )  # fmt: skip
         return claimed
 
-    async def delivered(self, delivery_id: int) -> None:
-        item = self._s.deliveries.get(delivery_id)
-        if item is None:
-            return
-        item.status, item.data = "sent", {}
-        if item.kind != "summary":
-            return
-        others = [d for d in self._s.deliveries.values() if d.reference == item.reference and d.kind == "summary"]
-        found = self._s.reports.get(item.reference)
-        if found is None or any(d.status != "sent" for d in others):
-            return
-        if found.status == "queued":
-            found.status = "sent"
-        if not found.keep:  # sent but not kept: the content goes once every copy is out
-            found.body = {"summary": {}, "categories": [], "consented_at": found.body.get("consented_at", 0)}
-
-    async def postpone(self, delivery_id: int, seconds: float, give_up: bool = False) -> None:
-        item = self._s.deliveries.get(delivery_id)
-        if item is None:
-            return
-        item.status = "failed" if give_up else "pending"
-        if give_up:
-            self._not_before.pop(delivery_id, None)
-        else:
-            self._not_before[delivery_id] = self.clock() + seconds
-
     async def recover_in_flight(self) -> int:
         recovered = [d for d in self._s.deliveries.values() if d.status == "sending"]
         for item in recovered:
             item.status, item.maybe_sent = "pending", True
         return len(recovered)
-
-    async def next_due_in(self) -> float | None:
-        pending = [i for i, d in self._s.deliveries.items() if d.status == "pending"]
-        if not pending:
-            return None
-        now = self.clock()
-        return max(0.0, min(self._not_before.get(i, now) for i in pending) - now)
 
     async def delivery_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -465,12 +276,15 @@ class MemoryStore(Store):
         return counts
 
     # ------------------------------------------------------------------ relays
+    async def _link_relay(self, reference: str, chat: str, key: bytes | None) -> None:
+        self._s.relays[reference] = _Relay(chat, key)
+
+    async def _unlink_relay(self, reference: str) -> bool:
+        return self._s.relays.pop(reference, None) is not None
+
     async def relay_chat(self, reference: str) -> str | None:
         found = self._s.relays.get(reference)
         return found.chat if found is not None else None
-
-    async def close_relay(self, reference: str) -> bool:
-        return self._s.relays.pop(reference, None) is not None
 
     async def hold_relays(self, key: ChatKey) -> list[str]:
         held = [r for r, relay in self._s.relays.items() if relay.key == key.digest]
@@ -486,7 +300,8 @@ class MemoryStore(Store):
         return bool(found and found.held)
 
     async def release_held(self, reference: str, key: ChatKey, chat: str) -> int:
-        self._s.relays[reference] = _Relay(chat, key.digest)
+        if reference in self._s.relays:  # a relay closed meanwhile stays closed
+            self._s.relays[reference] = _Relay(chat, key.digest)
         released = 0
         for item in self._s.deliveries.values():
             if item.reference == reference and item.status == "held":
@@ -495,15 +310,45 @@ class MemoryStore(Store):
         return released
 
     # ------------------------------------------------------------------ staff-chat messages
-    async def remember_staff_messages(
-        self, references: Sequence[str], chat_id: int, message_ids: Sequence[int]
-    ) -> None:
-        shared = len(set(references)) > 1
-        for reference in dict.fromkeys(references):
-            for message in message_ids:
-                self._s.staff.setdefault((reference, message), (chat_id, shared, _day(self._now())))
+    async def _remember_staff(self, rows: Sequence[tuple[str, int, int, bool]], day: int) -> None:
+        for reference, chat_id, message, shared in rows:
+            self._s.staff.setdefault((reference, message), (chat_id, shared, day))
 
     async def take_staff_messages(self, reference: str) -> list[tuple[int, int, bool]]:
         found = [(chat, m, shared) for (r, m), (chat, shared, _) in self._s.staff.items() if r == reference]
         self._s.staff = {k: v for k, v in self._s.staff.items() if k[0] != reference}
         return found
+
+    # ------------------------------------------------------------------ retention
+    async def _purge_drafts(self, now: int) -> int:
+        gone = [k for k, (_, expires) in self._s.drafts.items() if expires <= now]
+        for digest in gone:
+            del self._s.drafts[digest]
+        return len(gone)
+
+    async def _purge_answers(self, now: int) -> int:
+        gone = [i for i, found in self._s.answers.items() if found.expires <= now]
+        for answer_id in gone:
+            del self._s.answers[answer_id]
+        return len(gone)
+
+    async def _purge_reports(self, now: int) -> int:
+        gone = [r for r, (row, _) in self._s.reports.items() if row.expires_at <= now]
+        for reference in gone:
+            del self._s.reports[reference]
+        self._s.relays = {r: v for r, v in self._s.relays.items() if r in self._s.reports}
+        self._s.audit = [a for a in self._s.audit if a[2] is None or a[2] in self._s.reports]
+        return len(gone)
+
+    async def _purge_deliveries(self, before: int) -> list[int]:
+        gone = [i for i, item in self._s.deliveries.items() if item.created <= before]
+        for delivery_id in gone:
+            del self._s.deliveries[delivery_id]
+        return gone
+
+    async def _purge_rest(self, *, staff_before: int, messages_before: int, updates_before: int) -> None:
+        self._s.staff = {k: v for k, v in self._s.staff.items() if v[2] > staff_before}
+        for held in self._s.messages.values():
+            for message in [m for m, day in held.items() if day <= messages_before]:
+                del held[message]
+        self._s.seen = {u: at for u, at in self._s.seen.items() if at > updates_before}

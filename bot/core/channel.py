@@ -40,7 +40,7 @@ from bot.core.transport import Button, ChatRef, RetryAfter, Transport, Transport
 from flows.events import Command, Event, Relayed, parse_typed
 from responses import Rendered
 from storage import ChatKey, MessageIds, Outgoing, StaffMessages
-from storage.sqlite import MESSAGE_LIFETIME
+from storage.rows import MESSAGE_LIFETIME
 
 log = logging.getLogger("reachable.channel")
 STAFF_COMMANDS = frozenset({"ack", "reply", "close", "stats"})

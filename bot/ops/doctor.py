@@ -24,7 +24,7 @@ from responses import check as check_responses
 from storage import DB_FILE, KeyringError, load_keyring
 from storage.crypto import KEY_FILE
 from storage.inbox import INBOX_FILE
-from storage.sqlite import SEALED
+from storage.sqlite_file import SEALED
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 # pydantic error types whose message never contains the value given.

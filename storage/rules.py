@@ -1,0 +1,290 @@
+"""The rules every backend keeps, written once above any SQL.
+
+What a turn writes and in which order; what keeping a report writes (its expiry rounded to the
+day, its status, the counters, one delivery per recipient, the audit line); what erasing it takes
+back (the counters, unsent copies, the relay, every dated line beside its reference) and who is
+asked to delete a copy; what a later consent may change; what a code unlocks; what a delivery
+sent changes; what retention removes, and when.
+
+A backend implements the row operations of ``storage/rows.py`` (``_insert_report``, ``_enqueue``,
+...) in its own engine, each inside the transaction ``_transaction`` opens, and nothing else of
+these rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from storage.base import ChatKey, ConsentChange, NewReport, Purged, Store, StoredReport, TurnWrites
+from storage.crypto import CodeHasher
+from storage.errors import Conflict
+from storage.rows import DAY, HOUR, MESSAGE_LIFETIME, UPDATE_MEMORY, CodeSeal, ReportRow, Rows, day_of, end_of_day
+
+WORDS_KINDS = frozenset({"relay", "answer"})  # deliveries carrying someone's own words
+UNSENT = ("pending", "failed", "held")  # deliveries a withdrawal stops before they go
+
+
+class RuleStore(Store, Rows):
+    """A store that keeps the rules above; backends supply the row operations."""
+
+    def __init__(
+        self, *, draft_hours: int, retention_days: int, clock: Callable[[], float], hasher: CodeHasher | None
+    ) -> None:
+        self.draft_seconds = draft_hours * HOUR
+        self.retention_seconds = retention_days * DAY
+        self.clock = clock
+        self.hasher = hasher or CodeHasher()
+        self._not_before: dict[int, float] = {}  # delivery retries, in memory only
+
+    def _now(self) -> int:
+        return int(self.clock())
+
+    # ------------------------------------------------------------------ one turn
+    async def apply_turn(self, writes: TurnWrites) -> bool:
+        now = self._now()
+        report = writes.report
+        seal = await self._seal_code(report.code) if report is not None else None
+        async with self._transaction(durable=writes.durable) as tx:
+            if writes.update is not None and not await self._mark_handled(writes.update, now):
+                return False
+            if writes.erase is not None:
+                await self._erase(writes.erase, now)
+                tx.scrub = True  # the erased report leaves the write-ahead log
+            if writes.consent is not None and writes.key is not None:
+                await self._change(writes.consent, writes.key, now)
+            if report is not None and seal is not None:
+                await self._keep(report, seal, writes.destinations, now)
+                if report.allow_reply and writes.relay_chat is not None and writes.destinations:
+                    key = writes.key.digest if writes.key is not None else None
+                    await self._link_relay(report.reference, writes.relay_chat, key)
+            for reference, destination, kind, data in writes.outgoing:
+                await self._enqueue(reference, destination, kind, data, now)
+            if writes.key is not None and await self._chat_rows(writes.key, writes, now):
+                tx.scrub = True  # earlier versions of the draft leave the write-ahead log
+        return True
+
+    async def _chat_rows(self, key: ChatKey, writes: TurnWrites, now: int) -> bool:
+        """The chat's answer kept until it is out, and its draft saved or forgotten; whether a
+        draft was forgotten."""
+        expires = now + self.draft_seconds
+        if writes.answer is not None:
+            await self._keep_answer(key, writes.answer.id, writes.answer.body, expires)
+        if writes.draft is not None:
+            await self._save_draft(key, writes.draft, expires)
+            return False
+        return writes.forget and await self._forget_draft(key)
+
+    async def _keep(self, report: NewReport, seal: CodeSeal, destinations: tuple[str, ...], now: int) -> None:
+        """Keeping a report: its content with the day of consent only, an expiry rounded up to the
+        day (it must not give away the time), queued when it goes somewhere, one summary
+        delivery per destination, the counters when kept, and the audit line."""
+        day = dt.datetime.fromtimestamp(now, dt.UTC)
+        body = {
+            "summary": {k: list(v) if isinstance(v, tuple) else v for k, v in report.summary.items()},
+            "categories": list(report.categories),
+            "consented_at": day_of(now),  # the day only, even inside the ciphertext
+        }
+        row = ReportRow(
+            reference=report.reference,
+            body=body,
+            keep=report.keep,
+            send_to=report.send_to,
+            allow_reply=report.allow_reply,
+            status="queued" if destinations else "kept",
+            created_on=day.date().isoformat(),
+            expires_at=end_of_day(now + self.retention_seconds),
+            version=report.questionnaire_version,
+        )
+        await self._insert_report(row, seal)
+        for destination in destinations:
+            await self._enqueue(report.reference, destination, "summary", {}, now)
+        if report.keep:
+            for category in row.categories:
+                await self._count(category, day.strftime("%Y-%m"), +1)
+        await self._audit("report_stored", report.reference, now)
+
+    async def _erase(self, reference: str, now: int) -> None:
+        """Withdrawing a report: consent for the statistics goes too; copies already sent (or
+        perhaps sent) are asked to be deleted, unsent ones never go; the relay and every dated
+        line beside the reference go. Conflict if it is gone."""
+        found = await self._load_report(reference)
+        if found is None:
+            raise Conflict("the report to erase is gone")
+        await self._delete_report(reference)
+        if found.keep:
+            for category in found.categories:
+                await self._count(category, found.created_on[:7], -1)
+        reached = sorted(
+            {
+                d
+                for d, status, maybe_sent in await self._summary_deliveries(reference)
+                if status in ("sent", "sending") or maybe_sent
+            }
+        )
+        self._unschedule(await self._delete_deliveries(reference, UNSENT))
+        await self._blank_sent(reference)
+        for destination in reached:
+            await self._enqueue(reference, destination, "withdrawn", {}, now)
+        await self._unlink_relay(reference)
+        await self._forget_audit(reference)
+        await self._audit("report_withdrawn", None, now)
+
+    async def _change(self, change: ConsentChange, key: ChatKey, now: int) -> None:
+        """A later choice about a kept report, recorded like the first consent (with its time,
+        inside the content): send it now, and/or allow or stop replies. Conflict if the report is
+        gone, or sending was asked and it cannot be sent (nothing here sends to that recipient,
+        it went already, or its content is gone)."""
+        reference, send_to, allow_reply = change.reference, change.send_to, change.allow_reply
+        if send_to is not None and not change.destinations:
+            raise Conflict("nothing here sends to that recipient")
+        found = await self._load_report(reference)
+        if found is None:
+            raise Conflict("the report is gone")
+        if send_to is not None and (found.send_to is not None or not found.body.get("summary")):
+            raise Conflict("the report cannot be sent")
+        chosen = {"at": now, "send_to": send_to, "allow_reply": allow_reply}
+        changed = replace(found, body={**found.body, "consents": [*found.body.get("consents", []), chosen]})
+        if send_to is not None:
+            changed = replace(changed, send_to=send_to, status="queued")
+            for destination in change.destinations:
+                await self._enqueue(reference, destination, "summary", {}, now)
+        if allow_reply is True:
+            await self._link_relay(reference, change.chat, key.digest)
+        elif allow_reply is False:
+            await self._unlink_relay(reference)
+        if allow_reply is not None:
+            changed = replace(changed, allow_reply=allow_reply)
+        await self._update_report(changed)
+        await self._audit("consent_changed", reference, now)
+
+    # ------------------------------------------------------------------ reports and codes
+    async def get_report(self, reference: str) -> StoredReport | None:
+        found = await self._load_report(reference)
+        return found.stored() if found is not None else None
+
+    async def find_by_code(self, code: str) -> StoredReport | None:
+        """The report ``code`` unlocks: the candidates its tag finds, each checked by its hash."""
+        for reference, hashed in await self._code_candidates(code):
+            if await self._verify_code(hashed, code):
+                return await self.get_report(reference)
+        return None
+
+    async def set_status(self, reference: str, status: str) -> bool:
+        async with self._transaction(durable=False):
+            found = await self._load_report(reference)
+            if found is None:
+                return False
+            await self._update_report(replace(found, status=status))
+            await self._audit(f"report_{status}", reference, self._now())
+        return True
+
+    # ------------------------------------------------------------------ the outbox
+    async def enqueue(
+        self,
+        reference: str,
+        destination: str,
+        kind: str,
+        data: Mapping[str, Any],
+        held: bool = False,
+        update: tuple[str, int] | None = None,
+    ) -> int | None:
+        now = self._now()
+        # Staff are told their message is on its way as soon as this returns: it must outlive a
+        # power cut, as the inbox's copy of their command is deleted next.
+        async with self._transaction(durable=update is not None):
+            if update is not None and not await self._mark_handled(update, now):
+                return None
+            return await self._enqueue(reference, destination, kind, data, now, held)
+
+    async def delivered(self, delivery_id: int) -> None:
+        """Sent: its content goes. A summary: once every copy is out the report is sent, and one
+        not kept loses its content (reference and consent stay)."""
+        async with self._transaction(durable=False) as tx:
+            sent = await self._mark_sent(delivery_id)
+            if sent is None:
+                return
+            reference, kind = sent
+            # A staff message or a person's answer must not linger in the write-ahead log either.
+            tx.scrub = kind in WORDS_KINDS
+            if kind != "summary" or any(s != "sent" for _, s, _ in await self._summary_deliveries(reference)):
+                return
+            found = await self._load_report(reference)
+            if found is None:
+                return
+            changed = replace(found, status="sent") if found.status == "queued" else found
+            if not found.keep:
+                emptied = {"summary": {}, "categories": [], "consented_at": found.body.get("consented_at", 0)}
+                changed = replace(changed, body=emptied)
+                tx.scrub = True
+            if changed != found:
+                await self._update_report(changed)
+
+    async def postpone(self, delivery_id: int, seconds: float, give_up: bool = False) -> None:
+        """Try again in ``seconds`` (kept in memory: a restart tries at once), or give up."""
+        async with self._transaction(durable=False):
+            await self._set_delivery_status(delivery_id, "failed" if give_up else "pending")
+        if give_up:
+            self._not_before.pop(delivery_id, None)
+        else:
+            self._not_before[delivery_id] = self.clock() + seconds
+
+    async def next_due_in(self) -> float | None:
+        pending = await self._pending_ids()
+        if not pending:
+            return None
+        now = self.clock()
+        return max(0.0, min(self._not_before.get(i, now) for i in pending) - now)
+
+    def _due(self, delivery_id: int) -> bool:
+        not_before = self._not_before.get(delivery_id)
+        return not_before is None or not_before <= self.clock()
+
+    def _unschedule(self, ids: Sequence[int]) -> None:
+        """Deleted deliveries leave the schedule (a backend may give their ids to new rows)."""
+        for delivery_id in ids:
+            self._not_before.pop(delivery_id, None)
+
+    # ------------------------------------------------------------------ relays
+    async def close_relay(self, reference: str) -> bool:
+        async with self._transaction(durable=False):
+            return await self._unlink_relay(reference)
+
+    # ------------------------------------------------------------------ retention
+    async def purge_expired(self) -> Purged:
+        """Drafts and answers past their exact expiry, reports past theirs (with their relays and
+        dated lines), every delivery and staff-chat message at retention, message ids past
+        Telegram's 48 hours, handled updates past Telegram's day; counters stay."""
+        now = self._now()
+        retained = now - self.retention_seconds
+        async with self._transaction(durable=False) as tx:
+            drafts, answers = await self._purge_drafts(now), await self._purge_answers(now)
+            reports = await self._purge_reports(now)
+            self._unschedule(await self._purge_deliveries(retained))
+            await self._purge_rest(
+                staff_before=retained, messages_before=now - MESSAGE_LIFETIME - DAY, updates_before=now - UPDATE_MEMORY
+            )
+            if reports:
+                await self._audit(f"reports_expired:{reports}", None, now)
+            tx.scrub = True  # at every purge: nothing forgotten lingers
+        return Purged(drafts=drafts, reports=reports, answers=answers)
+
+    # ------------------------------------------------------------------ message ids
+    async def remember_batch(self, batch: Mapping[ChatKey, Sequence[int]]) -> None:
+        rows = [(key, int(m)) for key, ids in batch.items() for m in ids]
+        if rows:
+            await self._remember_messages(rows, day_of(self._now()))
+
+    async def take_messages(self, key: ChatKey) -> list[int]:
+        # Days only are stored: a message from the oldest day kept may be past Telegram's 48 hours,
+        # and then deleting it fails harmlessly.
+        young = self._now() - MESSAGE_LIFETIME
+        return sorted(m for m, day in await self._take_messages(key) if day + DAY > young)
+
+    async def remember_staff_messages(
+        self, references: Sequence[str], chat_id: int, message_ids: Sequence[int]
+    ) -> None:
+        shared = len(set(references)) > 1
+        rows = [(r, chat_id, int(m), shared) for r in dict.fromkeys(references) for m in message_ids]
+        await self._remember_staff(rows, day_of(self._now()))

@@ -1,0 +1,304 @@
+"""The SQLite file itself: opened private (folder 0700, files 0600) in WAL mode with secure
+delete, migrated, checked against the key, older formats upgraded; transactions, full sync for
+what a person consented to, and emptying the write-ahead log when content is forgotten; the
+store's own random secrets, sealed; and the retention sweeps, table by table."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import stat
+import struct
+from collections.abc import AsyncIterator, Sequence
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+
+from storage.crypto import LEGACY, Keyring, private_file, secure_folder
+from storage.errors import KeyringError, MigrationError, StorageError
+from storage.rows import DAY, Tx, day_of
+
+log = logging.getLogger("reachable.storage")
+# A draft's (or an answer's) payload: its exact expiry, then the content. Encrypted together.
+_DRAFT = struct.Struct(">2sQ")
+DRAFT_MARK = b"D1"
+# Tables and columns that hold encrypted tokens, and the key each row is found by.
+SEALED = (
+    ("drafts", "chat_key", "payload"),
+    ("reports", "reference", "summary"),
+    ("deliveries", "id", "payload"),
+    ("relays", "reference", "chat"),
+    ("answers", "id", "payload"),
+    ("secrets", "name", "sealed"),
+)
+WAL_LIMIT = 1 << 20  # bytes the write-ahead log may keep after a checkpoint
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    # Safe against a process crash in WAL mode; a turn that stores or erases a report switches
+    # to FULL so that it survives power loss as well (see SQLiteFile._transaction).
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA secure_delete=ON",
+    "PRAGMA busy_timeout=5000",
+    f"PRAGMA journal_size_limit={WAL_LIMIT}",
+)
+
+
+def migrations() -> list[tuple[int, str]]:
+    """Every migration script, in order, as (version, SQL)."""
+    folder = resources.files("storage") / "migrations"
+    return sorted(
+        (int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
+
+
+def seal_expiring(keyring: Keyring, payload: bytes, expires: int) -> bytes:
+    """A draft or an answer, sealed with its exact expiry inside."""
+    return keyring.encrypt(_DRAFT.pack(DRAFT_MARK, expires) + payload)
+
+
+def unseal_expiring(plain: bytes) -> tuple[int, bytes]:
+    if not plain.startswith(DRAFT_MARK) or len(plain) < _DRAFT.size:
+        raise StorageError("a draft is not in the expected format")
+    _, expires = _DRAFT.unpack_from(plain)
+    return int(expires), plain[_DRAFT.size :]
+
+
+class Connection:
+    """One SQLite connection of ours: opened private (folder 0700, file 0600), one writer at a time."""
+
+    what = "the store"
+
+    def __init__(self) -> None:
+        self._db: aiosqlite.Connection | None = None
+        self._write = asyncio.Lock()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StorageError(f"{self.what} is not open")
+        return self._db
+
+    async def _connect(self, path: Path, pragmas: Sequence[str]) -> None:
+        secure_folder(path.parent)
+        # SQLite creates its journal, -wal and -shm files with the database file's permissions.
+        private_file(path)
+        self._db = await aiosqlite.connect(path, isolation_level=None)
+        for pragma in pragmas:
+            await (await self.db.execute(pragma)).close()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+
+class SQLiteFile(Connection):
+    """One database file and its connection."""
+
+    path: Path
+    keyring: Keyring
+    draft_seconds: int
+
+    async def open(self) -> None:
+        for file in (self.path, *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm"))):
+            if file.exists() and stat.S_IMODE(file.stat().st_mode) != 0o600:
+                file.chmod(0o600)
+        try:
+            await self._connect(self.path, PRAGMAS)
+            await self._migrate()
+            await self._check_key()
+            await self._upgrade_tokens()
+            await self._consent_days_only()
+        except BaseException:
+            # A refused or failed open must not leave the connection's thread running.
+            await self.close()
+            raise
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, durable: bool) -> AsyncIterator[Tx]:
+        """One write transaction; ``durable``: full sync, for what a person consented to (keeping,
+        erasing, a later choice, a staff message acknowledged). Emptying the write-ahead log
+        after, when the transaction says so."""
+        async with self._write:
+            if durable:
+                await (await self.db.execute("PRAGMA synchronous=FULL")).close()
+            try:
+                await self.db.execute("BEGIN IMMEDIATE")
+                tx = Tx()
+                try:
+                    yield tx
+                    await self.db.execute("COMMIT")
+                except BaseException:
+                    await self.db.execute("ROLLBACK")
+                    raise
+                if tx.scrub:
+                    await self._checkpoint()
+            finally:
+                if durable:
+                    await (await self.db.execute("PRAGMA synchronous=NORMAL")).close()
+
+    async def _checkpoint(self) -> None:
+        """Fold the write-ahead log into the database and empty it: erased data leaves the -wal."""
+        async with self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cursor:
+            await cursor.fetchall()
+
+    async def _migrate(self) -> None:
+        async with self.db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        current = int(row[0]) if row else 0
+        known = migrations()
+        latest = known[-1][0] if known else 0
+        if current > latest:
+            raise MigrationError(
+                f"the database is at version {current}, newer than this program knows ({latest}); "
+                "upgrade Reachable before running it on this data"
+            )
+        for version, script in known:
+            if version <= current:
+                continue
+            try:
+                await self.db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={version};\nCOMMIT;")
+            except aiosqlite.Error as error:
+                await self.db.execute("ROLLBACK")
+                raise MigrationError(f"migration {version} failed: {type(error).__name__}") from error
+            log.info("storage migrated to version %d", version)
+
+    async def _check_key(self) -> None:
+        """Refuse to start with keys that open nothing here (a database restored with the wrong
+        key): one stored token of each kind is opened, or the store says why not."""
+        for table, _, column in SEALED:
+            query = f"SELECT {column} FROM {table} WHERE length({column}) > 0 LIMIT 1"  # noqa: S608 - fixed names
+            async with self.db.execute(query) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                continue
+            try:
+                self.keyring.decrypt(bytes(row[0]))
+            except KeyringError as error:
+                raise KeyringError(
+                    "the encryption key does not open this database: was it restored without its key? Put the "
+                    "right key back (REACHABLE_ENCRYPTION_KEY or the key file)"
+                ) from error
+
+    async def _consent_days_only(self) -> None:
+        """Reports kept before consent times were stored as days carry the exact second inside
+        their ciphertext: it becomes the day, and the old ciphertext leaves the file."""
+        async with self.db.execute("SELECT reference, summary FROM reports") as cursor:
+            rows = list(await cursor.fetchall())
+        changed = []
+        for reference, sealed in rows:
+            body = json.loads(self.keyring.decrypt(bytes(sealed)))
+            at = int(body.get("consented_at", 0))
+            if at % DAY:
+                body["consented_at"] = day_of(at)
+                changed.append((self.keyring.encrypt(json.dumps(body, ensure_ascii=False).encode()), reference))
+        if not changed:
+            return
+        async with self._transaction(durable=False) as tx:
+            await self.db.executemany("UPDATE reports SET summary = ? WHERE reference = ?", changed)
+            tx.scrub = True
+        log.info("consent times of %d report(s) kept as days only", len(changed))
+
+    async def _secret(self, name: str) -> bytes:
+        """A random secret of this store, made on first use and kept sealed."""
+        async with self._transaction(durable=False):
+            async with self.db.execute("SELECT sealed FROM secrets WHERE name = ?", (name,)) as cursor:
+                row = await cursor.fetchone()
+            if row is not None:
+                return self.keyring.decrypt(bytes(row[0]))
+            secret = secrets.token_bytes(32)
+            await self.db.execute(
+                "INSERT INTO secrets (name, sealed) VALUES (?, ?)", (name, self.keyring.encrypt(secret))
+            )
+            return secret
+
+    async def _upgrade_tokens(self) -> None:
+        """Tokens written before this version (Fernet, which carries its creation time in clear)
+        are re-encrypted in the current format, drafts with their exact expiry inside, relays with
+        their chat's keyed hash; then old ciphertext leaves the file."""
+        upgraded = 0
+        async with self._transaction(durable=False):
+            for table, key, column in SEALED:
+                query = f"SELECT {key}, {column} FROM {table} WHERE substr({column}, 1, 6) = ?"  # noqa: S608
+                async with self.db.execute(query, (LEGACY,)) as cursor:
+                    rows = list(await cursor.fetchall())
+                for row_key, sealed in rows:
+                    token = bytes(sealed)
+                    plain = self.keyring.decrypt(token)
+                    if table == "drafts":
+                        made = self.keyring.fernet_time(token)
+                        plain = _DRAFT.pack(DRAFT_MARK, int(made + self.draft_seconds)) + plain
+                    await self.db.execute(
+                        f"UPDATE {table} SET {column} = ? WHERE {key} = ?",  # noqa: S608 - fixed names
+                        (self.keyring.encrypt(plain), row_key),
+                    )
+                    if table == "relays":
+                        channel, _, chat_id = plain.decode().partition(":")
+                        await self.db.execute(
+                            "UPDATE relays SET chat_key = ? WHERE reference = ?",
+                            (self.keyring.chat_key(channel, chat_id), row_key),
+                        )
+                    upgraded += 1
+        if upgraded:
+            await self._checkpoint()
+            await (await self.db.execute("VACUUM")).close()
+            log.info("re-encrypted %d stored item(s) in the current format", upgraded)
+
+    async def tokens_not_under_newest(self) -> int:
+        """How many stored tokens the newest key alone cannot open (rotate before pruning)."""
+        stale = 0
+        for table, _, column in SEALED:
+            query = f"SELECT {column} FROM {table} WHERE length({column}) > 0"  # noqa: S608 - fixed names
+            async with self.db.execute(query) as cursor:
+                stale += sum(1 for (sealed,) in await cursor.fetchall() if not self.keyring.is_current(bytes(sealed)))
+        return stale
+
+    # ------------------------------------------------------------------ retention sweeps, table by table
+    async def _purge_drafts(self, now: int) -> int:
+        gone = (await self.db.execute("DELETE FROM drafts WHERE expires_at <= ?", (now,))).rowcount
+        return gone + await self._purge_of_today("drafts", "chat_key", now)
+
+    async def _purge_answers(self, now: int) -> int:
+        gone = (await self.db.execute("DELETE FROM answers WHERE expires_at <= ?", (now,))).rowcount
+        return gone + await self._purge_of_today("answers", "id", now)
+
+    async def _purge_of_today(self, table: str, key: str, now: int) -> int:
+        """Drafts (or answers) whose day has not ended but whose exact expiry, inside the
+        ciphertext, passed."""
+        query = f"SELECT {key}, payload FROM {table} WHERE expires_at <= ?"  # noqa: S608 - fixed names
+        async with self.db.execute(query, (now + DAY,)) as cursor:
+            rows = list(await cursor.fetchall())
+        gone = 0
+        for row_key, sealed in rows:
+            try:
+                expires, _ = unseal_expiring(self.keyring.decrypt(bytes(sealed)))
+            except StorageError:
+                continue
+            if expires <= now:
+                await self.db.execute(f"DELETE FROM {table} WHERE {key} = ?", (row_key,))  # noqa: S608
+                gone += 1
+        return gone
+
+    async def _purge_reports(self, now: int) -> int:
+        reports = await self.db.execute("DELETE FROM reports WHERE expires_at <= ?", (now,))
+        await self.db.execute("DELETE FROM relays WHERE reference NOT IN (SELECT reference FROM reports)")
+        await self.db.execute(
+            "DELETE FROM audit WHERE reference IS NOT NULL AND reference NOT IN (SELECT reference FROM reports)"
+        )
+        return int(reports.rowcount)
+
+    async def _purge_deliveries(self, before: int) -> list[int]:
+        async with self.db.execute("DELETE FROM deliveries WHERE created_at <= ? RETURNING id", (before,)) as cursor:
+            return [int(row[0]) for row in await cursor.fetchall()]
+
+    async def _purge_rest(self, *, staff_before: int, messages_before: int, updates_before: int) -> None:
+        await self.db.execute("DELETE FROM staff_messages WHERE day <= ?", (staff_before,))
+        await self.db.execute("DELETE FROM chat_messages WHERE at <= ?", (messages_before,))
+        await self.db.execute("DELETE FROM seen_updates WHERE at <= ?", (updates_before,))
