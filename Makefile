@@ -45,6 +45,7 @@ test: $(VENV)/.installed-test $(RASA_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo --no-cache
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # Figures, not tests: capacity against bare aiogram, latency, memory (a minute or two).

@@ -23,8 +23,8 @@ from bot.channels.telegram.ptb_run import make_application
 from bot.channels.telegram.ptb_run import start as start_ptb
 from bot.channels.telegram.serving import BACKLOG
 from bot.core.app import App, create_app
-from bot.core.conversations import FloodGuard
 from bot.core.delivery import Pacer
+from bot.core.guards import FloodGuard
 from bot.core.settings import Settings
 from fakes.harness import settings_for
 from fakes.telegram import TOKEN

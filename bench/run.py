@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.bots import BOTS, BotMaker
 from bench.common import Latencies, Replies, percentile, rss_mb
 from bot.core.app import create_app, settle_heap
-from bot.core.conversations import FloodGuard
+from bot.core.guards import FloodGuard
 from fakes.harness import bot_process_env, settings_for
 from fakes.telegram import FakeTelegram
 from flows import Engine, State

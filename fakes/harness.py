@@ -21,7 +21,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from bot.channels.telegram.aiogram_run import start
 from bot.channels.telegram.polling import DurablePolling
 from bot.core.app import App, create_app
-from bot.core.conversations import FloodGuard
+from bot.core.guards import FloodGuard
 from bot.core.settings import Settings
 from fakes.telegram import TOKEN, FakeTelegram
 

@@ -29,6 +29,7 @@ class Kind(Enum):
 
 
 # Targets that are not steps: things the engine does. ``next``/``goto`` may name these.
+MENU = "menu"  # the main menu's step: where every flow ends
 ACTIONS = frozenset(
     {
         "@cancel",

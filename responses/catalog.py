@@ -24,7 +24,8 @@ from typing import Literal
 
 import yaml
 
-from flows.definitions import INTENT_TARGETS, QUESTION_FIELDS
+from flows.definitions import INTENT_TARGETS
+from flows.report_flows import QUESTION_FIELDS
 from flows.understanding import AnswerCase, Example
 from responses.hours import rule_problem
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.conversations import Flood, FloodGuard
+from bot.core.guards import Flood, FloodGuard
 from fakes.harness import Person, Running, polling_bot, settings_for
 from fakes.telegram import FakeTelegram
 from storage import Keyring

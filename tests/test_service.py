@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.core.app import App, create_app
-from bot.core.conversations import FloodGuard
+from bot.core.guards import FloodGuard
 from bot.core.settings import Settings
 from flows.events import Choice, Command, Text
 from storage import ChatKey, Keyring, NewReport, SQLiteStore, StorageError

@@ -13,9 +13,8 @@ channel needs live once, here:
 - answering a pressed button once, however often the platform delivers it;
 - splitting long messages at the platform's length;
 - groups: no flow, one short notice at most hourly, only when the bot is addressed;
-- staff chats: commands only from listed staff; summaries combined when they queue up;
-- forwarders looked up by channel, so a staff reply reaches a person on whichever channel
-  they used.
+- staff chats: commands only from listed staff (what is sent to them, and a staff reply to a
+  person on whichever channel they used: ``bot/core/forwarders.py``).
 """
 
 from __future__ import annotations
@@ -33,14 +32,14 @@ from typing import Protocol
 from bot.core import crashpoints
 from bot.core.answers import Delivery, Told
 from bot.core.conversations import Conversations
-from bot.core.delivery import REPLY, STAFF, URGENT, DeliveryWorker, GiveUp, Pacer, PartlySent, RetryLater, TokenBucket
-from bot.core.errors import ConfigError
+from bot.core.delivery import REPLY, STAFF, URGENT, DeliveryWorker, GiveUp, Pacer, TokenBucket
+from bot.core.forwarders import PersonForwarder, StaffChatForwarder, retry_for
+from bot.core.ledger import MessageLedger
 from bot.core.staff import StaffDesk
-from bot.core.transport import Button, ChatRef, RetryAfter, Transport, TransportError, Unreachable
+from bot.core.transport import Button, RetryAfter, Transport, TransportError, Unreachable
 from flows.events import Command, Event, Relayed, parse_typed
 from responses import Rendered
-from storage import ChatKey, MessageIds, Outgoing, StaffMessages
-from storage.rows import MESSAGE_LIFETIME
+from storage import ChatKey, MessageIds, StaffMessages
 
 log = logging.getLogger("reachable.channel")
 STAFF_COMMANDS = frozenset({"ack", "reply", "close", "stats"})
@@ -66,12 +65,6 @@ class Ports:
     group_notice: Callable[[], str]
     staff_chats: Mapping[str, str]  # destination -> chat id
     staff_users: frozenset[int]
-
-
-def retry_for(error: TransportError) -> RetryLater:
-    if isinstance(error, RetryAfter):
-        return RetryLater(after=error.seconds, reason="retry after")
-    return RetryLater(reason=type(error.__cause__ or error).__name__)
 
 
 class Channel:
@@ -448,25 +441,6 @@ class Channel:
         if answer is not None:
             await self.send_staff(answer, chat_id)
 
-    async def check_staff_chats(self) -> None:
-        """At start-up: every staff chat must be one the bot can see, and private (a group with a
-        public name can be found and joined by anyone)."""
-        for chat_id in sorted(self.staff_chat_ids):
-            try:
-                info = await self.transport.chat_info(chat_id)
-            except TransportError as error:
-                raise ConfigError(
-                    f"the bot cannot see the staff chat {chat_id} ({type(error.__cause__ or error).__name__}): "
-                    "check the chat id and that the bot is a member"
-                ) from error
-            if info.public_name:
-                raise ConfigError(
-                    f"the staff chat is public (@{info.public_name}): anyone could find it, join and read "
-                    "summaries. Make the group private (remove its public link), then start again"
-                )
-        if self.staff_chat_ids and not self.ports.staff_users:
-            log.warning("no REACHABLE_STAFF_USER_IDS: staff commands in the staff chats will be refused")
-
     async def send_staff(self, text: str, chat_id: str) -> list[int]:
         """Send to a staff chat; the ids of the messages sent. One attempt each: a "retry after"
         goes back to the delivery worker, which pauses that chat without holding up others."""
@@ -474,177 +448,3 @@ class Channel:
             await self.send_paced(chat_id, part, [], STAFF, attempts=1, staff_chat=True)
             for part in Rendered(text).parts(self.transport.limits.max_length)
         ]
-
-    async def delete_staff_messages(self, reference: str) -> bool:
-        """A report was withdrawn: delete the bot's staff-chat messages that hold only it (where
-        the platform still allows). True when some message also holding other summaries stays."""
-        found = await self.ports.store.take_staff_messages(reference)
-        by_chat: dict[str, list[int]] = {}
-        for chat_id, message, shared in found:
-            if not shared and str(chat_id) in self.staff_chat_ids:
-                by_chat.setdefault(str(chat_id), []).append(message)
-        for staff_chat, messages in by_chat.items():
-            await self.transport.delete(staff_chat, messages)
-        return any(shared for _, _, shared in found)
-
-
-class StaffChatForwarder:
-    """Summaries and notices to one staff chat: within the platform's limit a minute per group
-    and a second overall, waiting out any "retry after" for as long as asked."""
-
-    def __init__(self, channel: Channel, destination: str, chat_id: str) -> None:
-        self.channel = channel
-        self.destination = destination
-        self.chat_id = chat_id
-
-    @property
-    def desk(self) -> StaffDesk:
-        return self.channel.ports.desk
-
-    async def send(self, item: Outgoing) -> None:
-        shared = False
-        if item.kind == "withdrawn":
-            shared = await self.channel.delete_staff_messages(item.reference)
-        text = await self.desk.compose(item, shared=shared)
-        if text is None:
-            return
-        try:
-            ids = await self.channel.send_staff(text.body, self.chat_id)
-        except TransportError as error:
-            raise retry_for(error) from error
-        if item.kind in REMEMBERED:
-            await self.channel.ports.store.remember_staff_messages([item.reference], int(self.chat_id), ids)
-
-    async def send_combined(self, items: list[Outgoing]) -> None:
-        """When summaries queue up, send as many as fit in each message, each still whole and
-        with its own reference; a message that fails leaves its summaries queued."""
-        bodies: list[tuple[Outgoing, str]] = []
-        for item in items:
-            text = await self.desk.compose(item)
-            bodies.append((item, text.body if text else ""))
-        limit = self.channel.transport.limits.max_length
-        messages: list[list[tuple[Outgoing, str]]] = [[]]
-        for item, body in bodies:
-            current = messages[-1]
-            size = sum(len(b) + len(COMBINED_SEPARATOR) for _, b in current) + len(body)
-            if current and size > limit:
-                messages.append([])
-            messages[-1].append((item, body))
-        sent: list[Outgoing] = []
-        for message in messages:
-            combined = COMBINED_SEPARATOR.join(body for _, body in message if body)
-            if combined:
-                try:
-                    ids = await self.channel.send_staff(combined, self.chat_id)
-                except TransportError as error:
-                    raise PartlySent(sent, retry_for(error)) from error
-                references = [item.reference for item, body in message if body]
-                await self.channel.ports.store.remember_staff_messages(references, int(self.chat_id), ids)
-            sent.extend(item for item, _ in message)
-
-
-class PersonForwarder:
-    """Messages from staff to a person, through whichever channel the person used."""
-
-    destination = "person"
-
-    def __init__(self) -> None:
-        self.channels: dict[str, Channel] = {}
-
-    async def send(self, item: Outgoing) -> None:
-        chat = ChatRef.parse(str(item.data.get("chat", "")))
-        channel = self.channels.get(chat.channel) if chat is not None else None
-        if chat is None or channel is None:
-            raise RetryLater(reason=f"no {chat.channel if chat else 'unknown'} channel running here")
-        await channel.relay(chat.chat_id, Relayed(item.reference, item.kind, str(item.data.get("text", ""))))
-
-
-class MessageLedger:
-    """Message ids of each conversation, both sides, for the quick exit.
-
-    They stay in memory until the chat has something stored (a report draft, or a report kept
-    or sent): someone who only reads the menu, advice or services leaves no row naming their
-    chat, not even a keyed hash. From then on they are also written down, in one transaction
-    every quarter second (a flood of a thousand messages costs a handful of writes), so a
-    restart still finds them; when the draft goes with nothing kept, the rows go too. A wipe
-    writes its chat's ids first, so none is missed, and a chat's next turn writes what its last
-    answer noted before anything else (a quick exit that dies once committed finds them after
-    a restart). A crash can lose the last quarter second of ids of a chat that then says nothing
-    more, and a restart loses those held only in memory: those few messages would stay."""
-
-    def __init__(self, store: MessageIds, every: float = 0.25, limit: int = 100_000) -> None:
-        self.store = store
-        self.every = every
-        self.limit = limit
-        self._memory: OrderedDict[ChatKey, list[tuple[int, float]]] = OrderedDict()
-        self._persisted: set[ChatKey] = set()
-        self._pending: dict[ChatKey, list[int]] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    def note(self, key: ChatKey, message_ids: list[int]) -> None:
-        if not message_ids:
-            return
-        now = time.monotonic()
-        young = [(i, at) for i, at in self._memory.get(key, []) if now - at < MESSAGE_LIFETIME]
-        self._memory[key] = young + [(i, now) for i in message_ids]
-        self._memory.move_to_end(key)
-        while len(self._memory) > self.limit:
-            old, _ = self._memory.popitem(last=False)
-            self._persisted.discard(old)
-        if key in self._persisted:
-            self._queue(key, message_ids)
-
-    def _queue(self, key: ChatKey, message_ids: list[int]) -> None:
-        self._pending.setdefault(key, []).extend(message_ids)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._flush_soon())
-
-    def persist(self, key: ChatKey) -> None:
-        """The chat now has something stored: write its ids down, those noted so far included."""
-        if key not in self._persisted:
-            self._persisted.add(key)
-            self._queue(key, [i for i, _ in self._memory.get(key, [])])
-
-    async def unpersist(self, key: ChatKey) -> None:
-        """The draft went and nothing was kept: the ids go back to memory only."""
-        if key in self._persisted:
-            self._persisted.discard(key)
-            self._pending.pop(key, None)
-            await self.store.forget_messages(key)
-
-    async def write_now(self, key: ChatKey) -> None:
-        """Write this chat's ids still waiting for the next batch, now (nothing if none)."""
-        pending = self._pending.pop(key, None)
-        if not pending:
-            return
-        try:
-            await self.store.remember_batch({key: pending})
-        except Exception as error:
-            self._pending.setdefault(key, []).extend(pending)
-            log.error("message ids not written: %s", type(error).__name__)
-
-    async def _flush_soon(self) -> None:
-        await asyncio.sleep(self.every)
-        await self.flush()
-
-    async def flush(self) -> None:
-        batch, self._pending = self._pending, {}
-        try:
-            await self.store.remember_batch(batch)
-        except Exception as error:
-            log.error("message ids not written: %s", type(error).__name__)
-
-    async def take(self, key: ChatKey) -> list[int]:
-        """Every id of this chat still young enough to delete, forgetting them."""
-        held = [i for i, at in self._memory.pop(key, []) if time.monotonic() - at < MESSAGE_LIFETIME]
-        self._pending.pop(key, None)
-        self._persisted.discard(key)
-        stored = await self.store.take_messages(key)
-        return sorted(set(held) | set(stored))
-
-    async def close(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.flush()

@@ -15,19 +15,19 @@ import logging
 import secrets
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
-from enum import Enum
-from typing import Generic, Protocol, TypeVar
+from dataclasses import replace
+from typing import Protocol
 
 from bot.core import crashpoints
 from bot.core.answers import Delivery, Told, opened, seal
+from bot.core.effects import Done, Effects, Reaches, step_kind
+from bot.core.guards import CodeGuard, Flood, FloodGuard
+from bot.core.positions import Lately, Positions
 from bot.core.transport import ChatRef
-from flows import Engine, Event, Outcome, State
+from flows import Engine, Event, State
 from flows.definitions import URGENT_MESSAGES
-from flows.effects import ChangeConsent, CheckReport, EraseReport, ForgetDraft, RelayToStaff, StoreReport, WipeChat
-from flows.events import Command, Relayed, Resume, Unlocked
+from flows.events import Command, Relayed, Resume
 from flows.replies import Reply
 from responses import Rendered, Renderer
 from storage import (
@@ -35,17 +35,13 @@ from storage import (
     Answers,
     ChatKey,
     Conflict,
-    ConsentChange,
     Keyring,
-    NewReport,
     Relays,
     Reports,
     StorageError,
-    StoredReport,
     Turns,
 )
 
-T = TypeVar("T")
 log = logging.getLogger("reachable.conversations")
 EXIT = Command(name="exit")
 
@@ -54,42 +50,8 @@ class ConversationStore(Turns, Answers, Reports, Relays, Protocol):
     """What a conversation reads and writes."""
 
 
-# Whether a channel can reach a chat later, unasked (a web page cannot, nor some Rasa channels):
-# staff messages to chats it cannot reach wait, held, until the person comes back with their code.
-Reaches = Callable[[str], bool]
 SLOW_COMMIT = 1.0  # seconds before someone keeping a report is told their code is being made
 Notice = Callable[[Rendered], Awaitable[object]]
-
-
-@dataclass(slots=True)
-class _Done:
-    """What carrying out a turn's effects decided: what to say, and what to write. ``fallback``:
-    what to say instead if the report to erase or change is found gone when it is written."""
-
-    outcome: Outcome
-    replies: tuple[Reply, ...]
-    report: NewReport | None = None
-    outgoing: list[tuple[str, str, str, dict[str, str]]] = field(default_factory=list)
-    forget: bool = False
-    wipe: bool = False
-    erase: str | None = None
-    consent: ConsentChange | None = None
-    fallback: tuple[Reply, ...] = ()
-
-
-def _step(done: _Done, draft: bytes | None) -> str:
-    """The kind of durable step a turn takes, for the crash points (``bot/core/crashpoints.py``)."""
-    kinds = (
-        ("report", done.report is not None),
-        ("erase", done.erase is not None),
-        ("consent", done.consent is not None),
-        ("answer", bool(done.outgoing)),
-        ("exit", done.wipe),
-        # emergency or suicide help, said in a turn that wrote something
-        ("urgent", any(reply.message in URGENT_MESSAGES for reply in done.replies)),
-        ("draft", draft is not None),
-    )
-    return next((kind for kind, taken in kinds if taken), "forget")
 
 
 class Conversations:
@@ -121,6 +83,7 @@ class Conversations:
         self.flood = FloodGuard()
         self.codes = CodeGuard()
         self.reaches: dict[str, Reaches] = {}  # by channel; a channel not named here reaches all
+        self.effects = Effects(engine, store, self.recipients, self.codes, self.reaches, self._wake)
 
     def key(self, channel: str, chat_id: str | int) -> ChatKey:
         return ChatKey(self.keyring.chat_key(channel, chat_id))
@@ -197,7 +160,9 @@ class Conversations:
                 state = state.evolve(locale=hint)
         outcome = self.engine.handle(state, event)
         try:
-            done = await self._carry_out(outcome, key, chat)
+            done = await self.effects.carry_out(outcome, key, chat)
+            if done.wipe:
+                self._unsent.discard(key.digest)  # nothing it was still to be told is told
             if done.wipe:  # they left: nothing they were still to be told is told
                 self._claimed.difference_update(d.told.id for d in earlier if d.told is not None)
                 earlier = ()
@@ -224,7 +189,7 @@ class Conversations:
         )
         return replace(delivery, earlier=earlier)
 
-    def _delivery(self, done: _Done, keep: bool, channel: str) -> Delivery:
+    def _delivery(self, done: Done, keep: bool, channel: str) -> Delivery:
         locale = done.outcome.state.locale
         rendered = (self.renderer.render(r, locale, channel) for r in done.replies)
         # A message a charity left empty (for a language, or a channel) is not said at all.
@@ -239,7 +204,7 @@ class Conversations:
 
     async def _commit(
         self,
-        done: _Done,
+        done: Done,
         key: ChatKey,
         ref: ChatRef,
         event: Event,
@@ -254,7 +219,7 @@ class Conversations:
         writes = done.report or done.erase or done.consent or done.outgoing or draft is not None or done.forget
         if not writes:
             return delivery
-        step = _step(done, draft)
+        step = step_kind(done, draft)
         answer = None
         if not isinstance(event, Relayed):  # a staff message's own outbox row answers for it
             # Once out, an answer holding a new code, or naming a chat that keeps no draft, leaves
@@ -290,13 +255,13 @@ class Conversations:
         crashpoints.reached(f"after_commit:{step}")
         if delivery.told is not None:
             self._claimed.add(delivery.told.id)
-        if sending and not self._reaches(ref):
+        if sending and not self.effects.reaches_later(ref):
             await self.store.hold_relays(key)  # nothing can reach them until they come back
         if (sending or done.outgoing or done.erase or done.consent) and self.on_queued is not None:
             self.on_queued()
         return delivery
 
-    async def _meanwhile(self, commit: Awaitable[bool], on_slow: Notice | None, done: _Done, channel: str) -> bool:
+    async def _meanwhile(self, commit: Awaitable[bool], on_slow: Notice | None, done: Done, channel: str) -> bool:
         """Commit; if that takes over a second (the slow hash of a new code, behind others'),
         tell the person their code is being made, then wait for it."""
         task = asyncio.ensure_future(commit)
@@ -396,113 +361,6 @@ class Conversations:
         except StorageError:
             return False
 
-    # ------------------------------------------------------------------ effects
-    async def _carry_out(self, outcome: Outcome, key: ChatKey, chat: str) -> _Done:
-        """Carry out the engine's effects before anything is said: what to say depends on them.
-        Reads and what cannot wait happen here; the turn's writes are committed together after."""
-        done = _Done(outcome, outcome.replies)
-        for effect in outcome.effects:
-            match effect:
-                case StoreReport():
-                    done.report = effect
-                case ForgetDraft():
-                    done.forget = True
-                case EraseReport():
-                    await self._erase(done, effect, key)
-                case CheckReport():
-                    await self._check(done, effect, key, chat)
-                case ChangeConsent():
-                    self._change(done, effect, chat)
-                case RelayToStaff():
-                    await self._relay(done, effect, chat)
-                case WipeChat():
-                    done.wipe = True
-                    await self._leave(key)
-        return done
-
-    async def _leave(self, key: ChatKey) -> None:
-        """A quick exit: nothing from staff reaches this chat until the person comes back with
-        their code, and nothing it was still to be told is told."""
-        held = await self.store.hold_relays(key)
-        if held:
-            log.info("quick exit: %d relay(s) held", len(held))
-        if await self.store.drop_answers(key):
-            log.info("quick exit: answers not yet out dropped")
-        self._unsent.discard(key.digest)
-
-    async def _find(self, done: _Done, code: str, key: ChatKey, not_found: tuple[Reply, ...]) -> StoredReport | None:
-        """The report a typed code unlocks, unless too many wrong codes were tried lately (from
-        this chat, or from everyone: each can cost a slow verification); then they are told to
-        wait, and nothing is verified."""
-        if not self.codes.may_try(key.digest):
-            log.info("code not checked: too many wrong codes lately")
-            done.replies = (Reply("code.wait"), *not_found[1:])
-            return None
-        found = await self.store.find_by_code(code)
-        if found is None:
-            self.codes.missed(key.digest)
-            done.replies = not_found
-        return found
-
-    async def _erase(self, done: _Done, effect: EraseReport, key: ChatKey) -> None:
-        reference = effect.reference
-        if not reference:
-            found = await self._find(done, effect.code, key, effect.not_found)
-            if found is None:
-                return
-            reference = found.reference
-        if reference:
-            done.erase, done.replies, done.fallback = reference, effect.erased, effect.not_found
-        else:
-            done.replies = effect.not_found
-
-    def _change(self, done: _Done, effect: ChangeConsent, chat: str) -> None:
-        destinations = self.recipients.get(effect.send_to or "", ())
-        done.consent = ConsentChange(effect.reference, effect.send_to, effect.allow_reply, destinations, chat)
-        done.replies, done.fallback = effect.done, effect.gone
-
-    async def _relay(self, done: _Done, effect: RelayToStaff, chat: str) -> None:
-        """The person's answer goes to whoever they sent the report to, if the relay is open."""
-        found = await self.store.get_report(effect.reference)
-        if found is None or await self.store.relay_chat(effect.reference) != chat:
-            done.replies = effect.closed
-            return
-        answer = {"text": effect.text}
-        destinations = self.recipients.get(found.send_to or "", ())
-        done.outgoing.extend((effect.reference, d, "answer", answer) for d in destinations)
-        done.replies = effect.sent
-
-    async def _check(self, done: _Done, effect: CheckReport, key: ChatKey, chat: str) -> None:
-        """Back with their code: how the report stands and what can change now; and whatever
-        staff sent after a quick exit is released to this chat."""
-        found = await self._find(done, effect.code, key, effect.not_found)
-        if found is None:
-            return
-        released = 0
-        if await self.store.relay_held(found.reference):
-            released = await self.store.release_held(found.reference, key, chat)
-            # A chat that can be reached later gets them from the delivery worker now; one that
-            # cannot (a page, a Rasa channel without push) fetches them with this answer.
-            ref = ChatRef.parse(chat)
-            self._wake(ref is not None and self._reaches(ref))
-        what = found.summary.get("what", ())
-        unlocked = Unlocked(
-            reference=found.reference,
-            status=found.status,
-            what=what if isinstance(what, tuple) else (),
-            send_to=found.send_to,
-            allow_reply=found.allow_reply and await self.store.relay_chat(found.reference) is not None,
-            released=released,
-        )
-        follow = self.engine.handle(done.outcome.state, unlocked)
-        done.outcome = replace(follow, effects=done.outcome.effects, understood=done.outcome.understood)
-        done.replies = follow.replies
-
-    def _reaches(self, ref: ChatRef) -> bool:
-        """Whether this chat's channel can reach it later, unasked."""
-        reaches = self.reaches.get(ref.channel)
-        return reaches is None or reaches(ref.chat_id)
-
     async def hold_again(self, channel: str, chat_id: str) -> None:
         """Staff messages released to a chat that cannot be reached later have been fetched:
         what staff send from now on is held again, until the next time the code is given."""
@@ -534,149 +392,3 @@ class Conversations:
             self._recent.add(update)
         for unsent in await self.store.unsent_answers():
             self._unsent.add(unsent.chat.digest)
-
-
-class Positions:
-    """Where each conversation stands, in memory. Those without any content (a menu, an advice
-    page) live only here: nothing reaches the disk for someone who never starts a report, and
-    after a restart they start again at the welcome. Drafts are also written to the encrypted
-    store every turn; holding them here saves reading them back. Bounded in size and age (the
-    age of a draft on disk)."""
-
-    def __init__(
-        self,
-        limit: int = 100_000,
-        ttl: float = 24 * 3600,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.limit = limit
-        self.ttl = ttl
-        self.clock = clock
-        self._held: OrderedDict[bytes, tuple[float, State, bool]] = OrderedDict()
-
-    def held(self, key: ChatKey) -> tuple[State, bool] | None:
-        """The state, and whether it is also in storage; None if not held (or too old)."""
-        found = self._held.get(key.digest)
-        if found is None or self.clock() - found[0] > self.ttl:
-            self._held.pop(key.digest, None)
-            return None
-        return found[1], found[2]
-
-    def get(self, key: ChatKey) -> State | None:
-        found = self.held(key)
-        return found[0] if found else None
-
-    def put(self, key: ChatKey, state: State, stored: bool = False) -> None:
-        self._held[key.digest] = (self.clock(), state, stored)
-        self._held.move_to_end(key.digest)
-        while len(self._held) > self.limit:
-            self._held.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._held)
-
-
-class Lately(Generic[T]):
-    """The last ``limit`` things added, in memory (update ids handled lately catch redelivery
-    within a run without a read)."""
-
-    def __init__(self, limit: int = 500_000) -> None:
-        self.limit = limit
-        self._ids: OrderedDict[T, None] = OrderedDict()
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._ids
-
-    def add(self, item: T) -> None:
-        self._ids[item] = None
-        while len(self._ids) > self.limit:
-            self._ids.popitem(last=False)
-
-
-class CodeGuard:
-    """Wrong secret codes, limited per chat (a few, then one every few minutes) and for everyone
-    together, in memory. A code is 80 random bits, so this is not what keeps codes secret: it
-    keeps people typing wrong codes in bulk from costing the slow hashes that keeping reports
-    needs."""
-
-    def __init__(
-        self,
-        burst: int = 5,
-        every: float = 120.0,
-        overall_burst: int = 200,
-        overall_rate: float = 5.0,
-        limit: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.burst = float(burst)
-        self.rate = 1 / every
-        self.clock = clock
-        self.limit = limit
-        self._chats: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
-        self._overall = (float(overall_burst), clock())
-        self.overall_burst = float(overall_burst)
-        self.overall_rate = overall_rate
-
-    def _left(self, chat: bytes) -> tuple[float, float]:
-        now = self.clock()
-        tokens, stamp = self._chats.get(chat, (self.burst, now))
-        every, at = self._overall
-        return (
-            min(self.burst, tokens + (now - stamp) * self.rate),
-            min(self.overall_burst, every + (now - at) * self.overall_rate),
-        )
-
-    def may_try(self, chat: bytes) -> bool:
-        mine, everyone = self._left(chat)
-        return mine >= 1 and everyone >= 1
-
-    def missed(self, chat: bytes) -> None:
-        mine, everyone = self._left(chat)
-        now = self.clock()
-        self._chats[chat] = (max(0.0, mine - 1), now)
-        self._chats.move_to_end(chat)
-        self._overall = (max(0.0, everyone - 1), now)
-        while len(self._chats) > self.limit:
-            self._chats.popitem(last=False)
-
-
-class Flood(Enum):
-    ALLOW = 1
-    WARN = 2  # over the limit: say so, once
-    DROP = 3  # still over the limit: ignore quietly
-
-
-class FloodGuard:
-    """A token bucket per chat: a burst of ``burst`` messages, then ``rate`` a second. A chat over
-    it is told once, kindly, and its messages are ignored until it slows down. The check is
-    synchronous and cheap, so a flood costs the bot almost nothing."""
-
-    def __init__(
-        self,
-        burst: int = 20,
-        rate: float = 1.0,
-        limit: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.burst = float(burst)
-        self.rate = rate
-        self.limit = limit
-        self.clock = clock
-        self._buckets: OrderedDict[bytes, tuple[float, float, bool]] = OrderedDict()
-
-    def check(self, chat: bytes) -> Flood:
-        now = self.clock()
-        tokens, stamp, warned = self._buckets.get(chat, (self.burst, now, False))
-        tokens = min(self.burst, tokens + (now - stamp) * self.rate)
-        if tokens >= 1:
-            # Told once per flood: the warning is forgotten only once the chat has calmed down
-            # enough to fill its bucket again, not at each token that trickles back.
-            verdict, warned = Flood.ALLOW, warned and tokens < self.burst
-            tokens -= 1
-        else:
-            verdict, warned = (Flood.DROP if warned else Flood.WARN), True
-        self._buckets[chat] = (tokens, now, warned)
-        self._buckets.move_to_end(chat)
-        if len(self._buckets) > self.limit:
-            self._buckets.popitem(last=False)
-        return verdict

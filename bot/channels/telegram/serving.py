@@ -17,6 +17,7 @@ from bot.channels.telegram.polling import DurablePolling, Intake
 from bot.core.app import App
 from bot.core.channel import Channel
 from bot.core.errors import ConfigError
+from bot.core.forwarders import check_staff_chats
 from bot.core.health import Health
 from bot.core.serving import on_stop, serve, until_stopped
 from bot.core.settings import Settings
@@ -124,7 +125,7 @@ async def webhook(
 async def ready(adapter: TelegramAdapter[U], responses: Responses) -> None:
     """Refuse a staff chat anyone could join, start delivering, publish the commands, and send
     what people were never wholly told before the last stop."""
-    await adapter.core.check_staff_chats()
+    await check_staff_chats(adapter.core)
     adapter.core.attach()
     await adapter.register_commands(responses)
     adapter.core.start_resending()

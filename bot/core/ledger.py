@@ -1,0 +1,105 @@
+"""The message ids of each conversation, both sides, for the quick exit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+
+from storage import ChatKey, MessageIds
+from storage.rows import MESSAGE_LIFETIME
+
+log = logging.getLogger("reachable.channel")
+
+
+class MessageLedger:
+    """Message ids of each conversation, both sides, for the quick exit.
+
+    They stay in memory until the chat has something stored (a report draft, or a report kept
+    or sent): someone who only reads the menu, advice or services leaves no row naming their
+    chat, not even a keyed hash. From then on they are also written down, in one transaction
+    every quarter second (a flood of a thousand messages costs a handful of writes), so a
+    restart still finds them; when the draft goes with nothing kept, the rows go too. A wipe
+    writes its chat's ids first, so none is missed, and a chat's next turn writes what its last
+    answer noted before anything else (a quick exit that dies once committed finds them after
+    a restart). A crash can lose the last quarter second of ids of a chat that then says nothing
+    more, and a restart loses those held only in memory: those few messages would stay."""
+
+    def __init__(self, store: MessageIds, every: float = 0.25, limit: int = 100_000) -> None:
+        self.store = store
+        self.every = every
+        self.limit = limit
+        self._memory: OrderedDict[ChatKey, list[tuple[int, float]]] = OrderedDict()
+        self._persisted: set[ChatKey] = set()
+        self._pending: dict[ChatKey, list[int]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def note(self, key: ChatKey, message_ids: list[int]) -> None:
+        if not message_ids:
+            return
+        now = time.monotonic()
+        young = [(i, at) for i, at in self._memory.get(key, []) if now - at < MESSAGE_LIFETIME]
+        self._memory[key] = young + [(i, now) for i in message_ids]
+        self._memory.move_to_end(key)
+        while len(self._memory) > self.limit:
+            old, _ = self._memory.popitem(last=False)
+            self._persisted.discard(old)
+        if key in self._persisted:
+            self._queue(key, message_ids)
+
+    def _queue(self, key: ChatKey, message_ids: list[int]) -> None:
+        self._pending.setdefault(key, []).extend(message_ids)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush_soon())
+
+    def persist(self, key: ChatKey) -> None:
+        """The chat now has something stored: write its ids down, those noted so far included."""
+        if key not in self._persisted:
+            self._persisted.add(key)
+            self._queue(key, [i for i, _ in self._memory.get(key, [])])
+
+    async def unpersist(self, key: ChatKey) -> None:
+        """The draft went and nothing was kept: the ids go back to memory only."""
+        if key in self._persisted:
+            self._persisted.discard(key)
+            self._pending.pop(key, None)
+            await self.store.forget_messages(key)
+
+    async def write_now(self, key: ChatKey) -> None:
+        """Write this chat's ids still waiting for the next batch, now (nothing if none)."""
+        pending = self._pending.pop(key, None)
+        if not pending:
+            return
+        try:
+            await self.store.remember_batch({key: pending})
+        except Exception as error:
+            self._pending.setdefault(key, []).extend(pending)
+            log.error("message ids not written: %s", type(error).__name__)
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self.every)
+        await self.flush()
+
+    async def flush(self) -> None:
+        batch, self._pending = self._pending, {}
+        try:
+            await self.store.remember_batch(batch)
+        except Exception as error:
+            log.error("message ids not written: %s", type(error).__name__)
+
+    async def take(self, key: ChatKey) -> list[int]:
+        """Every id of this chat still young enough to delete, forgetting them."""
+        held = [i for i, at in self._memory.pop(key, []) if time.monotonic() - at < MESSAGE_LIFETIME]
+        self._pending.pop(key, None)
+        self._persisted.discard(key)
+        stored = await self.store.take_messages(key)
+        return sorted(set(held) | set(stored))
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
