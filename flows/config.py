@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from flows.definitions import SEXUAL_HARMS
 from flows.state import State
-from flows.understanding import Policy
+from flows.understanding import HARMS, Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +32,17 @@ class EngineConfig:
 
     ``recipients``: who a summary may be sent to, each with a real destination. ``forwarding``
     is a shorthand (for previews and tests) for the support team and a SOIT officer through it.
+    ``matching``: a matching contact is set up (``flows/match_flows.py``).
     """
 
     forwarding: bool = False
     recipients: tuple[Offer, ...] = ()
     policy: Policy = field(default_factory=Policy)
+    matching: bool = False  # a matching contact is set: naming who did it is offered
+
+    def may_name(self, what: tuple[str, ...]) -> bool:
+        """Naming who did it is offered for a report about a harm, when matching is set up."""
+        return self.matching and bool(set(what) & set(HARMS))
 
     @property
     def offers(self) -> tuple[Offer, ...]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from flows.match_flows import MATCH
 from flows.model import MENU as MENU  # re-exported: where every flow ends
 from flows.model import Flow, Kind, Option, Step
 from flows.report_flows import CONSENT, REPORT, ordered_report
@@ -238,7 +239,7 @@ LATER = Flow(
             key="check.choices",
             prompt="check.choices",
             dynamic="unlocked",
-            variants=(("nothing_to_send", "check.choices.erase_only"),),
+            variants=(("may_name", "check.choices.any"), ("nothing_to_send", "check.choices.erase_only")),
         ),
         Step(
             key="check.reply",
@@ -292,7 +293,7 @@ ADVICE = Flow(
     ),
 )
 
-FLOWS = (MAIN, SUPPORT, REPORT, CONSENT, RELAY, LATER, ADVICE)
+FLOWS = (MAIN, SUPPORT, REPORT, CONSENT, RELAY, LATER, MATCH, ADVICE)
 
 
 def build_flows(order: Sequence[str] | None = None, off: Collection[str] = ()) -> tuple[Flow, ...]:

@@ -74,6 +74,40 @@ class RelayToStaff:
 
 
 @dataclass(frozen=True, slots=True)
+class NameOffender:
+    """Add who hurt the person to their kept report ``reference``: ``kind`` and ``canonical``
+    are compared (through a keyed digest only), ``shown`` goes to the matching contact if someone
+    else names the same person. ``added`` or ``gone`` (the report is no longer there)."""
+
+    reference: str
+    kind: str
+    canonical: str
+    shown: str
+    added: tuple[Reply, ...]
+    gone: tuple[Reply, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetNames:
+    """Remove everyone the person named on their report ``reference``; ``done`` or ``gone``."""
+
+    reference: str
+    done: tuple[Reply, ...]
+    gone: tuple[Reply, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MatchChoice:
+    """After a match: the person's choice (talk, police) goes to the matching contact, if the
+    relay about ``reference`` is still open; ``sent`` or ``closed``."""
+
+    reference: str
+    choice: str
+    sent: tuple[Reply, ...]
+    closed: tuple[Reply, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ForgetDraft:
     """Drop the unfinished answers held for this chat."""
 
@@ -83,7 +117,18 @@ class WipeChat:
     """Delete every message of the conversation that the channel can still delete."""
 
 
-Effect = StoreReport | EraseReport | CheckReport | ChangeConsent | RelayToStaff | ForgetDraft | WipeChat
+Effect = (
+    StoreReport
+    | EraseReport
+    | CheckReport
+    | ChangeConsent
+    | RelayToStaff
+    | NameOffender
+    | ForgetNames
+    | MatchChoice
+    | ForgetDraft
+    | WipeChat
+)
 
 SummaryData = Mapping[str, tuple[str, ...] | str]
 __all__ = [
@@ -92,6 +137,9 @@ __all__ = [
     "Effect",
     "EraseReport",
     "ForgetDraft",
+    "ForgetNames",
+    "MatchChoice",
+    "NameOffender",
     "RelayToStaff",
     "StoreReport",
     "SummaryData",

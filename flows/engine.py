@@ -126,6 +126,11 @@ class Engine:
                 "@relay": later.relay,
                 "@drop_answer": later.drop_answer,
                 "@send_later": later.send,
+                "@identify": lambda turn: nav.go(turn, "match.more"),
+                "@match_done": later.match_done,
+                "@match_talk": lambda turn: later.match_choice(turn, "talk"),
+                "@match_police": lambda turn: later.match_choice(turn, "police"),
+                "@unname": later.unname,
             }
         )
         nav.computed["unlocked"] = later.options

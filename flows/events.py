@@ -52,7 +52,7 @@ class Relayed:
     """Support staff wrote to this person about their report ``reference``."""
 
     reference: str
-    kind: str  # relay | ack | closed
+    kind: str  # relay | ack | closed | matched (someone else named the same person)
     text: str = ""
 
 
@@ -66,6 +66,7 @@ class Unlocked:
     send_to: str | None = None
     allow_reply: bool = False
     released: int = 0  # messages from staff held since a quick exit, now on their way
+    named: int = 0  # people the person named on this report (for matching)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flows.codes import canonical_code
 from flows.config import EngineConfig
 from flows.definitions import MENU
-from flows.effects import ChangeConsent, CheckReport, EraseReport, RelayToStaff
+from flows.effects import ChangeConsent, CheckReport, EraseReport, ForgetNames, MatchChoice, RelayToStaff
 from flows.events import Relayed, Unlocked
 from flows.navigation import Navigator
 from flows.replies import MessageRef, OptionRef, Reply
@@ -61,6 +61,7 @@ class Later:
             unlocked_what=event.what,
             unlocked_sent=event.send_to is not None,
             unlocked_reply=event.allow_reply,
+            unlocked_named=event.named,
             pending_send="",
         )
         if event.released:
@@ -77,6 +78,10 @@ class Later:
             shown = [OptionRef("stop_replies", "check.stop_replies")]
         else:
             shown = [OptionRef("allow_replies", "check.allow_replies")]
+        if self.config.may_name(state.unlocked_what):
+            shown.append(OptionRef("name", "check.name"))
+        if state.unlocked_named:
+            shown.append(OptionRef("unname", "check.unname"))
         return [*shown, OptionRef("erase", "check.erase"), OptionRef("menu", "option.menu")]
 
     def choose(self, turn: Turn, choice: str) -> None:
@@ -103,6 +108,10 @@ class Later:
         elif choice.startswith("send."):
             turn.state = state.evolve(pending_send=choice.removeprefix("send."))
             self.nav.go(turn, "check.reply")
+        elif choice == "name":
+            self.nav.go(turn, "match.kind")
+        elif choice == "unname":
+            self.unname(turn)
 
     def send(self, turn: Turn) -> None:
         state = turn.state
@@ -134,6 +143,12 @@ class Later:
             turn.say("relay.ack", reference=event.reference)
             self.nav.reprompt(turn)
             return
+        if event.kind == "matched":
+            # Someone else named the same person: what happens next is the person's choice.
+            turn.state = turn.state.evolve(relay=event.reference)
+            turn.say("match.found", reference=event.reference)
+            self.nav.go(turn, "match.found")
+            return
         if event.kind == "closed":
             if turn.state.relay == event.reference:
                 turn.state = turn.state.evolve(relay="")
@@ -156,6 +171,30 @@ class Later:
         sent: tuple[Reply, ...] = (Reply("relay.sent", {"reference": reference}), prompt)
         closed = (Reply("relay.closed", {"reference": reference}), prompt)
         turn.effects.append(RelayToStaff(reference=reference, text=text, sent=sent, closed=closed))
+
+    # ------------------------------------------------------------------ who did it
+    def unname(self, turn: Turn) -> None:
+        """Everyone the person named on the unlocked report is removed."""
+        reference = turn.state.unlocked
+        prompt = self.nav.menu_prompt(turn)
+        turn.state = turn.state.evolve(unlocked="", unlocked_named=0)
+        done, gone = (Reply("match.removed"), prompt), (Reply("check.gone"), prompt)
+        turn.effects.append(ForgetNames(reference=reference, done=done, gone=gone))
+
+    def match_done(self, turn: Turn) -> None:
+        turn.state = turn.state.evolve(unlocked="", unlocked_named=0)
+        self.nav.go(turn, MENU)
+
+    def match_choice(self, turn: Turn, choice: str) -> None:
+        """After a match: talk to the caseworker, or go to the police with support."""
+        reference = turn.state.relay
+        prompt = self.nav.menu_prompt(turn)
+        if not reference:
+            turn.replies.extend((Reply("relay.nothing_open"), prompt))
+            return
+        sent = (Reply(f"match.chosen.{choice}", {"reference": reference}), prompt)
+        closed = (Reply("relay.closed", {"reference": reference}), prompt)
+        turn.effects.append(MatchChoice(reference=reference, choice=choice, sent=sent, closed=closed))
 
     def drop_answer(self, turn: Turn) -> None:
         turn.state = turn.state.evolve(answer="")

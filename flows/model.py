@@ -44,6 +44,10 @@ ACTIONS = frozenset(
         "@finish",
         "@greet",
         "@hold_answer",
+        "@identify",
+        "@match_done",
+        "@match_police",
+        "@match_talk",
         "@other",
         "@relay",
         "@report",
@@ -51,12 +55,14 @@ ACTIONS = frozenset(
         "@resume",
         "@review",
         "@send_later",
+        "@unname",
     }
 )
 # Conditions a step or option may depend on.
 # "recipients": someone can be offered this report; "no_recipients": no one is set up at all;
-# "soit": a SOIT officer is among those offered; "resume": there is a question to go back to.
-CONDITIONS = frozenset({"recipients", "no_recipients", "nothing_to_send", "soit", "resume"})
+# "soit": a SOIT officer is among those offered; "resume": there is a question to go back to;
+# "may_name": matching is set up and the report unlocked names a harm; "named": it names someone.
+CONDITIONS = frozenset({"recipients", "no_recipients", "nothing_to_send", "soit", "resume", "may_name", "named"})
 # Options computed when the step is shown.
 DYNAMIC = frozenset({"locales", "fields", "answered", "likely", "recipients", "unlocked"})
 

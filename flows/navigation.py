@@ -190,7 +190,9 @@ class Navigator:
             "answered": lambda k: "@review",
             "likely": lambda k: {"danger": "@emergency", "other": MENU}.get(k) or INTENT_TARGETS[k],
             "recipients": lambda k: "@finish" if k == "no" else "consent.reply",
-            "unlocked": lambda k: "check.reply" if k.startswith("send.") else MENU,
+            "unlocked": lambda k: {"name": "match.kind", "unname": "@unname"}.get(
+                k, "check.reply" if k.startswith("send.") else MENU
+            ),
         }
         if step.dynamic in computed:
             return computed[step.dynamic](key)
@@ -231,13 +233,14 @@ class Navigator:
     def holds(self, condition: str | None, state: State) -> bool:
         if condition is None:
             return True
-        offers_for = self.config.offers_for
-        if condition == "recipients":
-            return bool(offers_for(state))
-        if condition == "no_recipients":
-            return not self.config.offers
-        if condition == "nothing_to_send":  # a report unlocked by its code, that no one can be sent
-            return not state.unlocked_sent and not offers_for(state, state.unlocked_what)
-        if condition == "soit":
-            return any(o.key == "soit" for o in offers_for(state))
-        return bool(state.resume)
+        config, offers_for = self.config, self.config.offers_for
+        rules: dict[str, Callable[[], bool]] = {
+            "recipients": lambda: bool(offers_for(state)),
+            "no_recipients": lambda: not config.offers,
+            # a report unlocked by its code, that no one can be sent
+            "nothing_to_send": lambda: not state.unlocked_sent and not offers_for(state, state.unlocked_what),
+            "soit": lambda: any(o.key == "soit" for o in offers_for(state)),
+            "may_name": lambda: config.may_name(state.unlocked_what),
+            "named": lambda: state.unlocked_named > 0,
+        }
+        return rules[condition]() if condition in rules else bool(state.resume)

@@ -9,7 +9,8 @@ from collections.abc import Callable, Mapping
 from flows.codes import Tokens, canonical_code
 from flows.config import EngineConfig
 from flows.definitions import MENU, QUESTIONNAIRE_VERSION
-from flows.effects import ForgetDraft, StoreReport, WipeChat
+from flows.effects import ForgetDraft, NameOffender, StoreReport, WipeChat
+from flows.identifiers import identify
 from flows.model import FlowSet, Step
 from flows.navigation import Navigator
 from flows.replies import MessageRef, Reply, Summary, SummaryLine
@@ -18,6 +19,9 @@ from flows.text import quote
 from flows.triage import Triage
 from flows.turn import Turn
 from flows.typed_options import TypedOptions
+
+# Typed where a name is asked, this many words or fewer are a name, not a sentence to understand.
+NAME_WORDS = 3
 
 
 class Reporting:
@@ -45,6 +49,8 @@ class Reporting:
             self._code_typed(turn, step, text)
         elif step.next == "@hold_answer":
             self._hold_answer(turn, step, text, length)
+        elif step.next == "@identify":
+            self._identify(turn, step, text)
         elif not text:
             turn.say("input.unclear")
             self.nav.reprompt(turn)
@@ -77,6 +83,31 @@ class Reporting:
         turn.state = turn.state.evolve(answer=text[: step.max_length])
         turn.say("relay.confirm.text", text=quote(turn.state.answer))
         self.nav.go(turn, "relay.confirm")
+
+    def _identify(self, turn: Turn, step: Step, text: str) -> None:
+        """Who did it, as the person can name them. An emergency phrase gets help first, and so do
+        longer words clearly about an overdose or suicide; a few words are a name ("his mate")."""
+        sentence = len(text.split()) > NAME_WORDS
+        urgent = self.triage.urgent_in_answer(turn, text) if sentence else self.triage.emergency_phrase(text)
+        if urgent:
+            self.triage.answer(turn, (urgent,))
+            return
+        kind = step.key.removeprefix("match.")
+        found = identify(kind, text[: step.max_length], self.typed.labels.all_words("apps"))
+        if found is None:
+            turn.say(f"{step.prompt}.unknown")
+            self.nav.reprompt(turn)
+            return
+        reference = turn.state.unlocked
+        before = len(turn.replies)
+        turn.state = turn.state.evolve(unlocked_named=turn.state.unlocked_named + 1)
+        turn.say("match.added")
+        self.nav.go(turn, "match.more")
+        added = tuple(turn.replies[before:])
+        del turn.replies[before:]
+        gone = (Reply("check.gone"), *added[-1:])
+        effect = NameOffender(reference, found.kind, found.canonical, found.shown, added=added, gone=gone)
+        turn.effects.append(effect)
 
     def _keep_answer(self, turn: Turn, step: Step, text: str, length: int) -> None:
         if step.validate is not None:
@@ -155,6 +186,12 @@ class Reporting:
             turn.replies.append(Reply("report.sent", {"reference": reference, "code": code, "who": who}))
         else:
             turn.say("report.kept", reference=reference, code=code)
+        categories = what if isinstance(what, tuple) else ()
+        if self.config.may_name(categories):
+            # Naming who did it is offered right after the code, never pushed.
+            turn.state = turn.state.evolve(unlocked=reference, unlocked_what=categories, unlocked_sent=bool(send_to))
+            self.nav.go(turn, "match.offer")
+            return
         self.nav.go(turn, MENU)
 
     # ------------------------------------------------------------------ forgetting

@@ -49,6 +49,7 @@ class State:
     unlocked_what: tuple[str, ...] = ()
     unlocked_sent: bool = False
     unlocked_reply: bool = False
+    unlocked_named: int = 0  # people named on the unlocked report, for matching
     pending_send: str = ""  # the recipient chosen later, before "may they reply?"
 
     def evolve(self, **changes: Any) -> State:
@@ -89,6 +90,7 @@ class State:
             "unlocked_what": list(self.unlocked_what),
             "unlocked_sent": self.unlocked_sent,
             "unlocked_reply": self.unlocked_reply,
+            "unlocked_named": self.unlocked_named,
             "pending_send": self.pending_send,
         }
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
@@ -119,5 +121,6 @@ class State:
             unlocked_what=tuple(map(str, body.get("unlocked_what", []))),
             unlocked_sent=bool(body.get("unlocked_sent", False)),
             unlocked_reply=bool(body.get("unlocked_reply", False)),
+            unlocked_named=int(body.get("unlocked_named", 0)),
             pending_send=str(body.get("pending_send", "")),
         )

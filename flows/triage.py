@@ -64,6 +64,9 @@ class Triage:
             )
         return matches(text, self._emergency_words)
 
+    def emergency_phrase(self, text: str) -> str | None:
+        return "overdose" if self.says_emergency(text) else None
+
     def urgent(self, turn: Turn, text: str) -> tuple[str, ...]:
         """Urgent help the words ask for, read recall-first as a first message is."""
         if self.says_emergency(text):

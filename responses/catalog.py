@@ -49,6 +49,7 @@ WORD_LISTS = frozenset(
         "arrived",
         "police",
         "not",
+        "apps",
     }
 )
 # ``places:`` maps a London borough to neighbourhoods in it ("vauxhall" -> Lambeth).

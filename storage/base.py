@@ -95,6 +95,19 @@ class ConsentChange:
 
 
 @dataclass(frozen=True, slots=True)
+class Naming:
+    """Who hurt someone, named on their report ``reference``: compared only as a keyed digest of
+    (``kind``, ``canonical``); ``shown`` goes, sealed, to the matching contact's ``destinations``
+    once someone else names the same person."""
+
+    reference: str
+    kind: str
+    canonical: str
+    shown: str
+    destinations: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class TurnWrites:
     """What one turn writes, together (see ``Turns.commit_turn``)."""
 
@@ -109,11 +122,14 @@ class TurnWrites:
     erase: str | None
     consent: ConsentChange | None
     answer: Answer | None
+    naming: Naming | None = None
+    unname: str | None = None
 
     @property
     def durable(self) -> bool:
-        """Full sync for what a person consented to: keeping, erasing, or a later choice."""
-        return self.report is not None or self.erase is not None or self.consent is not None
+        """Full sync for what a person consented to: keeping, erasing, a later choice, naming."""
+        chosen = (self.report, self.erase, self.consent, self.naming, self.unname)
+        return any(value is not None for value in chosen)
 
 
 class Turns(Protocol):
@@ -138,23 +154,28 @@ class Turns(Protocol):
         erase: str | None = None,
         consent: ConsentChange | None = None,
         answer: Answer | None = None,
+        naming: Naming | None = None,
+        unname: str | None = None,
     ) -> bool:
         """Apply a turn in one transaction: mark ``update`` (channel, id) handled, ``erase`` the
         report with that reference (queueing a withdrawal notice for each recipient it reached),
         apply a ``consent`` change, store ``report`` with a summary delivery per destination (and
-        its relay link to ``relay_chat`` if replies are allowed), queue ``outgoing`` (reference,
-        destination, kind, data), keep ``answer`` for the chat ``key`` until it has gone out, then
-        save ``draft`` or ``forget`` the draft.
+        its relay link to ``relay_chat`` if replies are allowed), add the ``naming`` of who did it
+        (and, when someone else named the same person, queue the match notice and tell each
+        person who allowed replies), remove every naming of the report ``unname``, queue
+        ``outgoing`` (reference, destination, kind, data), keep ``answer`` for the chat ``key``
+        until it has gone out, then save ``draft`` or ``forget`` the draft.
 
         Returns False, writing nothing, when ``update`` was already handled. Raises Conflict,
-        writing nothing, when the report to erase is gone or the consent change cannot be made
-        (the report is gone, already sent, or has nothing left to send).
+        writing nothing, when the report to erase, change or name is gone or the consent change
+        cannot be made (the report is already sent, or has nothing left to send).
         """
-        if key is None and (answer is not None or consent is not None):
-            raise ValueError("an answer or a consent change belongs to a chat: give its key")
+        if key is None and (answer is not None or consent is not None or naming is not None):
+            raise ValueError("an answer, a consent change or a naming belongs to a chat: give its key")
         writes = TurnWrites(
-            key, draft, forget, report, destinations, relay_chat, tuple(outgoing), update, erase, consent, answer
-        )
+            key, draft, forget, report, destinations, relay_chat, tuple(outgoing), update, erase, consent, answer,
+            naming, unname,
+        )  # fmt: skip
         return await self.apply_turn(writes)
 
     @abc.abstractmethod
@@ -246,6 +267,10 @@ class Reports(Protocol):
 
     @abc.abstractmethod
     async def set_status(self, reference: str, status: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def named(self, reference: str) -> int:
+        """How many ways of naming who did it the report holds."""
 
 
 class Relays(Protocol):

@@ -21,7 +21,8 @@ from typing import Any
 from storage.base import ChatKey, Outgoing, Unsent
 from storage.crypto import CodeHasher, code_tag
 from storage.errors import StorageError
-from storage.rows import DAY, CodeSeal, ReportRow, Tx
+from storage.matching import MatchingKey
+from storage.rows import DAY, CodeSeal, NamedRow, ReportRow, Tx
 from storage.rules import RuleStore
 
 
@@ -64,6 +65,7 @@ class _State:
     relays: dict[str, _Relay] = field(default_factory=dict)
     messages: dict[bytes, dict[int, int]] = field(default_factory=dict)
     staff: dict[tuple[str, int], tuple[int, bool, int]] = field(default_factory=dict)
+    named: dict[int, tuple[str, bytes, dict[str, Any], bool]] = field(default_factory=dict)
 
 
 class MemoryStore(RuleStore):
@@ -74,8 +76,15 @@ class MemoryStore(RuleStore):
         retention_days: int = 90,
         clock: Callable[[], float] = time.time,
         hasher: CodeHasher | None = None,
+        matching: MatchingKey | None = None,
     ) -> None:
-        super().__init__(draft_hours=draft_hours, retention_days=retention_days, clock=clock, hasher=hasher)
+        super().__init__(
+            draft_hours=draft_hours,
+            retention_days=retention_days,
+            clock=clock,
+            hasher=hasher,
+            matching=matching or MatchingKey.new(),
+        )
         self._tag_secret = secrets.token_bytes(32)
         self._s = _State()
         self._ids = itertools.count(1)
@@ -319,6 +328,31 @@ class MemoryStore(RuleStore):
         self._s.staff = {k: v for k, v in self._s.staff.items() if k[0] != reference}
         return found
 
+    # ------------------------------------------------------------------ naming who did it
+    async def _insert_identifier(self, reference: str, digest: bytes, body: Mapping[str, Any]) -> None:
+        self._s.named[next(self._ids)] = (reference, digest, dict(body), False)
+
+    async def _identifiers(self, digest: bytes) -> list[NamedRow]:
+        return [NamedRow(i, r, dict(b), t) for i, (r, d, b, t) in sorted(self._s.named.items()) if d == digest]
+
+    async def _mark_told(self, ids: Sequence[int]) -> None:
+        for row_id in ids:
+            reference, digest, body, _ = self._s.named[row_id]
+            self._s.named[row_id] = (reference, digest, body, True)
+
+    async def _forget_identifiers(self, reference: str) -> bool:
+        gone = [i for i, row in self._s.named.items() if row[0] == reference]
+        told = any(self._s.named[i][3] for i in gone)
+        for row_id in gone:
+            del self._s.named[row_id]
+        return told
+
+    async def _count_identifiers(self, reference: str) -> int:
+        return sum(1 for row in self._s.named.values() if row[0] == reference)
+
+    async def _destinations_of(self, kind: str) -> list[str]:
+        return sorted({d.destination for d in self._s.deliveries.values() if d.kind == kind})
+
     # ------------------------------------------------------------------ retention
     async def _purge_drafts(self, now: int) -> int:
         gone = [k for k, (_, expires) in self._s.drafts.items() if expires <= now]
@@ -338,6 +372,7 @@ class MemoryStore(RuleStore):
             del self._s.reports[reference]
         self._s.relays = {r: v for r, v in self._s.relays.items() if r in self._s.reports}
         self._s.audit = [a for a in self._s.audit if a[2] is None or a[2] in self._s.reports]
+        self._s.named = {i: row for i, row in self._s.named.items() if row[0] in self._s.reports}
         return len(gone)
 
     async def _purge_deliveries(self, before: int) -> list[int]:

@@ -78,6 +78,16 @@ class CodeSeal:
     tag: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class NamedRow:
+    """One way of naming who did it: ``body`` holds what was typed and who typed it (sealed)."""
+
+    id: int
+    reference: str
+    body: Mapping[str, Any]
+    told: bool
+
+
 @dataclass(slots=True)
 class Tx:
     """An open transaction; ``scrub``: what it removed must not linger in any file once done."""
@@ -196,3 +206,24 @@ class Rows(abc.ABC):
 
     @abc.abstractmethod
     async def _remember_staff(self, rows: Sequence[tuple[str, int, int, bool]], day: int) -> None: ...
+
+    @abc.abstractmethod
+    async def _insert_identifier(self, reference: str, digest: bytes, body: Mapping[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    async def _identifiers(self, digest: bytes) -> list[NamedRow]:
+        """Every naming with this digest, oldest first."""
+
+    @abc.abstractmethod
+    async def _mark_told(self, ids: Sequence[int]) -> None: ...
+
+    @abc.abstractmethod
+    async def _forget_identifiers(self, reference: str) -> bool:
+        """Remove the report's namings; whether one of them was in a match already told."""
+
+    @abc.abstractmethod
+    async def _count_identifiers(self, reference: str) -> int: ...
+
+    @abc.abstractmethod
+    async def _destinations_of(self, kind: str) -> list[str]:
+        """Every destination a delivery of ``kind`` went or goes to."""

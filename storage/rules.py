@@ -17,9 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from storage.base import ChatKey, ConsentChange, NewReport, Purged, Store, StoredReport, TurnWrites
+from storage.base import ChatKey, ConsentChange, Naming, NewReport, Purged, Store, StoredReport, TurnWrites
 from storage.crypto import CodeHasher
-from storage.errors import Conflict
+from storage.errors import Conflict, StorageError
+from storage.matching import MatchingKey
 from storage.rows import DAY, HOUR, MESSAGE_LIFETIME, UPDATE_MEMORY, CodeSeal, ReportRow, Rows, day_of, end_of_day
 
 WORDS_KINDS = frozenset({"relay", "answer"})  # deliveries carrying someone's own words
@@ -30,8 +31,15 @@ class RuleStore(Store, Rows):
     """A store that keeps the rules above; backends supply the row operations."""
 
     def __init__(
-        self, *, draft_hours: int, retention_days: int, clock: Callable[[], float], hasher: CodeHasher | None
+        self,
+        *,
+        draft_hours: int,
+        retention_days: int,
+        clock: Callable[[], float],
+        hasher: CodeHasher | None,
+        matching: MatchingKey | None = None,
     ) -> None:
+        self.matching = matching
         self.draft_seconds = draft_hours * HOUR
         self.retention_seconds = retention_days * DAY
         self.clock = clock
@@ -59,6 +67,10 @@ class RuleStore(Store, Rows):
                 if report.allow_reply and writes.relay_chat is not None and writes.destinations:
                     key = writes.key.digest if writes.key is not None else None
                     await self._link_relay(report.reference, writes.relay_chat, key)
+            if writes.naming is not None and writes.key is not None:
+                await self._name(writes.naming, writes.key, now)
+            if writes.unname is not None:
+                await self._unname(writes.unname, now)
             for reference, destination, kind, data in writes.outgoing:
                 await self._enqueue(reference, destination, kind, data, now)
             if writes.key is not None and await self._chat_rows(writes.key, writes, now):
@@ -128,6 +140,10 @@ class RuleStore(Store, Rows):
         for destination in reached:
             await self._enqueue(reference, destination, "withdrawn", {}, now)
         await self._unlink_relay(reference)
+        if await self._forget_identifiers(reference):
+            # It was in a match: the matching contact is asked to delete what they were sent.
+            for destination in await self._destinations_of("match"):
+                await self._enqueue(reference, destination, "withdrawn", {}, now)
         await self._forget_audit(reference)
         await self._audit("report_withdrawn", None, now)
 
@@ -158,6 +174,56 @@ class RuleStore(Store, Rows):
             changed = replace(changed, allow_reply=allow_reply)
         await self._update_report(changed)
         await self._audit("consent_changed", reference, now)
+
+    # ------------------------------------------------------------------ naming who did it
+    async def _name(self, naming: Naming, key: ChatKey, now: int) -> None:
+        """Keep the naming as a keyed digest (what was typed sealed beside it). When two or more
+        different people have named the same person, the matching contact gets one notice about
+        the namings not yet told, and each of those people who allowed replies is told through
+        the relay. One person naming someone twice is not a match. Conflict if the report is gone."""
+        if self.matching is None:
+            raise StorageError("matching is not set up: no matching key")
+        if await self._load_report(naming.reference) is None:
+            raise Conflict("the report is gone")
+        digest = self.matching.digest(naming.kind, naming.canonical)
+        person = key.digest.hex()  # sealed: which chat named it, to tell one person from two
+        body = {"kind": naming.kind, "canonical": naming.canonical, "shown": naming.shown, "person": person}
+        await self._insert_identifier(naming.reference, digest, body)
+        await self._audit("report_named", naming.reference, now)
+        rows = await self._identifiers(digest)
+        fresh = [row for row in rows if not row.told]
+        told_people = {row.body["person"] for row in rows if row.told}
+        new_people = {row.body["person"] for row in fresh} - told_people
+        if len({row.body["person"] for row in rows}) < 2:
+            return
+        await self._mark_told([row.id for row in fresh])
+        if not new_people:
+            return  # someone already told named them again: nothing new for anyone
+        fresh = [row for row in fresh if row.body["person"] in new_people]
+        references = sorted({row.reference for row in rows})
+        reports = []
+        for reference in references:
+            found = await self._load_report(reference)
+            if found is not None:
+                reports.append({"reference": reference, "harms": list(found.categories), "month": found.created_on[:7]})
+        named = sorted({f"{row.body['kind']}: {row.body['shown']}" for row in rows})
+        notice = {"references": references, "reports": reports, "named": named}
+        for destination in naming.destinations:
+            await self._enqueue(naming.reference, destination, "match", notice, now)
+        for reference in sorted({row.reference for row in fresh}):
+            chat = await self.relay_chat(reference)
+            if chat is not None:
+                held = await self.relay_held(reference)
+                await self._enqueue(reference, "person", "matched", {"chat": chat}, now, held)
+
+    async def _unname(self, reference: str, now: int) -> None:
+        if await self._load_report(reference) is None:
+            raise Conflict("the report is gone")
+        await self._forget_identifiers(reference)
+        await self._audit("report_unnamed", reference, now)
+
+    async def named(self, reference: str) -> int:
+        return await self._count_identifiers(reference)
 
     # ------------------------------------------------------------------ reports and codes
     async def get_report(self, reference: str) -> StoredReport | None:

@@ -19,7 +19,8 @@ from typing import Any
 from storage.base import ChatKey, Outgoing, Unsent
 from storage.crypto import CodeHasher, Keyring, code_tag, legacy_code_tag
 from storage.hashing import CHECK, KEEP, HashingPool
-from storage.rows import MESSAGE_LIFETIME, CodeSeal, ReportRow, day_of, end_of_day, end_of_hour
+from storage.matching import MatchingKey
+from storage.rows import MESSAGE_LIFETIME, CodeSeal, NamedRow, ReportRow, day_of, end_of_day, end_of_hour
 from storage.rules import RuleStore
 from storage.sqlite_file import SEALED, SQLiteFile, migrations, seal_expiring, unseal_expiring
 
@@ -36,9 +37,12 @@ class SQLiteStore(SQLiteFile, RuleStore):
         retention_days: int = 90,
         clock: Callable[[], float] = time.time,
         hasher: CodeHasher | None = None,
+        matching: MatchingKey | None = None,
     ) -> None:
         SQLiteFile.__init__(self)
-        RuleStore.__init__(self, draft_hours=draft_hours, retention_days=retention_days, clock=clock, hasher=hasher)
+        RuleStore.__init__(
+            self, draft_hours=draft_hours, retention_days=retention_days, clock=clock, hasher=hasher, matching=matching
+        )
         self.path = path
         self.keyring = keyring
         # Argon2 gets threads of its own, one fewer than the machine has cores and at a lower
@@ -249,25 +253,6 @@ class SQLiteStore(SQLiteFile, RuleStore):
         async with self.db.execute("SELECT 1") as cursor:
             await cursor.fetchone()
 
-    async def reencrypt(self) -> dict[str, int]:
-        """Every sealed column under the newest key; then old ciphertexts leave the free pages."""
-        counts: dict[str, int] = {}
-        async with self._transaction(durable=False) as tx:
-            for table, key, column in SEALED:
-                query = f"SELECT {key}, {column} FROM {table} WHERE length({column}) > 0"  # noqa: S608
-                async with self.db.execute(query) as cursor:
-                    rows = list(await cursor.fetchall())
-                updated = await self.db.executemany(
-                    f"UPDATE {table} SET {column} = ? WHERE {key} = ?",  # noqa: S608 - names are fixed above
-                    [(self.keyring.rotate(bytes(sealed)), row_key) for row_key, sealed in rows],
-                )
-                await updated.close()
-                counts[table] = len(rows)
-            await self._audit("keys_rotated", None, self._now())
-            tx.scrub = True
-        await (await self.db.execute("VACUUM")).close()
-        return counts
-
     # ------------------------------------------------------------------ the outbox
     async def _enqueue(
         self, reference: str, destination: str, kind: str, data: Mapping[str, Any], now: int, held: bool = False
@@ -421,3 +406,34 @@ class SQLiteStore(SQLiteFile, RuleStore):
             ) as cursor,
         ):
             return [(int(c), int(m), bool(s)) for c, m, s in await cursor.fetchall()]
+
+    # ------------------------------------------------------------------ naming who did it
+    async def _insert_identifier(self, reference: str, digest: bytes, body: Mapping[str, Any]) -> None:
+        await self.db.execute(
+            "INSERT INTO identifiers (reference, digest, sealed) VALUES (?, ?, ?)",
+            (reference, digest, self._seal(body)),
+        )
+
+    async def _identifiers(self, digest: bytes) -> list[NamedRow]:
+        async with self.db.execute(
+            "SELECT id, reference, sealed, told FROM identifiers WHERE digest = ? ORDER BY id", (digest,)
+        ) as cursor:
+            return [NamedRow(int(i), str(r), self._open(s), bool(t)) for i, r, s, t in await cursor.fetchall()]
+
+    async def _mark_told(self, ids: Sequence[int]) -> None:
+        await self.db.executemany("UPDATE identifiers SET told = 1 WHERE id = ?", [(i,) for i in ids])
+
+    async def _forget_identifiers(self, reference: str) -> bool:
+        async with self.db.execute(
+            "DELETE FROM identifiers WHERE reference = ? RETURNING told", (reference,)
+        ) as cursor:
+            return any(bool(row[0]) for row in await cursor.fetchall())
+
+    async def _count_identifiers(self, reference: str) -> int:
+        async with self.db.execute("SELECT count(*) FROM identifiers WHERE reference = ?", (reference,)) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _destinations_of(self, kind: str) -> list[str]:
+        async with self.db.execute("SELECT DISTINCT destination FROM deliveries WHERE kind = ?", (kind,)) as cursor:
+            return sorted(str(row[0]) for row in await cursor.fetchall())

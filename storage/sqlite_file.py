@@ -12,7 +12,7 @@ import logging
 import secrets
 import stat
 import struct
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -34,6 +34,7 @@ SEALED = (
     ("relays", "reference", "chat"),
     ("answers", "id", "payload"),
     ("secrets", "name", "sealed"),
+    ("identifiers", "id", "sealed"),
 )
 WAL_LIMIT = 1 << 20  # bytes the write-ahead log may keep after a checkpoint
 PRAGMAS = (
@@ -105,6 +106,7 @@ class SQLiteFile(Connection):
     path: Path
     keyring: Keyring
     draft_seconds: int
+    clock: Callable[[], float]
 
     async def open(self) -> None:
         for file in (self.path, *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm"))):
@@ -251,6 +253,27 @@ class SQLiteFile(Connection):
             await (await self.db.execute("VACUUM")).close()
             log.info("re-encrypted %d stored item(s) in the current format", upgraded)
 
+    async def reencrypt(self) -> dict[str, int]:
+        """Every sealed column under the newest key; then old ciphertexts leave the free pages."""
+        counts: dict[str, int] = {}
+        async with self._transaction(durable=False) as tx:
+            for table, key, column in SEALED:
+                query = f"SELECT {key}, {column} FROM {table} WHERE length({column}) > 0"  # noqa: S608
+                async with self.db.execute(query) as cursor:
+                    rows = list(await cursor.fetchall())
+                updated = await self.db.executemany(
+                    f"UPDATE {table} SET {column} = ? WHERE {key} = ?",  # noqa: S608 - names are fixed above
+                    [(self.keyring.rotate(bytes(sealed)), row_key) for row_key, sealed in rows],
+                )
+                await updated.close()
+                counts[table] = len(rows)
+            await self.db.execute(
+                "INSERT INTO audit (at, kind, reference) VALUES (?, 'keys_rotated', NULL)", (day_of(self.clock()),)
+            )
+            tx.scrub = True
+        await (await self.db.execute("VACUUM")).close()
+        return counts
+
     async def tokens_not_under_newest(self) -> int:
         """How many stored tokens the newest key alone cannot open (rotate before pruning)."""
         stale = 0
@@ -292,6 +315,7 @@ class SQLiteFile(Connection):
         await self.db.execute(
             "DELETE FROM audit WHERE reference IS NOT NULL AND reference NOT IN (SELECT reference FROM reports)"
         )
+        await self.db.execute("DELETE FROM identifiers WHERE reference NOT IN (SELECT reference FROM reports)")
         return int(reports.rowcount)
 
     async def _purge_deliveries(self, before: int) -> list[int]:

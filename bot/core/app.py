@@ -23,6 +23,7 @@ from responses import Renderer, Responses
 from storage import DB_FILE, SQLiteStore, Store, load_keyring
 from storage.inbox import INBOX_FILE, Inbox, MemoryInbox, SQLiteInbox
 from storage.lock import DataLock
+from storage.matching import MatchingKey
 
 log = logging.getLogger("reachable")
 PURGE_EVERY = 15 * 60
@@ -37,7 +38,7 @@ class App:
     """Everything one running bot needs; ``async with app`` opens storage and starts the purge."""
 
     def __init__(self, settings: Settings, tokens: Tokens | None = None, store: Store | None = None) -> None:
-        emails = any(d.endswith(":email") for d in settings.destinations)
+        emails = any(d.endswith(":email") for d in (*settings.destinations, *settings.matching_destinations))
         if emails and not settings.smtp_starttls and not settings.smtp_insecure_plaintext:
             raise ConfigError(
                 "REACHABLE_SMTP_STARTTLS=false would send summaries and the mail password unencrypted. "
@@ -49,9 +50,10 @@ class App:
         self.understander = TrainedInBackground(
             self.responses.examples(), dict(self.responses.language_samples()), cache=settings.model_cache
         )
+        matching = settings.matching_destinations
         self.engine = Engine(
             self.responses,
-            EngineConfig(recipients=offers(settings)),
+            EngineConfig(recipients=offers(settings), matching=bool(matching)),
             tokens=tokens,
             flows=flows,
             understander=self.understander,
@@ -66,6 +68,8 @@ class App:
             self.keyring,
             draft_hours=settings.draft_hours,
             retention_days=settings.retention_days,
+            # Only a service with a matching contact makes (and needs) the matching key.
+            matching=MatchingKey.load(settings.matching_key_path) if matching else None,
         )
         # The inbox lives beside the database, or in memory with a store that does.
         self.inbox: Inbox = (
@@ -73,7 +77,8 @@ class App:
         )
         self.delivery = DeliveryWorker(self.store)
         self.desk = StaffDesk(self.store, self.engine, self.renderer, on_queued=self.delivery.wake)
-        for key, recipient in settings.recipients.items():
+        contacts = {**settings.recipients, **({"matching": settings.matching} if settings.matching else {})}
+        for key, recipient in contacts.items():
             if recipient.email:
                 self.delivery.add(EmailForwarder(settings, self.desk, f"{key}:email", recipient.email))
         self.conversations = Conversations(
@@ -84,6 +89,7 @@ class App:
             recipients={key: r.destinations(key) for key, r in settings.recipients.items()},
             on_queued=self.delivery.wake,
             draft_hours=settings.draft_hours,
+            matching=matching,
         )
         self._purger: asyncio.Task[None] | None = None
         self.lock = DataLock(settings.data_dir, "start another")

@@ -64,6 +64,7 @@ class Conversations:
         recipients: Mapping[str, tuple[str, ...]] | None = None,
         on_queued: Callable[[], None] | None = None,
         draft_hours: int = 24,
+        matching: tuple[str, ...] = (),
     ) -> None:
         self.engine = engine
         self.renderer = renderer
@@ -83,7 +84,7 @@ class Conversations:
         self.flood = FloodGuard()
         self.codes = CodeGuard()
         self.reaches: dict[str, Reaches] = {}  # by channel; a channel not named here reaches all
-        self.effects = Effects(engine, store, self.recipients, self.codes, self.reaches, self._wake)
+        self.effects = Effects(engine, store, self.recipients, self.codes, self.reaches, self._wake, matching)
 
     def key(self, channel: str, chat_id: str | int) -> ChatKey:
         return ChatKey(self.keyring.chat_key(channel, chat_id))
@@ -216,7 +217,8 @@ class Conversations:
         or None if an earlier run took this update already."""
         keep = draft is not None
         delivery = self._delivery(done, keep, ref.channel)
-        writes = done.report or done.erase or done.consent or done.outgoing or draft is not None or done.forget
+        chosen = done.report or done.erase or done.consent or done.naming or done.unname
+        writes = chosen or done.outgoing or draft is not None or done.forget
         if not writes:
             return delivery
         step = step_kind(done, draft)
@@ -242,13 +244,15 @@ class Conversations:
             erase=done.erase,
             consent=done.consent,
             answer=answer,
+            naming=done.naming,
+            unname=done.unname,
         )
         try:
             applied = await self._meanwhile(commit, on_slow if report is not None else None, done, ref.channel)
         except Conflict:
             # The report to erase or change was found gone meanwhile: nothing was written, and
             # the turn says so instead (with nothing left to conflict, this goes through).
-            done.replies, done.erase, done.consent = done.fallback, None, None
+            done.replies, done.erase, done.consent, done.naming, done.unname = done.fallback, None, None, None, None
             return await self._commit(done, key, ref, event, update, draft, on_slow)
         if not applied:
             return None
@@ -257,7 +261,7 @@ class Conversations:
             self._claimed.add(delivery.told.id)
         if sending and not self.effects.reaches_later(ref):
             await self.store.hold_relays(key)  # nothing can reach them until they come back
-        if (sending or done.outgoing or done.erase or done.consent) and self.on_queued is not None:
+        if (sending or done.outgoing or done.erase or done.consent or done.naming) and self.on_queued is not None:
             self.on_queued()
         return delivery
 

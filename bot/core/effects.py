@@ -13,10 +13,23 @@ from bot.core.guards import CodeGuard
 from bot.core.transport import ChatRef
 from flows import Engine, Outcome
 from flows.definitions import URGENT_MESSAGES
-from flows.effects import ChangeConsent, CheckReport, EraseReport, ForgetDraft, RelayToStaff, StoreReport, WipeChat
+from flows.effects import (
+    ChangeConsent,
+    CheckReport,
+    Effect,
+    EraseReport,
+    ForgetDraft,
+    ForgetNames,
+    MatchChoice,
+    NameOffender,
+    RelayToStaff,
+    StoreReport,
+    WipeChat,
+)
 from flows.events import Unlocked
 from flows.replies import Reply
 from storage import Answers, ChatKey, ConsentChange, NewReport, Relays, Reports, StoredReport
+from storage.base import Naming
 
 log = logging.getLogger("reachable.conversations")
 # Whether a channel can reach a chat later, unasked (a web page cannot, nor some Rasa channels):
@@ -41,6 +54,8 @@ class Done:
     wipe: bool = False
     erase: str | None = None
     consent: ConsentChange | None = None
+    naming: Naming | None = None
+    unname: str | None = None
     fallback: tuple[Reply, ...] = ()
 
 
@@ -49,7 +64,7 @@ def step_kind(done: Done, draft: bytes | None) -> str:
     kinds = (
         ("report", done.report is not None),
         ("erase", done.erase is not None),
-        ("consent", done.consent is not None),
+        ("consent", done.consent is not None or done.naming is not None or done.unname is not None),
         ("answer", bool(done.outgoing)),
         ("exit", done.wipe),
         # emergency or suicide help, said in a turn that wrote something
@@ -68,7 +83,9 @@ class Effects:
         codes: CodeGuard,
         reaches: Mapping[str, Reaches],
         wake: Callable[[bool], None],
+        matching: tuple[str, ...] = (),
     ) -> None:
+        self.matching = matching  # the matching contact's destinations
         self.engine = engine
         self.store = store
         self.recipients = recipients  # who a person may choose -> their destinations
@@ -86,18 +103,30 @@ class Effects:
                     done.report = effect
                 case ForgetDraft():
                     done.forget = True
-                case EraseReport():
-                    await self._erase(done, effect, key)
-                case CheckReport():
-                    await self._check(done, effect, key, chat)
-                case ChangeConsent():
-                    self._change(done, effect, chat)
-                case RelayToStaff():
-                    await self._relay(done, effect, chat)
                 case WipeChat():
                     done.wipe = True
                     await self._leave(key)
+                case ForgetNames():
+                    done.unname, done.replies, done.fallback = effect.reference, effect.done, effect.gone
+                case _:
+                    await self._about_a_report(done, effect, key, chat)
         return done
+
+    async def _about_a_report(self, done: Done, effect: Effect, key: ChatKey, chat: str) -> None:
+        """Effects that read a kept report (or its relay) before the turn can say anything."""
+        match effect:
+            case EraseReport():
+                await self._erase(done, effect, key)
+            case CheckReport():
+                await self._check(done, effect, key, chat)
+            case ChangeConsent():
+                self._change(done, effect, chat)
+            case RelayToStaff():
+                await self._relay(done, effect, chat)
+            case NameOffender():
+                self._name(done, effect)
+            case MatchChoice():
+                await self._match_choice(done, effect, chat)
 
     async def _leave(self, key: ChatKey) -> None:
         """A quick exit: nothing from staff reaches this chat until the person comes back with
@@ -150,6 +179,22 @@ class Effects:
         done.outgoing.extend((effect.reference, d, "answer", answer) for d in destinations)
         done.replies = effect.sent
 
+    def _name(self, done: Done, effect: NameOffender) -> None:
+        if not self.matching or not effect.reference:
+            done.replies = effect.gone
+            return
+        naming = Naming(effect.reference, effect.kind, effect.canonical, effect.shown, self.matching)
+        done.naming, done.replies, done.fallback = naming, effect.added, effect.gone
+
+    async def _match_choice(self, done: Done, effect: MatchChoice, chat: str) -> None:
+        """The person's choice after a match goes to the matching contact, if the relay is open."""
+        if not self.matching or await self.store.relay_chat(effect.reference) != chat:
+            done.replies = effect.closed
+            return
+        choice = {"choice": effect.choice}
+        done.outgoing.extend((effect.reference, d, "match_choice", choice) for d in self.matching)
+        done.replies = effect.sent
+
     async def _check(self, done: Done, effect: CheckReport, key: ChatKey, chat: str) -> None:
         """Back with their code: how the report stands and what can change now; and whatever
         staff sent after a quick exit is released to this chat."""
@@ -171,6 +216,7 @@ class Effects:
             send_to=found.send_to,
             allow_reply=found.allow_reply and await self.store.relay_chat(found.reference) is not None,
             released=released,
+            named=await self.store.named(found.reference),
         )
         follow = self.engine.handle(done.outcome.state, unlocked)
         done.outcome = replace(follow, effects=done.outcome.effects, understood=done.outcome.understood)

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+MATCHING_KEY_FILE = "matching.key"
 PREFIX = "REACHABLE_"
 # A SOIT officer deals with sexual offences: offered only for these.
 SOIT_FOR = ("assault", "drugged")
@@ -68,6 +69,12 @@ class Settings(BaseSettings):
     # {"galop": {"chat_id": -100..., "email": "a@b", "only_for": ["assault"]}};
     # their words are recipient.<key>.label and recipient.<key>.who in the responses.
     recipients_extra: str = ""
+    # The matching contact (a trained caseworker the charity chooses; never the police by
+    # default): told when two different people name the same person who hurt them. Naming who
+    # did it is offered only when one is set. The matching key is kept apart from the data key.
+    matching_chat_id: int | None = None
+    matching_email: str = ""
+    matching_key_file: Path | None = None
     framework: Literal["aiogram", "ptb"] = "aiogram"
     responses_dir: Path | None = None
     retention_days: int = Field(default=90, ge=1, le=3650)
@@ -191,9 +198,30 @@ class Settings(BaseSettings):
         return tuple(dict.fromkeys(d for key, r in self.recipients.items() for d in r.destinations(key)))
 
     @property
+    def matching(self) -> Recipient | None:
+        """The matching contact, if one is set (never offered as a recipient of a report)."""
+        email = _addresses(self.matching_email) if self.smtp_host else ()
+        if self.matching_chat_id is None and not email:
+            return None
+        return Recipient(chat_id=self.matching_chat_id, email=email)
+
+    @property
+    def matching_destinations(self) -> tuple[str, ...]:
+        return self.matching.destinations("matching") if self.matching is not None else ()
+
+    @property
+    def matching_key_path(self) -> Path:
+        """Where the matching key lives: REACHABLE_MATCHING_KEY_FILE, or beside the data key."""
+        return self.matching_key_file or self.data_dir / MATCHING_KEY_FILE
+
+    @property
     def staff_chats(self) -> dict[str, int]:
-        """Each chat destination and its Telegram chat id (staff commands work in all of them)."""
-        return {f"{key}:chat": r.chat_id for key, r in self.recipients.items() if r.chat_id is not None}
+        """Each chat destination and its Telegram chat id (staff commands work in all of them),
+        the matching contact's included."""
+        chats = {f"{key}:chat": r.chat_id for key, r in self.recipients.items() if r.chat_id is not None}
+        if self.matching_chat_id is not None:
+            chats["matching:chat"] = self.matching_chat_id
+        return chats
 
     @property
     def forwarding(self) -> bool:

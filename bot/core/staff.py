@@ -92,11 +92,39 @@ class StaffDesk:
         elif item.kind == "answer":
             body = self._text("staff.answer", reference=reference, text=quote(str(item.data.get("text", ""))))
             subject = self._text("staff.answer.subject", reference=reference)
+        elif item.kind in ("match", "match_choice"):
+            subject, body = self._match(item, by_email)
         else:
             return None
         if item.maybe_sent:
             body = self._text("staff.possible_repeat", reference=reference) + "\n\n" + body
         return StaffText(subject, body)
+
+    def _match(self, item: Outgoing, by_email: bool) -> tuple[str, str]:
+        """To the matching contact: the reports that name the same person (references, harms,
+        month, what was named, quoted), or one person's choice after it."""
+        if item.kind == "match_choice":
+            choice = "police" if item.data.get("choice") == "police" else "talk"
+            name = f"staff.match_choice.{choice}" + (".email" if by_email else "")
+            return (
+                self._text("staff.match_choice.subject", reference=item.reference),
+                self._text(name, reference=item.reference),
+            )
+        references = ", ".join(str(r) for r in item.data.get("references", []))
+        lines = []
+        for found in item.data.get("reports", []):
+            harms = ", ".join(self._harm(str(h)) for h in found.get("harms", []))
+            lines.append(
+                self._text("staff.match.report", reference=found["reference"], harms=harms, month=found["month"])
+            )
+        named = "\n".join(quote(str(n)) for n in item.data.get("named", []))
+        body = self._text("staff.match", references=references, reports="\n".join(lines), named=named)
+        return self._text("staff.match.subject", references=references), body
+
+    def _harm(self, category: str) -> str:
+        label_id = f"report.what.{category}"
+        responses = self.renderer.responses
+        return responses.text(STAFF_LOCALE, label_id if responses.has(label_id) else "staff.category.unspecified")
 
     def _recipient(self, key: str) -> str:
         """Whom a person chose, as staff read it."""
@@ -169,9 +197,7 @@ class StaffDesk:
         deliveries = await self.store.delivery_counts()
         lines = []
         for (category, month), count in sorted(counts.items(), key=lambda item: (item[0][1], item[0][0])):
-            label_id = f"report.what.{category}"
-            responses = self.renderer.responses
-            label = responses.text(STAFF_LOCALE, label_id if responses.has(label_id) else "staff.category.unspecified")
+            label = self._harm(category)
             lines.append(f"{month}  {label}: {'<5' if count < SMALL else count}")
         table = "\n".join(lines) or self._text("staff.stats.empty")
         pending = deliveries.get("pending", 0) + deliveries.get("sending", 0)

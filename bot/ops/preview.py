@@ -17,6 +17,7 @@ from flows.replies import MessageRef, Reply, Summary
 from flows.text import quote
 from responses import Renderer, Responses
 
+SAMPLE_OTHER_REFERENCE = "Q7WM-2KXD"
 SAMPLE_REFERENCE = "7K2P-QX9D"
 SAMPLE_CODE = "7K2P-QX9D-M4TA-8BWE"
 REVIEW_NEEDED = frozenset({"pl", "ro"})
@@ -172,6 +173,14 @@ class PreviewBuilder:
             "where": self.t("staff.where.email"),
             "attempts": 30,
             "user_id": 123456789,
+            "references": f"{SAMPLE_REFERENCE}, {SAMPLE_OTHER_REFERENCE}",
+            "reports": "\n".join(
+                self.t("staff.match.report").format(reference=r, harms=self.t("report.what.drugged"), month="2026-11")
+                for r in (SAMPLE_REFERENCE, SAMPLE_OTHER_REFERENCE)
+            ),
+            "named": quote("app: Grindr, Tom 88"),
+            "harms": self.t("report.what.drugged"),
+            "month": "2026-11",
         }
         return self.renderer.render(Reply(message_id, variables), self.locale).text
 

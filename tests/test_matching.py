@@ -1,0 +1,191 @@
+"""Naming who did it: offered after a report about a harm is kept, never pushed; typed in the
+person's words and normalised so two spellings of one person match; sealed at rest and compared
+only as a keyed digest; a match told once to the matching contact and to each person who
+allowed replies; one person twice is not a match; withdrawing takes the naming with it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from flows import Engine, EngineConfig
+from flows.effects import ForgetNames, NameOffender, StoreReport
+from flows.events import Choice, Relayed, Unlocked
+from flows.identifiers import identify
+from responses import Renderer, Responses
+from storage import ChatKey, CodeHasher, Conflict, Keyring, NewReport, SQLiteStore
+from storage.base import Naming
+from storage.matching import MatchingKey
+from storage.memory import MemoryStore
+from tests.helpers import Chat, FixedTokens, text_of
+from tests.test_report import answer_everything
+
+MATCHING = ("matching:chat",)
+
+
+@pytest.fixture
+def naming_chat(responses: Responses, renderer: Renderer) -> Chat:
+    engine = Engine(responses, EngineConfig(forwarding=True, matching=True), tokens=FixedTokens())
+    return Chat(engine, renderer)
+
+
+def kept(chat: Chat) -> StoreReport:
+    answer_everything(chat)
+    chat.tap("Yes, it's right")
+    chat.tap("Yes, keep it")
+    chat.tap("Don't send it")
+    return next(e for e in chat.effects if isinstance(e, StoreReport))
+
+
+def test_after_the_code_naming_who_did_it_is_offered_in_plain_words_and_can_be_declined(naming_chat: Chat) -> None:
+    report = kept(naming_chat)
+    said = text_of(naming_chat.said[-2:])
+    assert f"Secret code: {report.code}" in said, "the code comes first"
+    assert "optional" in said and "sealed" in said and "never who you are" in said
+    assert "Add who did it (optional)" in naming_chat.labels
+    naming_chat.tap("Not now")
+    assert naming_chat.step == "menu" and naming_chat.state.unlocked == ""
+    assert not [e for e in naming_chat.effects if isinstance(e, NameOffender)]
+
+
+def test_without_a_matching_contact_nothing_is_offered(chat: Chat) -> None:
+    answer_everything(chat)
+    chat.tap("Yes, it's right")
+    chat.tap("Yes, keep it")
+    assert chat.step == "menu"
+    assert "Add who did it (optional)" not in chat.labels
+
+
+def test_a_profile_typed_in_the_persons_words_becomes_one_naming_of_the_kept_report(naming_chat: Chat) -> None:
+    report = kept(naming_chat)
+    naming_chat.tap("Add who did it (optional)")
+    naming_chat.tap("An app and profile name")
+    assert "Which app" in naming_chat.said[-1].text
+    naming_chat.send("Tom_88 on Grindr")
+    [named] = [e for e in naming_chat.effects if isinstance(e, NameOffender)]
+    assert [r.message for r in named.added] == ["match.added", "match.more"], "said once it is written"
+    assert (named.reference, named.kind, named.canonical) == (report.reference, "app", "grindr:tom88")
+    assert naming_chat.step == "match.more"
+    naming_chat.send(Choice(step="match.more", option="finished"))
+    assert naming_chat.step == "menu"
+
+
+def test_what_cannot_be_a_phone_number_is_asked_again_and_urgent_words_get_help_first(naming_chat: Chat) -> None:
+    kept(naming_chat)
+    naming_chat.tap("Add who did it (optional)")
+    naming_chat.tap("A phone number")
+    assert "does not look like a phone number" in text_of(naming_chat.send("his mate"))
+    assert naming_chat.step == "match.phone"
+    said = text_of(naming_chat.send("hes not breathing"))
+    assert "999" in said
+    assert not [e for e in naming_chat.effects if isinstance(e, NameOffender)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "one", "other"),
+    [
+        ("app", "Grindr: Tom_88", "tom 88 on grindr"),
+        ("phone", "07700 900123", "+44 7700 900 123"),
+        ("email", "Tom@Example.com", " tom@example.com"),
+        ("handle", "@Tom.88", "tom88"),
+        ("name", "Dan, Vauxhall", "vauxhall dan"),
+    ],
+)
+def test_two_spellings_of_one_person_are_one_canonical_form(kind: str, one: str, other: str) -> None:
+    first, second = identify(kind, one, ["Grindr"]), identify(kind, other, ["Grindr"])
+    assert first is not None and second is not None
+    assert first.canonical == second.canonical
+
+
+def test_with_the_code_the_person_can_add_or_remove_who_they_named(naming_chat: Chat) -> None:
+    naming_chat.send(Unlocked(reference="TEST-0001", status="kept", what=("assault",), named=1))
+    assert {"Add who did it (optional)", "Remove who I named"} <= set(naming_chat.labels)
+    said = text_of(naming_chat.tap("Remove who I named"))
+    [removed] = [e for e in naming_chat.effects if isinstance(e, ForgetNames)]
+    assert removed.reference == "TEST-0001"
+    assert "removed" not in said, "said only once the removal is written (the effect's own replies)"
+
+
+def test_told_of_a_match_the_person_chooses_what_happens_next(naming_chat: Chat) -> None:
+    said = text_of(naming_chat.send(Relayed("TEST-0001", "matched")))
+    assert "Someone else has named the same person" in said and "TEST-0001" in said
+    assert naming_chat.labels[:3] == ["Talk to the caseworker", "Go to the police, with support", "Nothing for now"]
+
+
+# ---------------------------------------------------------------- storage, on every backend
+def _report(reference: str, code: str, allow_reply: bool = True) -> NewReport:
+    return NewReport(reference, code, {"what": ("drugged",)}, ("drugged",), True, "support", allow_reply, 1)
+
+
+def _stores(tmp_path: Path, keyring: Keyring, hasher: CodeHasher) -> dict[str, SQLiteStore | MemoryStore]:
+    key = MatchingKey.new()
+    return {
+        "sqlite": SQLiteStore(tmp_path / "db.sqlite3", keyring, hasher=hasher, matching=key),
+        "memory": MemoryStore(hasher=hasher, matching=key),
+    }
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+async def test_two_people_naming_one_profile_is_one_notice_and_one_relay_message_each(
+    backend: str, tmp_path: Path, keyring: Keyring, hasher: CodeHasher
+) -> None:
+    async with _stores(tmp_path, keyring, hasher)[backend] as store:
+        alex, sam = ChatKey(b"a" * 32), ChatKey(b"s" * 32)
+        await store.commit_turn(
+            alex,
+            report=_report("RPT-A", "C0DE-AAAA-AAAA-AAAA"),
+            destinations=("support:chat",),
+            relay_chat="telegram:1",
+        )
+        await store.commit_turn(
+            sam, report=_report("RPT-S", "C0DE-SSSS-SSSS-SSSS"), destinations=("support:chat",), relay_chat="web:2"
+        )
+        await store.commit_turn(alex, naming=Naming("RPT-A", "app", "grindr:tom88", "Grindr: Tom_88", MATCHING))
+        await store.commit_turn(alex, naming=Naming("RPT-A", "app", "grindr:tom88", "tom 88 grindr", MATCHING))
+        assert [o for o in await store.claim_due() if o.kind in ("match", "matched")] == [], "one person twice"
+        await store.commit_turn(sam, naming=Naming("RPT-S", "app", "grindr:tom88", "tom 88 on grindr", MATCHING))
+        due = await store.claim_due()
+        [notice] = [o for o in due if o.kind == "match"]
+        assert notice.destination == "matching:chat" and notice.data["references"] == ["RPT-A", "RPT-S"]
+        assert "app: tom 88 on grindr" in notice.data["named"]
+        told = sorted((o.reference, o.data["chat"]) for o in due if o.kind == "matched")
+        assert told == [("RPT-A", "telegram:1"), ("RPT-S", "web:2")]
+        await store.commit_turn(sam, naming=Naming("RPT-S", "app", "grindr:tom88", "Tom88", MATCHING))
+        assert [o for o in await store.claim_due() if o.kind in ("match", "matched")] == [], "told once"
+        assert await store.named("RPT-A") == 2
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+async def test_withdrawing_a_matched_report_removes_its_namings_and_tells_the_matching_contact(
+    backend: str, tmp_path: Path, keyring: Keyring, hasher: CodeHasher
+) -> None:
+    async with _stores(tmp_path, keyring, hasher)[backend] as store:
+        alex, sam = ChatKey(b"a" * 32), ChatKey(b"s" * 32)
+        for key, reference in ((alex, "RPT-A"), (sam, "RPT-S")):
+            await store.commit_turn(key, report=_report(reference, f"C0DE-{reference[-1] * 4}-AAAA-AAAA"))
+            await store.commit_turn(key, naming=Naming(reference, "phone", "+447700900123", "07700 900123", MATCHING))
+        for item in await store.claim_due():
+            await store.delivered(item.id)
+        assert await store.erase_by_reference("RPT-A") == "RPT-A"
+        assert await store.named("RPT-A") == 0
+        withdrawn = [(o.reference, o.destination) for o in await store.claim_due() if o.kind == "withdrawn"]
+        assert ("RPT-A", "matching:chat") in withdrawn
+        with pytest.raises(Conflict):
+            await store.commit_turn(alex, naming=Naming("RPT-A", "phone", "+447700900123", "x", MATCHING))
+
+
+async def test_the_database_holds_no_identifier_in_the_clear(
+    tmp_path: Path, keyring: Keyring, hasher: CodeHasher
+) -> None:
+    path = tmp_path / "db.sqlite3"
+    async with SQLiteStore(path, keyring, hasher=hasher, matching=MatchingKey.new()) as store:
+        await store.commit_turn(ChatKey(b"a" * 32), report=_report("RPT-A", "C0DE-AAAA-AAAA-AAAA"))
+        naming = Naming("RPT-A", "phone", "+447700900123", "07700 900123", MATCHING)
+        await store.commit_turn(ChatKey(b"a" * 32), naming=naming)
+    files = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    for secret in (b"447700900123", b"07700 900123", b"7700900123"):
+        assert secret not in files
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM identifiers").fetchone() == (1,)
