@@ -89,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     testing.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
     testing.add_argument("--misses", action="store_true", help="list the safety examples whose help was missed")
+    _match_parser(commands)
     keys = commands.add_parser("keys", help="encryption keys")
     keys_what = keys.add_subparsers(dest="action", required=True)
     keys_what.add_parser("new", help="print a new key for REACHABLE_ENCRYPTION_KEY")
@@ -101,6 +102,23 @@ def _parser() -> argparse.ArgumentParser:
         help="drop older keys once nothing stored needs them (with REACHABLE_ENCRYPTION_KEY: say whether you may)",
     )
     return parser
+
+
+# Matching commands that read only files.
+FROM_FILES = ("combine", "new-network-key")
+
+
+def _match_parser(commands: Any) -> None:
+    match = commands.add_parser("match", help="matching reports that name the same person, across services")
+    match_what = match.add_subparsers(dest="action", required=True)
+    exporting = match_what.add_parser("export", help="this service's digests under the network key (no identifier)")
+    exporting.add_argument("--out", type=Path, required=True, help="the export file to write")
+    combining = match_what.add_parser("combine", help="find matches between services' exports (no key needed)")
+    combining.add_argument("exports", nargs="+", type=Path, help="exports from two or more services")
+    combining.add_argument("--out", type=Path, help="a folder for one <service>.matches.json each")
+    network = match_what.add_parser("new-network-key", help="make the network key the services share, once")
+    network.add_argument("path", type=Path, help="the key file to write")
+    match_what.add_parser("rotate-key", help="put every digest under a new matching key (the bot stopped)")
 
 
 def _checked(args: argparse.Namespace) -> int:
@@ -133,24 +151,31 @@ def _findings(findings: list[Finding]) -> int:
 
 
 def _offline(args: argparse.Namespace) -> int:
-    """Commands that read only the responses folder: no settings, no storage."""
+    """Commands that read only files (the responses folder, matching exports): no settings, no storage."""
     try:
-        if args.command == "understanding":
-            from bot.ops.understanding import understanding_test
-
-            return understanding_test(args.folder, args.heldout, args.folds, args.misses, args.answers)
-        if args.command == "rasa":
-            return launch.rasa_export(args.folder, args.out)
-        if args.action == "preview":
-            from bot.ops import texts
-
-            return texts.preview(args.folder, args.locale, args.out)
-        from bot.ops import texts
-
-        return texts.check_folder(args.folder, args.readability, args.locale)
-    except ResponsesError as error:
+        return _from_files(args)
+    except (ResponsesError, ConfigError) as error:
         print(f"reachable: {error}", file=sys.stderr)
         return 2
+
+
+def _from_files(args: argparse.Namespace) -> int:
+    from bot.ops import matching, texts
+    from bot.ops.understanding import understanding_test
+
+    if args.command == "match":
+        return (
+            matching.combine(args.exports, args.out)
+            if args.action == "combine"
+            else matching.new_network_key(args.path)
+        )
+    if args.command == "understanding":
+        return understanding_test(args.folder, args.heldout, args.folds, args.misses, args.answers)
+    if args.command == "rasa":
+        return launch.rasa_export(args.folder, args.out)
+    if args.action == "preview":
+        return texts.preview(args.folder, args.locale, args.out)
+    return texts.check_folder(args.folder, args.readability, args.locale)
 
 
 def _logging(settings: Settings, quiet: bool) -> None:
@@ -182,7 +207,21 @@ def _serving(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any
         return launch.rasa_actions(settings)
     if args.command == "web":
         return launch.web(settings)
+    if args.command == "match":
+        return _matching(args, settings)
     return keys.rotate(settings) if args.action == "rotate" else keys.prune(settings)
+
+
+def _matching(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any, None]:
+    from bot.ops import matching
+
+    async def run() -> None:
+        if args.action == "export":
+            await matching.export(settings, args.out)
+        else:
+            await matching.rotate_key(settings)
+
+    return run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "keys" and args.action == "new":
         print(Keyring.new_key().decode())
         return 0
-    if args.command in ("responses", "understanding", "rasa"):
+    if args.command in ("responses", "understanding", "rasa") or getattr(args, "action", "") in FROM_FILES:
         return _offline(args)
     try:
         if args.command in ("backup", "doctor"):

@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.crypto import private_file
+from storage.crypto import private_file, secure_folder
 from storage.errors import KeyringError
 
 KEY_BYTES = 32
@@ -37,6 +37,7 @@ class MatchingKey:
             if not create:
                 raise KeyringError(f"no matching key at {path}")
             made = cls.new()
+            secure_folder(path.parent)
             private_file(path)
             path.write_bytes(base64.urlsafe_b64encode(made.key) + b"\n")
             return made

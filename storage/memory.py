@@ -350,6 +350,13 @@ class MemoryStore(RuleStore):
     async def _count_identifiers(self, reference: str) -> int:
         return sum(1 for row in self._s.named.values() if row[0] == reference)
 
+    async def _all_identifiers(self) -> list[NamedRow]:
+        return [NamedRow(i, r, dict(b), t) for i, (r, _, b, t) in sorted(self._s.named.items())]
+
+    async def _set_digest(self, row_id: int, digest: bytes) -> None:
+        reference, _, body, told = self._s.named[row_id]
+        self._s.named[row_id] = (reference, digest, body, told)
+
     async def _destinations_of(self, kind: str) -> list[str]:
         return sorted({d.destination for d in self._s.deliveries.values() if d.kind == kind})
 

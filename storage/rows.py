@@ -227,3 +227,9 @@ class Rows(abc.ABC):
     @abc.abstractmethod
     async def _destinations_of(self, kind: str) -> list[str]:
         """Every destination a delivery of ``kind`` went or goes to."""
+
+    @abc.abstractmethod
+    async def _all_identifiers(self) -> list[NamedRow]: ...
+
+    @abc.abstractmethod
+    async def _set_digest(self, row_id: int, digest: bytes) -> None: ...

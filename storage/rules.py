@@ -225,6 +225,20 @@ class RuleStore(Store, Rows):
     async def named(self, reference: str) -> int:
         return await self._count_identifiers(reference)
 
+    async def namings(self) -> list[tuple[str, str, str]]:
+        """Every naming as (reference, kind, canonical form): for an export of digests under a
+        network key, never written anywhere as it is."""
+        return [(row.reference, row.body["kind"], row.body["canonical"]) for row in await self._all_identifiers()]
+
+    async def rekey(self, key: MatchingKey) -> int:
+        """Every digest again under ``key`` (a new matching key); how many."""
+        async with self._transaction(durable=True):
+            rows = await self._all_identifiers()
+            for row in rows:
+                await self._set_digest(row.id, key.digest(row.body["kind"], row.body["canonical"]))
+        self.matching = key
+        return len(rows)
+
     # ------------------------------------------------------------------ reports and codes
     async def get_report(self, reference: str) -> StoredReport | None:
         found = await self._load_report(reference)

@@ -434,6 +434,13 @@ class SQLiteStore(SQLiteFile, RuleStore):
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
+    async def _all_identifiers(self) -> list[NamedRow]:
+        async with self.db.execute("SELECT id, reference, sealed, told FROM identifiers ORDER BY id") as cursor:
+            return [NamedRow(int(i), str(r), self._open(s), bool(t)) for i, r, s, t in await cursor.fetchall()]
+
+    async def _set_digest(self, row_id: int, digest: bytes) -> None:
+        await self.db.execute("UPDATE identifiers SET digest = ? WHERE id = ?", (digest, row_id))
+
     async def _destinations_of(self, kind: str) -> list[str]:
         async with self.db.execute("SELECT DISTINCT destination FROM deliveries WHERE kind = ?", (kind,)) as cursor:
             return sorted(str(row[0]) for row in await cursor.fetchall())

@@ -206,9 +206,11 @@ def as_elsewhere(transcript: list[str], channel: str = "rasa") -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def driving(name: str, fake: FakeTelegram, data: Path) -> AsyncIterator[Driver]:
+async def driving(
+    name: str, fake: FakeTelegram, data: Path, more: dict[str, str] | None = None
+) -> AsyncIterator[Driver]:
     fake.chat(STAFF, "supergroup")
-    extra = {"REACHABLE_STAFF_CHAT_ID": str(STAFF), "REACHABLE_STAFF_USER_IDS": "1"}
+    extra = {"REACHABLE_STAFF_CHAT_ID": str(STAFF), "REACHABLE_STAFF_USER_IDS": "1", **(more or {})}
     key = Keyring.new_key().decode()
     settings = settings_for(fake, data, key, **extra)
     if name == "console":

@@ -5,17 +5,22 @@ allowed replies; one person twice is not a match; withdrawing takes the naming w
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from bot.cli import main
+from bot.core.settings import Settings
+from bot.ops.doctor import OK, WARN, matching_key
 from flows import Engine, EngineConfig
 from flows.effects import ForgetNames, NameOffender, StoreReport
 from flows.events import Choice, Relayed, Unlocked
 from flows.identifiers import identify
 from responses import Renderer, Responses
-from storage import ChatKey, CodeHasher, Conflict, Keyring, NewReport, SQLiteStore
+from storage import DB_FILE, ChatKey, CodeHasher, Conflict, Keyring, NewReport, SQLiteStore, load_keyring
 from storage.base import Naming
 from storage.matching import MatchingKey
 from storage.memory import MemoryStore
@@ -189,3 +194,95 @@ async def test_the_database_holds_no_identifier_in_the_clear(
         assert secret not in files
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT count(*) FROM identifiers").fetchone() == (1,)
+
+
+# ---------------------------------------------------------------- across services
+async def reachable(*argv: str) -> int:
+    """The command, as an operator runs it (in a thread: it runs its own event loop)."""
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def _service(data: Path, reports: dict[str, tuple[str, str, str]], hasher: CodeHasher) -> None:
+    """A service's own database: each report names someone (kind, canonical, shown)."""
+    data.mkdir()
+    store = SQLiteStore(
+        data / DB_FILE, load_keyring(None, data), hasher=hasher, matching=MatchingKey.load(data / "m.key")
+    )
+    async with store:
+        for n, (reference, (kind, canonical, shown)) in enumerate(reports.items()):
+            key = ChatKey(bytes([n]) * 32)
+            await store.commit_turn(key, report=_report(reference, f"C0DE-{n:04d}-AAAA-AAAA"))
+            await store.commit_turn(key, naming=Naming(reference, kind, canonical, shown, MATCHING))
+
+
+async def test_exports_from_three_services_combine_into_the_right_matches_and_hold_no_identifier(
+    tmp_path: Path, hasher: CodeHasher, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    phone, profile = ("phone", "+447700900123", "07700 900123"), ("app", "grindr:tom88", "Grindr: Tom_88")
+    await _service(
+        tmp_path / "galop", {"GAL-0001": phone, "GAL-0002": ("email", "x@example.com", "x@example.com")}, hasher
+    )
+    await _service(tmp_path / "clinic", {"CLN-0001": phone, "CLN-0002": profile}, hasher)
+    await _service(tmp_path / "charity", {"CHR-0001": profile}, hasher)
+    network = tmp_path / "network.key"
+    assert await reachable("match", "new-network-key", str(network)) == 0
+    assert await reachable("match", "new-network-key", str(network)) == 2, "made once, never overwritten"
+    exports = []
+    for service in ("galop", "clinic", "charity"):
+        monkeypatch.setenv("REACHABLE_DATA_DIR", str(tmp_path / service))
+        monkeypatch.setenv("REACHABLE_MATCHING_NETWORK_KEY_FILE", str(network))
+        monkeypatch.setenv("REACHABLE_SERVICE_NAME", service)
+        exports.append(tmp_path / f"{service}.json")
+        assert await reachable("match", "export", "--out", str(exports[-1])) == 0
+    written = b"".join(path.read_bytes() for path in exports)
+    for identifier in (b"7700900123", b"07700", b"tom88", b"Tom_88", b"grindr", b"x@example.com"):
+        assert identifier not in written
+    assert await reachable("match", "combine", *map(str, exports), "--out", str(tmp_path / "found")) == 0
+    found = {
+        s: json.loads((tmp_path / "found" / f"{s}.matches.json").read_text()) for s in ("galop", "clinic", "charity")
+    }
+    assert found["galop"]["matches"] == [{"reference": "GAL-0001", "matched": {"clinic": ["CLN-0001"]}}]
+    clinic = {m["reference"]: m["matched"] for m in found["clinic"]["matches"]}
+    assert clinic == {"CLN-0001": {"galop": ["GAL-0001"]}, "CLN-0002": {"charity": ["CHR-0001"]}}
+    assert found["charity"]["matches"] == [{"reference": "CHR-0001", "matched": {"clinic": ["CLN-0002"]}}]
+    assert "galop: 1 reference(s) matched" in capsys.readouterr().out
+
+
+async def test_a_new_matching_key_keeps_every_match(
+    tmp_path: Path, hasher: CodeHasher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv("REACHABLE_DATA_DIR", str(data))
+    old = MatchingKey.load(data / "matching.key")
+    store = SQLiteStore(data / DB_FILE, load_keyring(None, data), hasher=hasher, matching=old)
+    async with store:
+        await store.commit_turn(ChatKey(b"a" * 32), report=_report("RPT-A", "C0DE-AAAA-AAAA-AAAA"))
+        await store.commit_turn(ChatKey(b"a" * 32), naming=Naming("RPT-A", "handle", "tom88", "@tom88", MATCHING))
+    assert await reachable("match", "rotate-key") == 0
+    new = MatchingKey.load(data / "matching.key", create=False)
+    assert new != old
+    store = SQLiteStore(data / DB_FILE, load_keyring(None, data), hasher=hasher, matching=new)
+    async with store:
+        await store.commit_turn(ChatKey(b"s" * 32), report=_report("RPT-S", "C0DE-SSSS-SSSS-SSSS"))
+        await store.commit_turn(ChatKey(b"s" * 32), naming=Naming("RPT-S", "handle", "tom88", "tom88", MATCHING))
+        assert [o.data["references"] for o in await store.claim_due() if o.kind == "match"] == [["RPT-A", "RPT-S"]]
+
+
+def test_the_doctor_warns_while_the_matching_key_sits_beside_the_database(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    beside = Settings.from_environ({"REACHABLE_DATA_DIR": str(data), "REACHABLE_MATCHING_CHAT_ID": "-100123"})
+    MatchingKey.load(beside.matching_key_path)
+    [found] = matching_key(beside)
+    assert found.status == WARN and "every phone number could be tried" in found.text
+    apart = tmp_path / "secrets" / "matching.key"
+    MatchingKey.load(apart)
+    settings = Settings.from_environ(
+        {
+            "REACHABLE_DATA_DIR": str(data),
+            "REACHABLE_MATCHING_CHAT_ID": "-100123",
+            "REACHABLE_MATCHING_KEY_FILE": str(apart),
+        }
+    )
+    assert [f.status for f in matching_key(settings)] == [OK]
+    assert matching_key(Settings.from_environ({"REACHABLE_DATA_DIR": str(data)})) == [], "no matching contact"

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     matching_chat_id: int | None = None
     matching_email: str = ""
     matching_key_file: Path | None = None
+    # Across services: a network matching key the participating services share (made once with
+    # `reachable match new-network-key`), and this service's name in its exports.
+    matching_network_key_file: Path | None = None
+    service_name: str = "reachable"
     framework: Literal["aiogram", "ptb"] = "aiogram"
     responses_dir: Path | None = None
     retention_days: int = Field(default=90, ge=1, le=3650)

@@ -103,6 +103,22 @@ def key(settings: Settings) -> Finding:
     return Finding(WARN, "key", "no key yet: a key file is created beside the database at first start")
 
 
+def matching_key(settings: Settings) -> list[Finding]:
+    """With a matching contact: where the matching key is, and whether it sits with the data."""
+    if settings.matching is None:
+        return []
+    path = settings.matching_key_path
+    if not path.exists():
+        return [Finding(WARN, "matching key", f"{path} does not exist yet: it is made (mode 0600) at first start")]
+    if path.parent.resolve() == settings.data_dir.resolve():
+        text = (
+            f"{path} is beside the database: with both, every phone number could be tried against the "
+            "digests; set REACHABLE_MATCHING_KEY_FILE to another disk or a secrets manager's file"
+        )
+        return [Finding(WARN, "matching key", text)]
+    return [Finding(OK, "matching key", f"{path}, apart from the database")]
+
+
 def _key_opens(settings: Settings, path: Path) -> bool:
     """Whether the configured key opens a stored token of each kind (True when there is no key
     yet to try, or nothing stored: the key finding speaks of that)."""
@@ -324,7 +340,7 @@ async def diagnose(settings: Settings, webhook: bool = False) -> list[Finding]:
     if webhook:
         steps.append(lambda: webhook_reached(settings))
     found = [Finding(OK, "settings", "every REACHABLE_ setting parses"), *data_folder(settings)]
-    found += [key(settings), database(settings), recipients(settings)]
+    found += [key(settings), *matching_key(settings), database(settings), recipients(settings)]
     for step in steps:
         found += await step()
     return found + webhook_setup(settings, webhook) + responses(settings)
