@@ -19,6 +19,14 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 @dataclass(frozen=True, slots=True)
+class Known:
+    """What normalising uses: the apps we know by name, the regions phone numbers are tried in."""
+
+    apps: tuple[str, ...]
+    regions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Identifier:
     """One way of naming someone: ``canonical`` is what is compared (through a keyed digest);
     ``shown`` is what the person typed, for the matching contact once two reports match."""
@@ -47,37 +55,41 @@ def _app(text: str, apps: Iterable[str]) -> tuple[str, str] | None:
     return (app, profile) if app and profile else None
 
 
-def _phone(text: str, apps: Iterable[str]) -> str | None:
-    try:
-        number = phonenumbers.parse(text, DEFAULT_REGION)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+def _phone(text: str, known: Known) -> str | None:
+    """E.164: a number valid in the first region that has it (the UK, then the person's own
+    country: "600 123 456" written in Polish is a Polish mobile), else possible in the UK."""
+    parsed = []
+    for region in known.regions:
+        try:
+            parsed.append(phonenumbers.parse(text, region))
+        except phonenumbers.NumberParseException:
+            continue
+    found = next((n for n in parsed if phonenumbers.is_valid_number(n)), None)
+    found = found or next((n for n in parsed if phonenumbers.is_possible_number(n)), None)
+    return str(phonenumbers.format_number(found, phonenumbers.PhoneNumberFormat.E164)) if found else None
 
 
-def _email(text: str, apps: Iterable[str]) -> str | None:
+def _email(text: str, known: Known) -> str | None:
     address = text.strip().casefold()
     return address if _EMAIL.match(address) else None
 
 
-def _handle(text: str, apps: Iterable[str]) -> str | None:
+def _handle(text: str, known: Known) -> str | None:
     return _letters(text.strip().lstrip("@")) or None
 
 
-def _profile(text: str, apps: Iterable[str]) -> str | None:
-    found = _app(text, apps)
+def _profile(text: str, known: Known) -> str | None:
+    found = _app(text, known.apps)
     return f"{found[0]}:{found[1]}" if found else None
 
 
-def _name(text: str, apps: Iterable[str]) -> str | None:
+def _name(text: str, known: Known) -> str | None:
     """A name and where, in any order: two words at least ("Dan, Vauxhall")."""
     words = sorted(_letters(w) for w in re.split(r"[\s,;]+", text) if _letters(w))
     return " ".join(words) if len(words) >= 2 else None
 
 
-CANONICAL: dict[str, Callable[[str, Iterable[str]], str | None]] = {
+CANONICAL: dict[str, Callable[[str, Known], str | None]] = {
     "app": _profile,
     "phone": _phone,
     "email": _email,
@@ -86,10 +98,13 @@ CANONICAL: dict[str, Callable[[str, Iterable[str]], str | None]] = {
 }
 
 
-def identify(kind: str, text: str, apps: Iterable[str] = ()) -> Identifier | None:
+def identify(kind: str, text: str, apps: Iterable[str] = (), locale: str = "") -> Identifier | None:
     """``text`` as an identifier of ``kind``, or None when it cannot be one (a phone number
-    that is no number, an app without a profile name)."""
-    canonical = CANONICAL[kind](text, apps)
+    that is no number, an app without a profile name). ``locale``: the person's language, whose
+    country's numbers are tried after the UK's."""
+    own = locale.upper()
+    regions = (DEFAULT_REGION, *((own,) if own in phonenumbers.SUPPORTED_REGIONS and own != DEFAULT_REGION else ()))
+    canonical = CANONICAL[kind](text, Known(tuple(apps), regions))
     return Identifier(kind, canonical, " ".join(text.split())[:200]) if canonical else None
 
 

@@ -93,7 +93,7 @@ class Reporting:
             self.triage.answer(turn, (urgent,))
             return
         kind = step.key.removeprefix("match.")
-        found = identify(kind, text[: step.max_length], self.typed.labels.all_words("apps"))
+        found = identify(kind, text[: step.max_length], self.typed.labels.all_words("apps"), turn.state.locale)
         if found is None:
             turn.say(f"{step.prompt}.unknown")
             self.nav.reprompt(turn)

@@ -10,7 +10,7 @@ import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from flows.effects import StoreReport
 from storage.errors import Conflict
@@ -354,7 +354,7 @@ class Figures(Protocol):
 class Store(Turns, Answers, Outbox, Reports, Relays, MessageIds, StaffMessages, Upkeep, Figures, abc.ABC):
     """Everything a running bot keeps; each part of the bot is handed only the protocols it uses."""
 
-    async def __aenter__(self) -> Store:
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 

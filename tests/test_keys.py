@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from storage import Answer, ChatKey, Keyring, KeyringError, NewReport, SQLiteStore
+from storage.base import Naming
 from storage.crypto import KEY_FILE
+from storage.matching import MatchingKey
 
 CODE = "7K2P-QX9D-M4TA-8BWE"
 REPORT = NewReport("ROTA-0001", CODE, {"account": "Tapir-5150"}, ("assault",), True, "support", True, 1)
@@ -17,7 +19,7 @@ REPORT = NewReport("ROTA-0001", CODE, {"account": "Tapir-5150"}, ("assault",), T
 
 async def fill(path: Path, keyring: Keyring) -> ChatKey:
     chat = ChatKey(keyring.chat_key("telegram", 42))
-    async with SQLiteStore(path, keyring) as store:
+    async with SQLiteStore(path, keyring, matching=MatchingKey.new()) as store:
         await store.commit_turn(
             chat,
             draft=b'{"v":1}',
@@ -26,6 +28,7 @@ async def fill(path: Path, keyring: Keyring) -> ChatKey:
             relay_chat="telegram:42",
             answer=Answer(7, b"the code, not yet shown"),
         )
+        await store.commit_turn(chat, naming=Naming("ROTA-0001", "handle", "tapir5150", "@Tapir5150", ()))
     return chat
 
 
@@ -41,12 +44,14 @@ async def test_rotation_reencrypts_everything_so_the_old_key_can_go(tmp_path: Pa
             "relays": 1,
             "answers": 1,
             "secrets": 1,
+            "identifiers": 1,
         }
         assert await store.load_draft(chat) == b'{"v":1}'  # the chat key is unchanged while the old key is listed
     async with SQLiteStore(path, Keyring([new])) as store:
         report = await store.get_report("ROTA-0001")
         assert report is not None and report.summary["account"] == "Tapir-5150"
         assert await store.relay_chat("ROTA-0001") == "telegram:42"
+        assert await store.namings() == [("ROTA-0001", "handle", "tapir5150")]
         assert [a.body for a in await store.unsent_answers(chat)] == [b"the code, not yet shown"]
         [delivery] = await store.claim_due()
         assert delivery.reference == "ROTA-0001"

@@ -286,3 +286,14 @@ def test_the_doctor_warns_while_the_matching_key_sits_beside_the_database(tmp_pa
     )
     assert [f.status for f in matching_key(settings)] == [OK]
     assert matching_key(Settings.from_environ({"REACHABLE_DATA_DIR": str(data)})) == [], "no matching contact"
+
+
+def test_a_number_written_in_polish_or_romanian_is_tried_in_that_country_after_the_uk() -> None:
+    polish = identify("phone", "600 123 456", locale="pl")
+    assert polish is not None and polish.canonical == "+48600123456"
+    same = identify("phone", "+48 600 123 456", locale="en"), identify("phone", "+48600123456", locale="ro")
+    assert same[0] is not None and same[1] is not None and same[0].canonical == same[1].canonical
+    romanian = identify("phone", "0722 123 456", locale="ro")
+    assert romanian is not None and romanian.canonical == "+40722123456"
+    british = identify("phone", "020 7946 0000", locale="pl")
+    assert british is not None and british.canonical == "+442079460000", "the UK first: people write from London"

@@ -137,10 +137,11 @@ async def test_a_codes_tag_cannot_be_computed_without_the_stores_secret(tmp_path
     for name in ("a", "b"):
         async with SQLiteStore(tmp_path / name / "r.sqlite3", keyring) as store:
             await store.add_report(report())
-            tags.append(crypto.code_tag(store._tag_secret, CODE))  # type: ignore[attr-defined]
+            assert store._tag_secret is not None
+            tags.append(crypto.code_tag(store._tag_secret, CODE))
         async with SQLiteStore(tmp_path / name / "r.sqlite3", keyring) as store:  # the same after a restart
             assert await store.erase_report(CODE) == "TEST-0001"
-            assert crypto.code_tag(store._tag_secret, CODE) == tags[-1]  # type: ignore[attr-defined]
+            assert store._tag_secret is not None and crypto.code_tag(store._tag_secret, CODE) == tags[-1]
     assert tags[0] != tags[1] and crypto.legacy_code_tag(CODE) not in tags
 
 
