@@ -21,9 +21,11 @@ from flows.events import Choice, Relayed, Unlocked
 from flows.identifiers import identify
 from responses import Renderer, Responses
 from storage import DB_FILE, ChatKey, CodeHasher, Conflict, Keyring, NewReport, SQLiteStore, load_keyring
+from storage.backup import back_up
 from storage.base import Naming
 from storage.matching import MatchingKey
 from storage.memory import MemoryStore
+from tests.conftest import Clock
 from tests.helpers import Chat, FixedTokens, text_of
 from tests.test_report import answer_everything
 
@@ -181,19 +183,41 @@ async def test_withdrawing_a_matched_report_removes_its_namings_and_tells_the_ma
             await store.commit_turn(alex, naming=Naming("RPT-A", "phone", "+447700900123", "x", MATCHING))
 
 
-async def test_the_database_holds_no_identifier_in_the_clear(
+async def test_the_database_and_its_backup_hold_no_identifier_in_the_clear(
     tmp_path: Path, keyring: Keyring, hasher: CodeHasher
 ) -> None:
-    path = tmp_path / "db.sqlite3"
-    async with SQLiteStore(path, keyring, hasher=hasher, matching=MatchingKey.new()) as store:
+    data = tmp_path / "data"
+    async with SQLiteStore(data / DB_FILE, keyring, hasher=hasher, matching=MatchingKey.new()) as store:
         await store.commit_turn(ChatKey(b"a" * 32), report=_report("RPT-A", "C0DE-AAAA-AAAA-AAAA"))
         naming = Naming("RPT-A", "phone", "+447700900123", "07700 900123", MATCHING)
         await store.commit_turn(ChatKey(b"a" * 32), naming=naming)
-    files = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
-    for secret in (b"447700900123", b"07700 900123", b"7700900123"):
+        backup = tmp_path / "backup.sqlite3"
+        assert back_up(data, backup) == 1
+    files = b"".join(p.read_bytes() for p in [*data.iterdir(), backup] if p.is_file())
+    for secret in (b"447700900123", b"07700 900123", b"7700900123", b"07700"):
         assert secret not in files
-    with sqlite3.connect(path) as db:
-        assert db.execute("SELECT count(*) FROM identifiers").fetchone() == (1,)
+    with sqlite3.connect(backup) as db:
+        assert db.execute("SELECT count(*) FROM identifiers").fetchone() == (1,), "the naming is in it, sealed"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+async def test_a_naming_goes_when_its_report_expires(
+    backend: str, tmp_path: Path, keyring: Keyring, hasher: CodeHasher, clock: Clock
+) -> None:
+    key = MatchingKey.new()
+    stores = {
+        "sqlite": SQLiteStore(tmp_path / "db.sqlite3", keyring, hasher=hasher, matching=key, clock=clock),
+        "memory": MemoryStore(hasher=hasher, matching=key, clock=clock),
+    }
+    async with stores[backend] as store:
+        await store.commit_turn(ChatKey(b"a" * 32), report=_report("RPT-A", "C0DE-AAAA-AAAA-AAAA"))
+        await store.commit_turn(ChatKey(b"a" * 32), naming=Naming("RPT-A", "handle", "tom88", "@tom88", MATCHING))
+        clock.now += 89 * 86400
+        await store.purge_expired()
+        assert await store.named("RPT-A") == 1
+        clock.now += 2 * 86400
+        assert (await store.purge_expired()).reports == 1
+        assert await store.namings() == []
 
 
 # ---------------------------------------------------------------- across services
