@@ -20,7 +20,7 @@ from bot.core.errors import ConfigError, ReachableError
 from bot.core.settings import Settings
 from bot.ops import keys
 from flows.model import FlowError
-from responses import ResponsesError
+from responses import Responses, ResponsesError
 from storage import Keyring, StorageError
 
 if TYPE_CHECKING:
@@ -90,6 +90,14 @@ def _parser() -> argparse.ArgumentParser:
     testing.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
     testing.add_argument("--misses", action="store_true", help="list the safety examples whose help was missed")
     _match_parser(commands)
+    figures = commands.add_parser("figures", help="a quarter's figures, safe to publish; or combine services'")
+    figures.add_argument("combine", nargs="*", help="`combine a.json b.json …`: the network's quarter from exports")
+    figures.add_argument("--quarter", help="the quarter, like 2026Q4")
+    figures.add_argument("--out", type=Path, default=Path("figures"), help="the folder to write (default: figures)")
+    figures.add_argument("--demo", action="store_true", help="made-up figures, for a first look and the README")
+    figures.add_argument(
+        "--matches", nargs="+", type=Path, default=[], help="when combining: the services' match exports"
+    )
     keys = commands.add_parser("keys", help="encryption keys")
     keys_what = keys.add_subparsers(dest="action", required=True)
     keys_what.add_parser("new", help="print a new key for REACHABLE_ENCRYPTION_KEY")
@@ -160,9 +168,11 @@ def _offline(args: argparse.Namespace) -> int:
 
 
 def _from_files(args: argparse.Namespace) -> int:
-    from bot.ops import matching, texts
+    from bot.ops import figures, matching, texts
     from bot.ops.understanding import understanding_test
 
+    if args.command == "figures":
+        return _figures_from_files(args, figures)
     if args.command == "match":
         return (
             matching.combine(args.exports, args.out)
@@ -176,6 +186,19 @@ def _from_files(args: argparse.Namespace) -> int:
     if args.action == "preview":
         return texts.preview(args.folder, args.locale, args.out)
     return texts.check_folder(args.folder, args.readability, args.locale)
+
+
+def _figures_from_files(args: argparse.Namespace, figures: Any) -> int:
+    from bot.core import quarterly
+
+    responses = Responses.load(None)
+    if args.combine:
+        if args.combine[0] != "combine" or len(args.combine) < 3:
+            raise ConfigError("to combine: reachable figures combine a.json b.json … --out DIR")
+        return int(figures.combine_files(responses, [Path(p) for p in args.combine[1:]], args.out, args.matches))
+    quarter = args.quarter or "2026Q4"
+    tallies = figures.demo_tallies(quarterly.months_of(quarter))
+    return int(figures.quarter_figures(responses, tallies, "Demo service", quarter, args.out))
 
 
 def _logging(settings: Settings, quiet: bool) -> None:
@@ -207,9 +230,28 @@ def _serving(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any
         return launch.rasa_actions(settings)
     if args.command == "web":
         return launch.web(settings)
-    if args.command == "match":
-        return _matching(args, settings)
+    operators = {"match": _matching, "figures": _figures}
+    if args.command in operators:
+        return operators[args.command](args, settings)
     return keys.rotate(settings) if args.action == "rotate" else keys.prune(settings)
+
+
+def _figures(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any, None]:
+    from bot.core import quarterly
+    from bot.ops import figures
+
+    if not args.quarter:
+        raise ConfigError("say which quarter: reachable figures --quarter 2026Q4")
+    quarterly.months_of(args.quarter)  # refused before anything is opened
+
+    async def run() -> None:
+        store = keys.open_store(settings)
+        async with store:
+            tallies = await store.tallies(quarterly.months_of(args.quarter))
+        responses = Responses.load(settings.responses_dir)
+        figures.quarter_figures(responses, tallies, settings.service_name, args.quarter, args.out)
+
+    return run()
 
 
 def _matching(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any, None]:
@@ -224,12 +266,19 @@ def _matching(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, An
     return run()
 
 
+def _from_files_only(args: argparse.Namespace) -> bool:
+    """Commands that need no settings and no storage."""
+    if args.command == "figures":
+        return bool(args.combine or args.demo)
+    return args.command in ("responses", "understanding", "rasa") or getattr(args, "action", "") in FROM_FILES
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "keys" and args.action == "new":
         print(Keyring.new_key().decode())
         return 0
-    if args.command in ("responses", "understanding", "rasa") or getattr(args, "action", "") in FROM_FILES:
+    if _from_files_only(args):
         return _offline(args)
     try:
         if args.command in ("backup", "doctor"):

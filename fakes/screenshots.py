@@ -1,5 +1,6 @@
 """`make screenshots`: the web chat's main screens on a small phone (320×568), a common one
-(390×760) and a desktop (1280×800), into docs/web/.
+(390×760) and a desktop (1280×800), into docs/web/; and the quarterly figures page made from demo
+data (`reachable figures --demo`), into docs/figures/.
 
 The real web chat on a temporary data folder, driven by Playwright with Debian's Chromium.
 """
@@ -20,6 +21,7 @@ from fakes.harness import web_chat
 from storage import Keyring
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "web"
+FIGURES = OUT.parent / "figures"
 SIZES = ((320, 568), (390, 760), (1280, 800))
 
 
@@ -60,6 +62,22 @@ async def screens(page: Any, base: str, width: int) -> list[Path]:
     return taken
 
 
+async def figures_page(browser: Any) -> Path:
+    """The top of the demo figures page, at a desktop's width, without JavaScript."""
+    from bot.cli import main as reachable
+
+    folder = Path(tempfile.mkdtemp())
+    reachable(["figures", "--demo", "--quarter", "2026Q4", "--out", str(folder)])
+    context = await browser.new_context(viewport={"width": 900, "height": 1100}, java_script_enabled=False)
+    page = await context.new_page()
+    await page.goto((folder / "figures.html").as_uri())
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    path = FIGURES / "figures-demo.png"
+    await page.screenshot(path=str(path), full_page=False)
+    await context.close()
+    return path
+
+
 async def main() -> None:
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -70,6 +88,7 @@ async def main() -> None:
         async_playwright() as playwright,
     ):
         browser = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        print(f"wrote {(await figures_page(browser)).relative_to(OUT.parent.parent)}")
         for width, height in SIZES:
             context = await browser.new_context(viewport={"width": width, "height": height})
             for path in await screens(await context.new_page(), base, width):

@@ -54,6 +54,9 @@ WORD_LISTS = frozenset(
 )
 # ``places:`` maps a London borough to neighbourhoods in it ("vauxhall" -> Lambeth).
 PLACES = "places"
+# ``areas:`` groups boroughs for the figures ("Central London" -> Camden, …); a folder that has
+# it replaces the grouping it overlays.
+AREAS = "areas"
 # ``answers:`` maps an option's label id to more words that choose it ("yesterday" -> This week).
 ANSWERS = "answers"
 # Word lists the bot once listened for; the understanding step learns from examples instead.
@@ -150,6 +153,7 @@ class Sources:
     # (label id, file, line) of every ``answers:`` entry, checked once all messages are read
     answer_ids: list[tuple[str, Path, int]] = field(default_factory=list)
     place_ids: list[tuple[str, Path, int]] = field(default_factory=list)
+    area_ids: list[tuple[str, Path, int]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -208,7 +212,11 @@ def _read_words(path: Path, locale: str, into: Sources) -> None:
             text = f"word list {key!r} is no longer used: add examples of what people write to nlu.yml"
             into.problems.append(Problem(path, line, text))
             continue
-        if key in (ANSWERS, PLACES):
+        if key == AREAS:
+            for old in [k for k in target if k.startswith(f"{AREAS}:")]:
+                del target[old]
+            into.area_ids.clear()
+        if key in (ANSWERS, PLACES, AREAS):
             _read_answers(path, value, target, into, key)
             continue
         if key not in WORD_LISTS:
@@ -225,7 +233,8 @@ def _read_words(path: Path, locale: str, into: Sources) -> None:
 
 
 def _read_answers(path: Path, node: yaml.Node, target: dict[str, tuple[str, ...]], into: Sources, group: str) -> None:
-    """``answers:`` (an option's label id -> words) or ``places:`` (a borough -> neighbourhoods)."""
+    """``answers:`` (an option's label id -> words), ``places:`` (a borough -> neighbourhoods) or
+    ``areas:`` (an area -> boroughs)."""
     for name, value, line in _pairs(path, node, into.problems):
         if not isinstance(value, yaml.SequenceNode) or not all(
             isinstance(item, yaml.ScalarNode) and str(item.value).strip() for item in value.value
@@ -233,7 +242,7 @@ def _read_answers(path: Path, node: yaml.Node, target: dict[str, tuple[str, ...]
             into.problems.append(Problem(path, line, f"{group} for {name!r} must be a list of words or phrases"))
             continue
         target[f"{group}:{name}"] = tuple(str(item.value).strip() for item in value.value)
-        (into.answer_ids if group == ANSWERS else into.place_ids).append((name, path, line))
+        {ANSWERS: into.answer_ids, PLACES: into.place_ids, AREAS: into.area_ids}[group].append((name, path, line))
 
 
 def _read_services(path: Path, locale: str, into: Sources) -> None:

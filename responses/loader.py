@@ -32,7 +32,7 @@ MIN_SAFETY_EXAMPLES = 40
 MIN_EXAMPLES = 10
 # Staff read the staff chat in one language (English unless a charity rewrites it); each
 # language is named in its own words, the same everywhere.
-STAFF_ONLY = ("staff.", "language.name.")
+STAFF_ONLY = ("staff.", "language.name.", "figures.")
 # A message may have a wording for one channel, as ``id@channel``: what Telegram can delete, a
 # Rasa channel (WhatsApp, SMS) cannot, and the words must say so. Text messages (SMS, and WhatsApp
 # through Twilio) are a Rasa channel with less room: ``id@sms`` first, then ``id@rasa``.
@@ -113,6 +113,12 @@ class Responses:
 
     def text(self, locale: str, message_id: str, channel: str | None = None) -> str:
         return self.message(locale, message_id, channel).text
+
+    def area_of(self, borough: str) -> str | None:
+        """The area a London borough is counted under in the figures (``areas:``)."""
+        prefix = "areas:"
+        found = (k for k, v in self._words.get(DEFAULT_LOCALE, {}).items() if k.startswith(prefix) and borough in v)
+        return next((k.removeprefix(prefix) for k in found), None)
 
     def words(self, locale: str, group: str) -> tuple[str, ...]:
         found = self._words.get(locale, {}).get(group)
@@ -223,11 +229,20 @@ def check(overlay: Path | None = None, today: dt.date | None = None) -> Response
 
 
 def _check_places(sources: Sources) -> Iterator[Problem]:
-    """Every ``places:`` entry names a borough of the English list."""
+    """Every ``places:`` entry names a borough of the English list, and every borough in
+    ``areas:`` is one, in one area only."""
     boroughs = set(sources.words.get(DEFAULT_LOCALE, {}).get("boroughs", ()))
     for borough, path, line in sources.place_ids:
         if borough not in boroughs:
             yield Problem(path, line, f"places for {borough!r}: not a borough in the English 'boroughs' list")
+    seen: dict[str, str] = {}
+    for area, path, line in sources.area_ids:
+        for borough in sources.words.get(DEFAULT_LOCALE, {}).get(f"areas:{area}", ()):
+            if borough not in boroughs:
+                yield Problem(path, line, f"areas: {area!r} lists {borough!r}, not a borough in the 'boroughs' list")
+            elif borough in seen:
+                yield Problem(path, line, f"areas: {borough!r} is in both {seen[borough]!r} and {area!r}")
+            seen.setdefault(borough, area)
 
 
 def _expected_variables(reference: dict[str, Message], sources: Sources) -> dict[str, frozenset[str]]:

@@ -22,8 +22,9 @@ from responses.loader import Responses
 TARGET_READING_AGE = 11.0  # all the text together, and the median message
 WORST_ALLOWED = 12.0  # no single message above this
 MIN_WORDS = 8
-# What only staff, operators or Telegram menus read is not measured for people.
-NOT_FOR_PEOPLE = ("staff.", "telegram.command.", "language.name.", "services.field.", "preview.")
+# What only staff, operators, commissioners (the figures) or Telegram menus read is not measured
+# for people.
+NOT_FOR_PEOPLE = ("staff.", "telegram.command.", "language.name.", "services.field.", "preview.", "figures.")
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
 DICTIONARIES = {"en": "en_GB", "pl": "pl_PL", "ro": "ro_RO"}
 

@@ -124,6 +124,7 @@ class TurnWrites:
     answer: Answer | None
     naming: Naming | None = None
     unname: str | None = None
+    counted: tuple[tuple[str, str], ...] = ()  # what the figures count a kept report under, besides its answers
 
     @property
     def durable(self) -> bool:
@@ -156,6 +157,7 @@ class Turns(Protocol):
         answer: Answer | None = None,
         naming: Naming | None = None,
         unname: str | None = None,
+        counted: tuple[tuple[str, str], ...] = (),
     ) -> bool:
         """Apply a turn in one transaction: mark ``update`` (channel, id) handled, ``erase`` the
         report with that reference (queueing a withdrawal notice for each recipient it reached),
@@ -174,7 +176,7 @@ class Turns(Protocol):
             raise ValueError("an answer, a consent change or a naming belongs to a chat: give its key")
         writes = TurnWrites(
             key, draft, forget, report, destinations, relay_chat, tuple(outgoing), update, erase, consent, answer,
-            naming, unname,
+            naming, unname, counted,
         )  # fmt: skip
         return await self.apply_turn(writes)
 
@@ -345,6 +347,14 @@ class Figures(Protocol):
     @abc.abstractmethod
     async def counts(self) -> dict[tuple[str, str], int]:
         """Reports kept, by (category, month)."""
+
+    @abc.abstractmethod
+    async def tallies(self, months: Sequence[str] = ()) -> dict[tuple[str, str, str], int]:
+        """Every figure above zero (in ``months``, if given), as (dimension, value, month) -> count."""
+
+    @abc.abstractmethod
+    async def tally(self, counts: Mapping[tuple[str, str, str], int]) -> None:
+        """Add counts gathered in memory (they carry no reference and no chat)."""
 
     @abc.abstractmethod
     async def audit_kinds(self) -> list[tuple[str, str | None]]:

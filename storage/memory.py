@@ -59,7 +59,7 @@ class _State:
     answers: dict[int, _Answer] = field(default_factory=dict)  # in the order they were kept
     seen: dict[tuple[str, int], int] = field(default_factory=dict)
     reports: dict[str, tuple[ReportRow, CodeSeal]] = field(default_factory=dict)
-    counters: dict[tuple[str, str], int] = field(default_factory=dict)
+    tallies: dict[tuple[str, str, str], int] = field(default_factory=dict)
     audit: list[tuple[int, str, str | None]] = field(default_factory=list)
     deliveries: dict[int, _Delivery] = field(default_factory=dict)
     relays: dict[str, _Relay] = field(default_factory=dict)
@@ -192,12 +192,12 @@ class MemoryStore(RuleStore):
     async def _delete_report(self, reference: str) -> None:
         del self._s.reports[reference]
 
-    async def _count(self, category: str, month: str, change: int) -> None:
-        counter = (category, month)
-        self._s.counters[counter] = max(self._s.counters.get(counter, 0) + change, 0)
+    async def _tally(self, dimension: str, value: str, month: str, change: int) -> None:
+        key = (dimension, value, month)
+        self._s.tallies[key] = max(self._s.tallies.get(key, 0) + change, 0)
 
-    async def counts(self) -> dict[tuple[str, str], int]:
-        return {k: v for k, v in self._s.counters.items() if v > 0}
+    async def _tallies(self, months: Sequence[str]) -> dict[tuple[str, str, str], int]:
+        return {k: v for k, v in self._s.tallies.items() if v > 0 and (not months or k[2] in months)}
 
     async def _audit(self, kind: str, reference: str | None, at: int) -> None:
         self._s.audit.append((at - at % DAY, kind, reference))

@@ -128,8 +128,12 @@ class Rows(abc.ABC):
     async def _delete_report(self, reference: str) -> None: ...
 
     @abc.abstractmethod
-    async def _count(self, category: str, month: str, change: int) -> None:
-        """Add ``change`` to a counter (never below zero)."""
+    async def _tally(self, dimension: str, value: str, month: str, change: int) -> None:
+        """Add ``change`` to a tally (never below zero)."""
+
+    @abc.abstractmethod
+    async def _tallies(self, months: Sequence[str]) -> dict[tuple[str, str, str], int]:
+        """Every tally above zero in ``months``, as (dimension, value, month) -> count."""
 
     @abc.abstractmethod
     async def _audit(self, kind: str, reference: str | None, at: int) -> None: ...

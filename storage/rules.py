@@ -23,6 +23,9 @@ from storage.errors import Conflict, StorageError
 from storage.matching import MatchingKey
 from storage.rows import DAY, HOUR, MESSAGE_LIFETIME, UPDATE_MEMORY, CodeSeal, ReportRow, Rows, day_of, end_of_day
 
+# What a kept report is counted under besides its harms and answers: (dimension, value) pairs the
+# channel knows (which channel, which language).
+Counted = tuple[tuple[str, str], ...]
 WORDS_KINDS = frozenset({"relay", "answer"})  # deliveries carrying someone's own words
 UNSENT = ("pending", "failed", "held")  # deliveries a withdrawal stops before they go
 
@@ -63,7 +66,7 @@ class RuleStore(Store, Rows):
             if writes.consent is not None and writes.key is not None:
                 await self._change(writes.consent, writes.key, now)
             if report is not None and seal is not None:
-                await self._keep(report, seal, writes.destinations, now)
+                await self._keep(report, seal, writes.destinations, now, writes.counted)
                 if report.allow_reply and writes.relay_chat is not None and writes.destinations:
                     key = writes.key.digest if writes.key is not None else None
                     await self._link_relay(report.reference, writes.relay_chat, key)
@@ -88,7 +91,9 @@ class RuleStore(Store, Rows):
             return False
         return writes.forget and await self._forget_draft(key)
 
-    async def _keep(self, report: NewReport, seal: CodeSeal, destinations: tuple[str, ...], now: int) -> None:
+    async def _keep(
+        self, report: NewReport, seal: CodeSeal, destinations: tuple[str, ...], now: int, counted: Counted = ()
+    ) -> None:
         """Keeping a report: its content with the day of consent only, an expiry rounded up to the
         day (it must not give away the time), queued when it goes somewhere, one summary
         delivery per destination, the counters when kept, and the audit line."""
@@ -97,6 +102,8 @@ class RuleStore(Store, Rows):
             "summary": {k: list(v) if isinstance(v, tuple) else v for k, v in report.summary.items()},
             "categories": list(report.categories),
             "consented_at": day_of(now),  # the day only, even inside the ciphertext
+            # What the figures counted it under, so a withdrawal takes back exactly that.
+            "counted": [list(pair) for pair in counted_under(report, counted)],
         }
         row = ReportRow(
             reference=report.reference,
@@ -112,9 +119,9 @@ class RuleStore(Store, Rows):
         await self._insert_report(row, seal)
         for destination in destinations:
             await self._enqueue(report.reference, destination, "summary", {}, now)
-        if report.keep:
-            for category in row.categories:
-                await self._count(category, day.strftime("%Y-%m"), +1)
+        if report.keep:  # consent for the figures too: counted only when kept
+            for dimension, value in counted_under(report, counted):
+                await self._tally(dimension, value, day.strftime("%Y-%m"), +1)
         await self._audit("report_stored", report.reference, now)
 
     async def _erase(self, reference: str, now: int) -> None:
@@ -125,9 +132,11 @@ class RuleStore(Store, Rows):
         if found is None:
             raise Conflict("the report to erase is gone")
         await self._delete_report(reference)
-        if found.keep:
-            for category in found.categories:
-                await self._count(category, found.created_on[:7], -1)
+        if found.keep:  # withdrawing takes back consent for the figures too
+            pairs = found.body.get("counted") or [("harm", c) for c in found.categories]
+            for dimension, value in pairs:
+                await self._tally(str(dimension), str(value), found.created_on[:7], -1)
+            await self._tally("withdrawn", "reports", month_of(now), +1)
         reached = sorted(
             {
                 d
@@ -200,6 +209,7 @@ class RuleStore(Store, Rows):
         if not new_people:
             return  # someone already told named them again: nothing new for anyone
         fresh = [row for row in fresh if row.body["person"] in new_people]
+        await self._tally("matched", "reports", month_of(now), len({row.reference for row in fresh}))
         references = sorted({row.reference for row in rows})
         reports = []
         for reference in references:
@@ -238,6 +248,25 @@ class RuleStore(Store, Rows):
                 await self._set_digest(row.id, key.digest(row.body["kind"], row.body["canonical"]))
         self.matching = key
         return len(rows)
+
+    # ------------------------------------------------------------------ the figures
+    async def counts(self) -> dict[tuple[str, str], int]:
+        return {
+            (value, month): n
+            for (dimension, value, month), n in (await self._tallies(())).items()
+            if dimension == "harm"
+        }
+
+    async def tallies(self, months: Sequence[str] = ()) -> dict[tuple[str, str, str], int]:
+        return await self._tallies(months)
+
+    async def tally(self, counts: Mapping[tuple[str, str, str], int]) -> None:
+        """Counts gathered in memory (screens shown, advice asked), written together: they carry
+        no reference and no chat."""
+        if counts:
+            async with self._transaction(durable=False):
+                for (dimension, value, month), n in counts.items():
+                    await self._tally(dimension, value, month, n)
 
     # ------------------------------------------------------------------ reports and codes
     async def get_report(self, reference: str) -> StoredReport | None:
@@ -368,3 +397,23 @@ class RuleStore(Store, Rows):
         shared = len(set(references)) > 1
         rows = [(r, chat_id, int(m), shared) for r in dict.fromkeys(references) for m in message_ids]
         await self._remember_staff(rows, day_of(self._now()))
+
+
+def month_of(moment: float) -> str:
+    return dt.datetime.fromtimestamp(moment, dt.UTC).strftime("%Y-%m")
+
+
+def counted_under(report: NewReport, counted: Counted = ()) -> list[tuple[str, str]]:
+    """The figures' dimensions of a kept report: each harm, where (London, elsewhere, not said),
+    each service already told, who it was sent to, and what the channel adds."""
+    summary = report.summary
+    where = summary.get("where")
+    elsewhere = summary.get("elsewhere")
+    told = elsewhere if isinstance(elsewhere, tuple) and elsewhere else ("not_said",)
+    return [
+        *(("harm", category) for category in report.categories or ("unspecified",)),
+        ("where", where[0] if isinstance(where, tuple) and where else "not_said"),
+        *(("told", service) for service in told),
+        ("recipient", report.send_to or "none"),
+        *counted,
+    ]

@@ -228,16 +228,21 @@ class SQLiteStore(SQLiteFile, RuleStore):
     async def _delete_report(self, reference: str) -> None:
         await self.db.execute("DELETE FROM reports WHERE reference = ?", (reference,))
 
-    async def _count(self, category: str, month: str, change: int) -> None:
+    async def _tally(self, dimension: str, value: str, month: str, change: int) -> None:
         await self.db.execute(
-            "INSERT INTO counters (category, month, count) VALUES (?, ?, MAX(?, 0)) "
-            "ON CONFLICT (category, month) DO UPDATE SET count = MAX(count + ?, 0)",
-            (category, month, change, change),
+            "INSERT INTO tallies (dimension, value, month, count) VALUES (?, ?, ?, MAX(?, 0)) "
+            "ON CONFLICT (dimension, value, month) DO UPDATE SET count = MAX(count + ?, 0)",
+            (dimension, value, month, change, change),
         )
 
-    async def counts(self) -> dict[tuple[str, str], int]:
-        async with self.db.execute("SELECT category, month, count FROM counters WHERE count > 0") as cursor:
-            return {(str(c), str(m)): int(n) for c, m, n in await cursor.fetchall()}
+    async def _tallies(self, months: Sequence[str]) -> dict[tuple[str, str, str], int]:
+        query = "SELECT dimension, value, month, count FROM tallies WHERE count > 0"
+        arguments: tuple[str, ...] = ()
+        if months:
+            query += f" AND month IN ({','.join('?' * len(months))})"
+            arguments = tuple(months)
+        async with self.db.execute(query, arguments) as cursor:
+            return {(str(d), str(v), str(m)): int(n) for d, v, m, n in await cursor.fetchall()}
 
     async def _audit(self, kind: str, reference: str | None, at: int) -> None:
         await self.db.execute("INSERT INTO audit (at, kind, reference) VALUES (?, ?, ?)", (day_of(at), kind, reference))

@@ -16,7 +16,7 @@ from fakes.telegram import FakeTelegram
 from flows import Engine, EngineConfig
 from flows.definitions import build_flows
 from flows.events import Choice
-from responses import Renderer, Responses, check
+from responses import Renderer, Responses, ResponsesError, check
 from storage import Keyring
 from tests.console_process import ConsoleProcess
 from tests.helpers import Chat, text_of
@@ -305,3 +305,15 @@ def test_an_option_label_from_the_preview_is_a_real_button(chat: Chat) -> None:
     chat.send("/start")
     said = chat.send(Choice(step="menu", option="services"))
     assert "These services can help." in said[0].text
+
+
+def test_a_charity_groups_boroughs_its_own_way_and_is_told_of_a_borough_in_two_areas(tmp_path: Path) -> None:
+    folder = tmp_path / "charity" / "en"
+    folder.mkdir(parents=True)
+    (folder / "words.yaml").write_text("areas:\n  Inner: [Lambeth, Southwark]\n  Outer: [Bromley, Lambeth, Sutton]\n")
+    with pytest.raises(ResponsesError, match=r"words.yaml:3: .*'Lambeth' is in both 'Inner' and 'Outer'"):
+        Responses.load(tmp_path / "charity")
+    (folder / "words.yaml").write_text("areas:\n  Inner: [Lambeth, Southwark]\n  Outer: [Bromley, Sutton]\n")
+    responses = Responses.load(tmp_path / "charity")
+    assert responses.area_of("Lambeth") == "Inner" and responses.area_of("Camden") is None, "the grouping replaced"
+    assert Responses.load().area_of("Camden") == "Central London"

@@ -244,9 +244,12 @@ async def test_stats_show_small_numbers_as_fewer_than_five(person: Person, fake:
     await person.taps("Yes, keep it")
     await person.taps("Don't send it")
     await fake.user_sends(STAFF, "/stats", kind="supergroup", user_id=1)
-    await until(lambda: any("Reports kept" in t for t in staff_texts(fake)))
-    stats = next(t for t in staff_texts(fake) if "Reports kept" in t)
-    assert re.search(r"\d{4}-\d{2}  Violence: <5", stats)
+    await until(lambda: any("so far" in t for t in staff_texts(fake)))
+    stats = next(t for t in staff_texts(fake) if "so far" in t)
+    assert re.search(r"^\d{4}Q[1-4] so far, as `reachable figures` publishes it", stats)
+    assert "What happened (reports kept): Violence <5" in stats, "the same figures as the quarterly page"
+    figures = stats.split("\n", 1)[1].split("Waiting to be delivered")[0]
+    assert not re.search(r"(?<![<\d])[0-4]\b", figures), "no count under 5 is shown"
 
 
 async def test_email_reaches_every_recipient_over_starttls_through_refusals(

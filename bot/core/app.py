@@ -27,6 +27,7 @@ from storage.matching import MatchingKey
 
 log = logging.getLogger("reachable")
 PURGE_EVERY = 15 * 60
+COUNT_EVERY = 60  # seconds between writes of what was looked at (no chat in it)
 
 
 def offers(settings: Settings) -> tuple[Offer, ...]:
@@ -146,9 +147,19 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
         await self.delivery.stop()
+        await self.count_browsing()
         await self.inbox.close()
         await self.store.close()
         self.lock.release()
+
+    async def count_browsing(self) -> None:
+        """Write the screens shown and advice opened since the last time (no chat in them)."""
+        counts = self.conversations.browsing.take()
+        try:
+            await self.store.tally(counts)
+        except Exception as error:
+            self.conversations.browsing.give_back(counts)
+            log.error("figures not written: %s", type(error).__name__)
 
     async def purge(self) -> None:
         purged = await self.store.purge_expired()
@@ -156,8 +167,13 @@ class App:
             log.info("purged %d expired draft(s) and %d expired report(s)", purged.drafts, purged.reports)
 
     async def _purge_forever(self) -> None:
+        rounds = 0
         while True:
-            await asyncio.sleep(PURGE_EVERY)
+            await asyncio.sleep(COUNT_EVERY)
+            await self.count_browsing()
+            rounds += 1
+            if rounds % (PURGE_EVERY // COUNT_EVERY):
+                continue
             try:
                 await self.purge()
             except Exception as error:

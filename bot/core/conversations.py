@@ -24,6 +24,7 @@ from bot.core.answers import Delivery, Told, opened, seal
 from bot.core.effects import Done, Effects, Reaches, step_kind
 from bot.core.guards import CodeGuard, Flood, FloodGuard
 from bot.core.positions import Lately, Positions
+from bot.core.tallies import Browsing
 from bot.core.transport import ChatRef
 from flows import Engine, Event, State
 from flows.definitions import URGENT_MESSAGES
@@ -36,6 +37,7 @@ from storage import (
     ChatKey,
     Conflict,
     Keyring,
+    NewReport,
     Relays,
     Reports,
     StorageError,
@@ -84,7 +86,21 @@ class Conversations:
         self.flood = FloodGuard()
         self.codes = CodeGuard()
         self.reaches: dict[str, Reaches] = {}  # by channel; a channel not named here reaches all
+        self.browsing = Browsing()  # screens shown and advice opened, for the figures
         self.effects = Effects(engine, store, self.recipients, self.codes, self.reaches, self._wake, matching)
+
+    def _counted(self, report: NewReport | None, channel: str, locale: str) -> tuple[tuple[str, str], ...]:
+        """What a kept report is counted under besides its own answers: the channel and language
+        it came in, and for London the area (a group of boroughs: a borough with one report in
+        it could point to a person)."""
+        if report is None:
+            return ()
+        counted = (("channel", channel), ("language", locale))
+        if report.summary.get("where") != ("london",):
+            return counted
+        borough = report.summary.get("borough")
+        area = self.renderer.responses.area_of(borough) if isinstance(borough, str) else None
+        return (*counted, ("area", area or "not_said"))
 
     def key(self, channel: str, chat_id: str | int) -> ChatKey:
         return ChatKey(self.keyring.chat_key(channel, chat_id))
@@ -160,11 +176,11 @@ class Conversations:
             if hint in self.engine.lexicon.locales:
                 state = state.evolve(locale=hint)
         outcome = self.engine.handle(state, event)
+        self.browsing.note(outcome.replies)
         try:
             done = await self.effects.carry_out(outcome, key, chat)
-            if done.wipe:
-                self._unsent.discard(key.digest)  # nothing it was still to be told is told
             if done.wipe:  # they left: nothing they were still to be told is told
+                self._unsent.discard(key.digest)
                 self._claimed.difference_update(d.told.id for d in earlier if d.told is not None)
                 earlier = ()
             keep = self.engine.worth_keeping(done.outcome.state)
@@ -246,6 +262,7 @@ class Conversations:
             answer=answer,
             naming=done.naming,
             unname=done.unname,
+            counted=self._counted(report, ref.channel, done.outcome.state.locale),
         )
         try:
             applied = await self._meanwhile(commit, on_slow if report is not None else None, done, ref.channel)

@@ -8,6 +8,7 @@ quoted and made inert before staff see it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,7 +20,6 @@ from responses import Renderer
 from storage import Figures, Outbox, Outgoing, Relays, Reports, StoredReport
 
 STAFF_LOCALE = "en"
-SMALL = 5
 log = logging.getLogger("reachable.staff")
 # The update a staff command came in (channel, update id): a repeat of it queues nothing twice.
 Update = tuple[str, int] | None
@@ -37,8 +37,14 @@ class StaffText:
 
 class StaffDesk:
     def __init__(
-        self, store: DeskStore, engine: Engine, renderer: Renderer, on_queued: Callable[[], None] | None = None
+        self,
+        store: DeskStore,
+        engine: Engine,
+        renderer: Renderer,
+        on_queued: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.clock = clock
         self.store = store
         self.engine = engine
         self.renderer = renderer
@@ -193,12 +199,21 @@ class StaffDesk:
         return self._text("staff.done.close", reference=reference)
 
     async def _stats(self) -> str:
-        counts = await self.store.counts()
-        deliveries = await self.store.delivery_counts()
+        """The quarter so far, as `reachable figures` publishes it (the same suppression), one
+        line a dimension: each value's quarter total."""
+        from bot.core import quarterly
+
+        quarter = quarterly.quarter_of(self.clock())
+        made = quarterly.tables(await self.store.tallies(quarterly.months_of(quarter)), quarterly.months_of(quarter))
+        labels = quarterly.Labels(self.renderer.responses)
         lines = []
-        for (category, month), count in sorted(counts.items(), key=lambda item: (item[0][1], item[0][0])):
-            label = self._harm(category)
-            lines.append(f"{month}  {label}: {'<5' if count < SMALL else count}")
-        table = "\n".join(lines) or self._text("staff.stats.empty")
+        for dimension, table in made.items():
+            public = table.public()
+            values = [f"{labels.value(dimension, v)} {f}" for v, f in zip(table.rows, public.row_totals, strict=True)]
+            lines.append(f"{labels.t(f'figures.dimension.{dimension}')}: {' · '.join(values)}")
+        deliveries = await self.store.delivery_counts()
         pending = deliveries.get("pending", 0) + deliveries.get("sending", 0)
-        return self._text("staff.stats", table=table, pending=pending, failed=deliveries.get("failed", 0))
+        shown = "\n".join(lines) or self._text("staff.stats.empty")
+        return self._text(
+            "staff.stats", quarter=quarter, table=shown, pending=pending, failed=deliveries.get("failed", 0)
+        )

@@ -75,3 +75,9 @@ def warn_about_key_file(settings: Settings) -> None:
             "stolen disk holds both. Set REACHABLE_ENCRYPTION_KEY from a secrets manager instead",
             settings.data_dir / KEY_FILE,
         )
+
+
+def open_store(settings: Settings) -> SQLiteStore:
+    """The service's store, to read (figures, exports) while the bot may run."""
+    keys = settings.encryption_key.get_secret_value() if settings.encryption_key else None
+    return SQLiteStore(settings.data_dir / DB_FILE, load_keyring(keys, settings.data_dir))

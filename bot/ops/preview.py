@@ -163,7 +163,7 @@ class PreviewBuilder:
             "keep": self.t("staff.yes"),
             "allow_reply": self.t("staff.yes"),
             "version": 1,
-            "table": "2026-11  " + self.t("report.what.assault") + ": <5",
+            "table": self.t("figures.dimension.harm") + ": " + self.t("report.what.assault") + " <5",
             "pending": 0,
             "failed": 0,
             "label": self.t("report.what.violence"),
@@ -181,6 +181,17 @@ class PreviewBuilder:
             "named": quote("app: Grindr, Tom 88"),
             "harms": self.t("report.what.drugged"),
             "month": "2026-11",
+            # The figures page (reachable figures) and /stats
+            "service": "Demo service",
+            "quarter": "2026Q4",
+            "total": 101,
+            "months": "2026-10, 2026-11, 2026-12",
+            "hidden": self.t("figures.summary.hidden"),
+            "services": "Galop, Clinic, Charity",
+            "why": self.t("figures.combined.reports.told").format(n=6),
+            "low": 84,
+            "high": 90,
+            "n": 6,
         }
         return self.renderer.render(Reply(message_id, variables), self.locale).text
 
