@@ -254,7 +254,7 @@ async def staff_replies(driver: Driver, text: str) -> None:
     """A support worker answers the latest report; the person sees it arrive."""
     reference = re.findall(r"Reference: ([0-9A-Z]{4}-[0-9A-Z]{4})", "\n".join(driver.transcript()))[-1]
     before = len(driver.transcript())
-    await driver.app.desk.command("reply", f"{reference} {text}")
+    await driver.app.desk.command("reply", f"{reference} {text}", frozenset({"support"}))
     driver.app.delivery.wake()
     for _ in range(200):
         if len(driver.transcript()) > before:

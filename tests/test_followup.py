@@ -78,6 +78,30 @@ async def test_a_soit_choice_reaches_the_soit_officer_and_no_one_else(fake: Fake
     assert "Wants it sent to: a SOIT police officer" in summaries(fake, SOIT)[0]
 
 
+async def test_only_the_chat_a_report_was_sent_to_may_answer_acknowledge_or_close_it(
+    fake: FakeTelegram, running: Running
+) -> None:
+    person = Person(fake, CHAT)
+    await answer_until_consent(person, "Sexual assault or rape")
+    await person.taps("No, don't keep it")
+    await person.taps("To a SOIT police officer")
+    await person.taps("Yes, they may reply")
+    await until(lambda: bool(summaries(fake, SOIT)))
+    reference = re.search(r"[0-9A-Z]{4}-[0-9A-Z]{4}", summaries(fake, SOIT)[0])
+    assert reference is not None
+    heard = len(fake.bot_texts(CHAT))
+    for n, command in enumerate(("reply", "ack", "close"), start=1):
+        # The same listed staff member, in the support team's chat: the person chose SOIT.
+        await fake.user_sends(STAFF, f"/{command} {reference.group(0)} We are here", kind="supergroup", user_id=1)
+        await until(lambda: len([t for t in staff_texts(fake) if "was not sent to this chat" in t]) >= n)  # noqa: B023
+    await fake.settle(0.5)
+    refused = [t for t in staff_texts(fake) if "was not sent to this chat" in t]
+    assert len(refused) == 3 and all(reference.group(0) in t for t in refused)
+    assert len(fake.bot_texts(CHAT)) == heard, "the person is sent nothing"
+    await fake.user_sends(SOIT, f"/reply {reference.group(0)} I am the SOIT officer", kind="supergroup", user_id=1)
+    await until(lambda: any("I am the SOIT officer" in t for t in fake.bot_texts(CHAT)))
+
+
 async def test_a_soit_officer_is_not_offered_for_a_robbery(fake: FakeTelegram, running: Running) -> None:
     person = Person(fake, CHAT)
     await answer_until_consent(person, "Robbery or theft")

@@ -117,7 +117,7 @@ async def test_a_report_kept_and_sent_by_email_then_a_staff_reply_arrives_throug
             assert "He took my phone" in smtp.mailbox.messages[0].get_payload()
 
             before = len(fake.texts(SENDER))
-            await app.desk.command("reply", f"{reference} Are you somewhere safe now?")
+            await app.desk.command("reply", f"{reference} Are you somewhere safe now?", frozenset({"support"}))
             app.delivery.wake()
             await until(lambda: len(fake.texts(SENDER)) > before)
             assert fake.triggers and set(fake.triggers) == {"reachable_deliver"}
@@ -131,7 +131,7 @@ async def test_a_staff_reply_waits_while_rasa_is_down_and_arrives_when_it_is_bac
         app.delivery.backoff = 0.05
         reference = await send_report(fake)
         fake.reachable = False
-        await app.desk.command("reply", f"{reference} Hello, are you safe?")
+        await app.desk.command("reply", f"{reference} Hello, are you safe?", frozenset({"support"}))
         app.delivery.wake()
         await asyncio.sleep(1.5)
         assert not any("are you safe?" in t for t in fake.texts(SENDER))

@@ -153,7 +153,7 @@ async def test_a_report_to_its_code_then_a_staff_reply_arrives_once_and_the_answ
     await until(lambda: len(smtp.mailbox.messages) == 1, timeout=30)
     assert "He took my phone" in smtp.mailbox.messages[0].get_payload()
 
-    told = await running.desk.command("reply", f"{reference} Are you somewhere safe now?")
+    told = await running.desk.command("reply", f"{reference} Are you somewhere safe now?", frozenset({"support"}))
     assert told is not None and "on its way" in told and "Sent" not in told
     running.delivery.wake()
     await until(lambda: any("Are you somewhere safe now?" in t for t in person.pushed()), timeout=30)
@@ -180,7 +180,7 @@ async def test_staff_replies_reach_phone_senders_as_one_text_with_numbered_optio
     phone = OnPhone(rasa, sender)
     reference, _ = await report_with_replies(phone)
 
-    await running.desk.command("reply", f"{reference} Hello, are you safe?")
+    await running.desk.command("reply", f"{reference} Hello, are you safe?", frozenset({"support"}))
     running.delivery.wake()
     await until(lambda: any("are you safe?" in m["body"] for m in rasa.recorder.sms[sender]), timeout=30)
     bodies = [str(m["body"]) for m in rasa.recorder.sms[sender]]
@@ -208,7 +208,7 @@ async def test_on_rest_a_staff_reply_waits_for_the_code_and_a_forged_sender_gets
     running, _ = app
     person = OnRest(rasa)
     reference, code = await report_with_replies(person)
-    told = await running.desk.command("reply", f"{reference} We read it. Are you safe?")
+    told = await running.desk.command("reply", f"{reference} We read it. Are you safe?", frozenset({"support"}))
     assert told is not None and "held" in told
     running.delivery.wake()
     await running.delivery.run_once()

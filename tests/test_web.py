@@ -78,7 +78,7 @@ async def test_a_report_kept_and_sent_then_a_staff_reply_read_after_coming_back_
     app.delivery.backoff = 0.05
     reference, code = await send_report(person)
     await person.leave()
-    await app.desk.command("reply", f"{reference} Are you somewhere safe now?")
+    await app.desk.command("reply", f"{reference} Are you somewhere safe now?", frozenset({"support"}))
     app.delivery.wake()
     await asyncio.sleep(0.5)
     assert await app.store.relay_held(reference), "nothing can reach a web page: the reply waits"

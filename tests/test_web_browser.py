@@ -165,7 +165,7 @@ async def test_a_staff_reply_is_read_after_coming_back_with_the_code(
     reference, code = await whole_report(page, javascript)
     await page.click("#leave")
     await page.wait_for_url(neutral)
-    await app.desk.command("reply", f"{reference} Are you somewhere safe now?")
+    await app.desk.command("reply", f"{reference} Are you somewhere safe now?", frozenset({"support"}))
 
     back = await page_in(browser, javascript)
     await back.goto(base)

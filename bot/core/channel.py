@@ -437,7 +437,8 @@ class Channel:
                 await self.send_staff(self.ports.desk.refusal(bool(allowed), user_id), chat_id)
             return
         update = (self.name, update_id) if update_id is not None else None
-        answer = await self.ports.desk.command(typed.name, typed.argument, update)
+        scope = frozenset(d.partition(":")[0] for d, chat in self.ports.staff_chats.items() if chat == chat_id)
+        answer = await self.ports.desk.command(typed.name, typed.argument, scope, update)
         if answer is not None:
             await self.send_staff(answer, chat_id)
 

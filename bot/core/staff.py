@@ -155,10 +155,12 @@ class StaffDesk:
         )
 
     # ------------------------------------------------------------------ staff commands
-    async def command(self, name: str, argument: str, update: Update = None) -> str | None:
+    async def command(self, name: str, argument: str, scope: frozenset[str], update: Update = None) -> str | None:
         """Answer a command typed in the staff chat; None for commands that are not ours.
-        ``update``: where it came from, so that the same update handled again (after a crash)
-        sends the person nothing twice; the answer to staff is given again."""
+        ``scope``: the recipients whose reports the chat it came from receives; a command acts on
+        no other report (the person chose who would read it and answer). ``update``: where it
+        came from, so that the same update handled again (after a crash) sends the person nothing
+        twice; the answer to staff is given again."""
         if name == "stats":
             return await self._stats()
         if name not in ("ack", "reply", "close"):
@@ -168,14 +170,24 @@ class StaffDesk:
         if reference is None or (name == "reply" and not rest.strip()):
             return self._text("staff.usage")
         report = await self.store.get_report(reference)
-        if report is None:
-            return self._text("staff.no_report", reference=reference)
+        refused = self._refused(reference, report, scope)
+        if refused is not None or report is None:
+            return refused
         chat = await self.store.relay_chat(reference)
         # After a quick exit nothing reaches the person's chat until they come back with their code.
         held = chat is not None and await self.store.relay_held(reference)
         if name == "reply":
             return await self._reply(reference, chat if report.allow_reply else None, held, rest.strip(), update)
         return await (self._ack if name == "ack" else self._close)(reference, chat, held, update)
+
+    def _refused(self, reference: str, report: StoredReport | None, scope: frozenset[str]) -> str | None:
+        """Why a command may not act on this report, if it may not."""
+        if report is None:
+            return self._text("staff.no_report", reference=reference)
+        if report.send_to not in scope:
+            log.info("staff command on a report not sent to that chat: refused")
+            return self._text("staff.not_sent_here", reference=reference)
+        return None
 
     async def _reply(self, reference: str, chat: str | None, held: bool, text: str, update: Update) -> str:
         if chat is None:

@@ -126,9 +126,10 @@ class DemoInbox:
 
 
 async def _as_staff(desk: StaffDesk, line: str, stdout: TextIO, texts: Callable[[str], str]) -> None:
-    """A /staff command typed in the demo: the support worker's side, answered as staff see it."""
+    """A /staff command typed in the demo: the support worker's side, answered as staff see it
+    (the demo inbox is the support team's)."""
     name, _, argument = line.removeprefix("/staff").strip().partition(" ")
-    told = await desk.command(name.lstrip("/"), argument.strip())
+    told = await desk.command(name.lstrip("/"), argument.strip(), frozenset({"support"}))
     said = told or texts("staff.demo.unknown")
     stdout.write(f"{texts('staff.demo.said')} {said}\n")
 
