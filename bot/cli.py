@@ -27,6 +27,16 @@ if TYPE_CHECKING:
     from bot.ops.doctor import Finding
 
 
+def _staff_parser(commands: Any) -> None:
+    commands.add_parser("staff-web", help="serve the staff inbox (accounts from `reachable staff add`)")
+    staff = commands.add_parser("staff", help="staff accounts for the inbox")
+    staff_what = staff.add_subparsers(dest="action", required=True)
+    adding = staff_what.add_parser("add", help="add an account; prints its authenticator enrolment")
+    adding.add_argument("name", help="the name they sign in with")
+    adding.add_argument("--role", required=True, choices=("support", "soit", "admin"), help="whose cases they see")
+    adding.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reachable", description="A confidential messaging assistant.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -40,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the Telegram library to run on (default: REACHABLE_FRAMEWORK, else aiogram)",
     )
     commands.add_parser("web", help="serve the web chat (for people without Telegram)")
+    _staff_parser(commands)
     doctor = commands.add_parser("doctor", help="check the configuration; sends nothing anyone would see")
     doctor.add_argument("--webhook", action="store_true", help="check the webhook set-up too")
     backup = commands.add_parser("backup", help="copy the database while the bot runs (never the key)")
@@ -226,14 +237,24 @@ def _serving(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any
         if args.framework:
             settings = settings.model_copy(update={"framework": args.framework})
         return launch.telegram(settings, args.webhook)
-    if args.command == "rasa-actions":
-        return launch.rasa_actions(settings)
-    if args.command == "web":
-        return launch.web(settings)
-    operators = {"match": _matching, "figures": _figures}
+    servers = {"rasa-actions": launch.rasa_actions, "web": launch.web, "staff-web": launch.staff_web}
+    if args.command in servers:
+        return servers[args.command](settings)
+    operators = {"match": _matching, "figures": _figures, "staff": _staff}
     if args.command in operators:
         return operators[args.command](args, settings)
     return keys.rotate(settings) if args.action == "rotate" else keys.prune(settings)
+
+
+def _staff(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any, None]:
+    from bot.ops.staff_accounts import add_account, read_password
+
+    password = read_password(args.password_stdin)  # asked before anything is opened
+
+    async def run() -> None:
+        await add_account(settings, args.name, args.role, password)
+
+    return run()
 
 
 def _figures(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any, None]:

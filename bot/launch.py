@@ -4,14 +4,14 @@ token is set, because the staff chat lives there."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 from bot.channels.console.adapter import run_console
 from bot.core.app import App, create_app, settle_heap
 from bot.core.errors import ConfigError
-from bot.core.serving import until_stopped
+from bot.core.serving import require_telegram_for_staff, until_stopped
 from bot.core.settings import Settings
 from bot.ops.keys import warn_about_key_file
 from responses import Responses
@@ -78,7 +78,25 @@ async def web(settings: Settings) -> None:
     from bot.channels.web.run import check_settings, serving_web
 
     check_settings(settings)
-    await _beside_telegram(settings, serving_web)
+    if not settings.staff_web:
+        await _beside_telegram(settings, serving_web)
+        return
+    from bot.ops.inbox.server import serving_inbox
+
+    @asynccontextmanager
+    async def both(app: App) -> AsyncIterator[object]:
+        async with serving_web(app), serving_inbox(app):
+            yield None
+
+    await _beside_telegram(settings, both)
+
+
+async def staff_web(settings: Settings) -> None:
+    """The staff inbox (see bot/ops/inbox/server.py), with Telegram beside it when a token is set."""
+    from bot.ops.inbox.server import serving_inbox
+
+    require_telegram_for_staff(settings)
+    await _beside_telegram(settings, serving_inbox)
 
 
 def rasa_export(folder: Path | None, out: Path) -> int:

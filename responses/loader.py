@@ -32,7 +32,7 @@ MIN_SAFETY_EXAMPLES = 40
 MIN_EXAMPLES = 10
 # Staff read the staff chat in one language (English unless a charity rewrites it); each
 # language is named in its own words, the same everywhere.
-STAFF_ONLY = ("staff.", "language.name.", "figures.")
+STAFF_ONLY = ("staff.", "language.name.", "figures.", "inbox.")
 # A message may have a wording for one channel, as ``id@channel``: what Telegram can delete, a
 # Rasa channel (WhatsApp, SMS) cannot, and the words must say so. Text messages (SMS, and WhatsApp
 # through Twilio) are a Rasa channel with less room: ``id@sms`` first, then ``id@rasa``.

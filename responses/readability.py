@@ -24,7 +24,7 @@ WORST_ALLOWED = 12.0  # no single message above this
 MIN_WORDS = 8
 # What only staff, operators, commissioners (the figures) or Telegram menus read is not measured
 # for people.
-NOT_FOR_PEOPLE = ("staff.", "telegram.command.", "language.name.", "services.field.", "preview.", "figures.")
+NOT_FOR_PEOPLE = ("staff.", "telegram.command.", "language.name.", "services.field.", "preview.", "figures.", "inbox.")
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
 DICTIONARIES = {"en": "en_GB", "pl": "pl_PL", "ro": "ro_RO"}
 

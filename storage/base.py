@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from flows.effects import StoreReport
+from storage.accounts import StaffAccounts
 from storage.errors import Conflict
 
 SummaryData = Mapping[str, tuple[str, ...] | str]
@@ -269,6 +270,7 @@ class Reports(Protocol):
 
     @abc.abstractmethod
     async def set_status(self, reference: str, status: str) -> bool: ...
+    async def cases(self, recipients: Sequence[str]) -> list[StoredReport]: ...
 
     @abc.abstractmethod
     async def named(self, reference: str) -> int:
@@ -361,7 +363,9 @@ class Figures(Protocol):
         """The audit trail as (kind, reference), oldest first."""
 
 
-class Store(Turns, Answers, Outbox, Reports, Relays, MessageIds, StaffMessages, Upkeep, Figures, abc.ABC):
+class Store(
+    Turns, Answers, Outbox, Reports, Relays, MessageIds, StaffMessages, Upkeep, Figures, StaffAccounts, abc.ABC
+):
     """Everything a running bot keeps; each part of the bot is handed only the protocols it uses."""
 
     async def __aenter__(self) -> Self:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from storage.accounts import AuditLine, StaffAccount, StaffSession
 from storage.base import ChatKey, Outgoing, Unsent
 from storage.crypto import CodeHasher, code_tag
 from storage.errors import StorageError
@@ -66,6 +67,9 @@ class _State:
     messages: dict[bytes, dict[int, int]] = field(default_factory=dict)
     staff: dict[tuple[str, int], tuple[int, bool, int]] = field(default_factory=dict)
     named: dict[int, tuple[str, bytes, dict[str, Any], bool]] = field(default_factory=dict)
+    accounts: dict[str, StaffAccount] = field(default_factory=dict)
+    sessions: dict[bytes, StaffSession] = field(default_factory=dict)
+    staff_audit: list[AuditLine] = field(default_factory=list)
 
 
 class MemoryStore(RuleStore):
@@ -387,6 +391,48 @@ class MemoryStore(RuleStore):
         for delivery_id in gone:
             del self._s.deliveries[delivery_id]
         return gone
+
+    async def _references_sent_to(self, recipients: Sequence[str]) -> list[str]:
+        found = [row for row, _ in self._s.reports.values() if row.send_to in recipients]
+        return [row.reference for row in reversed(found)]
+
+    # ------------------------------------------------------------------ staff accounts
+    async def _insert_account(self, account: StaffAccount) -> bool:
+        if account.name in self._s.accounts:
+            return False
+        self._s.accounts[account.name] = account
+        return True
+
+    async def _load_account(self, name: str) -> StaffAccount | None:
+        return self._s.accounts.get(name)
+
+    async def _update_account(self, account: StaffAccount) -> None:
+        if account.name in self._s.accounts:
+            self._s.accounts[account.name] = account
+
+    async def _insert_session(self, session: StaffSession) -> None:
+        self._s.sessions[session.token] = session
+
+    async def _load_session(self, token: bytes) -> StaffSession | None:
+        return self._s.sessions.get(token)
+
+    async def _set_session_seen(self, token: bytes, seen: int) -> None:
+        found = self._s.sessions.get(token)
+        if found is not None:
+            self._s.sessions[token] = replace(found, seen=seen)
+
+    async def _delete_sessions(self, *, token: bytes | None = None, name: str | None = None) -> None:
+        self._s.sessions = {t: s for t, s in self._s.sessions.items() if t != token and s.name != name}
+
+    async def _insert_staff_audit(self, line: AuditLine) -> None:
+        self._s.staff_audit.append(line)
+
+    async def _staff_audit_lines(self) -> list[AuditLine]:
+        return list(self._s.staff_audit)
+
+    async def _purge_staff(self, *, audit_before: int, sessions_before: int) -> None:
+        self._s.staff_audit = [line for line in self._s.staff_audit if line.at > audit_before]
+        self._s.sessions = {t: s for t, s in self._s.sessions.items() if s.started > sessions_before}
 
     async def _purge_rest(self, *, staff_before: int, messages_before: int, updates_before: int) -> None:
         self._s.staff = {k: v for k, v in self._s.staff.items() if v[2] > staff_before}

@@ -202,6 +202,10 @@ class Rows(abc.ABC):
         """Staff-chat messages, message ids (by their day) and handled updates, on or before."""
 
     @abc.abstractmethod
+    async def _references_sent_to(self, recipients: Sequence[str]) -> list[str]:
+        """The references of reports sent to these recipients, newest first."""
+
+    @abc.abstractmethod
     async def _remember_messages(self, rows: Sequence[tuple[ChatKey, int]], day: int) -> None: ...
 
     @abc.abstractmethod

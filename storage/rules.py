@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from storage.accounts import SESSION_ABSOLUTE, AccountRules
 from storage.base import ChatKey, ConsentChange, Naming, NewReport, Purged, Store, StoredReport, TurnWrites
 from storage.crypto import CodeHasher
 from storage.errors import Conflict, StorageError
@@ -30,7 +31,7 @@ WORDS_KINDS = frozenset({"relay", "answer"})  # deliveries carrying someone's ow
 UNSENT = ("pending", "failed", "held")  # deliveries a withdrawal stops before they go
 
 
-class RuleStore(Store, Rows):
+class RuleStore(AccountRules, Store, Rows):
     """A store that keeps the rules above; backends supply the row operations."""
 
     def __init__(
@@ -280,6 +281,11 @@ class RuleStore(Store, Rows):
                 return await self.get_report(reference)
         return None
 
+    async def cases(self, recipients: Sequence[str]) -> list[StoredReport]:
+        """The reports sent to these recipients, newest first: what their inbox shows."""
+        found = [await self.get_report(r) for r in await self._references_sent_to(recipients)]
+        return [report for report in found if report is not None]
+
     async def set_status(self, reference: str, status: str) -> bool:
         async with self._transaction(durable=False):
             found = await self._load_report(reference)
@@ -374,6 +380,7 @@ class RuleStore(Store, Rows):
             await self._purge_rest(
                 staff_before=retained, messages_before=now - MESSAGE_LIFETIME - DAY, updates_before=now - UPDATE_MEMORY
             )
+            await self._purge_staff(audit_before=retained, sessions_before=now - SESSION_ABSOLUTE)
             if reports:
                 await self._audit(f"reports_expired:{reports}", None, now)
             tx.scrub = True  # at every purge: nothing forgotten lingers

@@ -22,12 +22,13 @@ from storage.hashing import CHECK, KEEP, HashingPool
 from storage.matching import MatchingKey
 from storage.rows import MESSAGE_LIFETIME, CodeSeal, NamedRow, ReportRow, day_of, end_of_day, end_of_hour
 from storage.rules import RuleStore
+from storage.sqlite_accounts import SQLiteAccounts
 from storage.sqlite_file import SEALED, SQLiteFile, migrations, seal_expiring, unseal_expiring
 
 __all__ = ["MESSAGE_LIFETIME", "SEALED", "SQLiteStore", "migrations"]
 
 
-class SQLiteStore(SQLiteFile, RuleStore):
+class SQLiteStore(SQLiteFile, SQLiteAccounts, RuleStore):
     def __init__(
         self,
         path: Path,
@@ -224,6 +225,15 @@ class SQLiteStore(SQLiteFile, RuleStore):
             "UPDATE reports SET summary = ?, send_to = ?, allow_reply = ?, status = ? WHERE reference = ?",
             (self._seal(row.body), row.send_to, int(row.allow_reply), row.status, row.reference),
         )
+
+    async def _references_sent_to(self, recipients: Sequence[str]) -> list[str]:
+        if not recipients:
+            return []
+        query = (
+            f"SELECT reference FROM reports WHERE send_to IN ({','.join('?' * len(recipients))}) ORDER BY rowid DESC"  # noqa: S608
+        )
+        async with self.db.execute(query, tuple(recipients)) as cursor:
+            return [str(r) for (r,) in await cursor.fetchall()]
 
     async def _delete_report(self, reference: str) -> None:
         await self.db.execute("DELETE FROM reports WHERE reference = ?", (reference,))

@@ -35,6 +35,7 @@ SEALED = (
     ("answers", "id", "payload"),
     ("secrets", "name", "sealed"),
     ("identifiers", "id", "sealed"),
+    ("staff_accounts", "name", "totp"),
 )
 WAL_LIMIT = 1 << 20  # bytes the write-ahead log may keep after a checkpoint
 PRAGMAS = (

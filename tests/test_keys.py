@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from storage import Answer, ChatKey, Keyring, KeyringError, NewReport, SQLiteStore
+from storage.accounts import StaffAccount
 from storage.base import Naming
 from storage.crypto import KEY_FILE
 from storage.matching import MatchingKey
@@ -29,6 +30,7 @@ async def fill(path: Path, keyring: Keyring) -> ChatKey:
             answer=Answer(7, b"the code, not yet shown"),
         )
         await store.commit_turn(chat, naming=Naming("ROTA-0001", "handle", "tapir5150", "@Tapir5150", ()))
+        await store.add_account(StaffAccount("sam", "support", "$argon2id$…", "JBSWY3DPEHPK3PXP"))
     return chat
 
 
@@ -45,6 +47,7 @@ async def test_rotation_reencrypts_everything_so_the_old_key_can_go(tmp_path: Pa
             "answers": 1,
             "secrets": 1,
             "identifiers": 1,
+            "staff_accounts": 1,
         }
         assert await store.load_draft(chat) == b'{"v":1}'  # the chat key is unchanged while the old key is listed
     async with SQLiteStore(path, Keyring([new])) as store:
@@ -52,6 +55,8 @@ async def test_rotation_reencrypts_everything_so_the_old_key_can_go(tmp_path: Pa
         assert report is not None and report.summary["account"] == "Tapir-5150"
         assert await store.relay_chat("ROTA-0001") == "telegram:42"
         assert await store.namings() == [("ROTA-0001", "handle", "tapir5150")]
+        account = await store.account("sam")
+        assert account is not None and account.totp == "JBSWY3DPEHPK3PXP", "the second factor survives rotation"
         assert [a.body for a in await store.unsent_answers(chat)] == [b"the code, not yet shown"]
         [delivery] = await store.claim_due()
         assert delivery.reference == "ROTA-0001"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import aiosqlite
@@ -24,6 +25,7 @@ from storage import (
     Store,
     Unsent,
 )
+from storage.accounts import StaffAccount, StaffSession
 from storage.crypto import KEY_FILE, load_keyring
 from storage.memory import MemoryStore
 from storage.sqlite import migrations
@@ -409,3 +411,32 @@ async def test_a_report_can_be_found_by_its_code(backend: Store) -> None:
     assert await backend.find_by_code("7K2P-QX9D-M4TA-0000") is None
     assert await backend.set_status("TEST-0001", "acknowledged")
     assert (await backend.get_report("TEST-0001")).status == "acknowledged"  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------- staff accounts
+async def test_staff_accounts_sessions_and_their_audit_keep_their_rules(backend: Store, clock: Clock) -> None:
+    sam = StaffAccount("sam", "support", "$argon2id$hash", "JBSWY3DPEHPK3PXP")
+    assert await backend.add_account(sam)
+    assert not await backend.add_account(replace(sam, role="admin")), "a name is taken once"
+    assert await backend.account("sam") == sam
+    assert await backend.use_totp_step("sam", 1000)
+    assert not await backend.use_totp_step("sam", 1000), "a code works once"
+    assert not await backend.use_totp_step("sam", 999), "an older code never"
+    assert not await backend.use_totp_step("nobody", 1001)
+    await backend.start_session(StaffSession(b"t" * 32, "sam", int(clock.now), int(clock.now), "csrf"))
+    await backend.start_session(StaffSession(b"u" * 32, "sam", int(clock.now), int(clock.now), "csrf2"))
+    await backend.touch_session(b"t" * 32, int(clock.now) + 5)
+    found = await backend.session(b"t" * 32)
+    assert found is not None and found.seen == int(clock.now) + 5
+    await backend.end_session(b"t" * 32)
+    assert await backend.session(b"t" * 32) is None and await backend.session(b"u" * 32) is not None
+    await backend.staff_audit("sam", "opened", "TEST-0001")
+    clock.now += 13 * 3600
+    await backend.purge_expired()
+    assert await backend.session(b"u" * 32) is None, "no session outlives its absolute end"
+    assert [(a.name, a.action, a.reference) for a in await backend.staff_audit_lines()] == [
+        ("sam", "opened", "TEST-0001")
+    ]
+    clock.now += 91 * 86400
+    await backend.purge_expired()
+    assert await backend.staff_audit_lines() == [], "the audit goes at the end of the retention period"

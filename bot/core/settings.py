@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     # The web chat: where it listens (behind the charity's HTTPS proxy), and the neutral site
     # "Leave now" opens (GOV.UK's exit-this-page pattern uses BBC Weather).
     web_listen: str = "127.0.0.1:8081"
+    # The staff inbox (reachable staff-web), behind the charity's HTTPS proxy like the web chat;
+    # with staff_web, `reachable web` serves it too (a reply reaches the web chat in that process).
+    staff_web_listen: str = "127.0.0.1:8082"
+    staff_web: bool = False
     web_exit_url: str = "https://www.bbc.co.uk/weather"
     # `make demo`: the support team's inbox is shown in the console itself, labelled as a demo,
     # and whoever tries the bot plays the support worker too (console only; never for real use).

@@ -127,6 +127,14 @@ class StaffDesk:
         body = self._text("staff.match", references=references, reports="\n".join(lines), named=named)
         return self._text("staff.match.subject", references=references), body
 
+    def harm(self, category: str) -> str:
+        """A kind of harm, as staff read it."""
+        return self._harm(category)
+
+    def summary_text(self, report: StoredReport) -> str:
+        """A report's summary as staff read it (as in an email: no chat commands in it)."""
+        return self._summary(report, by_email=True)
+
     def _harm(self, category: str) -> str:
         label_id = f"report.what.{category}"
         responses = self.renderer.responses
@@ -193,6 +201,9 @@ class StaffDesk:
         if chat is None:
             return self._text("staff.no_replies", reference=reference)
         await self._enqueue(reference, "relay", {"chat": chat, "text": text}, held=held, update=update)
+        report = await self.store.get_report(reference)
+        if report is not None and report.status != "closed":
+            await self.store.set_status(reference, "replied")
         return self._text("staff.held" if held else "staff.done.reply", reference=reference)
 
     async def _ack(self, reference: str, chat: str | None, held: bool, update: Update) -> str:

@@ -1,0 +1,1 @@
+"""The web inbox for support workers and SOIT contacts (`reachable staff-web`)."""
