@@ -201,3 +201,32 @@ async def test_an_account_sees_and_acts_on_only_its_teams_cases(inbox: tuple[App
             assert page.status == 200
         report = await app.store.get_report("SPRT-0001")
         assert report is not None and report.status == "replied"
+
+
+def test_an_operator_adds_an_account_and_is_shown_its_enrolment_once(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    environ = {
+        **os.environ,
+        "REACHABLE_DATA_DIR": str(tmp_path),
+        "REACHABLE_ENCRYPTION_KEY": Keyring.new_key().decode(),
+    }
+    command = [sys.executable, "-m", "bot", "staff", "add", "sam", "--role", "soit", "--password-stdin"]
+
+    def run(password: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, input=password + "\n", capture_output=True, text=True, env=environ, timeout=120)
+
+    short = run("too short")
+    assert short.returncode != 0 and "at least 12 characters" in short.stderr
+    added = run(PASSWORD)
+    assert added.returncode == 0, added.stderr
+    uri = re.search(r"otpauth://totp/\S+", added.stdout)
+    assert uri is not None and "secret=" in uri.group(0)
+    assert "█" in added.stdout or "▀" in added.stdout, "a QR code to scan"
+    assert PASSWORD not in added.stdout + added.stderr
+    again = run(PASSWORD)
+    assert again.returncode != 0 and "already an account called 'sam'" in again.stderr
+    totp = pyotp.parse_uri(uri.group(0))
+    assert isinstance(totp, pyotp.TOTP) and len(totp.now()) == 6

@@ -125,8 +125,11 @@ class Inbox:
 
     @staticmethod
     def _same_origin(request: web.Request) -> bool:
-        if request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site"):
-            return False
+        """What the browser says of where a form came from: Sec-Fetch-Site where it sends it
+        (with no referrer sent, Origin is "null" even from our own page), else Origin."""
+        site = request.headers.get("Sec-Fetch-Site")
+        if site is not None:
+            return site in ("same-origin", "none")
         origin = request.headers.get("Origin")
         return origin is None or origin.split("://", 1)[-1] == request.host
 
