@@ -78,6 +78,56 @@ async def figures_page(browser: Any) -> Path:
     return path
 
 
+async def inbox_page(browser: Any) -> Path:
+    """The staff inbox's case page, after signing in, with a made-up case."""
+    import pyotp
+
+    from bot.core.app import create_app
+    from bot.core.settings import Settings
+    from bot.core.signin import enrol
+    from bot.ops.inbox.server import serving_inbox
+    from fakes.harness import free_port
+    from storage import ChatKey, CodeHasher, NewReport
+
+    port = free_port()
+    environ = {
+        "REACHABLE_DATA_DIR": tempfile.mkdtemp(),
+        "REACHABLE_ENCRYPTION_KEY": Keyring.new_key().decode(),
+        "REACHABLE_STAFF_WEB_LISTEN": f"127.0.0.1:{port}",
+        "REACHABLE_SMTP_HOST": "127.0.0.1",
+        "REACHABLE_SMTP_PORT": "9",
+        "REACHABLE_SMTP_TO": "team@charity.example",
+    }
+    async with create_app(Settings.from_environ(environ)) as app, serving_inbox(app):
+        await app.delivery.stop()  # the made-up summary goes nowhere
+        enrolment = enrol("sam", "support", "a demo password, never real", CodeHasher())
+        await app.store.add_account(enrolment.account)
+        summary: dict[str, tuple[str, ...] | str] = {
+            "what": ("drugged",),
+            "where": ("london",),
+            "borough": "Lambeth",
+            "account": "At a party, my drink.",
+        }
+        report = NewReport("7K2P-QX9D", "7K2P-QX9D-M4TA-8BWE", summary, ("drugged",), True, "support", True, 1)
+        await app.store.commit_turn(
+            ChatKey(app.keyring.chat_key("web", "demo")), report=report, destinations=("support:email",),
+            relay_chat="web:demo",
+        )  # fmt: skip
+        context = await browser.new_context(viewport={"width": 900, "height": 900}, java_script_enabled=False)
+        page = await context.new_page()
+        await page.goto(f"http://127.0.0.1:{port}/login")
+        await page.fill("#name", "sam")
+        await page.fill("#password", "a demo password, never real")
+        await page.fill("#code", pyotp.TOTP(enrolment.account.totp).now())
+        await page.click("button[type=submit]")
+        await page.goto(f"http://127.0.0.1:{port}/cases/7K2P-QX9D")
+        path = OUT.parent / "inbox" / "case.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(path), full_page=False)
+        await context.close()
+        return path
+
+
 async def main() -> None:
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -89,6 +139,7 @@ async def main() -> None:
     ):
         browser = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         print(f"wrote {(await figures_page(browser)).relative_to(OUT.parent.parent)}")
+        print(f"wrote {(await inbox_page(browser)).relative_to(OUT.parent.parent)}")
         for width, height in SIZES:
             context = await browser.new_context(viewport={"width": width, "height": height})
             for path in await screens(await context.new_page(), base, width):

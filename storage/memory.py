@@ -392,6 +392,15 @@ class MemoryStore(RuleStore):
             del self._s.deliveries[delivery_id]
         return gone
 
+    async def _delivery_lines(
+        self, *, kind: str | None = None, status: str | None = None
+    ) -> list[tuple[str, str, int]]:
+        return [
+            (d.reference, d.destination, d.attempts)
+            for d in self._s.deliveries.values()
+            if (kind is None or d.kind == kind) and (status is None or d.status == status)
+        ]
+
     async def _references_sent_to(self, recipients: Sequence[str]) -> list[str]:
         found = [row for row, _ in self._s.reports.values() if row.send_to in recipients]
         return [row.reference for row in reversed(found)]

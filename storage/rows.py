@@ -202,6 +202,12 @@ class Rows(abc.ABC):
         """Staff-chat messages, message ids (by their day) and handled updates, on or before."""
 
     @abc.abstractmethod
+    async def _delivery_lines(
+        self, *, kind: str | None = None, status: str | None = None
+    ) -> list[tuple[str, str, int]]:
+        """(reference, destination, attempts) of the deliveries of this kind and status."""
+
+    @abc.abstractmethod
     async def _references_sent_to(self, recipients: Sequence[str]) -> list[str]:
         """The references of reports sent to these recipients, newest first."""
 

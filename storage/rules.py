@@ -286,6 +286,26 @@ class RuleStore(AccountRules, Store, Rows):
         found = [await self.get_report(r) for r in await self._references_sent_to(recipients)]
         return [report for report in found if report is not None]
 
+    async def withdrawn_for(self, recipients: Sequence[str]) -> list[str]:
+        """References withdrawn after a copy reached these recipients (their notices, kept for
+        the retention period like every delivery): what their inbox shows as withdrawn."""
+        lines = await self._delivery_lines(kind="withdrawn")
+        return sorted({r for r, destination, _ in lines if destination.partition(":")[0] in recipients})
+
+    async def failed_for(self, recipients: Sequence[str]) -> list[tuple[str, str, int]]:
+        """Deliveries given up on, to these recipients or to the people who sent them reports:
+        (reference, destination, attempts)."""
+        found = []
+        for reference, destination, attempts in await self._delivery_lines(status="failed"):
+            if destination == "person":
+                report = await self._load_report(reference)
+                if report is None or report.send_to not in recipients:
+                    continue
+            elif destination.partition(":")[0] not in recipients:
+                continue
+            found.append((reference, destination, attempts))
+        return found
+
     async def set_status(self, reference: str, status: str) -> bool:
         async with self._transaction(durable=False):
             found = await self._load_report(reference)

@@ -226,6 +226,14 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, RuleStore):
             (self._seal(row.body), row.send_to, int(row.allow_reply), row.status, row.reference),
         )
 
+    async def _delivery_lines(
+        self, *, kind: str | None = None, status: str | None = None
+    ) -> list[tuple[str, str, int]]:
+        query = "SELECT reference, destination, attempts FROM deliveries WHERE (? IS NULL OR kind = ?)"
+        query += " AND (? IS NULL OR status = ?) ORDER BY id DESC"
+        async with self.db.execute(query, (kind, kind, status, status)) as cursor:
+            return [(str(r), str(d), int(a)) for r, d, a in await cursor.fetchall()]
+
     async def _references_sent_to(self, recipients: Sequence[str]) -> list[str]:
         if not recipients:
             return []

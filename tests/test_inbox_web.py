@@ -5,6 +5,7 @@ refused, and an account sees and acts on only the cases sent to its team (403 an
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -230,3 +231,45 @@ def test_an_operator_adds_an_account_and_is_shown_its_enrolment_once(tmp_path: P
     assert again.returncode != 0 and "already an account called 'sam'" in again.stderr
     totp = pyotp.parse_uri(uri.group(0))
     assert isinstance(totp, pyotp.TOTP) and len(totp.now()) == 6
+
+
+async def test_a_form_sent_twice_acts_once_and_withdrawn_or_failed_cases_are_shown(
+    inbox: tuple[App, str, Inbox],
+) -> None:
+    app, base, _ = inbox
+    totp = await add(app, "sam", "support")
+    await case(app, "TW1C-0001", "support")
+    async with browser(base) as client:
+        assert await sign_in(client, "sam", totp.now()) == 303
+        token = await form_token(client, "/cases/TW1C-0001")
+        async with client.post("/cases/TW1C-0001/preview", data={"csrf": token, "text": "Once only"}) as page:
+            once = re.search(r'name="once" value="(\d+)"', await page.text())
+        assert once is not None
+        before = sum((await app.store.delivery_counts()).values())
+        form = {"csrf": token, "text": "Once only", "once": once.group(1)}
+        for _ in range(2):  # Back, and send again
+            async with client.post("/cases/TW1C-0001/reply", data=form) as answer:
+                assert answer.status == 200
+        assert sum((await app.store.delivery_counts()).values()) == before + 1, "one message for the person"
+        actions = [(a.action, a.reference) for a in await app.store.staff_audit_lines()]
+        assert actions.count(("reply", "TW1C-0001")) == 1, "recorded once"
+
+        await case(app, "WDRN-0001", "support")
+        for _ in range(200):  # the summary reaches the team's email first
+            report = await app.store.get_report("WDRN-0001")
+            if report is not None and report.status == "sent":
+                break
+            await asyncio.sleep(0.05)
+        assert await app.store.erase_by_reference("WDRN-0001") == "WDRN-0001"
+        async with client.get("/cases?status=withdrawn") as page:
+            listed = await page.text()
+        assert "WDRN-0001" in listed and "please delete your copies" in listed
+        async with client.get("/cases/WDRN-0001") as page:
+            assert page.status == 404
+
+        await app.delivery.stop()
+        await case(app, "FA1L-0001", "support")
+        for due in await app.store.claim_due():
+            await app.store.postpone(due.id, 0, give_up=True)
+        async with client.get("/cases") as page:
+            assert "FA1L-0001: to the support team (email), given up after 1 tries." in await page.text()

@@ -91,8 +91,7 @@ class StaffDesk:
         elif item.kind == "undeliverable":
             failed = str(item.data.get("destination", ""))
             name = "staff.unreachable" if failed == "person" else "staff.undeliverable"
-            recipient, _, way = failed.partition(":")
-            where = f"{self._recipient(recipient)} ({self._text('staff.where.' + way) if way else failed})"
+            where = self.where(failed)
             body = self._text(name, reference=reference, where=where, attempts=str(item.data.get("attempts", "")))
             subject = self._text("staff.undeliverable.subject", reference=reference)
         elif item.kind == "answer":
@@ -127,13 +126,20 @@ class StaffDesk:
         body = self._text("staff.match", references=references, reports="\n".join(lines), named=named)
         return self._text("staff.match.subject", references=references), body
 
+    def where(self, destination: str) -> str:
+        """A destination as staff read it: "the support team (email)", or the person."""
+        if destination == "person":
+            return self._text("staff.where.person")
+        recipient, _, way = destination.partition(":")
+        return f"{self._recipient(recipient)} ({self._text('staff.where.' + way) if way else destination})"
+
     def harm(self, category: str) -> str:
         """A kind of harm, as staff read it."""
         return self._harm(category)
 
     def summary_text(self, report: StoredReport) -> str:
-        """A report's summary as staff read it (as in an email: no chat commands in it)."""
-        return self._summary(report, by_email=True)
+        """A report's summary as the inbox shows it: no chat commands, no email's advice."""
+        return self._summary(report, message_id="staff.summary.inbox")
 
     def _harm(self, category: str) -> str:
         label_id = f"report.what.{category}"
@@ -148,12 +154,12 @@ class StaffDesk:
                 return self._text(message_id)
         return key
 
-    def _summary(self, report: StoredReport, by_email: bool = False) -> str:
+    def _summary(self, report: StoredReport, by_email: bool = False, message_id: str = "") -> str:
         yes, no = self._text("staff.yes"), self._text("staff.no")
         send_to = self._recipient(report.send_to) if report.send_to else no
         summary = self.engine.summary(dict(report.summary))
         return self._text(
-            "staff.summary.email" if by_email else "staff.summary",
+            message_id or ("staff.summary.email" if by_email else "staff.summary"),
             reference=report.reference,
             send_to=send_to,
             keep=yes if report.keep else no,

@@ -43,6 +43,7 @@ STATUSES = {
     "acknowledged": ("acknowledged",),
     "replied": ("replied",),
     "closed": ("closed",),
+    "withdrawn": (),  # gone: only the notice that a copy should be deleted is left
 }
 HEADERS = {
     "Content-Security-Policy": (
@@ -209,12 +210,22 @@ class Inbox:
         signed = await self._require(request)
         status = request.query.get("status", "new")
         wanted = STATUSES.get(status, STATUSES["new"])
-        found = [c for c in await self.store.cases(sorted(signed.scope)) if c.status in wanted]
+        scope = sorted(signed.scope)
+        found = [c for c in await self.store.cases(scope) if c.status in wanted]
         rows = [
-            {"reference": c.reference, "what": self._what(c.summary), "status": self._status(c.status)} for c in found
+            {"reference": c.reference, "what": self._what(c.summary), "status": self._status(c.status), "link": True}
+            for c in found
         ]
-        counts = await self.store.delivery_counts()
-        failed = self.t("inbox.failed", count=counts["failed"]) if counts.get("failed") else ""
+        if status == "withdrawn":
+            withdrawn = self.t("inbox.withdrawn")
+            rows = [
+                {"reference": r, "what": "", "status": withdrawn, "link": False}
+                for r in await self.store.withdrawn_for(scope)
+            ]
+        failed = [
+            self.t("inbox.failed.line", reference=r, where=self.desk.where(d), attempts=a)
+            for r, d, a in await self.store.failed_for(scope)
+        ]
         return self.render(
             "cases.html",
             title=self.t("inbox.cases"),
@@ -232,6 +243,7 @@ class Inbox:
         return ", ".join(self.desk.harm(str(w)) for w in what) if isinstance(what, tuple) else ""
 
     def _status(self, status: str) -> str:
+        """A report's status as the inbox groups it."""
         key = next((k for k, values in STATUSES.items() if status in values), "new")
         return self.t(f"inbox.status.{key}")
 
@@ -264,6 +276,7 @@ class Inbox:
             status=self._status(report.status),
             summary=self.desk.summary_text(report),
             open=report.status != "closed",
+            once=secrets.randbits(62),
             can_reply=report.allow_reply and await self.store.relay_chat(reference) is not None,
         )
 
@@ -285,12 +298,18 @@ class Inbox:
                 csrf=signed.session.csrf,
                 reference=reference,
                 text=text,
+                once=secrets.randbits(62),
             )
         if action == "reply" and not text:
             return await self.case(request, self.t("inbox.reply.empty"))
         argument = f"{reference} {text}" if action == "reply" else reference
-        told = await self.desk.command(action, argument, signed.scope)
-        await self.store.staff_audit(signed.account.name, action, reference)
+        once = str(form.get("once", ""))
+        # The same form sent twice (Back and send again, a double click) acts once.
+        update = ("inbox", int(once)) if once.isdecimal() and len(once) < 20 else None
+        repeat = update is not None and await self.store.seen(*update)
+        told = await self.desk.command(action, argument, signed.scope, update)
+        if not repeat:
+            await self.store.staff_audit(signed.account.name, action, reference)
         return await self.case(request, told or "")
 
     # ------------------------------------------------------------------ figures
