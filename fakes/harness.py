@@ -65,7 +65,17 @@ class Person:
         return await self._after(self.fake.user_sends(self.chat_id, text))
 
     async def taps(self, label: str) -> list[str]:
+        await self._buttons_shown()
         return await self._after(self.fake.user_taps(self.chat_id, label))
+
+    async def _buttons_shown(self, timeout: float = 20) -> None:
+        """On a busy machine the part of a reply that carries the buttons can come later than
+        the pause between parts, as on a slow phone: a person waits for buttons to tap."""
+        deadline = time.monotonic() + timeout
+        chat = self.fake.chat(self.chat_id)
+        while not any(m.from_bot and m.buttons for m in chat.messages.values()):
+            assert time.monotonic() < deadline, "no buttons to tap"
+            await asyncio.sleep(0.05)
 
     async def taps_data(self, data: str) -> list[str]:
         return await self._after(self.fake.user_taps(self.chat_id, "", data=data))
