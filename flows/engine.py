@@ -292,7 +292,8 @@ class Engine:
             return True
         if reading.keys:
             return False
-        if self.typed.says_menu(text, turn.state.locale):
+        free = step is not None and step.kind is Kind.TEXT  # their own words are the answer
+        if self.typed.says_menu(text, turn.state.locale, alone=free):
             self.nav.leave_question(turn)
             self.nav.go(turn, MENU)
             return True

@@ -93,9 +93,11 @@ class TypedOptions:
             found = self._word_sets[group] = frozenset(self.answering.words(group))
         return found
 
-    def says_menu(self, text: str, locale: str = "en") -> bool:
+    def says_menu(self, text: str, locale: str = "en", alone: bool = False) -> bool:
         """ "menu" or "back" typed alone, in any of the bot's languages, or "menu" in a message of
-        a few words ("main menu pls", "wroc do menu")."""
+        a few words ("main menu pls", "wroc do menu"). ``alone``: where free words are the answer
+        ("in your own words", a reply to staff), only the menu words by themselves ("we went back
+        to his home" is an answer, not "home")."""
         typed = label_key(text)
         if not typed or len(typed) > 40:
             return False
@@ -105,7 +107,7 @@ class TypedOptions:
         stripped = self.answering.strip_filler(typed, locale)
         if typed in self._menu_words or stripped in self._menu_words:
             return True
-        return len(typed.split()) <= MENU_WORDS and bool(self.answering.words("menu").spans(typed))
+        return not alone and len(typed.split()) <= MENU_WORDS and bool(self.answering.words("menu").spans(typed))
 
     def says_yes_or_no(self, text: str) -> bool:
         return label_key(text) in self.word_set("yes") | self.word_set("no")

@@ -70,6 +70,7 @@ class _State:
     accounts: dict[str, StaffAccount] = field(default_factory=dict)
     sessions: dict[bytes, StaffSession] = field(default_factory=dict)
     staff_audit: list[AuditLine] = field(default_factory=list)
+    thread: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
 
 
 class MemoryStore(RuleStore):
@@ -400,6 +401,16 @@ class MemoryStore(RuleStore):
             for d in self._s.deliveries.values()
             if (kind is None or d.kind == kind) and (status is None or d.status == status)
         ]
+
+    async def _add_to_thread(self, reference: str, body: Mapping[str, Any], day: int) -> None:
+        self._s.thread.append((reference, dict(body), day))
+
+    async def _thread_of(self, reference: str) -> list[tuple[Mapping[str, Any], int]]:
+        return [(body, day) for r, body, day in self._s.thread if r == reference]
+
+    async def _forget_thread(self, reference: str | None = None) -> None:
+        keep = (lambda r: r != reference) if reference is not None else (lambda r: r in self._s.reports)
+        self._s.thread = [line for line in self._s.thread if keep(line[0])]
 
     async def _references_sent_to(self, recipients: Sequence[str]) -> list[str]:
         found = [row for row, _ in self._s.reports.values() if row.send_to in recipients]

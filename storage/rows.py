@@ -208,6 +208,17 @@ class Rows(abc.ABC):
         """(reference, destination, attempts) of the deliveries of this kind and status."""
 
     @abc.abstractmethod
+    async def _add_to_thread(self, reference: str, body: Mapping[str, Any], day: int) -> None: ...
+
+    @abc.abstractmethod
+    async def _thread_of(self, reference: str) -> list[tuple[Mapping[str, Any], int]]:
+        """A case's messages in order, each (body, day)."""
+
+    @abc.abstractmethod
+    async def _forget_thread(self, reference: str | None = None) -> None:
+        """A case's messages; with no reference, those whose report is gone."""
+
+    @abc.abstractmethod
     async def _references_sent_to(self, recipients: Sequence[str]) -> list[str]:
         """The references of reports sent to these recipients, newest first."""
 

@@ -75,11 +75,20 @@ class RuleStore(AccountRules, Store, Rows):
                 await self._name(writes.naming, writes.key, now)
             if writes.unname is not None:
                 await self._unname(writes.unname, now)
-            for reference, destination, kind, data in writes.outgoing:
-                await self._enqueue(reference, destination, kind, data, now)
+            await self._queue_outgoing(writes.outgoing, now)
             if writes.key is not None and await self._chat_rows(writes.key, writes, now):
                 tx.scrub = True  # earlier versions of the draft leave the write-ahead log
         return True
+
+    async def _queue_outgoing(self, outgoing: Sequence[tuple[str, str, str, Mapping[str, Any]]], now: int) -> None:
+        """What a turn sends staff; the person's answer once into the case's conversation for
+        the inbox, however many destinations it goes to."""
+        threaded = set()
+        for reference, destination, kind, data in outgoing:
+            await self._enqueue(reference, destination, kind, data, now)
+            if kind == "answer" and "text" in data and reference not in threaded:
+                threaded.add(reference)
+                await self._add_to_thread(reference, {"from": "person", "text": data["text"]}, now)
 
     async def _chat_rows(self, key: ChatKey, writes: TurnWrites, now: int) -> bool:
         """The chat's answer kept until it is out, and its draft saved or forgotten; whether a
@@ -150,6 +159,7 @@ class RuleStore(AccountRules, Store, Rows):
         for destination in reached:
             await self._enqueue(reference, destination, "withdrawn", {}, now)
         await self._unlink_relay(reference)
+        await self._forget_thread(reference)
         if await self._forget_identifiers(reference):
             # It was in a match: the matching contact is asked to delete what they were sent.
             for destination in await self._destinations_of("match"):
@@ -331,6 +341,8 @@ class RuleStore(AccountRules, Store, Rows):
         async with self._transaction(durable=update is not None):
             if update is not None and not await self._mark_handled(update, now):
                 return None
+            if kind == "relay" and "text" in data:  # the team's message, for its inbox
+                await self._add_to_thread(reference, {"from": "team", "text": data["text"]}, now)
             return await self._enqueue(reference, destination, kind, data, now, held)
 
     async def delivered(self, delivery_id: int) -> None:
@@ -383,8 +395,15 @@ class RuleStore(AccountRules, Store, Rows):
 
     # ------------------------------------------------------------------ relays
     async def close_relay(self, reference: str) -> bool:
-        async with self._transaction(durable=False):
+        """Closing a case: the link to the person and the conversation kept for the inbox go."""
+        async with self._transaction(durable=False) as tx:
+            await self._forget_thread(reference)
+            tx.scrub = True
             return await self._unlink_relay(reference)
+
+    async def thread(self, reference: str) -> list[tuple[str, str, int]]:
+        """A case's conversation while it is open: (who: "team" or "person", text, day)."""
+        return [(str(body["from"]), str(body["text"]), day) for body, day in await self._thread_of(reference)]
 
     # ------------------------------------------------------------------ retention
     async def purge_expired(self) -> Purged:
@@ -396,6 +415,7 @@ class RuleStore(AccountRules, Store, Rows):
         async with self._transaction(durable=False) as tx:
             drafts, answers = await self._purge_drafts(now), await self._purge_answers(now)
             reports = await self._purge_reports(now)
+            await self._forget_thread()  # the conversations of reports gone
             self._unschedule(await self._purge_deliveries(retained))
             await self._purge_rest(
                 staff_before=retained, messages_before=now - MESSAGE_LIFETIME - DAY, updates_before=now - UPDATE_MEMORY

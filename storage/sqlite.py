@@ -234,6 +234,21 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, RuleStore):
         async with self.db.execute(query, (kind, kind, status, status)) as cursor:
             return [(str(r), str(d), int(a)) for r, d, a in await cursor.fetchall()]
 
+    async def _add_to_thread(self, reference: str, body: Mapping[str, Any], day: int) -> None:
+        query = "INSERT INTO thread (reference, sealed, day) VALUES (?, ?, ?)"
+        await self.db.execute(query, (reference, self._seal(body), day_of(day)))
+
+    async def _thread_of(self, reference: str) -> list[tuple[Mapping[str, Any], int]]:
+        query = "SELECT sealed, day FROM thread WHERE reference = ? ORDER BY id"
+        async with self.db.execute(query, (reference,)) as cursor:
+            return [(self._open(sealed), int(day)) for sealed, day in await cursor.fetchall()]
+
+    async def _forget_thread(self, reference: str | None = None) -> None:
+        if reference is not None:
+            await self.db.execute("DELETE FROM thread WHERE reference = ?", (reference,))
+        else:
+            await self.db.execute("DELETE FROM thread WHERE reference NOT IN (SELECT reference FROM reports)")
+
     async def _references_sent_to(self, recipients: Sequence[str]) -> list[str]:
         if not recipients:
             return []

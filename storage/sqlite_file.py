@@ -36,6 +36,7 @@ SEALED = (
     ("secrets", "name", "sealed"),
     ("identifiers", "id", "sealed"),
     ("staff_accounts", "name", "totp"),
+    ("thread", "id", "sealed"),
 )
 WAL_LIMIT = 1 << 20  # bytes the write-ahead log may keep after a checkpoint
 PRAGMAS = (

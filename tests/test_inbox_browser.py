@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from bot.ops.inbox.server import serving_inbox
 from fakes.harness import Person, free_port, polling_bot, settings_for, web_chat
 from fakes.telegram import FakeTelegram
 from storage import CodeHasher, Keyring
-from tests.test_inbox_web import PASSWORD, browser, form_token, sign_in
+from tests.test_inbox_web import CSRF, PASSWORD, browser, form_token, sign_in
 from tests.test_support import CHAT, STAFF, send_report, until
 from tests.test_web_browser import AXE_TAGS, page_in, say, whole_report
 
@@ -59,6 +60,12 @@ async def chromium() -> AsyncIterator[Any]:
         launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield launched
         await launched.close()
+
+
+def form_token_in(page: str) -> str:
+    found = CSRF.search(page)
+    assert found is not None
+    return found.group(1)
 
 
 async def axe_clean(page: Any) -> None:
@@ -178,7 +185,19 @@ async def test_a_reply_from_the_inbox_reaches_the_person_on_telegram(fake: FakeT
             form = {"csrf": token, "text": "From the inbox: are you safe?"}
             async with client.post(f"/cases/{reference}/reply", data=form) as answer:
                 assert answer.status == 200
-        await until(lambda: any("From the inbox: are you safe?" in t for t in fake.bot_texts(CHAT)))
+        person = Person(fake, CHAT)
+        await until(lambda: "From the inbox: are you safe?" in person.screen)
+        await person.says("yes, at home now")
+        await person.taps("Send it")
+        await until(lambda: any("Answer from the person" in t for t in fake.bot_texts(STAFF)))
+        async with browser(f"http://127.0.0.1:{port}") as client:
+            assert await sign_in(client, "worker", totp.at(time.time() + 30)) == 303
+            async with client.get(f"/cases/{reference}") as page:
+                shown = await page.text()
+            assert shown.index("From the inbox: are you safe?") < shown.index("yes, at home now"), "the conversation"
+            token = form_token_in(shown)
+            async with client.post(f"/cases/{reference}/close", data={"csrf": token}) as page:
+                assert "yes, at home now" not in await page.text(), "closing takes the conversation"
         # The staff chat acts on the same case: its status is the inbox's.
         await fake.user_sends(STAFF, f"/ack {reference}", kind="supergroup", user_id=1)
         await until(lambda: any(f"{reference}" in t and "acknowledged" in t.lower() for t in fake.bot_texts(STAFF)))

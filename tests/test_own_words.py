@@ -11,7 +11,7 @@ import pytest
 
 from flows import Engine, EngineConfig
 from flows.effects import StoreReport
-from flows.events import Choice, Text
+from flows.events import Choice, Relayed, Text
 from flows.state import Answer, State
 from responses import Renderer, Responses
 from tests.helpers import Chat, FixedTokens, text_of
@@ -394,3 +394,20 @@ def test_thats_all_where_one_answer_is_asked_is_asked_again_never_a_crisis(
 ) -> None:
     messages, state = said(engine, at("report.when", locale), typed)
     assert messages == ["input.unclear", "report.when"] and state.step == "report.when"
+
+
+def test_home_or_back_inside_their_own_words_is_their_answer_not_the_menu(chat: Chat) -> None:
+    chat.send("/report")
+    chat.tap("Start")
+    chat.tap("Robbery or theft")
+    chat.tap("Done")
+    while chat.step != "report.account":
+        chat.tap("Skip")
+    chat.send("we went back to his home")
+    assert chat.step == "report.app", "the account was taken, the next question asked"
+    chat.send(Relayed("ABCD-EFGH", "relay", "Are you safe?"))
+    said = text_of(chat.send("yes, at home now"))
+    assert chat.step == "relay.confirm" and "yes, at home now" in said, "an answer to staff, shown before it goes"
+    chat.send(Relayed("ABCD-EFGH", "relay", "Are you safe?"))
+    chat.send("menu")
+    assert chat.step == "menu", "the menu word by itself still opens the menu"

@@ -440,3 +440,31 @@ async def test_staff_accounts_sessions_and_their_audit_keep_their_rules(backend:
     clock.now += 91 * 86400
     await backend.purge_expired()
     assert await backend.staff_audit_lines() == [], "the audit goes at the end of the retention period"
+
+
+async def test_a_cases_conversation_is_kept_while_it_is_open_and_goes_when_it_closes(
+    backend: Store, clock: Clock
+) -> None:
+    chat = ChatKey(b"k" * 32)
+    await backend.commit_turn(chat, report=report("THRD-0001"), destinations=("support:chat", "support:email"))
+    await backend.enqueue("THRD-0001", "person", "relay", {"chat": "telegram:1", "text": "Are you safe?"})
+    answer = {"text": "Yes, at a friend's."}
+    outgoing = [("THRD-0001", d, "answer", answer) for d in ("support:chat", "support:email")]
+    await backend.commit_turn(chat, outgoing=outgoing)
+    said = [(who, text) for who, text, _ in await backend.thread("THRD-0001")]
+    assert said == [("team", "Are you safe?"), ("person", "Yes, at a friend's.")], "once, whatever the destinations"
+    await backend.close_relay("THRD-0001")
+    assert await backend.thread("THRD-0001") == []
+    await backend.commit_turn(
+        chat, report=report("THRD-0002", code="THRD-0002-AAAA-BBBB"), destinations=("support:chat",)
+    )
+    await backend.enqueue("THRD-0002", "person", "relay", {"chat": "telegram:1", "text": "Hello"})
+    assert await backend.erase_by_reference("THRD-0002") == "THRD-0002"
+    assert await backend.thread("THRD-0002") == [], "withdrawing takes the conversation too"
+    await backend.commit_turn(
+        chat, report=report("THRD-0003", code="THRD-0003-AAAA-BBBB"), destinations=("support:chat",)
+    )
+    await backend.enqueue("THRD-0003", "person", "relay", {"chat": "telegram:1", "text": "Hello"})
+    clock.now += 91 * DAY
+    await backend.purge_expired()
+    assert await backend.thread("THRD-0003") == [], "and the report's expiry"

@@ -11,6 +11,7 @@ refusal, is in the staff audit; case content never reaches a log."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import logging
@@ -275,6 +276,10 @@ class Inbox:
             reference=reference,
             status=self._status(report.status),
             summary=self.desk.summary_text(report),
+            thread=[
+                {"who": self.t(f"inbox.thread.{who}"), "text": text, "day": dt.datetime.fromtimestamp(day, dt.UTC)}
+                for who, text, day in await self.store.thread(reference)
+            ],
             open=report.status != "closed",
             once=secrets.randbits(62),
             can_reply=report.allow_reply and await self.store.relay_chat(reference) is not None,
