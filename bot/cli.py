@@ -33,7 +33,9 @@ def _staff_parser(commands: Any) -> None:
     staff_what = staff.add_subparsers(dest="action", required=True)
     adding = staff_what.add_parser("add", help="add an account; prints its authenticator enrolment")
     adding.add_argument("name", help="the name they sign in with")
-    adding.add_argument("--role", required=True, choices=("support", "soit", "admin"), help="whose cases they see")
+    adding.add_argument(
+        "--role", required=True, help="whose cases they see: support, soit, admin, or a charity's own recipient's key"
+    )
     adding.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
 
 

@@ -6,11 +6,14 @@ kept for the retention period only. The rules live here once; a backend supplies
 from __future__ import annotations
 
 import abc
+import re
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 ROLES = ("support", "soit", "admin")
+# Or the key of a charity's own recipient (REACHABLE_RECIPIENTS_EXTRA): its cases only.
+ROLE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 SESSION_ABSOLUTE = 12 * 3600  # a session ends this long after sign-in, however active
 
 
@@ -103,8 +106,8 @@ class AccountRules(AccountRows):
     """The accounts' rules, above any engine."""
 
     async def add_account(self, account: StaffAccount) -> bool:
-        if account.role not in ROLES:
-            raise ValueError(f"a role is one of {', '.join(ROLES)}")
+        if account.role not in ROLES and not ROLE.match(account.role):
+            raise ValueError(f"a role is one of {', '.join(ROLES)}, or a recipient's key")
         async with self._transaction(durable=True):
             return await self._insert_account(account)
 

@@ -33,11 +33,18 @@ async def inbox(tmp_path: Path, unused_tcp_port: int) -> AsyncIterator[tuple[App
     smtp = SMTPServer(tmp_path, unused_tcp_port)
     smtp.start()
     port = free_port()
+    overlay = tmp_path / "charity" / "en"
+    overlay.mkdir(parents=True)
+    (overlay / "messages.yaml").write_text(
+        "recipient.galop.label: To Galop\nrecipient.galop.who: A Galop caseworker will read it.\n", encoding="utf-8"
+    )
     environ = {
+        "REACHABLE_RESPONSES_DIR": str(tmp_path / "charity"),
         "REACHABLE_DATA_DIR": str(tmp_path / "data"),
         "REACHABLE_ENCRYPTION_KEY": Keyring.new_key().decode(),
         "REACHABLE_STAFF_WEB_LISTEN": f"127.0.0.1:{port}",
         "REACHABLE_SOIT_EMAIL": "soit@police.example",
+        "REACHABLE_RECIPIENTS_EXTRA": '{"galop": {"email": "cases@galop.example"}}',
         **smtp.settings(),
     }
     try:
@@ -219,6 +226,11 @@ def test_an_operator_adds_an_account_and_is_shown_its_enrolment_once(tmp_path: P
     def run(password: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(command, input=password + "\n", capture_output=True, text=True, env=environ, timeout=120)
 
+    unknown = subprocess.run(
+        [*command[:-3], "--role", "police", "--password-stdin"],
+        input=PASSWORD + "\n", capture_output=True, text=True, env=environ, timeout=120,
+    )  # fmt: skip
+    assert unknown.returncode != 0 and "no role 'police'" in unknown.stderr
     short = run("too short")
     assert short.returncode != 0 and "at least 12 characters" in short.stderr
     added = run(PASSWORD)
@@ -273,3 +285,20 @@ async def test_a_form_sent_twice_acts_once_and_withdrawn_or_failed_cases_are_sho
             await app.store.postpone(due.id, 0, give_up=True)
         async with client.get("/cases") as page:
             assert "FA1L-0001: to the support team (email), given up after 1 tries." in await page.text()
+
+
+async def test_a_charitys_own_recipient_has_its_own_inbox(inbox: tuple[App, str, Inbox]) -> None:
+    app, base, _ = inbox
+    galop = await add(app, "caseworker", "galop")
+    support = await add(app, "worker", "support")
+    await case(app, "GXP9-0001", "galop")
+    await case(app, "SPRT-0002", "support")
+    async with browser(base) as client:
+        assert await sign_in(client, "caseworker", galop.now()) == 303
+        async with client.get("/cases") as page:
+            listed = await page.text()
+        assert "GXP9-0001" in listed and "SPRT-0002" not in listed
+    async with browser(base) as client:
+        assert await sign_in(client, "worker", support.now()) == 303
+        async with client.get("/cases/GXP9-0001") as page:
+            assert page.status == 403

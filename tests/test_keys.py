@@ -29,6 +29,7 @@ async def fill(path: Path, keyring: Keyring) -> ChatKey:
             relay_chat="telegram:42",
             answer=Answer(7, b"the code, not yet shown"),
         )
+        await store.enqueue("ROTA-0001", "person", "relay", {"chat": "telegram:42", "text": "are you safe now?"})
         await store.commit_turn(chat, naming=Naming("ROTA-0001", "handle", "tapir5150", "@Tapir5150", ()))
         await store.add_account(StaffAccount("sam", "support", "$argon2id$…", "JBSWY3DPEHPK3PXP"))
     return chat
@@ -42,12 +43,13 @@ async def test_rotation_reencrypts_everything_so_the_old_key_can_go(tmp_path: Pa
         assert await store.reencrypt() == {
             "drafts": 1,
             "reports": 1,
-            "deliveries": 1,
+            "deliveries": 2,
             "relays": 1,
             "answers": 1,
             "secrets": 1,
             "identifiers": 1,
             "staff_accounts": 1,
+            "thread": 1,
         }
         assert await store.load_draft(chat) == b'{"v":1}'  # the chat key is unchanged while the old key is listed
     async with SQLiteStore(path, Keyring([new])) as store:
@@ -58,8 +60,10 @@ async def test_rotation_reencrypts_everything_so_the_old_key_can_go(tmp_path: Pa
         account = await store.account("sam")
         assert account is not None and account.totp == "JBSWY3DPEHPK3PXP", "the second factor survives rotation"
         assert [a.body for a in await store.unsent_answers(chat)] == [b"the code, not yet shown"]
-        [delivery] = await store.claim_due()
-        assert delivery.reference == "ROTA-0001"
+        assert [text for _, text, _ in await store.thread("ROTA-0001")] == ["are you safe now?"]
+        due = await store.claim_due()
+        assert sorted(d.destination for d in due) == ["person", "staff_chat"]
+        assert {d.reference for d in due} == {"ROTA-0001"}
         assert await store.erase_report(CODE) == "ROTA-0001"  # the code's slow hash needs no key
     with pytest.raises(KeyringError, match="does not open this database"):  # refused at start
         async with SQLiteStore(path, Keyring([old])):
@@ -81,7 +85,7 @@ def test_rotate_command_with_a_key_file(tmp_path: Path) -> None:
         timeout=60,
     )
     assert run.returncode == 0, run.stderr
-    assert "re-encrypted under the newest of 2 key(s): 1 drafts, 1 reports, 1 deliveries, 1 relays" in run.stdout
+    assert "re-encrypted under the newest of 2 key(s): 1 drafts, 1 reports, 2 deliveries, 1 relays" in run.stdout
     lines = (tmp_path / KEY_FILE).read_bytes().split()
     assert len(lines) == 2 and len(set(lines)) == 2
     assert Keyring([lines[1]]).decrypt(first.encrypt(b"old key kept second")) == b"old key kept second"

@@ -299,7 +299,7 @@ async def test_no_exact_time_sits_beside_a_reference_or_a_chat_key(tmp_path: Pat
     assert LEGACY not in data_bytes_of(tmp_path / "db.sqlite3")  # no token with a time in clear
 
 
-async def test_a_staff_message_and_an_answer_leave_no_words_in_the_database_or_its_log_once_gone(
+async def test_a_staff_message_and_an_answer_leave_no_words_in_the_database_or_its_log_once_the_case_closes(
     tmp_path: Path,
 ) -> None:
     keyring = Keyring([Keyring.new_key()])
@@ -319,6 +319,8 @@ async def test_a_staff_message_and_an_answer_leave_no_words_in_the_database_or_i
         assert any(b"Marker-Delta" in p for p in opened), "the scan can see them while they wait"
         for item in items:
             await store.delivered(item.id)
+        assert [text for _, text, _ in await store.thread("WORD-0001")] == ["Marker-Delta are you ok"]
+        await store.close_relay("WORD-0001")
         opened = list(keyring.tokens_in(data_bytes(data)))
         back_up(data, tmp_path / "backup.sqlite3")  # a backup taken now holds none of it either
     opened += keyring.tokens_in((tmp_path / "backup.sqlite3").read_bytes())

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import pyotp
 
 from storage import CodeHasher
-from storage.accounts import ROLES, StaffAccount, StaffAccounts
+from storage.accounts import ROLE, ROLES, StaffAccount, StaffAccounts
 
 LOCK_AFTER = 5
 LOCK_SECONDS = 15 * 60
@@ -32,8 +32,8 @@ class Enrolment:
 
 def enrol(name: str, role: str, password: str, hasher: CodeHasher, issuer: str = ISSUER) -> Enrolment:
     """A new account: its password hashed and a fresh TOTP secret."""
-    if role not in ROLES:
-        raise ValueError(f"a role is one of {', '.join(ROLES)}")
+    if role not in ROLES and not ROLE.match(role):
+        raise ValueError(f"a role is one of {', '.join(ROLES)}, or a recipient's key")
     secret = pyotp.random_base32()
     account = StaffAccount(name=name, role=role, password=hasher.hash(password), totp=secret)
     return Enrolment(account, pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=issuer))

@@ -16,6 +16,7 @@ from bot.core.settings import Settings
 from bot.core.signin import enrol
 from bot.ops.keys import open_store
 from storage import CodeHasher
+from storage.accounts import ROLES
 
 MIN_PASSWORD = 12
 
@@ -43,6 +44,9 @@ def terminal_qr(text: str) -> str:
 async def add_account(settings: Settings, name: str, role: str, password: str) -> None:
     if not name.strip() or len(name) > 100:
         raise ConfigError("a name is 1 to 100 characters")
+    if role not in ROLES and role not in settings.extra_recipients:
+        known = ", ".join([*ROLES, *settings.extra_recipients])
+        raise ConfigError(f"no role {role!r}: one of {known}")
     enrolment = enrol(name.strip(), role, password, CodeHasher(), issuer=settings.service_name)
     store = open_store(settings)
     async with store:

@@ -88,7 +88,8 @@ class Inbox:
         return text.format_map({k: str(v) for k, v in variables.items()}) if variables else text
 
     def scope(self, account: StaffAccount) -> frozenset[str]:
-        found = SCOPES.get(account.role, frozenset())
+        extra = frozenset({account.role}) if account.role in self.app.settings.extra_recipients else frozenset()
+        found = SCOPES.get(account.role, extra)
         if self.app.settings.soit_via_support and "support" in found:
             found |= {"soit"}  # the support team passes SOIT reports on: they reach its inbox
         return found
