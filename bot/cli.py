@@ -8,6 +8,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,24 @@ def _staff_parser(commands: Any) -> None:
         "--role", required=True, help="whose cases they see: support, soit, admin, or a charity's own recipient's key"
     )
     adding.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
+
+def _figures_parser(commands: Any) -> None:
+    figures = commands.add_parser("figures", help="a quarter's figures, safe to publish; or combine services'")
+    figures.add_argument("combine", nargs="*", help="`combine a.json b.json …`: the network's quarter from exports")
+    figures.add_argument("--quarter", help="the quarter, like 2026Q4")
+    figures.add_argument("--out", type=Path, default=Path("figures"), help="the folder to write (default: figures)")
+    figures.add_argument("--demo", action="store_true", help="made-up figures, for a first look and the README")
+    figures.add_argument(
+        "--matches", nargs="+", type=Path, default=[], help="when combining: the services' match exports"
+    )
+    figures.add_argument(
+        "--told-as",
+        action="append",
+        default=[],
+        metavar="SERVICE=ANSWER",
+        help="when combining: the answer to 'have you told anyone else?' that means this service (Galop=galop)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,14 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     testing.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
     testing.add_argument("--misses", action="store_true", help="list the safety examples whose help was missed")
     _match_parser(commands)
-    figures = commands.add_parser("figures", help="a quarter's figures, safe to publish; or combine services'")
-    figures.add_argument("combine", nargs="*", help="`combine a.json b.json …`: the network's quarter from exports")
-    figures.add_argument("--quarter", help="the quarter, like 2026Q4")
-    figures.add_argument("--out", type=Path, default=Path("figures"), help="the folder to write (default: figures)")
-    figures.add_argument("--demo", action="store_true", help="made-up figures, for a first look and the README")
-    figures.add_argument(
-        "--matches", nargs="+", type=Path, default=[], help="when combining: the services' match exports"
-    )
+    _figures_parser(commands)
     keys = commands.add_parser("keys", help="encryption keys")
     keys_what = keys.add_subparsers(dest="action", required=True)
     keys_what.add_parser("new", help="print a new key for REACHABLE_ENCRYPTION_KEY")
@@ -208,7 +220,9 @@ def _figures_from_files(args: argparse.Namespace, figures: Any) -> int:
     if args.combine:
         if args.combine[0] != "combine" or len(args.combine) < 3:
             raise ConfigError("to combine: reachable figures combine a.json b.json … --out DIR")
-        return int(figures.combine_files(responses, [Path(p) for p in args.combine[1:]], args.out, args.matches))
+        return int(
+            figures.combine_files(responses, [Path(p) for p in args.combine[1:]], args.out, args.matches, args.told_as)
+        )
     quarter = args.quarter or "2026Q4"
     tallies = figures.demo_tallies(quarterly.months_of(quarter))
     return int(figures.quarter_figures(responses, tallies, "Demo service", quarter, args.out))
@@ -272,7 +286,7 @@ def _figures(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any
         async with store:
             tallies = await store.tallies(quarterly.months_of(args.quarter))
         responses = Responses.load(settings.responses_dir)
-        figures.quarter_figures(responses, tallies, settings.service_name, args.quarter, args.out)
+        figures.quarter_figures(responses, tallies, settings.service_name, args.quarter, args.out, time.time())
 
     return run()
 

@@ -142,10 +142,12 @@ class RuleStore(AccountRules, Store, Rows):
         if found is None:
             raise Conflict("the report to erase is gone")
         await self._delete_report(reference)
-        if found.keep:  # withdrawing takes back consent for the figures too
-            pairs = found.body.get("counted") or [("harm", c) for c in found.categories]
-            for dimension, value in pairs:
-                await self._tally(str(dimension), str(value), found.created_on[:7], -1)
+        if found.keep:  # withdrawing takes back consent for the figures too, while they can change
+            if same_quarter(found.created_on[:7], now):
+                pairs = found.body.get("counted") or [("harm", c) for c in found.categories]
+                for dimension, value in pairs:
+                    await self._tally(str(dimension), str(value), found.created_on[:7], -1)
+            await self._untally_matched(found, now)
             await self._tally("withdrawn", "reports", month_of(now), +1)
         reached = sorted(
             {
@@ -184,6 +186,13 @@ class RuleStore(AccountRules, Store, Rows):
         changed = replace(found, body={**found.body, "consents": [*found.body.get("consents", []), chosen]})
         if send_to is not None:
             changed = replace(changed, send_to=send_to, status="queued")
+            counted = [tuple(pair) for pair in found.body.get("counted", [])]
+            if found.keep and ("recipient", "none") in counted and same_quarter(found.created_on[:7], now):
+                # The figures count who a report went to, also when it went later in the quarter.
+                await self._tally("recipient", "none", found.created_on[:7], -1)
+                await self._tally("recipient", send_to, found.created_on[:7], +1)
+                moved = [("recipient", send_to) if pair == ("recipient", "none") else pair for pair in counted]
+                changed = replace(changed, body={**changed.body, "counted": [list(pair) for pair in moved]})
             for destination in change.destinations:
                 await self._enqueue(reference, destination, "summary", {}, now)
         if allow_reply is True:
@@ -220,7 +229,7 @@ class RuleStore(AccountRules, Store, Rows):
         if not new_people:
             return  # someone already told named them again: nothing new for anyone
         fresh = [row for row in fresh if row.body["person"] in new_people]
-        await self._tally("matched", "reports", month_of(now), len({row.reference for row in fresh}))
+        await self._count_matched(sorted({row.reference for row in fresh}), now)
         references = sorted({row.reference for row in rows})
         reports = []
         for reference in references:
@@ -238,10 +247,32 @@ class RuleStore(AccountRules, Store, Rows):
                 await self._enqueue(reference, "person", "matched", {"chat": chat}, now, held)
 
     async def _unname(self, reference: str, now: int) -> None:
-        if await self._load_report(reference) is None:
+        found = await self._load_report(reference)
+        if found is None:
             raise Conflict("the report is gone")
         await self._forget_identifiers(reference)
+        if await self._untally_matched(found, now):
+            body = {k: v for k, v in found.body.items() if k != "matched_in"}
+            await self._update_report(replace(found, body=body))
         await self._audit("report_unnamed", reference, now)
+
+    async def _count_matched(self, references: Sequence[str], now: int) -> None:
+        """Reports found to name the same person as another's: counted once each, and only a
+        report kept (consent for the figures)."""
+        for reference in references:
+            found = await self._load_report(reference)
+            if found is not None and found.keep and "matched_in" not in found.body:
+                await self._update_report(replace(found, body={**found.body, "matched_in": month_of(now)}))
+                await self._tally("matched", "reports", month_of(now), +1)
+
+    async def _untally_matched(self, found: ReportRow, now: int) -> bool:
+        """A report's name taken back, or the report withdrawn: out of the matched figure while
+        its quarter can change."""
+        month = found.body.get("matched_in")
+        if not isinstance(month, str) or not same_quarter(month, now):
+            return False
+        await self._tally("matched", "reports", month, -1)
+        return True
 
     async def named(self, reference: str) -> int:
         return await self._count_identifiers(reference)
@@ -444,6 +475,14 @@ class RuleStore(AccountRules, Store, Rows):
         shared = len(set(references)) > 1
         rows = [(r, chat_id, int(m), shared) for r in dict.fromkeys(references) for m in message_ids]
         await self._remember_staff(rows, day_of(self._now()))
+
+
+def same_quarter(month: str, now: float) -> bool:
+    """Whether a month ("2026-11") is in the quarter ``now`` is in: figures of a quarter that is
+    over no longer change, so a later change cannot be read from two versions of them."""
+    year, number = (int(part) for part in month.split("-"))
+    today = dt.datetime.fromtimestamp(now, dt.UTC)
+    return (year, (number - 1) // 3) == (today.year, (today.month - 1) // 3)
 
 
 def month_of(moment: float) -> str:

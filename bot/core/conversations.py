@@ -176,7 +176,6 @@ class Conversations:
             if hint in self.engine.lexicon.locales:
                 state = state.evolve(locale=hint)
         outcome = self.engine.handle(state, event)
-        self.browsing.note(outcome.replies)
         try:
             done = await self.effects.carry_out(outcome, key, chat)
             if done.wipe:  # they left: nothing they were still to be told is told
@@ -191,6 +190,7 @@ class Conversations:
                 log.info("duplicate update: not taken again")
                 return Delivery((), duplicate=True, earlier=await self._earlier(key))
             self._positions.put(key, done.outcome.state, stored=keep)
+            self.browsing.note(outcome.replies)  # counted once the turn is taken: never a duplicate update
         except Exception as error:  # storage of any kind failing must not lose the conversation
             log.error("turn failed: %s at step %s", type(error).__name__, state.step or "-")
             replies = (Reply("error.try_again"), *self.engine.reprompt(state))

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.core.errors import ConfigError
-from bot.core.suppression import Table, suppress
+from bot.core.suppression import Key, Links, Table, line_key, suppress_together
 from responses import Responses
 
 # The dimensions, in the order the page shows them; the first seven count reports kept.
@@ -60,13 +60,49 @@ class Labels:
         return next((self.t(m) for m in candidates if self.responses.has(m)), value)
 
 
-def tables(tallies: Mapping[tuple[str, str, str], int], months: Sequence[str]) -> dict[str, Table]:
-    """One table a dimension (its values × the quarter's months), suppressed for publishing."""
-    found: dict[str, Table] = {}
+# Counted by month: what people were harmed by, and what is tied to nothing else. The rest is
+# counted for the quarter: many tables by month would share their monthly totals and, together,
+# give away what each hides.
+BY_MONTH = frozenset({"harm", "withdrawn", "matched", "screen", "advice"})
+# One value a report kept: these tables count the same reports, so their totals agree.
+PARTITIONS = ("recipient", "channel", "language", "where", "told")
+# One value or more a report kept: each figure is at most the reports kept, the total at least.
+SEVERAL = ("harm",)
+
+
+def columns_of(dimension: str, quarter: str) -> tuple[str, ...]:
+    return months_of(quarter) if dimension in BY_MONTH else (quarter,)
+
+
+def links(rows: Mapping[str, Sequence[str]]) -> Links:
+    """What anyone knows ties a quarter's tables (``rows``: each table's values), used both to
+    hide enough and to work out the network's ranges."""
+    same: list[tuple[Key, Key]] = []
+    at_most: list[tuple[Key, Key]] = []
+    present = [d for d in PARTITIONS if d in rows]
+    if not present:
+        return Links()
+    kept = line_key(present[0], ("all", 0))
+    same += [(line_key(other, ("all", 0)), kept) for other in present[1:]]
+    if "area" in rows and "london" in rows.get("where", ()):
+        london = list(rows["where"]).index("london")
+        same.append((line_key("area", ("all", 0)), line_key("where", ("row", london))))
+    for several in (d for d in SEVERAL if d in rows):
+        at_most.append((kept, line_key(several, ("all", 0))))
+        at_most += [(line_key(several, ("row", r)), kept) for r in range(len(rows[several]))]
+    return Links(tuple(same), tuple(at_most))
+
+
+def tables(tallies: Mapping[tuple[str, str, str], int], quarter: str) -> dict[str, Table]:
+    """One table a dimension (its values × the quarter's months, or the quarter), suppressed
+    together for publishing: what ties them is known to anyone reading them."""
+    months = months_of(quarter)
+    grids: dict[str, tuple[list[str], tuple[str, ...], list[list[int]]]] = {}
     for dimension in DIMENSIONS:
-        values = sorted({v for (d, v, m) in tallies if d == dimension and m in months})
+        values = sorted({v for (d, v, m), n in tallies.items() if d == dimension and m in months and n > 0})
         if not values:
             continue
-        counts = [[tallies.get((dimension, v, m), 0) for m in months] for v in values]
-        found[dimension] = suppress(values, months, counts)
-    return found
+        by_month = [[tallies.get((dimension, v, m), 0) for m in months] for v in values]
+        counts = by_month if dimension in BY_MONTH else [[sum(row)] for row in by_month]
+        grids[dimension] = (values, columns_of(dimension, quarter), counts)
+    return suppress_together(grids, links({d: grid[0] for d, grid in grids.items()}))

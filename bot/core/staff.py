@@ -233,7 +233,7 @@ class StaffDesk:
         from bot.core import quarterly
 
         quarter = quarterly.quarter_of(self.clock())
-        made = quarterly.tables(await self.store.tallies(quarterly.months_of(quarter)), quarterly.months_of(quarter))
+        made = quarterly.tables(await self.store.tallies(quarterly.months_of(quarter)), quarter)
         labels = quarterly.Labels(self.renderer.responses)
         lines = []
         for dimension, table in made.items():

@@ -1,28 +1,53 @@
 """Safe to publish: every figure under 5 is hidden, cells and totals alike (primary suppression,
 shown as "<5"), and enough others (secondary suppression, shown as "5+": they are 5 or more) that
-no hidden figure can be worked out from what is published.
+no hidden figure can be narrowed to fewer than three possible values from what is published.
 
-Checked, not assumed: for each hidden cell a linear programme finds the smallest and largest value
-everything published allows (the figures shown, the totals, and what the marks say: "<5" is 0 to 4,
-"5+" is 5 or more); while any hidden cell is pinned to one value, one more figure beside it is
-hidden, preferring a cell that closes a rectangle of hidden cells, then the smallest. The same
-programme gives the network's ranges when services' figures are combined (`Published.bounds`)."""
+Checked, not assumed, on all the tables published together at once: what ties them is public
+(the same reports are counted by channel, by language, by where and by recipient, so those tables
+share their monthly totals; London's areas add up to London's row; every report has at least one
+harm), and an attacker would use it. For each hidden figure, cell or total, an integer programme
+finds the smallest and largest value everything published allows (the figures shown, the sums,
+what ties the tables, what the marks say: "<5" is 0 to 4, "5+" is 5 or more, and a row that is
+listed at all counted someone). While any hidden figure is narrowed to fewer than three values,
+one more figure beside it is hidden: the smallest published figure in the sum that narrows it.
+Hiding more only widens what is possible, so a figure found safe stays safe.
+
+The same programme gives the network's ranges when services' figures are combined."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linprog
+from scipy.optimize import Bounds, LinearConstraint, milp
 
 SMALL = 5  # a figure under this is never published
 UNDER = "<5"  # a hidden figure under 5
 OVER = "5+"  # a hidden figure of 5 or more
+PROTECTION = 2  # a hidden figure keeps at least this many steps between its lowest and highest
 Cell = tuple[int, int]
 Line = tuple[str, int]  # ("row", r), ("column", c), or ("all", 0): a total
 Figure = int | str  # a published count, or UNDER / OVER
+Key = tuple[str, str, int]  # (table, "cell", r * 1000 + c) or (table, "row" | "column" | "all", n)
+
+
+def cell_key(table: str, r: int, c: int) -> Key:
+    return (table, "cell", r * 1000 + c)
+
+
+def line_key(table: str, line: Line) -> Key:
+    return (table, line[0], line[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """What ties tables published together: figures that are the same count (``same``), and
+    figures at most another (``at_most``: (smaller, larger))."""
+
+    same: tuple[tuple[Key, Key], ...] = ()
+    at_most: tuple[tuple[Key, Key], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,27 +58,6 @@ class Published:
     row_totals: tuple[Figure, ...]
     column_totals: tuple[Figure, ...]
     total: Figure
-
-    def line(self, line: Line) -> tuple[Figure, list[Cell]]:
-        kind, n = line
-        width, height = len(self.column_totals), len(self.row_totals)
-        if kind == "row":
-            return self.row_totals[n], [(n, c) for c in range(width)]
-        if kind == "column":
-            return self.column_totals[n], [(r, n) for r in range(height)]
-        return self.total, [(r, c) for r in range(height) for c in range(width)]
-
-    @property
-    def lines(self) -> list[Line]:
-        return [
-            *(("row", r) for r in range(len(self.row_totals))),
-            *(("column", c) for c in range(len(self.column_totals))),
-            ("all", 0),
-        ]
-
-    def _known(self, cells: Sequence[Cell]) -> int:
-        """The sum of the published figures among these cells."""
-        return sum(f for f in (self.cells[r][c] for r, c in cells) if isinstance(f, int))
 
     @classmethod
     def of(cls, table: Mapping[str, Any]) -> Published:
@@ -66,45 +70,124 @@ class Published:
             table["total"],
         )
 
-    def bounds(self, cells: Sequence[Cell]) -> tuple[float, float]:
-        """The smallest and largest the sum of these cells can be, given all that is published
-        (``inf`` when nothing published bounds it)."""
-        hidden = sorted({(r, c) for r, row in enumerate(self.cells) for c, f in enumerate(row) if isinstance(f, str)})
-        known = self._known(cells)
-        if not any(cell in hidden for cell in cells):
-            return float(known), float(known)
-        index = {cell: n for n, cell in enumerate(hidden)}
-        equal, equal_sums, under, under_sums = [], [], [], []
-        for line in self.lines:
-            figure, members = self.line(line)
-            row = np.zeros(len(hidden))
-            row[[index[m] for m in members if m in index]] = 1
-            rest = self._known(members)
-            if not isinstance(figure, str):
-                equal.append(row)
-                equal_sums.append(figure - rest)
-            elif figure == UNDER:  # the line's total is 0 to 4
-                under.append(row)
-                under_sums.append(SMALL - 1 - rest)
-            else:  # 5 or more
-                under.append(-row)
-                under_sums.append(rest - SMALL)
-        limits = [(0, SMALL - 1) if self.cells[r][c] == UNDER else (SMALL, None) for r, c in hidden]
-        goal = np.zeros(len(hidden))
-        goal[[index[cell] for cell in cells if cell in index]] = 1
-        problem = {
-            "A_eq": equal or None,
-            "b_eq": equal_sums or None,
-            "A_ub": under or None,
-            "b_ub": under_sums or None,
-            "bounds": limits,
-            "method": "highs",
-        }
-        low = linprog(goal, **problem)
-        high = linprog(-goal, **problem)
-        if low.status != 0:
+    def figures(self, name: str) -> dict[Key, Figure]:
+        found: dict[Key, Figure] = {}
+        for r, row in enumerate(self.cells):
+            for c, figure in enumerate(row):
+                found[cell_key(name, r, c)] = figure
+        for r, figure in enumerate(self.row_totals):
+            found[line_key(name, ("row", r))] = figure
+        for c, figure in enumerate(self.column_totals):
+            found[line_key(name, ("column", c))] = figure
+        found[line_key(name, ("all", 0))] = self.total
+        return found
+
+
+def _alike(name: str, table: Published) -> list[tuple[Key, Key]]:
+    """Figures of one table that are the same count: with one column, each cell is its row's
+    total and the column's total is the total; with one row, likewise."""
+    height, width = len(table.row_totals), len(table.column_totals)
+    found = []
+    if width == 1:
+        found += [(cell_key(name, r, 0), line_key(name, ("row", r))) for r in range(height)]
+        found.append((line_key(name, ("column", 0)), line_key(name, ("all", 0))))
+    if height == 1:
+        found += [(cell_key(name, 0, c), line_key(name, ("column", c))) for c in range(width)]
+        found.append((line_key(name, ("row", 0)), line_key(name, ("all", 0))))
+    return found
+
+
+def sums(name: str, height: int, width: int) -> list[tuple[Key, list[Key]]]:
+    """Each total of a table with the figures it adds up."""
+    found = [(line_key(name, ("row", r)), [cell_key(name, r, c) for c in range(width)]) for r in range(height)]
+    found += [(line_key(name, ("column", c)), [cell_key(name, r, c) for r in range(height)]) for c in range(width)]
+    found.append((line_key(name, ("all", 0)), [line_key(name, ("column", c)) for c in range(width)]))
+    return found
+
+
+class Problem:
+    """What can be known of every hidden figure of tables published together: the figures are
+    unknowns, each published one fixed, each hidden one within its mark, bound by the sums and
+    the links."""
+
+    def __init__(self, published: Mapping[str, Published], links: Links = Links()) -> None:
+        figures: dict[Key, Figure] = {}
+        for name, table in published.items():
+            figures.update(table.figures(name))
+        self.figures = figures
+        self._parent: dict[Key, Key] = {key: key for key in figures}
+        for a, b in [*links.same, *(pair for name, table in published.items() for pair in _alike(name, table))]:
+            if a in figures and b in figures:
+                self._parent[self._root(a)] = self._root(b)
+        roots = sorted({self._root(key) for key in figures})
+        self.index = {root: n for n, root in enumerate(roots)}
+        self.bounds = self._marks()
+        rows: list[np.ndarray] = []
+        lows: list[float] = []  # each row is 0 (a sum) or at most 0 (a link)
+        for name, table in published.items():
+            for total, parts in sums(name, len(table.row_totals), len(table.column_totals)):
+                rows.append(self._row(parts, [total]))
+                lows.append(0.0)
+        for smaller, larger in links.at_most:
+            if smaller in figures and larger in figures:
+                rows.append(self._row([smaller], [larger]))
+                lows.append(-np.inf)
+        self.matrix = np.array(rows) if rows else np.zeros((0, len(roots)))
+        self.constraint = LinearConstraint(self.matrix, lows, [0.0] * len(rows)) if rows else None
+        self.members: dict[int, list[int]] = {}  # a figure -> the sums and links it is in
+        for n, row in enumerate(self.matrix):
+            for v in np.nonzero(row)[0]:
+                self.members.setdefault(int(v), []).append(n)
+
+    def _marks(self) -> Bounds:
+        """Each figure's bounds: fixed where published, what its mark says where hidden."""
+        low, high = np.zeros(len(self.index)), np.full(len(self.index), np.inf)
+        for key, figure in self.figures.items():
+            n = self.variable(key)
+            if isinstance(figure, int):
+                low[n], high[n] = max(low[n], figure), min(high[n], figure)
+            elif figure == UNDER:
+                high[n] = min(high[n], SMALL - 1)
+            else:
+                low[n] = max(low[n], SMALL)
+            if key[1] == "row":  # a value is listed only when someone was counted under it
+                low[n] = max(low[n], 1)
+        if np.any(low > high):
             raise ValueError("these figures contradict each other")
-        return known + float(low.fun), float("inf") if high.status == 3 else known - float(high.fun)
+        return Bounds(low, high)
+
+    def _row(self, plus: Sequence[Key], minus: Sequence[Key]) -> np.ndarray:
+        row = np.zeros(len(self.index))
+        for key in plus:
+            row[self.variable(key)] += 1
+        for key in minus:
+            row[self.variable(key)] -= 1
+        return row
+
+    def _root(self, key: Key) -> Key:
+        while self._parent[key] != key:
+            key = self._parent[key]
+        return key
+
+    def variable(self, key: Key) -> int:
+        return self.index[self._root(key)]
+
+    def range_of(self, keys: Iterable[Key]) -> tuple[float, float]:
+        """The smallest and largest the sum of these figures can be, given all that is published
+        (``inf`` when nothing published bounds it)."""
+        goal = np.zeros(len(self.index))
+        for key in keys:
+            goal[self.variable(key)] += 1
+        if not goal.any():
+            return 0.0, 0.0
+        integral = np.ones(len(self.index))
+        extra = {"constraints": self.constraint} if self.constraint is not None else {}
+        lowest = milp(goal, integrality=integral, bounds=self.bounds, **extra)
+        if lowest.status != 0:
+            raise ValueError("these figures contradict each other")
+        highest = milp(-goal, integrality=integral, bounds=self.bounds, **extra)
+        high = float("inf") if highest.status != 0 else -float(highest.fun)
+        return round(float(lowest.fun)), high if high == float("inf") else round(high)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +197,7 @@ class Table:
     rows: tuple[str, ...]
     columns: tuple[str, ...]
     counts: tuple[tuple[int, ...], ...]
-    hidden: frozenset[Cell]
+    hidden: frozenset[Cell] = frozenset()
     hidden_totals: frozenset[Line] = frozenset()
 
     def total(self, line: Line) -> int:
@@ -124,6 +207,11 @@ class Table:
         if kind == "column":
             return sum(row[n] for row in self.counts)
         return sum(sum(row) for row in self.counts)
+
+    @property
+    def lines(self) -> list[Line]:
+        return [*(("row", r) for r in range(len(self.rows))), *(("column", c) for c in range(len(self.columns))),
+                ("all", 0)]  # fmt: skip
 
     def published(self, row: int, column: int) -> Figure:
         value = self.counts[row][column]
@@ -141,56 +229,122 @@ class Table:
             self.published_total(("all", 0)),
         )
 
+    def values(self, name: str) -> dict[Key, int]:
+        found = {cell_key(name, r, c): v for r, row in enumerate(self.counts) for c, v in enumerate(row)}
+        found.update({line_key(name, line): self.total(line) for line in self.lines})
+        return found
+
 
 def _mark(value: int) -> str:
     return UNDER if value < SMALL else OVER
 
 
-def ranges(table: Table) -> dict[Cell, tuple[float, float]]:
-    """For each hidden cell, the smallest and largest value the published figures allow: what
-    someone trying to undo the suppression can find."""
-    public = table.public()
-    return {cell: public.bounds([cell]) for cell in sorted(table.hidden)}
+@dataclass
+class _Hiding:
+    """Secondary suppression over tables published together."""
+
+    tables: dict[str, Table]
+    links: Links
+    values: dict[Key, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, table in self.tables.items():
+            self.values.update(table.values(name))
+
+    def hidden(self) -> set[Key]:
+        found: set[Key] = set()
+        for name, table in self.tables.items():
+            found |= {cell_key(name, r, c) for r, c in table.hidden}
+            found |= {line_key(name, line) for line in table.hidden_totals}
+        return found
+
+    def hide(self, keys: Iterable[Key], problem: Problem | None = None) -> None:
+        """Hide these figures and every figure that is the same count (shown alike everywhere)."""
+        chosen = set(keys)
+        if problem is not None:
+            chosen = {k for k in self.values if problem.variable(k) in {problem.variable(c) for c in chosen}}
+        for name, table in list(self.tables.items()):
+            cells = {(k[2] // 1000, k[2] % 1000) for k in chosen if k[0] == name and k[1] == "cell"}
+            lines = {(k[1], k[2]) for k in chosen if k[0] == name and k[1] != "cell"}
+            self.tables[name] = Table(table.rows, table.columns, table.counts, table.hidden | cells,
+                                      table.hidden_totals | lines)  # fmt: skip
+
+    def problem(self) -> Problem:
+        return Problem({name: table.public() for name, table in self.tables.items()}, self.links)
+
+    def run(self) -> dict[str, Table]:
+        self.hide([key for key, value in self.values.items() if value < SMALL])
+        problem = self.problem()
+        self.hide(self.hidden(), problem)  # a count hidden in one table is hidden in all
+        checked: set[int] = set()
+        while True:
+            problem = self.problem()
+            waiting = sorted({problem.variable(k) for k in self.hidden()} - checked)
+            if not waiting:
+                return self.tables
+            variable = waiting[0]
+            key = next(k for k in self.values if problem.variable(k) == variable)
+            low, high = problem.range_of([key])
+            if high - low >= PROTECTION:
+                checked.add(variable)
+                continue
+            self.hide([self._beside(problem, variable)], problem)
+
+    def _beside(self, problem: Problem, variable: int) -> Key:
+        """The figure to hide next for a narrowed one, looking out from it through the sums that
+        hold it, then the sums that hold the hidden figures in those, and so on: first one that
+        closes a loop of hidden figures (a rectangle, which protects them all), nearest first;
+        else the nearest; then in the sum with the fewest hidden figures, the smallest, a cell
+        before a total."""
+        hidden = self._hidden(problem)
+        keys = {problem.variable(k): k for k in self.values}
+        seen_sums: set[int] = set()
+        seen = {variable}
+        frontier = [variable]
+        found: list[tuple[bool, int, int, int, bool, int]] = []
+        depth = 0
+        while frontier:
+            reached: list[int] = []
+            for v in frontier:
+                for n in problem.members.get(v, []):
+                    if n in seen_sums:
+                        continue
+                    seen_sums.add(n)
+                    present = [int(x) for x in np.nonzero(problem.matrix[n])[0]]
+                    count = sum(1 for x in present if x in hidden)
+                    for x in present:
+                        if x not in hidden:
+                            closes = any(self._holds_hidden(problem, m, hidden) for m in problem.members[x] if m != n)
+                            found.append((not closes, depth, count, self.values[keys[x]], keys[x][1] != "cell", x))
+                        elif x not in seen:
+                            seen.add(x)
+                            reached.append(x)
+            frontier = reached
+            depth += 1
+        if not found:
+            raise ValueError("a hidden figure is narrowed and nothing tied to it is left to hide")
+        return keys[min(found)[-1]]
+
+    @staticmethod
+    def _holds_hidden(problem: Problem, n: int, hidden: set[int]) -> bool:
+        return any(int(x) in hidden for x in np.nonzero(problem.matrix[n])[0])
+
+    def _hidden(self, problem: Problem) -> set[int]:
+        return {problem.variable(k) for k in self.hidden()}
 
 
-def exposed(table: Table) -> list[Cell]:
-    """Hidden cells the published figures pin to a single value."""
-    return [cell for cell, (low, high) in ranges(table).items() if high - low < 1]
+def suppress_together(
+    grids: Mapping[str, tuple[Sequence[str], Sequence[str], Sequence[Sequence[int]]]], links: Links = Links()
+) -> dict[str, Table]:
+    """Tables published together (name -> rows, columns, counts), suppressed so that no hidden
+    figure in any of them can be narrowed to fewer than three values, whatever ties them."""
+    tables = {
+        name: Table(tuple(rows), tuple(columns), tuple(tuple(int(v) for v in row) for row in counts))
+        for name, (rows, columns, counts) in grids.items()
+    }
+    return _Hiding(tables, links).run()
 
 
 def suppress(rows: Sequence[str], columns: Sequence[str], counts: Sequence[Sequence[int]]) -> Table:
-    grid = tuple(tuple(int(v) for v in row) for row in counts)
-    table = Table(tuple(rows), tuple(columns), grid, frozenset())
-    hidden = {(r, c) for r, row in enumerate(grid) for c, value in enumerate(row) if value < SMALL}
-    totals = {line for line in table.public().lines if table.total(line) < SMALL}
-    while True:
-        table = Table(tuple(rows), tuple(columns), grid, frozenset(hidden), frozenset(totals))
-        pinned = exposed(table)
-        if not pinned:
-            return table
-        candidates = _candidates(grid, hidden, pinned)
-        if candidates:
-            hidden.add(min(candidates)[-1])
-            continue
-        r, c = pinned[0]
-        # Its whole row and column are hidden: their totals give it away; hide the smaller.
-        lines = [line for line in (("row", r), ("column", c), ("all", 0)) if line not in totals]
-        lines = lines or [line for line in table.public().lines if line not in totals]
-        totals.add(min((table.total(line), line) for line in lines)[1])
-
-
-def _candidates(
-    grid: tuple[tuple[int, ...], ...], hidden: set[Cell], pinned: list[Cell]
-) -> list[tuple[bool, int, int, Cell]]:
-    """Published cells sharing a row or column with a pinned cell, best first when sorted."""
-    near: dict[Cell, int] = {}
-    for r, c in pinned:
-        for cell in [*((r, k) for k in range(len(grid[0]))), *((k, c) for k in range(len(grid)))]:
-            if cell not in hidden:
-                near[cell] = near.get(cell, 0) + 1
-    found = []
-    for (r, c), n in near.items():
-        in_row = any((r, k) in hidden for k in range(len(grid[0])) if k != c)
-        in_column = any((k, c) in hidden for k in range(len(grid)) if k != r)
-        found.append((not (in_row and in_column), grid[r][c], -n, (r, c)))
-    return found
+    """One table on its own."""
+    return suppress_together({"table": (rows, columns, counts)})["table"]

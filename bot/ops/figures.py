@@ -17,13 +17,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from bot.core.errors import ConfigError
-from bot.core.quarterly import Labels, months_of, tables
-from bot.core.suppression import UNDER, Figure, Published, Table
+from bot.core.quarterly import PARTITIONS, Labels, columns_of, links, months_of, quarter_of, tables
+from bot.core.suppression import SMALL, UNDER, Figure, Problem, Published, Table, line_key
 from responses import Responses
 
 SCHEMA = "reachable-figures"
-VERSION = 1
+VERSION = 2
+SCHEMA_FILE = Path(__file__).with_name("figures.schema.json")
+# What a person could answer to "have you told anyone else?" that may be a service in the network
+# without saying which: such a report may be an incident counted there too.
+UNKNOWN_TOLD = ("other", "not_said")
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:48rem;margin:auto;padding:1rem;line-height:1.5;color:#111}"
     "table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #555;padding:.25rem .5rem;text-align:right}"
@@ -38,11 +44,15 @@ def _shown(value: Figure, labels: Labels) -> str:
     return labels.t("figures.small") if value == UNDER else labels.t("figures.hidden")
 
 
-def export(service: str, quarter: str, made: Mapping[str, Table], labels: Labels) -> dict[str, Any]:
+def export(
+    service: str, quarter: str, made: Mapping[str, Table], labels: Labels, provisional: bool = False
+) -> dict[str, Any]:
     """What may be published and combined: a hidden figure is "<5" (under 5) or "5+" (5 or more,
-    hidden so that no other can be worked out)."""
+    hidden so that no other can be worked out). ``provisional``: the quarter is not over, and the
+    figures will still change."""
     body: dict[str, Any] = {"schema": SCHEMA, "version": VERSION, "service": service, "quarter": quarter}
     body["months"] = list(months_of(quarter))
+    body["provisional"] = provisional
     body["tables"] = []
     for dimension, table in made.items():
         rows = []
@@ -56,6 +66,7 @@ def export(service: str, quarter: str, made: Mapping[str, Table], labels: Labels
             {
                 "dimension": dimension,
                 "title": title,
+                "columns": list(columns_of(dimension, quarter)),
                 "rows": rows,
                 "totals": columns,
                 "total": table.published_total(("all", 0)),
@@ -65,17 +76,20 @@ def export(service: str, quarter: str, made: Mapping[str, Table], labels: Labels
 
 
 def to_csv(body: Mapping[str, Any]) -> str:
-    """Tidy: one row per dimension, value and month (and "total"); a hidden figure's count is
-    empty and ``hidden`` says "under 5" or "5 or more"."""
+    """Tidy: one row per dimension, value and period (a month and "total", or the quarter); a
+    hidden figure's count is empty and ``hidden`` says "under 5" or "5 or more"."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["service", "quarter", "dimension", "value", "month", "count", "hidden"])
+    writer.writerow(["service", "quarter", "dimension", "value", "period", "count", "hidden"])
     for table in body["tables"]:
+        periods = [*table["columns"], "total"] if len(table["columns"]) > 1 else table["columns"]
         for row in table["rows"]:
-            for month, cell in zip([*body["months"], "total"], [*row["cells"], row["total"]], strict=True):
+            cells = [*row["cells"], row["total"]] if len(table["columns"]) > 1 else row["cells"]
+            for month, cell in zip(periods, cells, strict=True):
                 writer.writerow([body["service"], body["quarter"], table["dimension"], row["value"], month,
                                  *_csv_figure(cell)])  # fmt: skip
-        for month, cell in zip([*body["months"], "total"], [*table["totals"], table["total"]], strict=True):
+        totals = [*table["totals"], table["total"]] if len(table["columns"]) > 1 else table["totals"]
+        for month, cell in zip(periods, totals, strict=True):
             writer.writerow([body["service"], body["quarter"], table["dimension"], "total", month,
                              *_csv_figure(cell)])  # fmt: skip
     return out.getvalue()
@@ -88,7 +102,7 @@ def _csv_figure(figure: Figure) -> tuple[str, str]:
     return "", "under 5" if figure == UNDER else "5 or more"
 
 
-def chart(table: Mapping[str, Any], months: Sequence[str], title: str) -> str:
+def chart(table: Mapping[str, Any], title: str) -> str:
     """A grouped bar chart of the published figures (hidden ones drawn as nothing: the table
     beside it says which), as SVG."""
     import matplotlib
@@ -98,6 +112,7 @@ def chart(table: Mapping[str, Any], months: Sequence[str], title: str) -> str:
     matplotlib.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "reachable"})
     import matplotlib.pyplot as plt
 
+    months = table["columns"]
     labels = [row["label"] for row in table["rows"]]
     figure, axes = plt.subplots(figsize=(7.5, 0.5 + 0.45 * len(labels) * max(1, len(months)) / 2))
     height = 0.8 / max(1, len(months))
@@ -107,7 +122,8 @@ def chart(table: Mapping[str, Any], months: Sequence[str], title: str) -> str:
         axes.barh(places, values, height=height, label=month, color=("#1d4e89", "#4f9d69", "#d1a03c")[n % 3])
     axes.set_yticks([i + height * (len(months) - 1) / 2 for i in range(len(labels))], labels=labels)
     axes.invert_yaxis()
-    axes.legend(loc="lower right", fontsize="small")
+    if len(months) > 1:
+        axes.legend(loc="lower right", fontsize="small")
     axes.spines[["top", "right"]].set_visible(False)
     figure.tight_layout()
     svg = io.StringIO()
@@ -119,7 +135,6 @@ def chart(table: Mapping[str, Any], months: Sequence[str], title: str) -> str:
 
 def page(body: Mapping[str, Any], labels: Labels) -> str:
     """The self-contained page: a chart, a table and a sentence for each table; no script."""
-    months = list(body["months"])
     title = labels.t("figures.title", service=body["service"], quarter=body["quarter"])
     parts = [
         "<!doctype html>",
@@ -129,8 +144,11 @@ def page(body: Mapping[str, Any], labels: Labels) -> str:
         f"<style>{STYLE}</style>",
         f"</head><body><main><h1>{html.escape(title)}</h1>",
         *(f"<p>{html.escape(line)}</p>" for line in labels.t("figures.intro").splitlines() if line.strip()),
+        *(_provisional(labels) if body["provisional"] else []),
     ]
     for n, table in enumerate(body["tables"]):
+        months = list(table["columns"])
+        by_month = len(months) > 1
         heading = table["title"]
         hidden = any(isinstance(c, str) for row in table["rows"] for c in row["cells"])
         total = table["total"]
@@ -138,17 +156,20 @@ def page(body: Mapping[str, Any], labels: Labels) -> str:
             sentence = labels.t("figures.summary.all_hidden")
         else:
             note = labels.t("figures.summary.hidden" if hidden else "figures.summary.none")
-            sentence = labels.t("figures.summary", total=total, months=", ".join(months), hidden=note)
+            sentence = labels.t("figures.summary", total=total, months=", ".join(body["months"]), hidden=note)
         parts.append(f'<section aria-labelledby="t{n}"><h2 id="t{n}">{html.escape(heading)}</h2>')
         parts.append(f"<p>{html.escape(sentence)}</p>")
-        parts.append(f"<figure>{chart(table, months, heading)}</figure>")
-        head = "".join(f'<th scope="col">{html.escape(m)}</th>' for m in [*months, labels.t("figures.total")])
+        parts.append(f"<figure>{chart(table, heading)}</figure>")
+        periods = [*months, labels.t("figures.total")] if by_month else [labels.t("figures.quarter")]
+        head = "".join(f'<th scope="col">{html.escape(m)}</th>' for m in periods)
         parts.append(f'<table><caption>{html.escape(heading)}</caption><thead><tr><th scope="col">'
                      f'{html.escape(labels.t("figures.column.value"))}</th>{head}</tr></thead><tbody>')  # fmt: skip
         for row in table["rows"]:
-            cells = "".join(f"<td>{html.escape(_shown(c, labels))}</td>" for c in [*row["cells"], row["total"]])
+            figures = [*row["cells"], row["total"]] if by_month else row["cells"]
+            cells = "".join(f"<td>{html.escape(_shown(c, labels))}</td>" for c in figures)
             parts.append(f'<tr><th scope="row">{html.escape(row["label"])}</th>{cells}</tr>')
-        totals = "".join(f"<td>{html.escape(_shown(c, labels))}</td>" for c in [*table["totals"], total])
+        sums = [*table["totals"], total] if by_month else table["totals"]
+        totals = "".join(f"<td>{html.escape(_shown(c, labels))}</td>" for c in sums)
         parts.append(f'<tr><th scope="row">{html.escape(labels.t("figures.total"))}</th>{totals}</tr></tbody></table>')
         parts.append("</section>")
     parts.append("</main></body></html>")
@@ -203,47 +224,90 @@ def demo_tallies(months: Sequence[str]) -> dict[tuple[str, str, str], int]:
 
 
 # ---------------------------------------------------------------- the network's quarter
-def combine(bodies: Sequence[Mapping[str, Any]], matches: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
-    """Each service's published figures added up. Where a service hid a figure, what its other
-    figures allow ("<5" is 0 to 4, "5+" 5 or more, the totals) makes the sum a range. Reports
-    kept: lowest possible to highest possible, taking away at most the reports people said they
-    had already told another service in the network, and those whose naming of who did it matched
-    a report at another service (``matches``: the services' `reachable match export` files,
-    digests and references only). A high of None: nothing published bounds it."""
-    if not bodies:
-        raise ValueError("nothing to combine")
-    quarters = {b["quarter"] for b in bodies}
-    if len(quarters) != 1:
-        raise ValueError(f"the exports are of different quarters: {', '.join(sorted(quarters))}")
-    services = [str(b["service"]) for b in bodies]
-    if len(set(services)) != len(services):
-        raise ValueError("a service is in two exports")
-    for body in bodies:
-        if body.get("schema") != SCHEMA or body.get("version") != VERSION:
-            raise ValueError(f"{body.get('service')}: not a figures export of this version")
+def problem_of(body: Mapping[str, Any]) -> Problem:
+    """What a service's export says, and what ties its tables: anyone can work out this much."""
+    published = {t["dimension"]: Published.of(t) for t in body["tables"]}
+    return Problem(published, links({t["dimension"]: [row["value"] for row in t["rows"]] for t in body["tables"]}))
+
+
+def _rows(body: Mapping[str, Any], dimension: str) -> dict[str, int]:
+    table = next((t for t in body["tables"] if t["dimension"] == dimension), None)
+    return {row["value"]: r for r, row in enumerate(table["rows"])} if table else {}
+
+
+def _span(problem: Problem, dimension: str, rows: Sequence[int]) -> tuple[float, float]:
+    """What the published figures allow the sum of these rows' quarters to be."""
+    return problem.range_of([line_key(dimension, ("row", r)) for r in rows]) if rows else (0.0, 0.0)
+
+
+def _kept(body: Mapping[str, Any], problem: Problem) -> tuple[float, float]:
+    """Reports kept in the quarter: the total of any table with one value a report."""
+    dimension = next((t["dimension"] for t in body["tables"] if t["dimension"] in PARTITIONS), None)
+    return problem.range_of([line_key(dimension, ("all", 0))]) if dimension else (0.0, 0.0)
+
+
+def combine(
+    bodies: Sequence[Mapping[str, Any]],
+    matches: Sequence[Mapping[str, Any]] = (),
+    told_as: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Each service's published figures added up; where a service hid a figure, what all its
+    published figures allow makes the sum a range.
+
+    Reports kept, counting an incident reported to two services once where the people's own
+    answers tell: ``told_as`` names the answer to "have you told anyone else?" that means each
+    service here (e.g. {"Galop": "galop"}). "highest" takes every report as a different incident;
+    "by their word" takes away those whose person said they had already told another service
+    here; "lowest" takes away also those who did not say, or said another service (it may be one
+    here), and is never less than the busiest service's. ``matches`` (the services' matching
+    exports) count the reports at two or more services that named the same person: one incident
+    told twice, or one person harming more than one man; they are not taken away."""
+    quarter, services = _checked(bodies)
+    told_as = dict(told_as or {})
+    for service in told_as:
+        if service not in services:
+            raise ValueError(f"--told-as names {service!r}, whose figures are not here")
+    answer_of = {answer: service for service, answer in told_as.items()}
+    problems = [problem_of(body) for body in bodies]
     combined: dict[str, dict[str, list[float]]] = {}  # dimension -> value -> [low, high] for the quarter
-    for table in (t for body in bodies for t in body["tables"]):
-        for r, row in enumerate(table["rows"]):
-            low, high = _row_range(table, r)
-            found = combined.setdefault(table["dimension"], {}).setdefault(row["value"], [0, 0])
-            found[0] += low
-            found[1] += high
-    kept = [_kept(body) for body in bodies]
-    told = _overlap(bodies, services, kept)
-    matched = _matched(matches, services)
-    # At least as many as the busiest service kept: the others can only add to it.
-    least = max(k[0] for k in kept)
-    low = max(least, sum(k[0] for k in kept) - told - matched)
+    for body, problem in zip(bodies, problems, strict=True):
+        for table in body["tables"]:
+            for r, row in enumerate(table["rows"]):
+                low, high = _span(problem, table["dimension"], [r])
+                found = combined.setdefault(table["dimension"], {}).setdefault(row["value"], [0, 0])
+                found[0] += low
+                found[1] += high
+    kept = [_kept(body, problem) for body, problem in zip(bodies, problems, strict=True)]
+    said = [0.0, 0.0]  # said they had told another service here
+    unknown = 0.0  # may have: did not say, or said another service
+    for body, problem, service, (_, most) in zip(bodies, problems, services, kept, strict=True):
+        rows = _rows(body, "told")
+        if not rows:  # no answers published: any of its reports may be counted elsewhere too
+            unknown += most
+            continue
+        here = [r for value, r in rows.items() if answer_of.get(value, service) != service]
+        low, high = _span(problem, "told", here)
+        said[0] += low
+        said[1] += high
+        unknown += _span(problem, "told", [r for value, r in rows.items() if value in UNKNOWN_TOLD])[1]
+    total = [sum(k[0] for k in kept), sum(k[1] for k in kept)]
+    busiest = max(k[0] for k in kept)
+    lowest = max(busiest, total[0] - said[1] - unknown)
+    word = [max(lowest, total[0] - said[1]), max(lowest, total[1] - said[0])]
     return {
         "schema": SCHEMA + "-network",
         "version": VERSION,
-        "quarter": quarters.pop(),
+        "quarter": quarter,
         "services": services,
+        "told_as": told_as,
+        "provisional": any(b.get("provisional") for b in bodies),
         "reports": {
-            "low": _whole(low),
-            "high": _whole(sum(k[1] for k in kept)),
-            "told": _whole(told),
-            "matched": matched,
+            "low": _whole(lowest),
+            "high": _whole(total[1]),
+            "by_their_word": {"low": _whole(word[0]), "high": _whole(word[1])} if told_as else None,
+            "told_here": {"low": _whole(said[0]), "high": _whole(said[1])},
+            "unknown": _whole(unknown),
+            "named_at_two": _named_at_two(matches, services),
         },
         "dimensions": {
             d: {v: {"low": _whole(r[0]), "high": _whole(r[1])} for v, r in values.items()}
@@ -252,35 +316,30 @@ def combine(bodies: Sequence[Mapping[str, Any]], matches: Sequence[Mapping[str, 
     }
 
 
+def _checked(bodies: Sequence[Mapping[str, Any]]) -> tuple[str, list[str]]:
+    """The quarter and the services of exports that can be combined."""
+    if not bodies:
+        raise ValueError("nothing to combine")
+    quarters = {b["quarter"] for b in bodies}
+    if len(quarters) != 1:
+        raise ValueError(f"the exports are of different quarters: {', '.join(sorted(quarters))}")
+    services = [str(b["service"]) for b in bodies]
+    if len(set(services)) != len(services):
+        raise ValueError("a service is in two exports")
+    return quarters.pop(), services
+
+
 def _whole(value: float) -> int | None:
     return None if value == float("inf") else round(value)
 
 
-def _overlap(bodies: Sequence[Mapping[str, Any]], services: list[str], kept: list[tuple[float, float]]) -> float:
-    """Reports that may be one incident counted at two services: those whose person said they
-    had already told another service in this network (by its name as a "told" answer), at most
-    as many as that service kept."""
-    overlap = 0.0
-    for body, service in zip(bodies, services, strict=True):
-        for told in (t for t in body["tables"] if t["dimension"] == "told"):
-            for r, row in enumerate(told["rows"]):
-                if row["value"] in services and row["value"] != service:
-                    overlap += min(_row_range(told, r)[1], kept[services.index(row["value"])][1])
-    return overlap
-
-
-def _matched(matches: Sequence[Mapping[str, Any]], services: list[str]) -> int:
-    """Reports that may be one incident because they named the same person at two services: in
-    each group of reports joined by a shared digest, all but the most any one service holds (a
-    service counts its own reports once already). References are never shown."""
+def _named_at_two(matches: Sequence[Mapping[str, Any]], services: list[str]) -> int:
+    """Reports in a group joined by shared digests that spans two or more services (references
+    are never shown): the same person named at more than one service."""
     holders: dict[str, set[tuple[str, str]]] = {}  # digest -> (service, reference)
     for export_ in matches:
-        if export_.get("format") != "reachable-matching-export" or export_.get("version") != 1:
-            raise ValueError(f"{export_.get('service')}: not a matching export of this version")
-        if export_["service"] not in services:
-            raise ValueError(f"{export_['service']}: a matching export from a service whose figures are not here")
-        for entry in export_["entries"]:
-            holders.setdefault(str(entry["digest"]), set()).add((str(export_["service"]), str(entry["reference"])))
+        for digest, reference in _entries(export_, services):
+            holders.setdefault(digest, set()).add((str(export_["service"]), reference))
     group: dict[tuple[str, str], tuple[str, str]] = {}  # union-find over (service, reference)
 
     def root(node: tuple[str, str]) -> tuple[str, str]:
@@ -295,38 +354,53 @@ def _matched(matches: Sequence[Mapping[str, Any]], services: list[str]) -> int:
     members: dict[tuple[str, str], list[str]] = {}
     for node in list(group):
         members.setdefault(root(node), []).append(node[0])
-    return sum(len(found) - max(found.count(s) for s in set(found)) for found in members.values())
+    return sum(len(found) for found in members.values() if len(set(found)) > 1)
 
 
-def _row_range(table: Mapping[str, Any], r: int) -> tuple[float, float]:
-    """A row's quarter, as a range: what the published figures allow its total to be."""
-    return Published.of(table).bounds([(r, c) for c in range(len(table["totals"]))])
-
-
-def _kept(body: Mapping[str, Any]) -> tuple[float, float]:
-    """Reports kept in the quarter: one recipient row per report."""
-    table = next((t for t in body["tables"] if t["dimension"] == "recipient"), None)
-    if table is None:
-        return 0.0, 0.0
-    return Published.of(table).bounds([(r, c) for r in range(len(table["rows"])) for c in range(len(table["totals"]))])
+def _entries(export_: Any, services: list[str]) -> list[tuple[str, str]]:
+    """A matching export's (digest, reference) pairs, or a clear refusal."""
+    if not isinstance(export_, Mapping) or export_.get("format") != "reachable-matching-export":
+        raise ValueError("a --matches file is not a matching export (reachable match export)")
+    if export_.get("version") != 1 or not isinstance(export_.get("entries"), list):
+        raise ValueError(f"{export_.get('service')}: not a matching export of this version")
+    if export_.get("service") not in services:
+        raise ValueError(f"{export_.get('service')}: a matching export from a service whose figures are not here")
+    entries = export_["entries"]
+    if not all(isinstance(e, Mapping) and {"digest", "reference"} <= e.keys() for e in entries):
+        raise ValueError(f"{export_['service']}: a matching export entry without a digest and a reference")
+    return [(str(e["digest"]), str(e["reference"])) for e in entries]
 
 
 def combined_page(network: Mapping[str, Any], labels: Labels) -> str:
     title = labels.t("figures.combined.title", quarter=network["quarter"], services=", ".join(network["services"]))
     reports = network["reports"]
-    why = " ".join(
-        [
-            *([labels.t("figures.combined.reports.told", n=reports["told"])] if reports["told"] else []),
-            *([labels.t("figures.combined.reports.matched", n=reports["matched"])] if reports["matched"] else []),
-        ]
-    ) or labels.t("figures.combined.reports.exact")
-    kept = labels.t("figures.combined.reports", count=_range(reports, labels), why=why)
+    kept = labels.t("figures.combined.reports", count=_range(reports, labels))
+    why = [labels.t("figures.combined.reports.highest")]
+    if reports["low"] != reports["high"]:
+        why.append(
+            labels.t(
+                "figures.combined.reports.lowest",
+                unknown=_range({"low": reports["unknown"], "high": reports["unknown"]}, labels),
+            )
+        )
+    if network["told_as"]:
+        word = labels.t("figures.combined.reports.word", count=_range(reports["by_their_word"], labels),
+                        said=_range(reports["told_here"], labels))  # fmt: skip
+    else:
+        word = labels.t("figures.combined.reports.no_told_as")
+    named = labels.t("figures.combined.reports.named", n=reports["named_at_two"]) if reports["named_at_two"] else ""
     parts = [
         '<!doctype html><html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body><main><h1>{html.escape(title)}</h1>",
         *(f"<p>{html.escape(line)}</p>" for line in labels.t("figures.combined.intro").splitlines() if line.strip()),
+        *(
+            [f"<p><strong>{html.escape(labels.t('figures.provisional'))}</strong></p>"]
+            if network["provisional"]
+            else []
+        ),
         f"<p><strong>{html.escape(kept)}</strong></p>",
+        f"<ul>{''.join(f'<li>{html.escape(line)}</li>' for line in [*why, word, *([named] if named else [])])}</ul>",
     ]
     for dimension, values in network["dimensions"].items():
         heading = labels.t(f"figures.dimension.{dimension}")
@@ -339,34 +413,75 @@ def combined_page(network: Mapping[str, Any], labels: Labels) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _provisional(labels: Labels) -> list[str]:
+    return [f"<p><strong>{html.escape(labels.t('figures.provisional'))}</strong></p>"]
+
+
 def _range(found: Mapping[str, Any], labels: Labels) -> str:
-    if found["high"] is None:
-        return labels.t("figures.combined.at_least", low=found["low"])
-    if found["low"] == found["high"]:
-        return str(found["low"])
-    return labels.t("figures.combined.range", low=found["low"], high=found["high"])
+    """A network figure in words: under 5 stays under 5 however it was reached."""
+    low, high = found["low"], found["high"]
+    if high is None:
+        return labels.t("figures.combined.at_least", low=low)
+    if high < SMALL:
+        return labels.t("figures.combined.under", small=SMALL)
+    if low == high:
+        return str(low)
+    return labels.t("figures.combined.range", low=max(low, 0), high=high)
 
 
 # ---------------------------------------------------------------- the commands
 def quarter_figures(responses: Responses, tallies: Mapping[tuple[str, str, str], int], service: str,
-                          quarter: str, out: Path) -> int:  # fmt: skip
+                    quarter: str, out: Path, now: float | None = None) -> int:  # fmt: skip
+    """Made before the quarter is over, the figures are marked provisional: they will change."""
     labels = Labels(responses)
-    body = export(service, quarter, tables(tallies, months_of(quarter)), labels)
-    for path in write(body, labels, out):
-        print(f"wrote {path}")
+    provisional = now is not None and quarter >= quarter_of(now)
+    body = export(service, quarter, tables(tallies, quarter), labels, provisional)
+    try:
+        for path in write(body, labels, out):
+            print(f"wrote {path}")
+    except OSError as error:
+        raise ConfigError(f"cannot write the figures to {out}: {error.strerror or error}") from error
+    if provisional:
+        print(f"{quarter} is not over: these figures are provisional and will change (marked so on the page)")
     return 0
 
 
-def combine_files(responses: Responses, paths: Sequence[Path], out: Path, matches: Sequence[Path] = ()) -> int:
+def check_export(body: Any, name: str) -> Mapping[str, Any]:
+    """A figures export as `reachable figures` writes it, or a clear refusal."""
     try:
-        bodies = [json.loads(path.read_text(encoding="utf-8")) for path in paths]
-        network = combine(bodies, [json.loads(path.read_text(encoding="utf-8")) for path in matches])
+        jsonschema.validate(body, json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+    except jsonschema.ValidationError as error:
+        where = "/".join(str(p) for p in error.absolute_path) or "the top"
+        raise ValueError(
+            f"{name} is not a figures export of version {VERSION} (at {where}: {error.message})"
+        ) from error
+    for table in body["tables"]:
+        width = len(table["columns"])
+        if len(table["totals"]) != width or any(len(row["cells"]) != width for row in table["rows"]):
+            raise ValueError(f"{name}: the {table['dimension']} table's rows do not match its columns")
+    return dict(body)
+
+
+def combine_files(responses: Responses, paths: Sequence[Path], out: Path, matches: Sequence[Path] = (),
+                  told_as: Sequence[str] = ()) -> int:  # fmt: skip
+    try:
+        bodies = [check_export(json.loads(path.read_text(encoding="utf-8")), path.name) for path in paths]
+        pairs = [item.partition("=") for item in told_as]
+        if any(not service or not answer for service, _, answer in pairs):
+            raise ValueError("--told-as looks like SERVICE=ANSWER, e.g. Galop=galop")
+        network = combine(
+            bodies,
+            [json.loads(path.read_text(encoding="utf-8")) for path in matches],
+            {service: answer for service, _, answer in pairs},
+        )
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"cannot combine these: {error}") from error
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "network.json").write_text(json.dumps(network, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / "network.html").write_text(combined_page(network, Labels(responses)), encoding="utf-8")
-    reports = network["reports"]
-    count = _range(reports, Labels(responses))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "network.json").write_text(json.dumps(network, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (out / "network.html").write_text(combined_page(network, Labels(responses)), encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot write to {out}: {error.strerror or error}") from error
+    count = _range(network["reports"], Labels(responses))
     print(f"wrote {out / 'network.json'} and {out / 'network.html'}: reports kept {count}")
     return 0

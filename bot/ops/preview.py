@@ -188,10 +188,12 @@ class PreviewBuilder:
             "months": "2026-10, 2026-11, 2026-12",
             "hidden": self.t("figures.summary.hidden"),
             "services": "Galop, Clinic, Charity",
-            "why": self.t("figures.combined.reports.told").format(n=6),
             "low": 84,
             "high": 90,
             "n": 6,
+            "small": 5,
+            "unknown": "between 9 and 13",
+            "said": "6",
         }
         return self.renderer.render(Reply(message_id, variables), self.locale).text
 
