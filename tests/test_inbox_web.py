@@ -302,3 +302,17 @@ async def test_a_charitys_own_recipient_has_its_own_inbox(inbox: tuple[App, str,
         assert await sign_in(client, "worker", support.now()) == 303
         async with client.get("/cases/GXP9-0001") as page:
             assert page.status == 403
+
+
+async def test_an_admin_is_one_click_from_the_quarters_figures(inbox: tuple[App, str, Inbox]) -> None:
+    app, base, _ = inbox
+    admin = await add(app, "lead", "admin")
+    await app.store.tally({("screen", "emergency", time.strftime("%Y-%m", time.gmtime())): 7})
+    async with browser(base) as client:
+        assert await sign_in(client, "lead", admin.now()) == 303
+        async with client.get("/cases") as page:
+            assert 'href="/figures"' in await page.text()
+        async with client.get("/figures") as page:
+            shown = await page.text()
+        assert page.status == 200 and "<script" not in shown
+        assert "Emergency screen" in shown and "provisional" in shown, "the quarter so far, marked so"

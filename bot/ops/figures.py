@@ -17,8 +17,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from bot.core.errors import ConfigError
 from bot.core.quarterly import PARTITIONS, Labels, columns_of, links, months_of, quarter_of, tables
 from bot.core.suppression import SMALL, UNDER, Figure, Problem, Published, Table, line_key
@@ -448,6 +446,8 @@ def quarter_figures(responses: Responses, tallies: Mapping[tuple[str, str, str],
 
 def check_export(body: Any, name: str) -> Mapping[str, Any]:
     """A figures export as `reachable figures` writes it, or a clear refusal."""
+    import jsonschema
+
     try:
         jsonschema.validate(body, json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
     except jsonschema.ValidationError as error:

@@ -330,7 +330,11 @@ class Inbox:
         months = months_of(quarter)
         labels = Labels(self.app.responses)
         body = figures.export(
-            self.app.settings.service_name, quarter, tables(await self.store.tallies(months), quarter), labels
+            self.app.settings.service_name,
+            quarter,
+            tables(await self.store.tallies(months), quarter),
+            labels,
+            provisional=True,  # the quarter so far
         )
         return web.Response(text=figures.page(body, labels), content_type="text/html", charset="utf-8")
 
