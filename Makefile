@@ -46,7 +46,8 @@ test: $(VENV)/.installed-test $(RASA_VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo --no-cache
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	@# Forty minutes at most, whatever hangs: the whole run takes about fifteen on a busy machine.
+	timeout -k 30 2400 $(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # Figures, not tests: capacity against bare aiogram, latency, memory (a minute or two).
 bench: $(VENV)/.installed-test

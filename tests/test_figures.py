@@ -269,6 +269,14 @@ def test_no_hidden_figure_can_be_worked_out_from_what_is_published(counts: list[
             "area": {"Central London": 5},
             "recipient": {"support": 3, "none": 3},
         },
+        {  # 8 reports: the values listed (each counted someone) would narrow the channels, all hidden
+            "channel": {"telegram": 4, "web": 4},
+            "language": {"en": 5, "pl": 2, "ro": 1},
+            "where": {"london": 6, "elsewhere": 1, "not_said": 1},
+            "area": {"Central London": 3, "East London": 2, "South London": 1},
+            "told": {"no": 6, "police": 2},
+            "recipient": {"support": 6, "soit": 1, "none": 1},
+        },
     ],
 )
 def test_tables_that_count_the_same_reports_give_nothing_away_put_together(kept: dict[str, dict[str, int]]) -> None:
@@ -308,6 +316,26 @@ def test_tables_that_count_the_same_reports_give_nothing_away_put_together(kept:
                 )
             }
             assert len(possible) >= 3, f"{dimension} {key} is one of {sorted(possible)} only"
+
+
+def test_a_table_that_would_give_a_figure_away_by_its_values_shows_them_as_one_row() -> None:
+    """Under 5 in all, or values that each counted someone narrowing a hidden figure: which values
+    is not shown, only that they are all there."""
+    kept = {
+        ("channel", "telegram"): 4,
+        ("channel", "web"): 4,
+        **{("language", v): n for v, n in {"en": 5, "pl": 2, "ro": 1}.items()},
+        **{("recipient", v): n for v, n in {"support": 6, "soit": 1, "none": 1}.items()},
+        ("screen", "emergency"): 2,
+        ("screen", "crisis"): 1,
+    }
+    body = export("Test service", QUARTER, tables({(d, v, MONTHS[0]): n for (d, v), n in kept.items()}, QUARTER),
+                  Labels(Responses.load()))  # fmt: skip
+    shown = {t["dimension"]: [row["value"] for row in t["rows"]] for t in body["tables"]}
+    assert shown["screen"] == ["few"], "3 screens in all: not which"
+    assert shown["channel"] == ["few"], "telegram and web, each under 5, would be 3 or 4 beside 7 or more"
+    assert shown["language"] == ["en", "pl", "ro"]
+    assert "All (which ones is hidden to keep people safe)" in figures.page(body, Labels(Responses.load()))
 
 
 def test_the_csv_and_json_validate_against_the_schema(tmp_path: Path) -> None:

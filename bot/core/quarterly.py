@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.core.errors import ConfigError
-from bot.core.suppression import Key, Links, Table, line_key, suppress_together
+from bot.core.suppression import SMALL, Key, Links, Narrowed, Table, line_key, suppress_together
 from responses import Responses
 
 # The dimensions, in the order the page shows them; the first seven count reports kept.
@@ -18,6 +18,10 @@ DIMENSIONS = (
     *("withdrawn", "matched", "screen", "advice"),
 )
 QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
+# A table counting fewer than 5 in all shows one row, not its values: each value listed means at
+# least one person, and a few of them beside a total under 5 would give the total away. So does a
+# table whose values listed narrow a hidden figure when nothing else is left to hide.
+FEW = "few"
 
 
 def months_of(quarter: str) -> tuple[str, ...]:
@@ -57,6 +61,8 @@ class Labels:
             "withdrawn": [f"figures.withdrawn.{value}"],
             "matched": [f"figures.matched.{value}"],
         }.get(dimension, [])
+        if value == FEW:
+            candidates = ["figures.few"]
         return next((self.t(m) for m in candidates if self.responses.has(m)), value)
 
 
@@ -89,13 +95,14 @@ def links(rows: Mapping[str, Sequence[str]]) -> Links:
         same.append((line_key("area", ("all", 0)), line_key("where", ("row", london))))
     for several in (d for d in SEVERAL if d in rows):
         at_most.append((kept, line_key(several, ("all", 0))))
-        at_most += [(line_key(several, ("row", r)), kept) for r in range(len(rows[several]))]
+        at_most += [(line_key(several, ("row", r)), kept) for r, v in enumerate(rows[several]) if v != FEW]
     return Links(tuple(same), tuple(at_most))
 
 
 def tables(tallies: Mapping[tuple[str, str, str], int], quarter: str) -> dict[str, Table]:
     """One table a dimension (its values × the quarter's months, or the quarter), suppressed
-    together for publishing: what ties them is known to anyone reading them."""
+    together for publishing: what ties them is known to anyone reading them. A table counting
+    under 5 in all, or whose values listed would narrow a hidden figure, shows one row (FEW)."""
     months = months_of(quarter)
     grids: dict[str, tuple[list[str], tuple[str, ...], list[list[int]]]] = {}
     for dimension in DIMENSIONS:
@@ -105,4 +112,17 @@ def tables(tallies: Mapping[tuple[str, str, str], int], quarter: str) -> dict[st
         by_month = [[tallies.get((dimension, v, m), 0) for m in months] for v in values]
         counts = by_month if dimension in BY_MONTH else [[sum(row)] for row in by_month]
         grids[dimension] = (values, columns_of(dimension, quarter), counts)
-    return suppress_together(grids, links({d: grid[0] for d, grid in grids.items()}))
+        if len(values) > 1 and sum(map(sum, counts)) < SMALL:
+            grids[dimension] = _as_one(grids[dimension])
+    while True:
+        try:
+            return suppress_together(grids, links({d: grid[0] for d, grid in grids.items()}))
+        except Narrowed as narrowed:
+            grids[narrowed.table] = _as_one(grids[narrowed.table])
+
+
+def _as_one(
+    grid: tuple[list[str], tuple[str, ...], list[list[int]]],
+) -> tuple[list[str], tuple[str, ...], list[list[int]]]:
+    _values, columns, counts = grid
+    return [FEW], columns, [[sum(column) for column in zip(*counts, strict=True)]]

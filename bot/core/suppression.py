@@ -17,6 +17,7 @@ The same programme gives the network's ranges when services' figures are combine
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,20 @@ SMALL = 5  # a figure under this is never published
 UNDER = "<5"  # a hidden figure under 5
 OVER = "5+"  # a hidden figure of 5 or more
 PROTECTION = 2  # a hidden figure keeps at least this many steps between its lowest and highest
+# Every unknown is at most this: no service counts a million of anything in a quarter. Without a
+# ceiling, asking for the largest value of a figure nothing bounds is an unbounded integer
+# programme, which HiGHS can search for ever (ERGO-Code/HiGHS#1962); reaching it means unbounded.
+CEILING = 1_000_000
+SOLVER = {"time_limit": 20.0}  # seconds; a guard, these programmes take milliseconds
+# HiGHS keeps its scheduler per thread that solves, and can deadlock once such a thread has ended
+# (ERGO-Code/HiGHS#1886): every programme is solved on this one thread, which lasts.
+_SOLVING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suppression")
+
+
+def _solve(goal: np.ndarray, **arguments: Any) -> Any:
+    return _SOLVING.submit(milp, goal, options=SOLVER, **arguments).result()
+
+
 Cell = tuple[int, int]
 Line = tuple[str, int]  # ("row", r), ("column", c), or ("all", 0): a total
 Figure = int | str  # a published count, or UNDER / OVER
@@ -39,6 +54,15 @@ def cell_key(table: str, r: int, c: int) -> Key:
 
 def line_key(table: str, line: Line) -> Key:
     return (table, line[0], line[1])
+
+
+class Narrowed(ValueError):
+    """A hidden figure is narrowed by what the tables list (each value shown counted someone)
+    and nothing tied to it is left to hide: ``table`` should show its values as one row."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(f"a hidden figure is narrowed by the values {table!r} lists, and nothing is left to hide")
+        self.table = table
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +165,7 @@ class Problem:
 
     def _marks(self) -> Bounds:
         """Each figure's bounds: fixed where published, what its mark says where hidden."""
-        low, high = np.zeros(len(self.index)), np.full(len(self.index), np.inf)
+        low, high = np.zeros(len(self.index)), np.full(len(self.index), float(CEILING))
         for key, figure in self.figures.items():
             n = self.variable(key)
             if isinstance(figure, int):
@@ -174,7 +198,9 @@ class Problem:
 
     def range_of(self, keys: Iterable[Key]) -> tuple[float, float]:
         """The smallest and largest the sum of these figures can be, given all that is published
-        (``inf`` when nothing published bounds it)."""
+        (``inf`` when nothing published bounds it). Should the solver stop at its time limit,
+        the values it had found stand: possible values, so the range is never wider than the
+        truth and a figure is never called safe that is not."""
         goal = np.zeros(len(self.index))
         for key in keys:
             goal[self.variable(key)] += 1
@@ -182,12 +208,12 @@ class Problem:
             return 0.0, 0.0
         integral = np.ones(len(self.index))
         extra = {"constraints": self.constraint} if self.constraint is not None else {}
-        lowest = milp(goal, integrality=integral, bounds=self.bounds, **extra)
-        if lowest.status != 0:
+        lowest = _solve(goal, integrality=integral, bounds=self.bounds, **extra)
+        if lowest.x is None:
             raise ValueError("these figures contradict each other")
-        highest = milp(-goal, integrality=integral, bounds=self.bounds, **extra)
-        high = float("inf") if highest.status != 0 else -float(highest.fun)
-        return round(float(lowest.fun)), high if high == float("inf") else round(high)
+        highest = _solve(-goal, integrality=integral, bounds=self.bounds, **extra)
+        high = -float(highest.fun) if highest.x is not None else float(CEILING)
+        return round(float(lowest.fun)), float("inf") if high >= CEILING else round(high)
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,8 +348,20 @@ class _Hiding:
             frontier = reached
             depth += 1
         if not found:
-            raise ValueError("a hidden figure is narrowed and nothing tied to it is left to hide")
+            raise Narrowed(self._listing(problem, variable, seen))
         return keys[min(found)[-1]]
+
+    def _listing(self, problem: Problem, variable: int, tied: set[int]) -> str:
+        """The table whose values, shown as one row, would free a narrowed figure: its own, if
+        it lists more than one; else the one tied to it that lists the most."""
+        own = next(k for k in self.values if problem.variable(k) == variable)[0]
+        if len(self.tables[own].rows) > 1:
+            return own
+        names = {k[0] for k in self.values if problem.variable(k) in tied}
+        most = max(names, key=lambda name: (len(self.tables[name].rows), name))
+        if len(self.tables[most].rows) < 2:
+            raise ValueError("a hidden figure is narrowed and nothing tied to it is left to hide")
+        return most
 
     @staticmethod
     def _holds_hidden(problem: Problem, n: int, hidden: set[int]) -> bool:

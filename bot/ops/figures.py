@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.errors import ConfigError
-from bot.core.quarterly import PARTITIONS, Labels, columns_of, links, months_of, quarter_of, tables
+from bot.core.quarterly import FEW, PARTITIONS, Labels, columns_of, links, months_of, quarter_of, tables
 from bot.core.suppression import SMALL, UNDER, Figure, Problem, Published, Table, line_key
 from responses import Responses
 
@@ -27,7 +27,7 @@ VERSION = 2
 SCHEMA_FILE = Path(__file__).with_name("figures.schema.json")
 # What a person could answer to "have you told anyone else?" that may be a service in the network
 # without saying which: such a report may be an incident counted there too.
-UNKNOWN_TOLD = ("other", "not_said")
+UNKNOWN_TOLD = ("other", "not_said", FEW)
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:48rem;margin:auto;padding:1rem;line-height:1.5;color:#111}"
     "table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #555;padding:.25rem .5rem;text-align:right}"
