@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from bot.ops.inbox.server import serving_inbox
 from fakes.harness import Person, free_port, polling_bot, settings_for, web_chat
 from fakes.telegram import FakeTelegram
 from storage import CodeHasher, Keyring
-from tests.test_inbox_web import CSRF, PASSWORD, browser, form_token, sign_in
+from tests.test_inbox_web import PASSWORD
 from tests.test_support import CHAT, STAFF, send_report, until
 from tests.test_web_browser import AXE_TAGS, page_in, say, whole_report
 
@@ -60,12 +59,6 @@ async def chromium() -> AsyncIterator[Any]:
         launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield launched
         await launched.close()
-
-
-def form_token_in(page: str) -> str:
-    found = CSRF.search(page)
-    assert found is not None
-    return found.group(1)
 
 
 async def axe_clean(page: Any) -> None:
@@ -164,9 +157,12 @@ async def test_a_support_worker_answers_a_web_chat_report_by_keyboard_at_320px(
     assert ("officer", "refused", reference) in lines and ("worker", "opened", reference) in lines
 
 
-async def test_a_reply_from_the_inbox_reaches_the_person_on_telegram(fake: FakeTelegram, tmp_path: Path) -> None:
+async def test_a_reply_from_the_inbox_reaches_the_person_on_telegram(
+    fake: FakeTelegram, tmp_path: Path, chromium: Any
+) -> None:
     fake.chat(STAFF, "supergroup")
     port = free_port()
+    inbox = f"http://127.0.0.1:{port}"
     settings = settings_for(
         fake,
         tmp_path / "data",
@@ -179,25 +175,30 @@ async def test_a_reply_from_the_inbox_reaches_the_person_on_telegram(fake: FakeT
         running.app.delivery.backoff = 0.05
         totp = await account(running.app, "worker", "support")
         reference, _ = await send_report(Person(fake, CHAT))
-        async with browser(f"http://127.0.0.1:{port}") as client:
-            assert await sign_in(client, "worker", totp.now()) == 303
-            token = await form_token(client, f"/cases/{reference}")
-            form = {"csrf": token, "text": "From the inbox: are you safe?"}
-            async with client.post(f"/cases/{reference}/reply", data=form) as answer:
-                assert answer.status == 200
+        staff = await page_in(chromium, False, 320, 640)  # the inbox needs no JavaScript
+        await staff.goto(f"{inbox}/login")
+        await staff.fill("#name", "worker")
+        await staff.fill("#password", PASSWORD)
+        await staff.fill("#code", totp.now())
+        await staff.click("button[type=submit]")
+        await staff.wait_for_url(re.compile(r".*/cases$"))
+        await staff.get_by_role("link", name=re.compile(reference)).click()
+        await staff.get_by_label("Your message").fill("From the inbox: are you safe?")
+        await staff.get_by_role("button", name="Check before sending").click()
+        await staff.wait_for_url(re.compile(r".*/preview$"))
+        await staff.get_by_role("button", name="Send it").click()
+        await staff.wait_for_url(re.compile(r".*/reply$"))
         person = Person(fake, CHAT)
         await until(lambda: "From the inbox: are you safe?" in person.screen)
         await person.says("yes, at home now")
         await person.taps("Send it")
         await until(lambda: any("Answer from the person" in t for t in fake.bot_texts(STAFF)))
-        async with browser(f"http://127.0.0.1:{port}") as client:
-            assert await sign_in(client, "worker", totp.at(time.time() + 30)) == 303
-            async with client.get(f"/cases/{reference}") as page:
-                shown = await page.text()
-            assert shown.index("From the inbox: are you safe?") < shown.index("yes, at home now"), "the conversation"
-            token = form_token_in(shown)
-            async with client.post(f"/cases/{reference}/close", data={"csrf": token}) as page:
-                assert "yes, at home now" not in await page.text(), "closing takes the conversation"
+        await staff.goto(f"{inbox}/cases/{reference}")
+        shown = await staff.locator("main").inner_text()
+        assert shown.index("From the inbox: are you safe?") < shown.index("yes, at home now"), "the conversation"
+        await staff.get_by_role("button", name=re.compile("^Close")).click()
+        closed = await staff.locator("main").inner_text()
+        assert "Status: Closed" in closed and "yes, at home now" not in closed, "closing takes the conversation"
         # The staff chat acts on the same case: its status is the inbox's.
         await fake.user_sends(STAFF, f"/ack {reference}", kind="supergroup", user_id=1)
         await until(lambda: any(f"{reference}" in t and "acknowledged" in t.lower() for t in fake.bot_texts(STAFF)))

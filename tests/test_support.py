@@ -4,6 +4,7 @@ in the staff chat; relays carry a reference and never who the person is."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -362,6 +363,35 @@ async def test_a_backlog_of_summaries_is_combined_into_fewer_staff_messages(
     assert all(len(t) <= 4096 for t in texts)
     assert sorted(summaries_of(fake)) == references  # every one, each once, whole
     assert await app.store.delivery_counts() == {"sent": len(references)}
+
+
+async def test_the_delivery_worker_stops_when_a_library_lets_the_stop_request_go() -> None:
+    """Regression: on Python 3.11 asyncio.wait_for (inside aiosmtplib) can return just as the
+    worker is asked to stop, and the worker then waited for the next delivery for ever, holding
+    up shutdown: a test's teardown never ended, once in seven runs."""
+    import bot.core.delivery
+    from storage import NewReport, Outgoing
+    from storage.memory import MemoryStore
+
+    sending = asyncio.Event()
+
+    class Swallows:
+        destination = "support:email"
+
+        async def send(self, item: Outgoing) -> None:
+            sending.set()
+            with contextlib.suppress(asyncio.CancelledError):  # what wait_for's race does
+                await asyncio.sleep(30)
+
+    store = MemoryStore()
+    report = NewReport("STOP-0001", "7K2P-QX9D-M4TA-8BWE", {"account": "x"}, (), True, "support", False, 1)
+    await store.add_report(report, destinations=("support:email",))
+    worker = bot.core.delivery.DeliveryWorker(store, {"support:email": Swallows()})
+    await worker.start()
+    await asyncio.wait_for(sending.wait(), 10)
+    stopping = asyncio.ensure_future(worker.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=10)
+    assert done, "the worker never stopped"
 
 
 async def test_the_delivery_worker_outlives_a_storage_failure_and_delivers_after_it(
