@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 from types import TracebackType
 
+from bot.core import tasks
 from bot.core.channel import Ports
 from bot.core.conversations import Conversations
 from bot.core.delivery import DeliveryWorker, EmailForwarder
@@ -142,10 +142,7 @@ class App:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._purger is not None:
-            self._purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purger
+        await tasks.stop(self._purger)
         await self.delivery.stop()
         await self.count_browsing()
         await self.inbox.close()

@@ -20,7 +20,6 @@ channel needs live once, here:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import weakref
@@ -29,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.core import crashpoints
+from bot.core import crashpoints, tasks
 from bot.core.answers import Delivery, Told
 from bot.core.conversations import Conversations
 from bot.core.delivery import REPLY, STAFF, URGENT, DeliveryWorker, GiveUp, Pacer, TokenBucket
@@ -149,10 +148,7 @@ class Channel:
     async def close(self) -> None:
         """At a stop: what is still being resent stays in storage for the next start; the
         quick-exit ledger writes what it holds."""
-        if self._resending is not None and not self._resending.done():
-            self._resending.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._resending
+        await tasks.stop(self._resending)
         await self.ledger.close()
 
     async def resend_unsent(self) -> None:

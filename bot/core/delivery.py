@@ -31,7 +31,7 @@ from typing import Protocol
 
 import aiosmtplib
 
-from bot.core import crashpoints
+from bot.core import crashpoints, tasks
 from bot.core.settings import Settings
 from bot.core.staff import StaffDesk
 from storage import Outbox, Outgoing
@@ -217,16 +217,6 @@ class EmailForwarder:
             raise RetryLater(reason=type(error).__name__) from error
 
 
-def _stop_if_asked() -> None:
-    """End the task if it was asked to while a library let the request go: on Python 3.11,
-    asyncio.wait_for (aiosmtplib waits for the SMTP server's answers with it) can return as the
-    cancellation arrives, and the worker would wait for the next delivery for ever, with stop()
-    waiting on it (seen as a test that never ended, once in seven)."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 class DeliveryWorker:
     """Sends due deliveries, one destination's pause never holding up another."""
 
@@ -257,15 +247,12 @@ class DeliveryWorker:
         self._task = asyncio.create_task(self._run(), name="reachable-delivery")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await tasks.stop(task)
 
     async def _run(self) -> None:
         while True:
-            _stop_if_asked()
+            tasks.stop_if_asked()
             failed = False
             try:
                 sent = await self.run_once()
@@ -279,7 +266,7 @@ class DeliveryWorker:
             if not failed and (due is None or due > 0):
                 self.progress = time.monotonic()  # nothing is waiting that could go now
             timeout = 30.0 if due is None else min(max(due, 0.05), 30.0)
-            _stop_if_asked()
+            tasks.stop_if_asked()
             self._wake.clear()
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
             # that arrives as the event is set, and stop() would then wait for ever.
@@ -299,7 +286,7 @@ class DeliveryWorker:
                 await self._deliver_combined(forwarder, batch)  # type: ignore[arg-type]
                 items = [i for i in items if i not in batch]
         for item in items:
-            _stop_if_asked()
+            tasks.stop_if_asked()
             await self._deliver(item)
         return len(items) + sum(1 for i in summaries if i not in items)
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
 
+from bot.core import tasks
 from storage import ChatKey, MessageIds
 from storage.rows import MESSAGE_LIFETIME
 
@@ -98,8 +98,5 @@ class MessageLedger:
         return sorted(set(held) | set(stored))
 
     async def close(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await tasks.stop(self._task)
         await self.flush()

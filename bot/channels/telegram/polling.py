@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
+from bot.core import tasks
 from bot.core.transport import RetryAfter, TransportError
 from storage import StorageError
 from storage.inbox import Inbox
@@ -257,9 +258,7 @@ class DurablePolling(Generic[U]):
         stopped = asyncio.ensure_future(self._stop.wait())
         done, _ = await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if fetch not in done:
-            fetch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await fetch
+            await tasks.stop(fetch)
             return []
         stopped.cancel()
         return fetch.result()
