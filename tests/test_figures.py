@@ -41,16 +41,20 @@ def _report(reference: str, what: tuple[str, ...], keep: bool = True, **answers:
     return NewReport(reference, f"C0DE-{reference[-4:]}-AAAA-AAAA", summary, what, keep, None, False, 1)
 
 
+def _store(
+    backend: str, folder: Path, keyring: Keyring, hasher: CodeHasher, clock: Clock, matching: MatchingKey | None = None
+) -> SQLiteStore | MemoryStore:
+    if backend == "sqlite":
+        return SQLiteStore(folder / "db.sqlite3", keyring, hasher=hasher, clock=clock, matching=matching)
+    return MemoryStore(hasher=hasher, clock=clock, matching=matching)
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "memory"])
 async def test_a_report_is_counted_only_once_kept_and_taken_back_when_withdrawn(
     backend: str, tmp_path: Path, keyring: Keyring, hasher: CodeHasher
 ) -> None:
     clock = Clock(NOVEMBER)
-    stores = {
-        "sqlite": SQLiteStore(tmp_path / "db.sqlite3", keyring, hasher=hasher, clock=clock),
-        "memory": MemoryStore(hasher=hasher, clock=clock),
-    }
-    async with stores[backend] as store:
+    async with _store(backend, tmp_path, keyring, hasher, clock) as store:
         counted = (("channel", "web"), ("language", "pl"))
         kept = _report("FIGS-0001", ("drugged", "robbery"), where=("london",), elsewhere=("galop",))
         await store.commit_turn(ChatKey(b"a" * 32), report=kept, counted=counted)
@@ -76,11 +80,7 @@ async def test_once_a_quarter_is_over_its_figures_no_longer_change(
 ) -> None:
     """Two versions of a quarter's figures must not show what a withdrawal took out."""
     clock = Clock(NOVEMBER)
-    stores = {
-        "sqlite": SQLiteStore(tmp_path / "db.sqlite3", keyring, hasher=hasher, clock=clock),
-        "memory": MemoryStore(hasher=hasher, clock=clock),
-    }
-    async with stores[backend] as store:
+    async with _store(backend, tmp_path, keyring, hasher, clock) as store:
         await store.commit_turn(ChatKey(b"a" * 32), report=_report("FIGS-0001", ("robbery",), where=("elsewhere",)))
         before = await store.tallies(MONTHS)
         clock.now += 70 * 86400  # January: 2026Q4 is over
@@ -94,11 +94,7 @@ async def test_who_a_report_went_to_is_counted_when_it_is_sent_later(
     backend: str, tmp_path: Path, keyring: Keyring, hasher: CodeHasher
 ) -> None:
     clock = Clock(NOVEMBER)
-    stores = {
-        "sqlite": SQLiteStore(tmp_path / "db.sqlite3", keyring, hasher=hasher, clock=clock),
-        "memory": MemoryStore(hasher=hasher, clock=clock),
-    }
-    async with stores[backend] as store:
+    async with _store(backend, tmp_path, keyring, hasher, clock) as store:
         key = ChatKey(b"a" * 32)
         await store.commit_turn(key, report=_report("FIGS-0001", ("assault",)))
         assert ("recipient", "none", "2026-11") in await store.tallies(MONTHS)
@@ -117,11 +113,7 @@ async def test_a_match_is_counted_once_for_reports_kept_and_taken_back_with_them
 ) -> None:
     clock = Clock(NOVEMBER)
     matching = MatchingKey.new()
-    stores = {
-        "sqlite": SQLiteStore(tmp_path / "db.sqlite3", keyring, hasher=hasher, clock=clock, matching=matching),
-        "memory": MemoryStore(hasher=hasher, clock=clock, matching=matching),
-    }
-    async with stores[backend] as store:
+    async with _store(backend, tmp_path, keyring, hasher, clock, matching) as store:
         people = {"FIGS-000A": ChatKey(b"a" * 32), "FIGS-000B": ChatKey(b"b" * 32), "FIGS-000C": ChatKey(b"c" * 32)}
         for reference, key in people.items():
             kept = reference != "FIGS-000C"  # C only sent it on, without keeping it
@@ -335,7 +327,22 @@ def test_a_table_that_would_give_a_figure_away_by_its_values_shows_them_as_one_r
     assert shown["screen"] == ["few"], "3 screens in all: not which"
     assert shown["channel"] == ["few"], "telegram and web, each under 5, would be 3 or 4 beside 7 or more"
     assert shown["language"] == ["en", "pl", "ro"]
-    assert "All (which ones is hidden to keep people safe)" in figures.page(body, Labels(Responses.load()))
+    assert "All (which ones are hidden to keep people safe)" in figures.page(body, Labels(Responses.load()))
+
+
+def test_where_in_london_is_left_out_when_where_it_happened_is_one_row() -> None:
+    """The areas' total is London's count: beside the reports kept, it would give away the rest."""
+    kept = {
+        "channel": {"telegram": 5, "web": 2, "rasa": 1},
+        "language": {"en": 3, "pl": 5},
+        "told": {"no": 4, "police": 2, "not_said": 2},
+        "recipient": {"support": 4, "soit": 4},
+        "where": {"elsewhere": 2, "not_said": 5, "london": 1},
+        "area": {"South London": 1},
+    }
+    made = tables({(d, v, MONTHS[0]): n for d, values in kept.items() for v, n in values.items()}, QUARTER)
+    assert made["where"].rows == ("few",)
+    assert "area" not in made
 
 
 def test_the_csv_and_json_validate_against_the_schema(tmp_path: Path) -> None:
@@ -421,6 +428,24 @@ def test_three_services_combine_into_the_right_counts_and_ranges() -> None:
         combine([galop, {**clinic, "quarter": "2027Q1"}])
     with pytest.raises(ValueError, match="whose figures are not here"):
         combine([galop, clinic], told_as={"Havens": "havens"})
+
+
+def test_a_service_showing_a_table_as_one_row_widens_the_network_ranges_it_could_be_in() -> None:
+    """Three reports at a small service, their answers about telling another service shown as one
+    row: any of them may have told Galop, and any may be under any answer."""
+    galop = _service("Galop", [10, 12, 8])
+    small = _service("Small", [1, 1, 1], {"no": 2, "galop": 1})
+    assert [row["value"] for row in next(t for t in small["tables"] if t["dimension"] == "told")["rows"]] == ["few"]
+    network = combine([galop, small], told_as={"Galop": "galop"})
+    assert network["reports"] == {
+        "low": 30,
+        "high": 34,
+        "by_their_word": {"low": 30, "high": 34},
+        "told_here": {"low": 0, "high": 4},
+        "unknown": 0,
+        "named_at_two": 0,
+    }
+    assert network["dimensions"]["told"] == {"no": {"low": 30, "high": 34}}, "no row of its own: on every value"
 
 
 def test_the_network_page_says_under_5_however_it_was_reached(tmp_path: Path) -> None:

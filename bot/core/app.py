@@ -142,12 +142,18 @@ class App:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await tasks.stop(self._purger)
-        await self.delivery.stop()
-        await self.count_browsing()
-        await self.inbox.close()
-        await self.store.close()
-        self.lock.release()
+        try:
+            await tasks.stop(self._purger)
+            await self.delivery.stop()
+            await self.count_browsing()
+        finally:
+            try:
+                await self.inbox.close()
+            finally:
+                try:
+                    await self.store.close()
+                finally:
+                    self.lock.release()
 
     async def count_browsing(self) -> None:
         """Write the screens shown and advice opened since the last time (no chat in them)."""

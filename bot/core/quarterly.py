@@ -115,6 +115,9 @@ def tables(tallies: Mapping[tuple[str, str, str], int], quarter: str) -> dict[st
         if len(values) > 1 and sum(map(sum, counts)) < SMALL:
             grids[dimension] = _as_one(grids[dimension])
     while True:
+        if "where" not in grids or grids["where"][0] == [FEW]:
+            # London's count would be the areas' total, and the rest what is left of the kept.
+            grids.pop("area", None)
         try:
             return suppress_together(grids, links({d: grid[0] for d, grid in grids.items()}))
         except Narrowed as narrowed:

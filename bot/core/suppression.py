@@ -32,6 +32,8 @@ PROTECTION = 2  # a hidden figure keeps at least this many steps between its low
 # ceiling, asking for the largest value of a figure nothing bounds is an unbounded integer
 # programme, which HiGHS can search for ever (ERGO-Code/HiGHS#1962); reaching it means unbounded.
 CEILING = 1_000_000
+UNBOUNDED = CEILING // 2  # a figure that can reach this is bounded by nothing published
+INFEASIBLE = 2  # scipy's milp status
 SOLVER = {"time_limit": 20.0}  # seconds; a guard, these programmes take milliseconds
 # HiGHS keeps its scheduler per thread that solves, and can deadlock once such a thread has ended
 # (ERGO-Code/HiGHS#1886): every programme is solved on this one thread, which lasts.
@@ -200,7 +202,8 @@ class Problem:
         """The smallest and largest the sum of these figures can be, given all that is published
         (``inf`` when nothing published bounds it). Should the solver stop at its time limit,
         the values it had found stand: possible values, so the range is never wider than the
-        truth and a figure is never called safe that is not."""
+        truth and a figure is never called safe that is not (with no largest value found, the
+        smallest stands for it)."""
         goal = np.zeros(len(self.index))
         for key in keys:
             goal[self.variable(key)] += 1
@@ -210,10 +213,11 @@ class Problem:
         extra = {"constraints": self.constraint} if self.constraint is not None else {}
         lowest = _solve(goal, integrality=integral, bounds=self.bounds, **extra)
         if lowest.x is None:
-            raise ValueError("these figures contradict each other")
+            contradict = lowest.status == INFEASIBLE
+            raise ValueError("these figures contradict each other" if contradict else "figures not checked in time")
         highest = _solve(-goal, integrality=integral, bounds=self.bounds, **extra)
-        high = -float(highest.fun) if highest.x is not None else float(CEILING)
-        return round(float(lowest.fun)), float("inf") if high >= CEILING else round(high)
+        high = -float(highest.fun) if highest.x is not None else float(lowest.fun)
+        return round(float(lowest.fun)), float("inf") if high >= UNBOUNDED else round(high)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,9 @@ def stop_if_asked() -> None:
 
 
 async def stop(task: asyncio.Future[Any] | None) -> None:
-    """Cancel ``task`` and wait until it has ended, asking again should a cancellation be lost;
-    an error it ended with is raised here, as awaiting it would."""
+    """Cancel ``task`` and wait until it has ended, asking again should a cancellation be lost.
+    An error it had ended with is logged by its kind, not raised: a stop goes on to close the
+    rest (the message ids a quick exit needs above all)."""
     if task is None:
         return
     for _ in range(TRIES):
@@ -38,5 +39,5 @@ async def stop(task: asyncio.Future[Any] | None) -> None:
             name = task.get_name() if isinstance(task, asyncio.Task) else "a task"
             log.error("%s did not stop after %d requests; left behind", name, TRIES)
             return
-    if not task.cancelled():
-        task.result()
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a background task had ended with %s", type(task.exception()).__name__)

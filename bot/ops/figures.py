@@ -27,7 +27,7 @@ VERSION = 2
 SCHEMA_FILE = Path(__file__).with_name("figures.schema.json")
 # What a person could answer to "have you told anyone else?" that may be a service in the network
 # without saying which: such a report may be an incident counted there too.
-UNKNOWN_TOLD = ("other", "not_said", FEW)
+UNKNOWN_TOLD = ("other", "not_said")
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:48rem;margin:auto;padding:1rem;line-height:1.5;color:#111}"
     "table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #555;padding:.25rem .5rem;text-align:right}"
@@ -148,7 +148,7 @@ def page(body: Mapping[str, Any], labels: Labels) -> str:
         months = list(table["columns"])
         by_month = len(months) > 1
         heading = table["title"]
-        hidden = any(isinstance(c, str) for row in table["rows"] for c in row["cells"])
+        hidden = any(isinstance(c, str) or row["value"] == FEW for row in table["rows"] for c in row["cells"])
         total = table["total"]
         if isinstance(total, str):
             sentence = labels.t("figures.summary.all_hidden")
@@ -244,6 +244,33 @@ def _kept(body: Mapping[str, Any], problem: Problem) -> tuple[float, float]:
     return problem.range_of([line_key(dimension, ("all", 0))]) if dimension else (0.0, 0.0)
 
 
+def _dimensions(bodies: Sequence[Mapping[str, Any]], problems: Sequence[Problem]) -> dict[str, dict[str, list[float]]]:
+    """Each dimension's values, [low, high] for the network's quarter. A service that shows a
+    table as one row (FEW) may hold any of its values there: that row's most goes on each value's
+    highest."""
+    combined: dict[str, dict[str, list[float]]] = {}
+    unnamed: dict[str, list[float]] = {}  # dimension -> [low, high] of the services' one rows (FEW)
+    for body, problem in zip(bodies, problems, strict=True):
+        for table in body["tables"]:
+            for r, row in enumerate(table["rows"]):
+                low, high = _span(problem, table["dimension"], [r])
+                if row["value"] == FEW:
+                    few = unnamed.setdefault(table["dimension"], [0.0, 0.0])
+                    few[0] += low
+                    few[1] += high
+                    continue
+                found = combined.setdefault(table["dimension"], {}).setdefault(row["value"], [0, 0])
+                found[0] += low
+                found[1] += high
+    for dimension, (least, most) in unnamed.items():  # any value may be among a service's unnamed ones
+        values = combined.setdefault(dimension, {})
+        for found in values.values():
+            found[1] += most
+        if not values:
+            values[FEW] = [least, most]
+    return combined
+
+
 def combine(
     bodies: Sequence[Mapping[str, Any]],
     matches: Sequence[Mapping[str, Any]] = (),
@@ -267,14 +294,7 @@ def combine(
             raise ValueError(f"--told-as names {service!r}, whose figures are not here")
     answer_of = {answer: service for service, answer in told_as.items()}
     problems = [problem_of(body) for body in bodies]
-    combined: dict[str, dict[str, list[float]]] = {}  # dimension -> value -> [low, high] for the quarter
-    for body, problem in zip(bodies, problems, strict=True):
-        for table in body["tables"]:
-            for r, row in enumerate(table["rows"]):
-                low, high = _span(problem, table["dimension"], [r])
-                found = combined.setdefault(table["dimension"], {}).setdefault(row["value"], [0, 0])
-                found[0] += low
-                found[1] += high
+    combined = _dimensions(bodies, problems)
     kept = [_kept(body, problem) for body, problem in zip(bodies, problems, strict=True)]
     said = [0.0, 0.0]  # said they had told another service here
     unknown = 0.0  # may have: did not say, or said another service
@@ -283,10 +303,10 @@ def combine(
         if not rows:  # no answers published: any of its reports may be counted elsewhere too
             unknown += most
             continue
-        here = [r for value, r in rows.items() if answer_of.get(value, service) != service]
+        here = [r for value, r in rows.items() if value != FEW and answer_of.get(value, service) != service]
         low, high = _span(problem, "told", here)
         said[0] += low
-        said[1] += high
+        said[1] += high + _span(problem, "told", [r for value, r in rows.items() if value == FEW])[1]
         unknown += _span(problem, "told", [r for value, r in rows.items() if value in UNKNOWN_TOLD])[1]
     total = [sum(k[0] for k in kept), sum(k[1] for k in kept)]
     busiest = max(k[0] for k in kept)
