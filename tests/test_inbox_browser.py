@@ -96,6 +96,15 @@ async def sign_in_by_keyboard(page: Any, name: str, code: str) -> None:
     await page.wait_for_url(re.compile(r".*/cases$"))
 
 
+async def sign_in_by_form(page: Any, inbox: str, name: str, code: str) -> None:
+    await page.goto(f"{inbox}/login")
+    await page.fill("#name", name)
+    await page.fill("#password", PASSWORD)
+    await page.fill("#code", code)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(re.compile(r".*/cases$"))
+
+
 async def test_a_support_worker_answers_a_web_chat_report_by_keyboard_at_320px(
     site: tuple[App, str, str], chromium: Any
 ) -> None:
@@ -145,12 +154,7 @@ async def test_a_support_worker_answers_a_web_chat_report_by_keyboard_at_320px(
 
     officer = await account(app, "officer", "soit")
     other = await page_in(chromium, False, 320, 640)  # JavaScript off: signing in is a plain form
-    await other.goto(f"{inbox}/login")
-    await other.fill("#name", "officer")
-    await other.fill("#password", PASSWORD)
-    await other.fill("#code", officer.now())
-    await other.click("button[type=submit]")
-    await other.wait_for_url(re.compile(r".*/cases$"))
+    await sign_in_by_form(other, inbox, "officer", officer.now())
     refused = await other.goto(f"{inbox}/cases/{reference}")
     assert refused is not None and refused.status == 403
     lines = [(a.name, a.action, a.reference) for a in await app.store.staff_audit_lines()]
@@ -176,12 +180,7 @@ async def test_a_reply_from_the_inbox_reaches_the_person_on_telegram(
         totp = await account(running.app, "worker", "support")
         reference, _ = await send_report(Person(fake, CHAT))
         staff = await page_in(chromium, False, 320, 640)  # the inbox needs no JavaScript
-        await staff.goto(f"{inbox}/login")
-        await staff.fill("#name", "worker")
-        await staff.fill("#password", PASSWORD)
-        await staff.fill("#code", totp.now())
-        await staff.click("button[type=submit]")
-        await staff.wait_for_url(re.compile(r".*/cases$"))
+        await sign_in_by_form(staff, inbox, "worker", totp.now())
         await staff.get_by_role("link", name=re.compile(reference)).click()
         await staff.get_by_label("Your message").fill("From the inbox: are you safe?")
         await staff.get_by_role("button", name="Check before sending").click()

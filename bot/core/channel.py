@@ -43,13 +43,6 @@ from storage import ChatKey, MessageIds, StaffMessages
 log = logging.getLogger("reachable.channel")
 
 
-def _resending_ended(task: asyncio.Task[None]) -> None:
-    """A resend that failed says so (its kind only): what it did not send stays in storage and
-    goes at the next start."""
-    if not task.cancelled() and task.exception() is not None:
-        log.error("sending what was never told failed: %s", type(task.exception()).__name__)
-
-
 STAFF_COMMANDS = frozenset({"ack", "reply", "close", "stats"})
 # What the bot sends staff about a report, remembered so a withdrawal can delete it there.
 REMEMBERED = frozenset({"summary", "answer"})
@@ -153,7 +146,8 @@ class Channel:
     def start_resending(self) -> None:
         """In the background: :meth:`resend_unsent` (for a channel that reaches people unasked)."""
         self._resending = asyncio.create_task(self.resend_unsent(), name="reachable-resend")
-        self._resending.add_done_callback(_resending_ended)
+        # A failure is logged when it happens; what was not sent stays for the next start.
+        self._resending.add_done_callback(tasks.log_failure)
 
     async def close(self) -> None:
         """At a stop: what is still being resent stays in storage for the next start; the

@@ -39,5 +39,11 @@ async def stop(task: asyncio.Future[Any] | None) -> None:
             name = task.get_name() if isinstance(task, asyncio.Task) else "a task"
             log.error("%s did not stop after %d requests; left behind", name, TRIES)
             return
+    log_failure(task)
+
+
+def log_failure(task: asyncio.Future[Any]) -> None:
+    """An ended task's error, by its kind only (never its text, which may hold what people wrote)."""
     if not task.cancelled() and task.exception() is not None:
-        log.error("a background task had ended with %s", type(task.exception()).__name__)
+        name = task.get_name() if isinstance(task, asyncio.Task) else "a background task"
+        log.error("%s had ended with %s", name, type(task.exception()).__name__)
