@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) install -c constraints.txt -e '.[test,rasa]'
+	$(PIP) install -c constraints.txt -e '.[test,rasa,postgres]'
 	touch $@ $(VENV)/.installed
 
 # A real Rasa server for the tests, in its own environment: Rasa 3.6 runs on Python 3.10 only
@@ -73,7 +73,7 @@ check-responses: $(VENV)/.installed
 
 # After changing dependencies in pyproject.toml: install them, then pin what was installed.
 constraints: | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test,rasa]'
+	$(BIN)/python -m pip install -q -e '.[test,rasa,postgres]'
 	(head -2 constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e') > constraints.new
 	@# A package installed from a local file would pin a path no other machine has.
 	@! grep -n ' @ ' constraints.new || { echo "constraints.new: pin these by version, not by path"; exit 1; }

@@ -19,6 +19,7 @@ from bot import launch
 from bot.core import crashpoints
 from bot.core.errors import ConfigError, ReachableError
 from bot.core.settings import Settings
+from bot.core.stores import open_store
 from bot.ops import keys
 from flows.model import FlowError
 from responses import Responses, ResponsesError
@@ -282,7 +283,7 @@ def _figures(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any
     quarterly.months_of(args.quarter)  # refused before anything is opened
 
     async def run() -> None:
-        store = keys.open_store(settings)
+        store = open_store(settings)
         async with store:
             tallies = await store.tallies(quarterly.months_of(args.quarter))
         responses = Responses.load(settings.responses_dir)

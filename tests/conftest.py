@@ -4,8 +4,9 @@ temporary folder. A guard fails any test that tries to reach beyond this machine
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from flows import Engine, EngineConfig
 from responses import Renderer, Responses
 from storage import CodeHasher, Keyring, SQLiteStore
 from tests.helpers import Chat, FixedTokens
+from tests.postgres_server import WHY_MISSING, PostgresServer, running_server
 
 _real_connect = socket.socket.connect
 
@@ -99,3 +101,16 @@ async def store(tmp_path: Path, keyring: Keyring, clock: Clock, hasher: CodeHash
     opened = SQLiteStore(tmp_path / "db.sqlite3", keyring, clock=clock, hasher=hasher, retention_days=90)
     async with opened:
         yield opened
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL cluster for this test process (skipped where the server is not installed,
+    except in CI, where .ci/run installs it and its absence is a failure)."""
+    try:
+        with running_server() as server:
+            yield server
+    except FileNotFoundError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(WHY_MISSING)

@@ -25,8 +25,11 @@ from storage.backup import back_up
 from storage.base import Naming
 from storage.matching import MatchingKey
 from storage.memory import MemoryStore
+from storage.postgres import PostgresStore
+from storage.rules import RuleStore
 from tests.conftest import Clock
 from tests.helpers import Chat, FixedTokens, text_of
+from tests.postgres_server import PostgresServer
 from tests.test_report import answer_everything
 
 MATCHING = ("matching:chat",)
@@ -126,19 +129,24 @@ def _report(reference: str, code: str, allow_reply: bool = True) -> NewReport:
     return NewReport(reference, code, {"what": ("drugged",)}, ("drugged",), True, "support", allow_reply, 1)
 
 
-def _stores(tmp_path: Path, keyring: Keyring, hasher: CodeHasher) -> dict[str, SQLiteStore | MemoryStore]:
-    key = MatchingKey.new()
-    return {
-        "sqlite": SQLiteStore(tmp_path / "db.sqlite3", keyring, hasher=hasher, matching=key),
-        "memory": MemoryStore(hasher=hasher, matching=key),
-    }
+def _store(
+    backend: str, request: pytest.FixtureRequest, keyring: Keyring, hasher: CodeHasher, clock: Clock | None = None
+) -> RuleStore:
+    key, now = MatchingKey.new(), clock or Clock()
+    if backend == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        return PostgresStore(server.new_database(), keyring, hasher=hasher, matching=key, clock=now)
+    if backend == "sqlite":
+        folder: Path = request.getfixturevalue("tmp_path")
+        return SQLiteStore(folder / "db.sqlite3", keyring, hasher=hasher, matching=key, clock=now)
+    return MemoryStore(hasher=hasher, matching=key, clock=now)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+@pytest.mark.parametrize("backend", ["sqlite", "memory", "postgresql"])
 async def test_two_people_naming_one_profile_is_one_notice_and_one_relay_message_each(
-    backend: str, tmp_path: Path, keyring: Keyring, hasher: CodeHasher
+    backend: str, request: pytest.FixtureRequest, keyring: Keyring, hasher: CodeHasher
 ) -> None:
-    async with _stores(tmp_path, keyring, hasher)[backend] as store:
+    async with _store(backend, request, keyring, hasher) as store:
         alex, sam = ChatKey(b"a" * 32), ChatKey(b"s" * 32)
         await store.commit_turn(
             alex,
@@ -164,11 +172,11 @@ async def test_two_people_naming_one_profile_is_one_notice_and_one_relay_message
         assert await store.named("RPT-A") == 2
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+@pytest.mark.parametrize("backend", ["sqlite", "memory", "postgresql"])
 async def test_withdrawing_a_matched_report_removes_its_namings_and_tells_the_matching_contact(
-    backend: str, tmp_path: Path, keyring: Keyring, hasher: CodeHasher
+    backend: str, request: pytest.FixtureRequest, keyring: Keyring, hasher: CodeHasher
 ) -> None:
-    async with _stores(tmp_path, keyring, hasher)[backend] as store:
+    async with _store(backend, request, keyring, hasher) as store:
         alex, sam = ChatKey(b"a" * 32), ChatKey(b"s" * 32)
         for key, reference in ((alex, "RPT-A"), (sam, "RPT-S")):
             await store.commit_turn(key, report=_report(reference, f"C0DE-{reference[-1] * 4}-AAAA-AAAA"))
@@ -200,16 +208,11 @@ async def test_the_database_and_its_backup_hold_no_identifier_in_the_clear(
         assert db.execute("SELECT count(*) FROM identifiers").fetchone() == (1,), "the naming is in it, sealed"
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+@pytest.mark.parametrize("backend", ["sqlite", "memory", "postgresql"])
 async def test_a_naming_goes_when_its_report_expires(
-    backend: str, tmp_path: Path, keyring: Keyring, hasher: CodeHasher, clock: Clock
+    backend: str, request: pytest.FixtureRequest, keyring: Keyring, hasher: CodeHasher, clock: Clock
 ) -> None:
-    key = MatchingKey.new()
-    stores = {
-        "sqlite": SQLiteStore(tmp_path / "db.sqlite3", keyring, hasher=hasher, matching=key, clock=clock),
-        "memory": MemoryStore(hasher=hasher, matching=key, clock=clock),
-    }
-    async with stores[backend] as store:
+    async with _store(backend, request, keyring, hasher, clock) as store:
         await store.commit_turn(ChatKey(b"a" * 32), report=_report("RPT-A", "C0DE-AAAA-AAAA-AAAA"))
         await store.commit_turn(ChatKey(b"a" * 32), naming=Naming("RPT-A", "handle", "tom88", "@tom88", MATCHING))
         clock.now += 89 * 86400

@@ -28,8 +28,10 @@ from storage import (
 from storage.accounts import StaffAccount, StaffSession
 from storage.crypto import KEY_FILE, load_keyring
 from storage.memory import MemoryStore
+from storage.postgres import PostgresStore
 from storage.sqlite import migrations
 from tests.conftest import Clock
+from tests.postgres_server import PostgresServer
 
 SENTENCE = "the unmistakable sentence 5521 about the flat in Vauxhall"
 CODE = "7K2P-QX9D-M4TA-8BWE"
@@ -46,11 +48,20 @@ BACKENDS: dict[str, Backend] = {
 }
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+def postgres_store(url: str, keyring: Keyring, clock: Clock | None = None, hasher: CodeHasher | None = None) -> Store:
+    return PostgresStore(url, keyring, clock=clock or Clock(), hasher=hasher, retention_days=90, draft_hours=24)
+
+
+@pytest.fixture(params=["memory", "postgresql", "sqlite"])
 async def backend(
     request: pytest.FixtureRequest, tmp_path: Path, keyring: Keyring, clock: Clock, hasher: CodeHasher
 ) -> AsyncIterator[Store]:
-    async with BACKENDS[request.param](tmp_path, keyring, clock, hasher) as store:
+    if request.param == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        opened = postgres_store(server.new_database(), keyring, clock, hasher)
+    else:
+        opened = BACKENDS[request.param](tmp_path, keyring, clock, hasher)
+    async with opened as store:
         yield store
 
 
@@ -264,7 +275,7 @@ async def test_a_turn_is_applied_once_even_when_its_update_comes_again(backend: 
 
 async def test_a_failed_turn_writes_nothing_at_all(backend: Store) -> None:
     await backend.add_report(report())
-    with pytest.raises(Exception, match="UNIQUE"):
+    with pytest.raises(Exception, match=r"(?i)unique"):
         await backend.commit_turn(
             KEY, draft=b"new", report=report(), update=("telegram", 7), answer=Answer(1, b"Secret code")
         )

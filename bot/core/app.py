@@ -14,15 +14,16 @@ from bot.core.delivery import DeliveryWorker, EmailForwarder
 from bot.core.errors import ConfigError
 from bot.core.settings import Settings
 from bot.core.staff import StaffDesk
+from bot.core.stores import keyring_of, open_inbox, open_store
 from flows import Engine, EngineConfig
 from flows.classifier import TrainedInBackground
 from flows.codes import Tokens
 from flows.definitions import build_flows
 from flows.engine import Offer
 from responses import Renderer, Responses
-from storage import DB_FILE, SQLiteStore, Store, load_keyring
-from storage.inbox import INBOX_FILE, Inbox, MemoryInbox, SQLiteInbox
-from storage.lock import DataLock
+from storage import Store
+from storage.inbox import Inbox, MemoryInbox
+from storage.lock import DataLock, NoLock
 from storage.matching import MatchingKey
 
 log = logging.getLogger("reachable")
@@ -60,22 +61,15 @@ class App:
             understander=self.understander,
         )
         self.renderer = Renderer(self.responses, settings.retention_days, settings.draft_hours)
-        self.keyring = load_keyring(
-            settings.encryption_key.get_secret_value() if settings.encryption_key else None,
-            settings.data_dir,
+        self.keyring = keyring_of(settings)
+        # Only a service with a matching contact makes (and needs) the matching key.
+        matching_key = (
+            MatchingKey.load(settings.matching_key_path, create=not settings.shared_database) if matching else None
         )
-        self.store: Store = store or SQLiteStore(
-            settings.data_dir / DB_FILE,
-            self.keyring,
-            draft_hours=settings.draft_hours,
-            retention_days=settings.retention_days,
-            # Only a service with a matching contact makes (and needs) the matching key.
-            matching=MatchingKey.load(settings.matching_key_path) if matching else None,
-        )
-        # The inbox lives beside the database, or in memory with a store that does.
-        self.inbox: Inbox = (
-            SQLiteInbox(settings.data_dir / INBOX_FILE, self.keyring) if store is None else MemoryInbox()
-        )
+        opened = open_store(settings, self.keyring, matching_key) if store is None else None
+        self.store: Store = store or opened  # type: ignore[assignment]
+        # The inbox lives with the store's data, or in memory with a store handed in.
+        self.inbox: Inbox = open_inbox(settings, opened) if opened is not None else MemoryInbox()
         self.delivery = DeliveryWorker(self.store)
         self.desk = StaffDesk(self.store, self.engine, self.renderer, on_queued=self.delivery.wake)
         contacts = {**settings.recipients, **({"matching": settings.matching} if settings.matching else {})}
@@ -93,7 +87,8 @@ class App:
             matching=matching,
         )
         self._purger: asyncio.Task[None] | None = None
-        self.lock = DataLock(settings.data_dir, "start another")
+        # One process per SQLite file; instances sharing a PostgreSQL database need no such lock.
+        self.lock = NoLock() if settings.shared_database else DataLock(settings.data_dir, "start another")
 
     def ports(self) -> Ports:
         """What a channel needs of the running bot, and nothing more."""

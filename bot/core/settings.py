@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=90, ge=1, le=3650)
     draft_hours: int = Field(default=24, ge=1, le=72)
     encryption_key: SecretStr | None = None
+    # Empty: the embedded SQLite file in data_dir, for one process. postgresql://user:pass@host/db:
+    # a PostgreSQL database several instances share (pip install 'reachable[postgres]'); then the
+    # key must come from REACHABLE_ENCRYPTION_KEY, the same on every instance.
+    database_url: SecretStr | None = None
     webhook_listen: str = "127.0.0.1:8080"
     webhook_secret: SecretStr | None = None
     webhook_url: str | None = None
@@ -149,6 +153,20 @@ class Settings(BaseSettings):
     def model_cache(self) -> Path:
         """Where the trained understanding model is kept between starts (nothing personal)."""
         return self.cache_dir or self.data_dir / "cache"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() == "":
+            return None
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// (or be empty for the embedded SQLite file)")
+        return value
+
+    @property
+    def shared_database(self) -> bool:
+        """Whether the data lives in a database several instances share, not in data_dir."""
+        return self.database_url is not None
 
     @field_validator("staff_user_ids")
     @classmethod

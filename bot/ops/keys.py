@@ -9,7 +9,8 @@ from pathlib import Path
 
 from bot.core.errors import ConfigError
 from bot.core.settings import Settings
-from storage import DB_FILE, SQLiteStore, load_keyring, rotate_key_file
+from bot.core.stores import open_store
+from storage import load_keyring, rotate_key_file
 from storage.crypto import KEY_FILE, prune_key_file
 from storage.lock import DataLock
 
@@ -24,7 +25,7 @@ async def rotate(settings: Settings) -> None:
             print(f"added a new key to {settings.data_dir / KEY_FILE}")
         else:
             keyring = load_keyring(settings.encryption_key.get_secret_value(), settings.data_dir)
-        async with SQLiteStore(settings.data_dir / DB_FILE, keyring) as store:
+        async with open_store(settings, keyring) as store:
             counts = await store.reencrypt()
     done = ", ".join(f"{n} {table}" for table, n in counts.items())
     print(f"re-encrypted under the newest of {keyring.count} key(s): {done}")
@@ -39,8 +40,7 @@ async def prune(settings: Settings) -> None:
         if keyring.count == 1:
             print("only one key is in use: nothing to prune")
             return
-        store = SQLiteStore(settings.data_dir / DB_FILE, keyring)
-        async with store:
+        async with open_store(settings, keyring) as store:
             stale = await store.tokens_not_under_newest()
         if stale:
             raise ConfigError(f"{stale} stored item(s) still need an older key: run `reachable keys rotate` first")
@@ -75,9 +75,3 @@ def warn_about_key_file(settings: Settings) -> None:
             "stolen disk holds both. Set REACHABLE_ENCRYPTION_KEY from a secrets manager instead",
             settings.data_dir / KEY_FILE,
         )
-
-
-def open_store(settings: Settings) -> SQLiteStore:
-    """The service's store, to read (figures, exports) while the bot may run."""
-    keys = settings.encryption_key.get_secret_value() if settings.encryption_key else None
-    return SQLiteStore(settings.data_dir / DB_FILE, load_keyring(keys, settings.data_dir))

@@ -11,21 +11,24 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.core.errors import ConfigError
 from bot.core.settings import Settings
-from storage import DB_FILE, SQLiteStore, load_keyring
+from bot.core.stores import open_store
+from storage import SQLiteStore
 from storage.lock import DataLock
 from storage.matching import MatchingKey
+
+if TYPE_CHECKING:
+    from storage.postgres import PostgresStore
 
 FORMAT = "reachable-matching-export"
 VERSION = 1
 
 
-def _store(settings: Settings, matching: MatchingKey | None = None) -> SQLiteStore:
-    keys = settings.encryption_key.get_secret_value() if settings.encryption_key else None
-    return SQLiteStore(settings.data_dir / DB_FILE, load_keyring(keys, settings.data_dir), matching=matching)
+def _store(settings: Settings, matching: MatchingKey | None = None) -> SQLiteStore | PostgresStore:
+    return open_store(settings, matching=matching)
 
 
 async def export(settings: Settings, out: Path) -> int:

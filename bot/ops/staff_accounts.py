@@ -14,7 +14,7 @@ import qrcode
 from bot.core.errors import ConfigError
 from bot.core.settings import Settings
 from bot.core.signin import enrol
-from bot.ops.keys import open_store
+from bot.core.stores import open_store
 from storage import CodeHasher
 from storage.accounts import ROLES
 

@@ -1,0 +1,278 @@
+"""The PostgreSQL database itself, through asyncpg: a pool of connections shared by one process's
+turns, migrations run once whichever instance starts first, transactions bound to the task that
+opened them, the key checked against what is stored, the store's own sealed secrets, and the
+retention sweeps, table by table.
+
+What the server receives is what SQLite's file holds: tokens sealed by the bot (the key never
+leaves the bot's machines), keyed hashes, days. Unlike SQLite's write-ahead log, which the store
+empties when content is forgotten, PostgreSQL's WAL and dead row versions are the server's to
+recycle (autovacuum, checkpoints): an erased token stays in them, still sealed, until then, and
+in any base backup or WAL archive the operator keeps (SECURITY.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextvars import ContextVar
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from storage.crypto import Keyring
+from storage.errors import KeyringError, MigrationError, StorageError
+from storage.rows import DAY, Tx, day_of
+from storage.sqlite_file import SEALED, unseal_expiring
+
+log = logging.getLogger("reachable.storage")
+# Held by whoever migrates, for the length of one migration's transaction: a second instance
+# starting at the same moment waits, then finds the schema current.
+MIGRATION_LOCK = 0x52454143  # "REAC"
+POOL_SIZE = (1, 10)
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection = PoolConnectionProxy[asyncpg.Record]
+# Every sealed column, as in SQLite's file, and the polling inbox, which here shares the database.
+PG_SEALED = (*SEALED, ("inbox", "update_id", "body"))
+
+
+def migrations() -> list[tuple[int, str]]:
+    """Every PostgreSQL migration script, in order, as (version, SQL)."""
+    folder = resources.files("storage") / "migrations" / "postgresql"
+    return sorted(
+        (int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
+
+
+def affected(status: str) -> int:
+    """Rows a statement touched, from asyncpg's status line ("DELETE 3", "INSERT 0 1")."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+async def schema_version(connection: Connection) -> int:
+    exists = await connection.fetchval("SELECT to_regclass('reachable_schema') IS NOT NULL")
+    if not exists:
+        return 0
+    return int(await connection.fetchval("SELECT coalesce(max(version), 0) FROM reachable_schema"))
+
+
+class PostgresDatabase:
+    """A pool, and the connection of the transaction the current task is in, if any."""
+
+    url: str
+    keyring: Keyring
+    clock: Callable[[], float]
+    what = "the store"
+
+    def __init__(self) -> None:
+        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._current: ContextVar[Connection | None] = ContextVar("transaction", default=None)
+
+    @property
+    def pool(self) -> asyncpg.Pool[asyncpg.Record]:
+        if self._pool is None:
+            raise StorageError(f"{self.what} is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(self.url, min_size=POOL_SIZE[0], max_size=POOL_SIZE[1])
+        except (OSError, asyncpg.PostgresError) as error:
+            raise StorageError(f"the database cannot be reached ({type(error).__name__})") from error
+        try:
+            await self._migrate()
+            await self._check_key()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    # ------------------------------------------------------------------ statements
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        """The current transaction's connection, or one from the pool for a single statement."""
+        current = self._current.get()
+        if current is not None:
+            yield current
+            return
+        async with self.pool.acquire() as connection:
+            yield connection
+
+    async def _execute(self, query: str, *arguments: Any) -> int:
+        async with self._connection() as connection:
+            return affected(await connection.execute(query, *arguments))
+
+    async def _executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            async with self._connection() as connection:
+                await connection.executemany(query, rows)
+
+    async def _fetch(self, query: str, *arguments: Any) -> list[asyncpg.Record]:
+        async with self._connection() as connection:
+            return list(await connection.fetch(query, *arguments))
+
+    async def _fetchrow(self, query: str, *arguments: Any) -> asyncpg.Record | None:
+        async with self._connection() as connection:
+            return await connection.fetchrow(query, *arguments)
+
+    @property
+    def _locking(self) -> str:
+        """Inside a transaction, what is read to be changed is locked until it ends (a second turn
+        on the same report, from this process or another, waits and then sees the change)."""
+        return " FOR UPDATE" if self._current.get() is not None else ""
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, durable: bool) -> AsyncIterator[Tx]:
+        """One transaction on one connection, bound to this task; ``durable``: the commit waits
+        for the server's disk (otherwise a crash of the server, not of the bot, may lose the last
+        few hundred milliseconds, as SQLite's NORMAL does on power loss)."""
+        if self._current.get() is not None:
+            raise StorageError("a transaction is already open in this task")
+        async with self.pool.acquire() as connection, connection.transaction():
+            if not durable:
+                await connection.execute("SET LOCAL synchronous_commit = off")
+            token = self._current.set(connection)
+            try:
+                yield Tx()
+            finally:
+                self._current.reset(token)
+
+    # ------------------------------------------------------------------ opening
+    async def _migrate(self) -> None:
+        known = migrations()
+        latest = known[-1][0]
+        async with self.pool.acquire() as connection:
+            for version, script in known:
+                async with connection.transaction():
+                    await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+                    await connection.execute("CREATE TABLE IF NOT EXISTS reachable_schema (version integer NOT NULL)")
+                    current = await schema_version(connection)
+                    if current > latest:
+                        raise MigrationError(
+                            f"the database is at version {current}, newer than this program knows ({latest}); "
+                            "upgrade Reachable before running it on this data"
+                        )
+                    if version <= current:
+                        continue
+                    try:
+                        await connection.execute(script)
+                    except asyncpg.PostgresError as error:
+                        raise MigrationError(f"migration {version} failed: {type(error).__name__}") from error
+                    await connection.execute("INSERT INTO reachable_schema (version) VALUES ($1)", version)
+                log.info("storage migrated to version %d", version)
+
+    async def _check_key(self) -> None:
+        """Refuse to start with keys that open nothing here: one stored token of each kind is
+        opened, or the store says why not."""
+        for table, _, column in PG_SEALED:
+            query = f"SELECT {column} FROM {table} WHERE octet_length({column}) > 0 LIMIT 1"  # noqa: S608 - fixed names
+            row = await self._fetchrow(query)
+            if row is None:
+                continue
+            try:
+                self.keyring.decrypt(bytes(row[0]))
+            except KeyringError as error:
+                raise KeyringError(
+                    "the encryption key does not open this database: was it restored without its key? Put the "
+                    "right key back (REACHABLE_ENCRYPTION_KEY or the key file)"
+                ) from error
+
+    async def _secret(self, name: str) -> bytes:
+        """A random secret of this store, made on first use and kept sealed; two instances making
+        it at once agree on the first one written."""
+        made = self.keyring.encrypt(secrets.token_bytes(32))
+        await self._execute(
+            "INSERT INTO secrets (name, sealed) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", name, made
+        )
+        row = await self._fetchrow("SELECT sealed FROM secrets WHERE name = $1", name)
+        if row is None:
+            raise StorageError("a secret of the store could not be kept")
+        return self.keyring.decrypt(bytes(row[0]))
+
+    async def reencrypt(self) -> dict[str, int]:
+        """Every sealed column under the newest key; then the tables are rewritten so old
+        ciphertexts leave their pages (the WAL recycles its own)."""
+        counts: dict[str, int] = {}
+        async with self._transaction(durable=True):
+            for table, key, column in PG_SEALED:
+                query = f"SELECT {key}, {column} FROM {table} WHERE octet_length({column}) > 0"  # noqa: S608
+                rows = await self._fetch(query)
+                await self._executemany(
+                    f"UPDATE {table} SET {column} = $1 WHERE {key} = $2",  # noqa: S608 - names are fixed above
+                    [(self.keyring.rotate(bytes(sealed)), row_key) for row_key, sealed in rows],
+                )
+                counts[table] = len(rows)
+            await self._execute(
+                "INSERT INTO audit (at, kind, reference) VALUES ($1, 'keys_rotated', NULL)", day_of(self.clock())
+            )
+        async with self.pool.acquire() as connection:
+            for table in dict.fromkeys(table for table, _, _ in PG_SEALED):
+                await connection.execute(f"VACUUM FULL {table}")
+        return counts
+
+    async def tokens_not_under_newest(self) -> int:
+        stale = 0
+        for table, _, column in PG_SEALED:
+            query = f"SELECT {column} FROM {table} WHERE octet_length({column}) > 0"  # noqa: S608 - fixed names
+            stale += sum(1 for (sealed,) in await self._fetch(query) if not self.keyring.is_current(bytes(sealed)))
+        return stale
+
+    async def ping(self) -> None:
+        await self._fetchrow("SELECT 1")
+
+    # ------------------------------------------------------------------ retention sweeps, table by table
+    async def _purge_drafts(self, now: int) -> int:
+        gone = await self._execute("DELETE FROM drafts WHERE expires_at <= $1", now)
+        return gone + await self._purge_of_today("drafts", "chat_key", now)
+
+    async def _purge_answers(self, now: int) -> int:
+        gone = await self._execute("DELETE FROM answers WHERE expires_at <= $1", now)
+        return gone + await self._purge_of_today("answers", "id", now)
+
+    async def _purge_of_today(self, table: str, key: str, now: int) -> int:
+        """Drafts (or answers) whose day has not ended but whose exact expiry, inside the
+        ciphertext, passed."""
+        query = f"SELECT {key}, payload FROM {table} WHERE expires_at <= $1"  # noqa: S608 - fixed names
+        gone = 0
+        for row_key, sealed in await self._fetch(query, now + DAY):
+            try:
+                expires, _ = unseal_expiring(self.keyring.decrypt(bytes(sealed)))
+            except StorageError:
+                continue
+            if expires <= now:
+                gone += await self._execute(f"DELETE FROM {table} WHERE {key} = $1", row_key)  # noqa: S608
+        return gone
+
+    async def _purge_reports(self, now: int) -> int:
+        gone = await self._execute("DELETE FROM reports WHERE expires_at <= $1", now)
+        await self._execute("DELETE FROM relays WHERE reference NOT IN (SELECT reference FROM reports)")
+        await self._execute(
+            "DELETE FROM audit WHERE reference IS NOT NULL AND reference NOT IN (SELECT reference FROM reports)"
+        )
+        await self._execute("DELETE FROM identifiers WHERE reference NOT IN (SELECT reference FROM reports)")
+        return gone
+
+    async def _purge_deliveries(self, before: int) -> list[int]:
+        return [
+            int(r[0]) for r in await self._fetch("DELETE FROM deliveries WHERE created_at <= $1 RETURNING id", before)
+        ]
+
+    async def _purge_rest(self, *, staff_before: int, messages_before: int, updates_before: int) -> None:
+        await self._execute("DELETE FROM staff_messages WHERE day <= $1", staff_before)
+        await self._execute("DELETE FROM chat_messages WHERE at <= $1", messages_before)
+        await self._execute("DELETE FROM seen_updates WHERE at <= $1", updates_before)
+
+    async def clock_skew(self) -> float:
+        """Seconds the database's clock is ahead of this machine's (negative: behind)."""
+        row = await self._fetchrow("SELECT extract(epoch FROM clock_timestamp())::float8")
+        return float(row[0]) - self.clock() if row is not None else 0.0

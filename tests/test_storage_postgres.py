@@ -1,0 +1,160 @@
+"""PostgreSQL as several instances share it: what the contract suite (tests/test_storage.py) cannot
+show with one store. Each test opens two stores on one real database, as two processes would,
+and races them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from storage import ChatKey, CodeHasher, Keyring, MigrationError, NewReport, Store
+from storage.accounts import StaffAccount
+from storage.postgres import PostgresStore
+from storage.postgres_db import migrations
+from tests.conftest import Clock
+from tests.postgres_server import PostgresServer
+
+SENTENCE = "the unmistakable sentence 8812 about the sauna in Vauxhall"
+CODE = "7K2P-QX9D-M4TA-8BWE"
+
+
+def report(reference: str = "TEST-0001", code: str = CODE, **changes: object) -> NewReport:
+    fields: dict[str, object] = {
+        "reference": reference,
+        "code": code,
+        "summary": {"what": ("assault",), "account": SENTENCE},
+        "categories": ("assault",),
+        "keep": True,
+        "send_to": "support",
+        "allow_reply": False,
+        "questionnaire_version": 1,
+    }
+    fields.update(changes)
+    return NewReport(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def url(postgres: PostgresServer) -> str:
+    return postgres.new_database()
+
+
+@pytest.fixture
+async def two(url: str, keyring: Keyring, clock: Clock, hasher: CodeHasher) -> AsyncIterator[tuple[Store, Store]]:
+    async with (
+        PostgresStore(url, keyring, clock=clock, hasher=hasher) as one,
+        PostgresStore(url, keyring, clock=clock, hasher=hasher) as other,
+    ):
+        yield one, other
+
+
+async def test_the_server_never_holds_content_or_codes_in_its_files(
+    postgres: PostgresServer, url: str, keyring: Keyring, clock: Clock
+) -> None:
+    async with PostgresStore(url, keyring, clock=clock) as store:
+        await store.save_draft(ChatKey(b"k" * 32), SENTENCE.encode())
+        await store.commit_turn(
+            ChatKey(b"k" * 32), report=report(), destinations=("support:chat",), relay_chat="telegram:4242"
+        )
+    admin = await asyncpg.connect(postgres.admin_url)
+    try:
+        await admin.execute("CHECKPOINT")  # everything written so far is in the data files and the WAL
+    finally:
+        await admin.close()
+    files = b"".join(path.read_bytes() for path in postgres.data.rglob("*") if path.is_file())
+    assert b"report_stored" in files, "the scan reads what the server wrote"
+    for secret in (SENTENCE, CODE, "telegram:4242"):
+        assert secret.encode() not in files
+
+
+async def test_a_database_newer_than_the_code_is_refused(url: str, keyring: Keyring) -> None:
+    async with PostgresStore(url, keyring):
+        pass
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute("INSERT INTO reachable_schema (version) VALUES (99)")
+    finally:
+        await connection.close()
+    with pytest.raises(MigrationError, match="newer than this program knows"):
+        async with PostgresStore(url, keyring):
+            pass
+
+
+async def test_instances_starting_together_migrate_once(url: str, keyring: Keyring) -> None:
+    stores = [PostgresStore(url, keyring) for _ in range(4)]
+    await asyncio.gather(*(store.open() for store in stores))
+    await asyncio.gather(*(store.close() for store in stores))
+    connection = await asyncpg.connect(url)
+    try:
+        versions = [row[0] for row in await connection.fetch("SELECT version FROM reachable_schema ORDER BY version")]
+    finally:
+        await connection.close()
+    assert versions == [version for version, _ in migrations()]
+
+
+async def test_an_update_reaching_two_instances_at_once_is_handled_once(two: tuple[Store, Store]) -> None:
+    one, other = two
+    key = ChatKey(b"k" * 32)
+    for update in range(20):
+        done = await asyncio.gather(
+            one.commit_turn(key, draft=b"from one", update=("telegram", update)),
+            other.commit_turn(key, draft=b"from other", update=("telegram", update)),
+        )
+        assert sorted(done) == [False, True]
+
+
+async def test_a_delivery_is_claimed_by_one_instance_only(two: tuple[Store, Store]) -> None:
+    one, other = two
+    for number in range(30):
+        await one.add_report(report(f"TEST-{number:04}", code=f"7K2P-QX9D-M4TA-{number:04}"), ("support:chat",))
+    claimed = await asyncio.gather(*(store.claim_due(limit=7) for store in (one, other) for _ in range(3)))
+    ids = [delivery.id for batch in claimed for delivery in batch]
+    assert len(ids) == len(set(ids)), "no delivery claimed twice"
+    rest = await one.claim_due(limit=100) + await other.claim_due(limit=100)
+    assert len(ids) + len(rest) == 30
+
+
+async def test_a_report_withdrawn_on_two_instances_at_once_is_withdrawn_and_uncounted_once(
+    two: tuple[Store, Store],
+) -> None:
+    one, other = two
+    await one.add_report(report())
+    done = await asyncio.gather(one.erase_by_reference("TEST-0001"), other.erase_by_reference("TEST-0001"))
+    assert sorted(done, key=str) == [None, "TEST-0001"]
+    assert await one.counts() == {}
+    tallies = await other.tallies()
+    assert sum(n for (dimension, _, _), n in tallies.items() if dimension == "withdrawn") == 1
+
+
+async def test_a_totp_code_sent_to_two_instances_at_once_works_once(two: tuple[Store, Store]) -> None:
+    one, other = two
+    await one.add_account(StaffAccount("sam", "support", "$argon2id$x", "JBSWY3DPEHPK3PXP", 0, 0, 0))
+    for step in range(100, 110):
+        used = await asyncio.gather(one.use_totp_step("sam", step), other.use_totp_step("sam", step))
+        assert sorted(used) == [False, True]
+
+
+async def test_two_people_naming_one_person_on_two_instances_at_once_are_matched(
+    url: str, keyring: Keyring, clock: Clock, hasher: CodeHasher
+) -> None:
+    from storage.base import Naming
+    from storage.matching import MatchingKey
+
+    key = MatchingKey.new()
+    async with (
+        PostgresStore(url, keyring, clock=clock, hasher=hasher, matching=key) as one,
+        PostgresStore(url, keyring, clock=clock, hasher=hasher, matching=key) as other,
+    ):
+        for round_ in range(5):
+            people = [ChatKey(bytes([round_, n]) * 16) for n in (1, 2)]
+            refs = [f"R{round_}-{n}" for n in (1, 2)]
+            for person, ref, n in zip(people, refs, (1, 2), strict=True):
+                await one.commit_turn(person, report=report(ref, code=f"C0DE-{round_}{n}AA-AAAA-AAAA"))
+            named = [Naming(ref, "phone", f"+4477009000{round_:02}", "07700 9000", ("matching:chat",)) for ref in refs]
+            await asyncio.gather(
+                one.commit_turn(people[0], naming=named[0]), other.commit_turn(people[1], naming=named[1])
+            )
+        matches = [d for d in await one.claim_due(limit=100) if d.kind == "match"]
+        assert len(matches) == 5, "every pair named at the same moment is one match notice"
