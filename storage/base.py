@@ -7,6 +7,7 @@ can forget it.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -366,8 +367,39 @@ class Figures(Protocol):
         """The audit trail as (kind, reference), oldest first."""
 
 
+BEAT = 5.0  # seconds between an instance's heartbeats
+
+
+class Instances(Protocol):
+    """Several processes sharing one database (PostgreSQL): each says it is alive, a turn holds its
+    chat against the others, and what a silent one had claimed (a delivery it was sending, an
+    answer it was to tell) is taken over by the rest. A store for one process is its only
+    instance, and these do nothing."""
+
+    shared: bool = False
+
+    async def heartbeat(self) -> int:
+        """Say this instance is alive; how many are."""
+        return 1
+
+    def chat_turn(self, key: ChatKey) -> contextlib.AbstractAsyncContextManager[None]:
+        """Held while a turn of this chat reads and writes: one instance at a time, in turn."""
+        return contextlib.nullcontext()
+
+
 class Store(
-    Turns, Answers, Outbox, Reports, Relays, MessageIds, StaffMessages, Upkeep, Figures, StaffAccounts, abc.ABC
+    Turns,
+    Answers,
+    Outbox,
+    Reports,
+    Relays,
+    MessageIds,
+    StaffMessages,
+    Upkeep,
+    Figures,
+    StaffAccounts,
+    Instances,
+    abc.ABC,
 ):
     """Everything a running bot keeps; each part of the bot is handed only the protocols it uses."""
 

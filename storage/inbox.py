@@ -34,6 +34,8 @@ UNUSED = ("last_name", "username")
 
 
 class Inbox(Protocol):
+    shared: bool = False  # in a database several instances share: see PostgresInbox
+
     @abc.abstractmethod
     async def open(self) -> None: ...
 

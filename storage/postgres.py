@@ -20,7 +20,7 @@ from storage.crypto import CodeHasher, Keyring, code_tag, legacy_code_tag
 from storage.hashing import CHECK, KEEP, HashingPool
 from storage.matching import MatchingKey
 from storage.postgres_accounts import PostgresAccounts
-from storage.postgres_db import PostgresDatabase
+from storage.postgres_db import LIVE, PostgresDatabase
 from storage.rows import CodeSeal, NamedRow, ReportRow, day_of, end_of_day, end_of_hour
 from storage.rules import RuleStore
 from storage.sqlite_file import seal_expiring, unseal_expiring
@@ -30,7 +30,8 @@ REPORT = "summary, keep, send_to, allow_reply, status, created_on, expires_at, v
 CLAIM = (
     "WITH due AS (SELECT id FROM deliveries WHERE id = ANY($1::bigint[]) AND status = 'pending'"
     " FOR UPDATE SKIP LOCKED)"
-    " UPDATE deliveries SET status = 'sending', attempts = attempts + 1 FROM due WHERE deliveries.id = due.id"
+    " UPDATE deliveries SET status = 'sending', attempts = attempts + 1, claimed_by = $2 FROM due"
+    " WHERE deliveries.id = due.id"
     " RETURNING deliveries.id, reference, destination, kind, payload, attempts, maybe_sent"
 )
 
@@ -90,11 +91,12 @@ class PostgresStore(PostgresAccounts, RuleStore):
 
     async def _keep_answer(self, key: ChatKey, answer_id: int, body: bytes, expires: int) -> None:
         await self._execute(
-            "INSERT INTO answers (id, chat_key, payload, expires_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO answers (id, chat_key, payload, expires_at, owner) VALUES ($1, $2, $3, $4, $5)",
             answer_id,
             key.digest,
             seal_expiring(self.keyring, body, expires),
             end_of_day(expires),
+            self.instance,
         )
 
     async def _mark_handled(self, update: tuple[str, int], now: int) -> bool:
@@ -111,12 +113,16 @@ class PostgresStore(PostgresAccounts, RuleStore):
         return [(str(c), int(u)) for c, u in await self._fetch("SELECT channel, update_id FROM seen_updates")]
 
     async def unsent_answers(self, key: ChatKey | None = None) -> list[Unsent]:
-        query = "SELECT id, chat_key, payload, sent FROM answers WHERE expires_at > $1"
-        arguments: tuple[Any, ...] = (self._now(),)
-        if key is not None:
-            query, arguments = query + " AND chat_key = $2", (*arguments, key.digest)
+        """This instance's answers not wholly out, and those of instances that stopped or died,
+        which become this one's to tell; never what a live instance is telling."""
+        query = (
+            "UPDATE answers SET owner = $1 WHERE expires_at > $2"  # noqa: S608 - fixed text
+            f" AND (owner = $1 OR owner NOT IN ({LIVE})) AND ($3::bytea IS NULL OR chat_key = $3)"
+            " RETURNING id, chat_key, payload, sent, seq"
+        )
+        rows = await self._fetch(query, self.instance, self._now(), key.digest if key is not None else None)
         found = []
-        for answer_id, chat_key, sealed, sent in await self._fetch(query + " ORDER BY seq", *arguments):
+        for answer_id, chat_key, sealed, sent, _ in sorted(rows, key=lambda row: int(row[4])):
             expires, body = unseal_expiring(self.keyring.decrypt(bytes(sealed)))
             if expires > self._now():
                 found.append(Unsent(int(answer_id), ChatKey(bytes(chat_key)), body, int(sent)))
@@ -301,7 +307,7 @@ class PostgresStore(PostgresAccounts, RuleStore):
         due = [int(row[0]) for row in rows if self._due(int(row[0]))][:limit]
         if not due:
             return []
-        claimed_rows = await self._fetch(CLAIM, due)
+        claimed_rows = await self._fetch(CLAIM, due, self.instance)
         self._unschedule([int(row[0]) for row in claimed_rows])
         claimed = (
             Outgoing(int(i), str(r), str(d), str(k), self._open(p), int(a), bool(m))
@@ -310,7 +316,12 @@ class PostgresStore(PostgresAccounts, RuleStore):
         return sorted(claimed, key=lambda o: o.id)
 
     async def recover_in_flight(self) -> int:
-        query = "UPDATE deliveries SET status = 'pending', maybe_sent = true WHERE status = 'sending'"
+        """Deliveries caught mid-send by an instance that has stopped or died: back in the queue,
+        flagged as maybe sent. What a live instance is sending is left to it."""
+        query = (
+            "UPDATE deliveries SET status = 'pending', maybe_sent = true, claimed_by = NULL"  # noqa: S608 - fixed text
+            f" WHERE status = 'sending' AND (claimed_by IS NULL OR claimed_by NOT IN ({LIVE}))"
+        )
         return await self._execute(query)
 
     async def delivery_counts(self) -> dict[str, int]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import struct
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextvars import ContextVar
 from importlib import resources
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from storage.base import BEAT, ChatKey
 from storage.crypto import Keyring
 from storage.errors import KeyringError, MigrationError, StorageError
 from storage.rows import DAY, Tx, day_of
@@ -30,13 +32,19 @@ log = logging.getLogger("reachable.storage")
 # Held by whoever migrates, for the length of one migration's transaction: a second instance
 # starting at the same moment waits, then finds the schema current.
 MIGRATION_LOCK = 0x52454143  # "REAC"
-POOL_SIZE = (1, 10)
+# Each turn holds one connection while it reads and writes its chat.
+POOL_SIZE = (2, 20)
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
-    Connection = PoolConnectionProxy[asyncpg.Record]
+    Connection = PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection[asyncpg.Record]
 # Every sealed column, as in SQLite's file, and the polling inbox, which here shares the database.
 PG_SEALED = (*SEALED, ("inbox", "update_id", "body"))
+# An instance that has not said it is alive for this long (three heartbeats) is taken for dead:
+# what it claimed is taken over. Times are the database's, so instances' clocks need not agree.
+STALE = 3 * BEAT
+NOW = "extract(epoch FROM clock_timestamp())"
+LIVE = f"SELECT name FROM instances WHERE seen > {NOW} - {STALE}"  # noqa: S608 - fixed text
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -70,9 +78,13 @@ class PostgresDatabase:
     clock: Callable[[], float]
     what = "the store"
 
+    shared = True
+
     def __init__(self) -> None:
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._current: ContextVar[Connection | None] = ContextVar("transaction", default=None)
+        self._pinned: ContextVar[Connection | None] = ContextVar("chat turn", default=None)
+        self.instance = ""  # a random name at each start (see open); it names nobody
 
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:
@@ -81,6 +93,7 @@ class PostgresDatabase:
         return self._pool
 
     async def open(self) -> None:
+        self.instance = secrets.token_hex(8)
         try:
             self._pool = await asyncpg.create_pool(self.url, min_size=POOL_SIZE[0], max_size=POOL_SIZE[1])
         except (OSError, asyncpg.PostgresError) as error:
@@ -88,20 +101,54 @@ class PostgresDatabase:
         try:
             await self._migrate()
             await self._check_key()
+            await self.heartbeat()
         except BaseException:
             await self.close()
             raise
 
     async def close(self) -> None:
         if self._pool is not None:
-            pool, self._pool = self._pool, None
+            pool = self._pool
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                # A clean stop: what this instance claimed is taken over at once, not after STALE.
+                await pool.execute("DELETE FROM instances WHERE name = $1", self.instance)
+            self._pool = None
             await pool.close()
+
+    # ------------------------------------------------------------------ several instances
+    async def heartbeat(self) -> int:
+        """Say this instance is alive (forgetting instances long gone); how many are alive."""
+        await self._execute(
+            f"INSERT INTO instances (name, seen) VALUES ($1, {NOW}) ON CONFLICT (name) DO UPDATE SET seen = {NOW}",  # noqa: S608
+            self.instance,
+        )
+        await self._execute(f"DELETE FROM instances WHERE seen < {NOW} - 86400")  # noqa: S608 - fixed text
+        row = await self._fetchrow(f"SELECT count(*) FROM ({LIVE}) AS live")  # noqa: S608 - fixed text
+        return max(1, int(row[0]) if row is not None else 1)
+
+    @contextlib.asynccontextmanager
+    async def chat_turn(self, key: ChatKey) -> AsyncIterator[None]:
+        """The chat is held, against every instance, until the turn has written: a connection of
+        the pool is the turn's for that long (a session advisory lock on the chat key's first 8
+        bytes; asyncpg unlocks every advisory lock when a connection goes back to the pool)."""
+        if self._pinned.get() is not None or self._current.get() is not None:
+            yield
+            return
+        high, low = struct.unpack(">ii", key.digest[:8])
+        async with self.pool.acquire() as connection:
+            await connection.execute("SELECT pg_advisory_lock($1, $2)", high, low)
+            token = self._pinned.set(connection)
+            try:
+                yield
+            finally:
+                self._pinned.reset(token)
+                await connection.execute("SELECT pg_advisory_unlock($1, $2)", high, low)
 
     # ------------------------------------------------------------------ statements
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
         """The current transaction's connection, or one from the pool for a single statement."""
-        current = self._current.get()
+        current = self._current.get() or self._pinned.get()
         if current is not None:
             yield current
             return
@@ -138,7 +185,7 @@ class PostgresDatabase:
         few hundred milliseconds, as SQLite's NORMAL does on power loss)."""
         if self._current.get() is not None:
             raise StorageError("a transaction is already open in this task")
-        async with self.pool.acquire() as connection, connection.transaction():
+        async with self._connection() as connection, connection.transaction():
             if not durable:
                 await connection.execute("SET LOCAL synchronous_commit = off")
             token = self._current.set(connection)

@@ -13,13 +13,15 @@ import asyncpg
 
 from storage.errors import KeyringError, StorageError
 from storage.inbox import Inbox, minimal
-from storage.postgres_db import PostgresDatabase
+from storage.postgres_db import LIVE, PostgresDatabase
 
 log = logging.getLogger("reachable.inbox")
 
 
 class PostgresInbox(Inbox):
     """Uses the store's pool: opened and closed with the store."""
+
+    shared = True
 
     def __init__(self, database: PostgresDatabase) -> None:
         self.database = database
@@ -36,14 +38,19 @@ class PostgresInbox(Inbox):
         try:
             async with self.database.pool.acquire() as connection, connection.transaction():
                 await connection.executemany(
-                    "INSERT INTO inbox (update_id, body) VALUES ($1, $2) ON CONFLICT DO NOTHING", rows
+                    "INSERT INTO inbox (update_id, body, owner) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    [(*row, self.database.instance) for row in rows],
                 )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             raise StorageError(f"inbox: {type(error).__name__}") from error
 
     async def unhandled(self) -> list[tuple[int, dict[str, Any]]]:
+        """What this instance kept and has not handled, and what instances that stopped or died
+        kept (it becomes this one's): never what a live instance is handling."""
+        query = f"UPDATE inbox SET owner = $1 WHERE owner = $1 OR owner NOT IN ({LIVE}) RETURNING update_id, body"  # noqa: S608
         found, unreadable = [], []
-        for update_id, body in await self.database._fetch("SELECT update_id, body FROM inbox ORDER BY update_id"):
+        rows = sorted(await self.database._fetch(query, self.database.instance), key=lambda row: int(row[0]))
+        for update_id, body in rows:
             try:
                 found.append((int(update_id), json.loads(self.database.keyring.decrypt(bytes(body)))))
             except (KeyringError, ValueError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,11 +13,12 @@ import pytest
 
 from bot.core.settings import Settings
 from bot.ops.doctor import diagnose
-from fakes.harness import start_bot_process
+from fakes.harness import free_port, start_bot_process
 from fakes.proxy import TLSProxy
 from fakes.smtp import SMTPServer
 from fakes.telegram import TOKEN, FakeTelegram
-from storage import Keyring
+from storage import ChatKey, Keyring
+from tests.postgres_server import PostgresServer
 
 STAFF = -1004445556
 
@@ -276,3 +278,37 @@ async def test_no_one_to_send_reports_to_is_a_warning_saying_what_to_set(fake: F
     assert any(
         line.startswith("OK") and "reports can be sent to: soit, support" in line for line in await lines(staffed)
     ) or any(line.startswith("OK") and "reports can be sent to: support" in line for line in await lines(staffed))
+
+
+async def test_a_shared_database_is_checked_for_reach_schema_key_and_clock(
+    fake: FakeTelegram, tmp_path: Path, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storage.postgres import PostgresStore
+
+    fake.chat(STAFF, "supergroup")
+    key = Keyring.new_key().decode()
+    url = postgres.new_database()
+    settings = settings_with(fake, tmp_path / "data", REACHABLE_DATABASE_URL=url, REACHABLE_ENCRYPTION_KEY=key)
+    assert "WARN  database: PostgreSQL at version 0 of 1: migrated at the next start" in await lines(settings)
+    async with PostgresStore(url, Keyring([key.encode()])) as store:
+        await store.save_draft(ChatKey(b"k" * 32), b"sealed before it leaves")
+    found = await lines(settings)
+    assert "OK    database: PostgreSQL reached, migrations current (version 1)" in found
+    assert any(line.startswith("OK    clock: the database's clock is") for line in found), found
+
+    real = time.time
+    monkeypatch.setattr("bot.ops.doctor_postgres.time.time", lambda: real() - 120)  # this machine's clock is wrong
+    assert any(line.startswith("FAIL  clock:") and "set both by NTP" in line for line in await lines(settings))
+    monkeypatch.undo()
+
+    other = settings_with(fake, tmp_path / "data", REACHABLE_DATABASE_URL=url)  # another key
+    assert "FAIL  database: the encryption key does not open what is stored: put the right key back" in await lines(
+        other
+    )
+    no_key = settings_with(fake, tmp_path / "data", REACHABLE_DATABASE_URL=url, REACHABLE_ENCRYPTION_KEY="")
+    assert any(line.startswith("FAIL  key: REACHABLE_DATABASE_URL needs") for line in await lines(no_key))
+    closed = f"postgresql://reachable@127.0.0.1:{free_port()}/nowhere"
+    gone = settings_with(fake, tmp_path / "data", REACHABLE_DATABASE_URL=closed, REACHABLE_ENCRYPTION_KEY=key)
+    failed = [line for line in await lines(gone) if line.startswith("FAIL  database")]
+    assert failed == ["FAIL  database: PostgreSQL cannot be reached (ConnectionRefusedError): check the URL"]
+    assert "nowhere" not in failed[0]

@@ -367,6 +367,8 @@ async def test_queued_deliveries_are_claimed_once_and_recovered_after_a_crash(ba
         ("email", "summary", 1),
     ]
     assert await backend.claim_due() == []
+    await backend.close()  # it stops mid-send, and starts again
+    await backend.open()
     assert await backend.recover_in_flight() == 2
     again = await backend.claim_due()
     assert [o.maybe_sent for o in again] == [True, True]

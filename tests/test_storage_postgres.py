@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from storage import ChatKey, CodeHasher, Keyring, MigrationError, NewReport, Store
+from storage import Answer, ChatKey, CodeHasher, Keyring, MigrationError, NewReport, Store
 from storage.accounts import StaffAccount
 from storage.postgres import PostgresStore
 from storage.postgres_db import migrations
@@ -158,3 +158,54 @@ async def test_two_people_naming_one_person_on_two_instances_at_once_are_matched
             )
         matches = [d for d in await one.claim_due(limit=100) if d.kind == "match"]
         assert len(matches) == 5, "every pair named at the same moment is one match notice"
+
+
+async def test_what_an_instance_was_sending_is_taken_over_only_once_it_has_stopped(two: tuple[Store, Store]) -> None:
+    one, other = two
+    await one.add_report(report(), ("support:chat", "support:email"))
+    assert len(await one.claim_due()) == 2
+    assert await other.recover_in_flight() == 0, "nothing is taken from an instance still running"
+    await one.close()  # it stops (or goes silent for longer than STALE) mid-send
+    assert await other.recover_in_flight() == 2
+    assert [d.maybe_sent for d in await other.claim_due()] == [True, True]
+    await one.open()
+
+
+async def test_an_answer_is_told_by_the_instance_that_kept_it_unless_that_one_has_stopped(
+    two: tuple[Store, Store],
+) -> None:
+    one, other = two
+    key = ChatKey(b"k" * 32)
+    await one.commit_turn(key, report=report(), answer=Answer(77, b"your code"))
+    assert [a.id for a in await one.unsent_answers()] == [77]
+    assert await other.unsent_answers() == [], "a live instance is telling it"
+    await one.close()
+    assert [a.id for a in await other.unsent_answers(key)] == [77]
+    await one.open()
+    assert await one.unsent_answers() == [], "it is the other's to tell now"
+
+
+async def test_an_update_kept_by_an_instance_that_died_is_handled_by_another(url: str, keyring: Keyring) -> None:
+    from storage.postgres_inbox import PostgresInbox
+
+    async with PostgresStore(url, keyring) as one, PostgresStore(url, keyring) as other:
+        await PostgresInbox(one).receive([(5, {"update_id": 5, "message": {"text": "help"}})])
+        assert await PostgresInbox(other).unhandled() == []
+        assert [i for i, _ in await PostgresInbox(one).unhandled()] == [5]
+        await one.close()
+        assert [i for i, _ in await PostgresInbox(other).unhandled()] == [5]
+        await one.open()
+
+
+async def test_a_chats_turns_on_two_instances_take_their_turn(two: tuple[Store, Store]) -> None:
+    one, other = two
+    key, order = ChatKey(b"c" * 32), []
+
+    async def turn(store: Store, name: str) -> None:
+        async with store.chat_turn(key):
+            order.append(f"{name} in")
+            await asyncio.sleep(0.2)
+            order.append(f"{name} out")
+
+    await asyncio.gather(turn(one, "one"), turn(other, "other"), turn(one, "again"))
+    assert all(order[i].split()[0] == order[i + 1].split()[0] for i in range(0, 6, 2)), order

@@ -22,6 +22,7 @@ from flows.definitions import build_flows
 from flows.engine import Offer
 from responses import Renderer, Responses
 from storage import Store
+from storage.base import BEAT
 from storage.inbox import Inbox, MemoryInbox
 from storage.lock import DataLock, NoLock
 from storage.matching import MatchingKey
@@ -87,6 +88,8 @@ class App:
             matching=matching,
         )
         self._purger: asyncio.Task[None] | None = None
+        self._beating: asyncio.Task[None] | None = None
+        self.live = 1  # instances sharing the database, this one included
         # One process per SQLite file; instances sharing a PostgreSQL database need no such lock.
         self.lock = NoLock() if settings.shared_database else DataLock(settings.data_dir, "start another")
 
@@ -100,6 +103,7 @@ class App:
             group_notice=lambda: self.responses.text("en", "group.private_only"),
             staff_chats={d: str(chat) for d, chat in self.settings.staff_chats.items()},
             staff_users=self.settings.staff_users,
+            instances=lambda: self.live,
         )
 
     async def __aenter__(self) -> App:
@@ -129,6 +133,8 @@ class App:
             self.lock.release()
             raise
         self._purger = asyncio.create_task(self._purge_forever())
+        if self.store.shared:
+            self._beating = asyncio.create_task(self._beat_forever(), name="reachable-heartbeat")
         return self
 
     async def __aexit__(
@@ -138,6 +144,7 @@ class App:
         tb: TracebackType | None,
     ) -> None:
         try:
+            await tasks.stop(self._beating)
             await tasks.stop(self._purger)
             await self.delivery.stop()
             await self.count_browsing()
@@ -163,6 +170,21 @@ class App:
         purged = await self.store.purge_expired()
         if purged.drafts or purged.reports:
             log.info("purged %d expired draft(s) and %d expired report(s)", purged.drafts, purged.reports)
+
+    async def _beat_forever(self) -> None:
+        """Instances sharing a database: say this one is alive, learn how many are (they share
+        the platform's sending limits), and take over what a stopped or dead one was sending."""
+        while True:
+            await asyncio.sleep(BEAT)
+            try:
+                self.live = await self.store.heartbeat()
+                recovered = await self.store.recover_in_flight()
+            except Exception as error:
+                log.error("heartbeat failed: %s", type(error).__name__)
+                continue
+            if recovered:
+                log.warning("%d delivery(ies) of a stopped instance taken over, marked maybe sent", recovered)
+                self.delivery.wake()
 
     async def _purge_forever(self) -> None:
         rounds = 0

@@ -38,7 +38,8 @@ from bot.core.staff import StaffDesk
 from bot.core.transport import Button, RetryAfter, Transport, TransportError, Unreachable
 from flows.events import Command, Event, Relayed, parse_typed
 from responses import Rendered
-from storage import ChatKey, MessageIds, StaffMessages
+from storage import ChatKey, Instances, MessageIds, StaffMessages
+from storage.base import BEAT
 
 log = logging.getLogger("reachable.channel")
 
@@ -51,7 +52,7 @@ COMBINED_SEPARATOR = "\n\n· · ·\n\n"
 RETRY_AFTER_ATTEMPTS = 5
 
 
-class ChannelStore(MessageIds, StaffMessages, Protocol):
+class ChannelStore(MessageIds, StaffMessages, Instances, Protocol):
     """What a channel keeps: its message ids in people's chats and in staff chats."""
 
 
@@ -66,6 +67,8 @@ class Ports:
     group_notice: Callable[[], str]
     staff_chats: Mapping[str, str]  # destination -> chat id
     staff_users: frozenset[int]
+    # How many instances share the platform's limits now (a shared database); each keeps to its part.
+    instances: Callable[[], int] = lambda: 1
 
 
 class Channel:
@@ -83,6 +86,8 @@ class Channel:
         self._groups: dict[str, Pacer] = {}
         self._chats: OrderedDict[str, TokenBucket] = OrderedDict()
         self.chat_limit = (limits.chat_per_second, limits.chat_burst)  # a second, and at once
+        self._rates: tuple[float, tuple[float, float]] | None = None  # the whole, once shared
+        self._share = 1
         self._exits: dict[ChatKey, int] = {}  # quick exits asked for, per chat
         self.staff_chat_ids = frozenset(ports.staff_chats.values())
         self.ledger = MessageLedger(ports.store)
@@ -157,11 +162,24 @@ class Channel:
 
     async def resend_unsent(self) -> None:
         """At a start: what people on this channel were never wholly told before a stop or crash
-        (a kept report's code above all) goes to them now, once, each chat in its order."""
+        (a kept report's code above all) goes to them now, once, each chat in its order. With
+        instances sharing a database, again every few seconds: what an instance that stopped or
+        died was to tell goes from here."""
+        if not self.ports.store.shared:
+            await self._resend_once()
+            return
+        while True:
+            try:
+                await self._resend_once()
+            except Exception as error:  # the database away for a moment: the next round finds them
+                log.error("resending failed: %s", type(error).__name__)
+            await asyncio.sleep(BEAT)
+
+    async def _resend_once(self) -> None:
         conversations = self.ports.conversations
         found = await conversations.unsent_on(self.name)
         if found:
-            log.info("%d answer(s) never sent before the last stop: sending now", len(found))
+            log.info("%d answer(s) never sent before a stop: sending now", len(found))
         for chat_id, delivery in found:
             await self._deliver_all(chat_id, conversations.key(self.name, chat_id), (delivery,))
 
@@ -356,14 +374,34 @@ class Channel:
                 await asyncio.sleep(error.seconds)
         raise AssertionError("unreachable")
 
+    def _divide(self) -> None:
+        """Instances sharing a database share the bot's limits too: each sends at most its part of
+        the whole, to all chats, to each group and to each chat (the sum never passes a limit,
+        whichever instance a chat's messages leave from)."""
+        share = max(1, self.ports.instances())
+        if share == self._share:
+            return
+        if self._rates is None:
+            self._rates = (self.pacer.refill, self.chat_limit)
+        self._share = share
+        whole, (per_chat, burst) = self._rates
+        self.pacer.refill = whole / share
+        for group in self._groups.values():
+            group.refill = max(1.0, self.transport.limits.group_per_minute - 1) / 60.0 / share
+        self.chat_limit = (per_chat / share, max(1.0, burst / share))
+        for bucket in self._chats.values():
+            bucket.refill, bucket.capacity = self.chat_limit
+        log.info("sending limits shared by %d instance(s)", share)
+
     async def _pace(self, chat_id: str, priority: int, staff_chat: bool) -> None:
         """Wait until a message to this chat may leave, and count it as leaving now."""
+        self._divide()
         if staff_chat:
             limit = self._groups.get(chat_id)
             if limit is None:
                 per_minute = self.transport.limits.group_per_minute
                 # A burst of one, then an even trickle: never the group's limit in any minute.
-                limit = self._groups[chat_id] = Pacer(max(1.0, per_minute - 1), 60.0, burst=1)
+                limit = self._groups[chat_id] = Pacer(max(1.0, per_minute - 1) / self._share, 60.0, burst=1)
             await limit.reserve()
             try:
                 await self.pacer.wait(priority)

@@ -36,6 +36,7 @@ from storage import (
     Answers,
     ChatKey,
     Conflict,
+    Instances,
     Keyring,
     NewReport,
     Relays,
@@ -48,7 +49,7 @@ log = logging.getLogger("reachable.conversations")
 EXIT = Command(name="exit")
 
 
-class ConversationStore(Turns, Answers, Reports, Relays, Protocol):
+class ConversationStore(Turns, Answers, Reports, Relays, Instances, Protocol):
     """What a conversation reads and writes."""
 
 
@@ -151,7 +152,9 @@ class Conversations:
                     notice = self.renderer.render(Reply("flood.slow_down"), known.locale if known else "en", channel)
                     return Delivery((notice,), limited=True)
                 return Delivery((), limited=True)
-        async with self._lock(key):
+        # The chat is this process's, then (with instances sharing a database) every instance's,
+        # until the turn has written: one turn of a chat at a time, in the order they came.
+        async with self._lock(key), self.store.chat_turn(key):
             return await self._handle(key, ChatRef(channel, str(chat_id)), event, update, locale_hint, on_slow)
 
     async def _handle(
@@ -264,18 +267,24 @@ class Conversations:
             unname=done.unname,
             counted=self._counted(report, ref.channel, done.outcome.state.locale),
         )
+        told_id = delivery.told.id if delivery.told is not None else None
+        if told_id is not None:  # this turn tells it: never handed out to a resend meanwhile
+            self._claimed.add(told_id)
         try:
             applied = await self._meanwhile(commit, on_slow if report is not None else None, done, ref.channel)
         except Conflict:
             # The report to erase or change was found gone meanwhile: nothing was written, and
             # the turn says so instead (with nothing left to conflict, this goes through).
+            self._claimed.discard(told_id or 0)
             done.replies, done.erase, done.consent, done.naming, done.unname = done.fallback, None, None, None, None
             return await self._commit(done, key, ref, event, update, draft, on_slow)
+        except BaseException:
+            self._claimed.discard(told_id or 0)
+            raise
         if not applied:
+            self._claimed.discard(told_id or 0)
             return None
         crashpoints.reached(f"after_commit:{step}")
-        if delivery.told is not None:
-            self._claimed.add(delivery.told.id)
         if sending and not self.effects.reaches_later(ref):
             await self.store.hold_relays(key)  # nothing can reach them until they come back
         if (sending or done.outgoing or done.erase or done.consent or done.naming) and self.on_queued is not None:
@@ -395,8 +404,10 @@ class Conversations:
         """The conversation's state, and whether it is in storage. Every turn writes the state
         through to the encrypted store; it is read back from there only after a restart."""
         held = self._positions.held(key)
-        if held is not None:
+        if held is not None and not self.store.shared:
             return held
+        # Shared: another instance may have taken the chat's last turn, so the draft is read
+        # again; a state never stored (a menu, a language) is only ever this instance's.
         try:
             raw = await self.store.load_draft(key)
         except StorageError as error:
@@ -404,6 +415,8 @@ class Conversations:
             return State(), True
         if raw:
             return State.from_json(raw), True
+        if held is not None and not held[1]:
+            return held
         return State(), False
 
     async def warm(self) -> None:

@@ -75,6 +75,9 @@ def data_folder(settings: Settings) -> list[Finding]:
 
 
 def key(settings: Settings) -> Finding:
+    if settings.shared_database and settings.encryption_key is None:
+        text = "REACHABLE_DATABASE_URL needs REACHABLE_ENCRYPTION_KEY, the same on every instance (not a key file)"
+        return Finding(FAIL, "key", text)
     if settings.encryption_key is not None:
         keys = [k for k in settings.encryption_key.get_secret_value().split(",") if k.strip()]
         if len(keys) > 1:
@@ -339,8 +342,14 @@ async def diagnose(settings: Settings, webhook: bool = False) -> list[Finding]:
     ]
     if webhook:
         steps.append(lambda: webhook_reached(settings))
+    if settings.shared_database:
+        from bot.ops.doctor_postgres import shared_database
+
+        steps.insert(0, lambda: shared_database(settings))
     found = [Finding(OK, "settings", "every REACHABLE_ setting parses"), *data_folder(settings)]
-    found += [key(settings), *matching_key(settings), database(settings), recipients(settings)]
+    found += [key(settings), *matching_key(settings)]
+    found += [] if settings.shared_database else [database(settings)]
+    found += [recipients(settings)]
     for step in steps:
         found += await step()
     return found + webhook_setup(settings, webhook) + responses(settings)
@@ -348,4 +357,6 @@ async def diagnose(settings: Settings, webhook: bool = False) -> list[Finding]:
 
 def quick(settings: Settings, webhook: bool) -> list[Finding]:
     """What `reachable run` checks before it starts (no network): it refuses on a FAIL."""
-    return [database(settings, thorough=False), *webhook_setup(settings, webhook)]
+    # A shared database is checked as the store opens (migrations, the key).
+    checked = [] if settings.shared_database else [database(settings, thorough=False)]
+    return [*checked, *webhook_setup(settings, webhook)]

@@ -32,6 +32,7 @@ from typing import Any, Generic, TypeVar
 from bot.core import tasks
 from bot.core.transport import RetryAfter, TransportError
 from storage import StorageError
+from storage.base import BEAT
 from storage.inbox import Inbox
 
 log = logging.getLogger("reachable.polling")
@@ -63,6 +64,7 @@ class Intake(Generic[U]):
         self._forgetting = asyncio.Event()
         self._closing = False
         self._forgetter: asyncio.Task[None] | None = None
+        self._adopter: asyncio.Task[None] | None = None
 
     @property
     def busy(self) -> int:
@@ -73,6 +75,8 @@ class Intake(Generic[U]):
         """Start handling what a stop or crash left in the inbox; the newest update id there."""
         left = await self.inbox.unhandled()
         self._forgetter = asyncio.create_task(self._forget_handled())
+        if self.inbox.shared:
+            self._adopter = asyncio.create_task(self._adopt(), name="reachable-adopt")
         if left:
             log.info("handling %d update(s) left from before", len(left))
         unreadable = []
@@ -84,6 +88,30 @@ class Intake(Generic[U]):
                 unreadable.append(update_id)
         await self.inbox.handled(unreadable)
         return left[-1][0] if left else None
+
+    async def _adopt(self) -> None:
+        """Instances sharing a database: every few seconds, what an instance that stopped or died
+        had kept and not handled is handled here (Telegram was told it had arrived, so it will
+        not send it again)."""
+        while True:
+            await asyncio.sleep(BEAT)
+            try:
+                left = await self.inbox.unhandled()
+            except Exception as error:  # the database away for a moment: the next round finds them
+                log.error("inbox not read: %s", type(error).__name__)
+                continue
+            adopted = [(i, u) for i, u in left if i not in self._running and i not in self._handled]
+            if adopted:
+                log.info("handling %d update(s) an instance that stopped had kept", len(adopted))
+            unreadable = []
+            for update_id, update in adopted:
+                try:
+                    self._start(update_id, self.parse(update))
+                except Exception as error:  # a library that no longer reads it: dropped
+                    log.error("update %d cannot be read: %s", update_id, type(error).__name__)
+                    unreadable.append(update_id)
+            with contextlib.suppress(StorageError):
+                await self.inbox.handled(unreadable)
 
     async def take(self, updates: Sequence[tuple[int, U]]) -> None:
         """Handle these at once and keep them in the inbox meanwhile; returns once they are kept.
@@ -129,6 +157,7 @@ class Intake(Generic[U]):
     async def close(self) -> None:
         """Let updates being handled finish (for up to 10 s); what does not stays in the inbox
         and is handled at the next start."""
+        await tasks.stop(self._adopter)
         if self._running:
             await asyncio.wait(list(self._running.values()), timeout=10)
         left = list(self._running.values())

@@ -66,7 +66,8 @@ CREATE TABLE deliveries (
     attempts     integer NOT NULL DEFAULT 0,
     maybe_sent   boolean NOT NULL DEFAULT false,
     next_attempt bigint NOT NULL,
-    created_at   bigint NOT NULL
+    created_at   bigint NOT NULL,
+    claimed_by   text               -- the instance sending it now
 );
 CREATE INDEX deliveries_due ON deliveries (status, next_attempt);
 CREATE INDEX deliveries_reference ON deliveries (reference);
@@ -97,7 +98,8 @@ CREATE TABLE answers (
     payload    bytea NOT NULL,
     sent       integer NOT NULL DEFAULT 0,
     expires_at bigint NOT NULL,
-    seq        bigint GENERATED ALWAYS AS IDENTITY
+    seq        bigint GENERATED ALWAYS AS IDENTITY,
+    owner      text NOT NULL       -- the instance that tells it (another takes it over if that one dies)
 );
 CREATE INDEX answers_chat ON answers (chat_key);
 
@@ -165,5 +167,13 @@ CREATE INDEX thread_reference ON thread (reference);
 -- Updates read from Telegram but not yet handled (the polling inbox), sealed.
 CREATE TABLE inbox (
     update_id bigint PRIMARY KEY,
-    body      bytea NOT NULL
+    body      bytea NOT NULL,
+    owner     text NOT NULL         -- the instance handling it
+);
+
+-- The running instances: a random name each start, and when each last said it was alive. An
+-- instance silent for long enough is taken for dead: what it claimed is taken over by the others.
+CREATE TABLE instances (
+    name text PRIMARY KEY,
+    seen double precision NOT NULL
 );
