@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test rasa bench load profile screenshots check-responses constraints clean
+.PHONY: demo test rasa bench load load-instances profile screenshots check-responses constraints clean
 
 # Quiet installs (-qq: errors only) pinned by constraints.txt: the same versions everywhere.
 PIP := $(BIN)/python -m pip --disable-pip-version-check -qq
@@ -63,6 +63,12 @@ profile: $(VENV)/.installed-test
 # 1,000 people at Telegram's real flood limits: takes minutes by design.
 load: $(VENV)/.installed-test
 	$(BIN)/python -m bench.load
+
+# Two instances on PostgreSQL behind `reachable spread`, 1,000 people, then again with one killed
+# (SIGKILL) halfway: needs Debian's postgresql (about half an hour at Telegram's limits).
+load-instances: $(VENV)/.installed-test
+	$(BIN)/python -m bench.instances
+	$(BIN)/python -m bench.instances --kill
 
 # The web chat's main screens at 320 px and 1280 px, into docs/web/ (needs Debian's chromium).
 screenshots: $(VENV)/.installed-test

@@ -3,6 +3,7 @@ a bare echo bot and Reachable, on aiogram and on python-telegram-bot."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -37,8 +38,13 @@ BotMaker = Callable[[str], Awaitable[Running]]
 
 
 def bench_settings(url: str) -> Settings:
+    """The bot's settings; its data in a PostgreSQL database when BENCH_DATABASE_URL names one
+    (bench/postgres.py), in a SQLite file otherwise."""
     folder = tempfile.mkdtemp(prefix="reachable-bench-")
-    return settings_for(type("F", (), {"url": url})(), Path(folder), Keyring.new_key().decode())
+    database = (
+        {"REACHABLE_DATABASE_URL": os.environ["BENCH_DATABASE_URL"]} if "BENCH_DATABASE_URL" in os.environ else {}
+    )
+    return settings_for(type("F", (), {"url": url})(), Path(folder), Keyring.new_key().decode(), **database)
 
 
 async def open_app(settings: Settings) -> App:

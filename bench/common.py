@@ -45,6 +45,9 @@ class Latencies:
     def p99_ms(self) -> float:
         return percentile([v * 1000 for v in self.values], 99)
 
+    def p50_ms(self) -> float:
+        return percentile([v * 1000 for v in self.values], 50)
+
     def line(self) -> str:
         ms = [v * 1000 for v in self.values]
         return (

@@ -252,6 +252,7 @@ async def capacity_and_latency() -> dict[str, float]:
         f" {most:.0f}/s ({most / capacity['bare aiogram echo']:.0%} of bare aiogram)"
     )
     figures["ratio"] = capacity["Reachable on aiogram"] / capacity["bare aiogram echo"]
+    figures["capacity"] = capacity["Reachable on aiogram"]
     print("Latency from a message reaching the Bot API to the bot's reply, at 200 messages a second:")
     for name in BOTS:
         run = await with_bot(name, RATE)
@@ -263,6 +264,7 @@ async def capacity_and_latency() -> dict[str, float]:
             print(f"      'keep', until the code:        {run.replies.until.line()}")
             if name == "Reachable on aiogram":
                 figures["answers_p99_ms"] = answers.p99_ms()
+                figures["answers_p50_ms"] = answers.p50_ms()
                 figures["keep_p99_ms"] = run.replies.until.p99_ms()
         print(f"      longest garbage-collection pause in the bot: {run.pause * 1000:.1f} ms")
     return figures
@@ -291,6 +293,7 @@ async def main() -> None:
         f"Memory: bot process idle {idle_process:.0f} MiB; 10,000 open drafts add {loaded - idle:.1f} MiB "
         f"({idle:.0f} -> {loaded:.0f} MiB in this process; target <= 50 MiB)"
     )
+    figures |= await on_postgres(figures)
     from bench import web
 
     print(await web.flood())
@@ -298,8 +301,34 @@ async def main() -> None:
     # One line for machines (CI dashboards, comparisons between runs).
     print(
         f"bench: ratio={figures['ratio']:.2f} answers_p99_ms={figures['answers_p99_ms']:.0f} "
-        f"keep_p99_ms={figures['keep_p99_ms']:.0f} cold_start_s={trained:.2f} idle_mib={idle_process:.0f}"
+        f"keep_p99_ms={figures['keep_p99_ms']:.0f} cold_start_s={trained:.2f} idle_mib={idle_process:.0f} "
+        f"pg_capacity_ratio={figures.get('pg_capacity_ratio', float('nan')):.2f} "
+        f"pg_answers_p99_ms={figures.get('pg_answers_p99_ms', float('nan')):.0f}"
     )
+
+
+async def on_postgres(sqlite: dict[str, float]) -> dict[str, float]:
+    """Reachable on aiogram with its data in PostgreSQL, beside the same on SQLite above."""
+    from bench import postgres
+
+    if not postgres.available():
+        print("PostgreSQL: not installed here (Debian's postgresql): skipped")
+        return {}
+    with postgres.running_server() as server:
+        with postgres.database_for_the_bot(server.new_database()):
+            capacity = (await with_bot("Reachable on aiogram", None)).throughput
+        with postgres.database_for_the_bot(server.new_database()):
+            run = await with_bot("Reachable on aiogram", RATE)
+        answers, _ = split_keep(run.replies)
+        print("Reachable on aiogram, data in PostgreSQL (a local cluster) beside the SQLite file:")
+        print(f"  capacity: {capacity:5.0f}/s on PostgreSQL, {sqlite['capacity']:5.0f}/s on SQLite")
+        print(
+            f"  answers at {RATE:.0f} messages a second: PostgreSQL {answers.line()}; "
+            f"SQLite p50 {sqlite['answers_p50_ms']:.1f} ms, p99 {sqlite['answers_p99_ms']:.1f} ms"
+        )
+        print(f"  'keep', until the code, on PostgreSQL: {run.replies.until.line()}")
+        print(await postgres.drivers(server))
+    return {"pg_capacity_ratio": capacity / sqlite["capacity"], "pg_answers_p99_ms": answers.p99_ms()}
 
 
 if __name__ == "__main__":

@@ -72,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
         help="the Telegram library to run on (default: REACHABLE_FRAMEWORK, else aiogram)",
     )
     commands.add_parser("web", help="serve the web chat (for people without Telegram)")
+    spreading = commands.add_parser(
+        "spread", help="in front of several instances: each chat's updates to the same one (README: Several instances)"
+    )
+    spreading.add_argument("instances", nargs="+", help="each instance's address, e.g. http://127.0.0.1:8080")
+    spreading.add_argument("--listen", default="127.0.0.1:8090", help="where to listen (default: 127.0.0.1:8090)")
     _staff_parser(commands)
     doctor = commands.add_parser("doctor", help="check the configuration; sends nothing anyone would see")
     doctor.add_argument("--webhook", action="store_true", help="check the webhook set-up too")
@@ -311,13 +316,36 @@ def _from_files_only(args: argparse.Namespace) -> bool:
     return args.command in ("responses", "understanding", "rasa") or getattr(args, "action", "") in FROM_FILES
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _spread(args: argparse.Namespace) -> int:
+    """`reachable spread`: no settings and no data (it holds nothing)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        asyncio.run(launch.spread(args.listen, args.instances))
+    except (ReachableError, ValueError) as error:
+        print(f"reachable: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _without_settings(args: argparse.Namespace) -> int | None:
+    """Commands that need no settings: their exit code, or None for every other command."""
     if args.command == "keys" and args.action == "new":
         print(Keyring.new_key().decode())
         return 0
     if _from_files_only(args):
         return _offline(args)
+    if args.command == "spread":
+        return _spread(args)
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    done = _without_settings(args)
+    if done is not None:
+        return done
     try:
         if args.command in ("backup", "doctor"):
             return _checked(args)

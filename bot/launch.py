@@ -4,6 +4,7 @@ token is set, because the staff chat lives there."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -97,6 +98,16 @@ async def staff_web(settings: Settings) -> None:
 
     require_telegram_for_staff(settings)
     await _beside_telegram(settings, serving_inbox)
+
+
+async def spread(listen: str, instances: list[str]) -> None:
+    """Each chat's requests to the same instance (see bot/ops/spread.py), until SIGTERM."""
+    from bot.core.serving import serve
+    from bot.ops.spread import Spreader
+
+    async with serve(Spreader(instances).application(), listen, "--listen") as where:
+        logging.getLogger("reachable.spread").info("spreading chats over %d instance(s) from %s", len(instances), where)
+        await until_stopped()
 
 
 def rasa_export(folder: Path | None, out: Path) -> int:

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 TOKEN = "123456:TEST-token-for-the-fake-api"
@@ -126,6 +127,13 @@ class FakeTelegram:
         self._sent_times: collections.deque[float] = collections.deque()
         self._group_times: dict[int, collections.deque[float]] = {}
         self._chat_tokens: dict[int, tuple[float, float]] = {}  # private chat: tokens, when
+        # Webhook mode: where updates are POSTed (the https address given to setWebhook stands for
+        # it), how often a POST failed and was sent again, and the deliveries under way.
+        self.deliver_to: str | None = None
+        self.webhook_posts = 0
+        self.webhook_retries = 0
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._posting: aiohttp.ClientSession | None = None
 
     # ------------------------------------------------------------------ server
     async def start(self) -> str:
@@ -140,6 +148,11 @@ class FakeTelegram:
         return self.url
 
     async def stop(self) -> None:
+        for delivery in list(self._deliveries):
+            delivery.cancel()
+        await asyncio.gather(*self._deliveries, return_exceptions=True)
+        if self._posting is not None:
+            await self._posting.close()
         async with self._new_update:
             self._new_update.notify_all()
         if self._runner is not None:
@@ -209,11 +222,40 @@ class FakeTelegram:
     async def push(self, update: dict[str, Any]) -> int:
         update_id = next(self._update_ids)
         update = {"update_id": update_id, **update}
-        self.updates.append(update)
         self.history[update_id] = update
+        if self.deliver_to is not None and self.webhook:
+            delivery = asyncio.create_task(self._post(update))
+            self._deliveries.add(delivery)
+            delivery.add_done_callback(self._deliveries.discard)
+            return update_id
+        self.updates.append(update)
         async with self._new_update:
             self._new_update.notify_all()
         return update_id
+
+    async def _post(self, update: dict[str, Any]) -> None:
+        """As Telegram does with a webhook: POST the update, at most max_connections at once, and
+        send it again, later and later, until it is answered with a 2xx (a bot that died before
+        answering gets it again, wherever the address now leads)."""
+        if self._posting is None:
+            limit = int(self.webhook.get("max_connections", 40))
+            self._posting = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=limit), timeout=aiohttp.ClientTimeout(total=60)
+            )
+        headers = {"X-Telegram-Bot-Api-Secret-Token": str(self.webhook.get("secret_token", ""))}
+        wait = 0.5
+        while True:
+            self.webhook_posts += 1
+            try:
+                async with self._posting.post(str(self.deliver_to), json=update, headers=headers) as answer:
+                    if 200 <= answer.status < 300:
+                        return
+                    self.webhook_error = f"Wrong response from the webhook: {answer.status}"
+            except (aiohttp.ClientError, TimeoutError) as error:
+                self.webhook_error = f"Connection failed: {type(error).__name__}"
+            self.webhook_retries += 1
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 8.0)
 
     async def user_sends(
         self,

@@ -382,6 +382,10 @@ class Instances(Protocol):
         """Say this instance is alive; how many are."""
         return 1
 
+    async def told_elsewhere(self, key: ChatKey) -> bool:
+        """Whether another live instance is still telling this chat something."""
+        return False
+
     def chat_turn(self, key: ChatKey) -> contextlib.AbstractAsyncContextManager[None]:
         """Held while a turn of this chat reads and writes: one instance at a time, in turn."""
         return contextlib.nullcontext()

@@ -128,6 +128,10 @@ class PostgresStore(PostgresAccounts, RuleStore):
                 found.append(Unsent(int(answer_id), ChatKey(bytes(chat_key)), body, int(sent)))
         return found
 
+    async def told_elsewhere(self, key: ChatKey) -> bool:
+        query = f"SELECT 1 FROM answers WHERE chat_key = $1 AND owner <> $2 AND owner IN ({LIVE}) LIMIT 1"  # noqa: S608
+        return await self._fetchrow(query, key.digest, self.instance) is not None
+
     async def answer_sent(self, answer_id: int, parts: int) -> None:
         await self._execute("UPDATE answers SET sent = $1 WHERE id = $2", parts, answer_id)
 

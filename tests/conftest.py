@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from fakes.postgres import WHY_MISSING, PostgresServer, running_server
 from fakes.telegram import FakeTelegram
 from flows import Engine, EngineConfig
 from responses import Renderer, Responses
 from storage import CodeHasher, Keyring, SQLiteStore
 from tests.helpers import Chat, FixedTokens
-from tests.postgres_server import WHY_MISSING, PostgresServer, running_server
 
 _real_connect = socket.socket.connect
 

@@ -11,8 +11,9 @@ import pytest
 
 from bot.cli import main
 from fakes.harness import Person, polling_bot, settings_for
+from fakes.postgres import PostgresServer
 from fakes.telegram import FakeTelegram
-from storage import Keyring, StorageError
+from storage import Keyring, NewReport, StorageError
 from storage.backup import back_up, check_backup
 
 CODE = re.compile(r"Secret code: ([0-9A-Z]{4}(?:-[0-9A-Z]{4}){3})")
@@ -110,3 +111,43 @@ def test_a_backup_to_a_bad_place_is_one_plain_line(
     assert main(["backup", str(tmp_path / where)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("reachable: ") and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+async def test_a_postgresql_backup_is_pg_dump_sealed_and_restores_with_the_key(
+    postgres: PostgresServer, tmp_path: Path, fake: FakeTelegram
+) -> None:
+    import subprocess
+
+    from bot.ops.keys import backup
+    from storage.postgres import PostgresStore
+    from storage.postgres_backup import without_password
+
+    key = Keyring.new_key().decode()
+    url = postgres.new_database()
+    sentence = "the sentence 4471 only the person wrote"
+    async with PostgresStore(url, Keyring([key.encode()])) as store:
+        report = NewReport("RPT-PG01", "7K2P-QX9D-M4TA-8BWE", {"account": sentence}, ("assault",), True, None, False, 1)
+        await store.add_report(report)
+    settings = settings_for(fake, tmp_path / "data", key, REACHABLE_DATABASE_URL=url)
+    target = tmp_path / "backups" / "reachable.dump"
+    target.parent.mkdir()
+    assert await backup(settings, target, check=False) == 0
+    assert target.stat().st_mode & 0o077 == 0, "readable by its owner only"
+    as_sql = (
+        await asyncio.to_thread(
+            subprocess.run, ["pg_restore", "--file", "-", str(target)], capture_output=True, check=True
+        )
+    ).stdout
+    assert b"CREATE TABLE public.reports" in as_sql and b"RPT-PG01" in as_sql
+    assert sentence.encode() not in as_sql, "content stays sealed in the dump"
+
+    restored = postgres.new_database()
+    restore = ["pg_restore", "--no-owner", "--dbname", restored, str(target)]
+    await asyncio.to_thread(subprocess.run, restore, capture_output=True, check=True)
+    async with PostgresStore(restored, Keyring([key.encode()])) as store:
+        found = await store.get_report("RPT-PG01")
+    assert found is not None and found.summary["account"] == sentence
+    assert without_password("postgresql://bot:s%40cret@db.example:5433/reachable") == (
+        "postgresql://bot@db.example:5433/reachable",
+        {"PGPASSWORD": "s@cret"},
+    )

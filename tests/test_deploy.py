@@ -56,4 +56,53 @@ def test_the_container_runs_as_a_numeric_non_root_user_with_data_as_a_volume_and
     assert re.search(r"^USER [1-9][0-9]{3,}$", text, re.MULTILINE)
     assert 'VOLUME ["/data"]' in text and "/healthz" in text and "REACHABLE_HEALTH_LISTEN=127.0.0.1:8082" in text
     version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
-    assert version is not None and f"reachable=={version.group(1)}" in text
+    assert version is not None and f'"reachable[postgres]=={version.group(1)}"' in text
+
+
+TEMPLATE = ROOT / "deploy" / "systemd" / "reachable@.service"
+COMPOSE = ROOT / "deploy" / "compose" / "compose.yaml"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not on this machine")
+def test_systemd_analyze_verifies_the_template_for_an_instance(tmp_path: Path) -> None:
+    unit = tmp_path / "reachable@2.service"
+    unit.write_text(TEMPLATE.read_text().replace("/opt/reachable/.venv/bin/reachable", str(REACHABLE)))
+    run = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0 and run.stderr.strip() == "", run.stderr
+
+
+def test_each_instance_of_the_template_has_its_own_state_and_port_and_shares_the_secrets() -> None:
+    text = TEMPLATE.read_text()
+    for line in (
+        "StateDirectory=reachable-%i",
+        "EnvironmentFile=/etc/reachable/credentials.env",
+        "EnvironmentFile=/etc/reachable/instance-%i.env",
+        "ExecStart=/opt/reachable/.venv/bin/reachable run --webhook",
+        "DynamicUser=yes",
+        "UMask=0077",
+    ):
+        assert f"\n{line}\n" in text, line
+
+
+def test_the_compose_file_runs_two_webhook_instances_on_postgresql_behind_the_proxy() -> None:
+    import yaml
+
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    instances = [services[name] for name in ("reachable-1", "reachable-2")]
+    for instance in instances:
+        assert instance["command"] == ["run", "--webhook"] and instance["read_only"] is True
+        assert instance["env_file"] == "credentials.env" and instance["depends_on"]["postgres"]
+        assert instance["networks"] == ["inside"], "instances are not reachable from outside"
+    assert instances[0]["volumes"] != instances[1]["volumes"]
+    assert compose["networks"]["inside"]["internal"] is True
+    assert services["caddy"]["networks"] == ["inside", "outside"]
+    caddy = (COMPOSE.parent / "Caddyfile").read_text()
+    directives = [line.strip() for line in caddy.splitlines() if not line.startswith("#")]
+    assert "reverse_proxy /telegram reachable-1:8080 reachable-2:8080 {" in directives
+    assert not any(line.startswith("log") for line in directives), "no access log"
+    example = (COMPOSE.parent / "credentials.env.example").read_text()
+    assert "REACHABLE_DATABASE_URL=postgresql://" in example and "REACHABLE_ENCRYPTION_KEY=\n" in example
+    assert "PASSWORD" not in COMPOSE.read_text().replace("POSTGRES_PASSWORD", ""), "no secret in the compose file"

@@ -14,11 +14,11 @@ import pytest
 from bot.core.settings import Settings
 from bot.ops.doctor import diagnose
 from fakes.harness import free_port, start_bot_process
+from fakes.postgres import PostgresServer
 from fakes.proxy import TLSProxy
 from fakes.smtp import SMTPServer
 from fakes.telegram import TOKEN, FakeTelegram
 from storage import ChatKey, Keyring
-from tests.postgres_server import PostgresServer
 
 STAFF = -1004445556
 

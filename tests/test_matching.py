@@ -15,6 +15,7 @@ import pytest
 from bot.cli import main
 from bot.core.settings import Settings
 from bot.ops.doctor import OK, WARN, matching_key
+from fakes.postgres import PostgresServer
 from flows import Engine, EngineConfig
 from flows.effects import ForgetNames, NameOffender, StoreReport
 from flows.events import Choice, Relayed, Unlocked
@@ -29,7 +30,6 @@ from storage.postgres import PostgresStore
 from storage.rules import RuleStore
 from tests.conftest import Clock
 from tests.helpers import Chat, FixedTokens, text_of
-from tests.postgres_server import PostgresServer
 from tests.test_report import answer_everything
 
 MATCHING = ("matching:chat",)

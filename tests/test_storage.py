@@ -11,6 +11,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
+from fakes.postgres import PostgresServer
 from storage import (
     Answer,
     ChatKey,
@@ -31,7 +32,6 @@ from storage.memory import MemoryStore
 from storage.postgres import PostgresStore
 from storage.sqlite import migrations
 from tests.conftest import Clock
-from tests.postgres_server import PostgresServer
 
 SENTENCE = "the unmistakable sentence 5521 about the flat in Vauxhall"
 CODE = "7K2P-QX9D-M4TA-8BWE"

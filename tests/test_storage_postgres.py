@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from fakes.postgres import PostgresServer
 from storage import Answer, ChatKey, CodeHasher, Keyring, MigrationError, NewReport, Store
 from storage.accounts import StaffAccount
 from storage.postgres import PostgresStore
 from storage.postgres_db import migrations
 from tests.conftest import Clock
-from tests.postgres_server import PostgresServer
 
 SENTENCE = "the unmistakable sentence 8812 about the sauna in Vauxhall"
 CODE = "7K2P-QX9D-M4TA-8BWE"

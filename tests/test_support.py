@@ -340,7 +340,7 @@ async def test_a_send_interrupted_by_a_crash_is_resent_marked_as_a_possible_repe
         assert again.id == claimed.id and again.maybe_sent
         text = await app.desk.compose(again)
         assert text is not None
-        assert text.body.startswith("Possible repeat: this was being sent when the service restarted.")
+        assert text.body.startswith("Possible repeat: this was being sent when the service was interrupted.")
         assert "New confidential summary ABCD-2345" in text.body
 
 

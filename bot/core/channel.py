@@ -180,8 +180,18 @@ class Channel:
         found = await conversations.unsent_on(self.name)
         if found:
             log.info("%d answer(s) never sent before a stop: sending now", len(found))
+        by_chat: dict[str, list[Delivery]] = {}
         for chat_id, delivery in found:
-            await self._deliver_all(chat_id, conversations.key(self.name, chat_id), (delivery,))
+            by_chat.setdefault(chat_id, []).append(delivery)
+        # Each chat at once, in its own order: each takes its place in its chat's queue before a
+        # newer reply can (with instances, the chat may already be writing here).
+        sent = await asyncio.gather(
+            *(self._deliver_all(chat_id, conversations.key(self.name, chat_id), tuple(deliveries))
+              for chat_id, deliveries in by_chat.items()),
+            return_exceptions=True,
+        )  # fmt: skip
+        for failed in (outcome for outcome in sent if isinstance(outcome, Exception)):
+            log.error("an answer never sent before a stop was not sent again: %s", type(failed).__name__)
 
     async def _deliver_all(
         self, chat_id: str, key: ChatKey, deliveries: tuple[Delivery, ...], incoming: int | None = None

@@ -44,6 +44,7 @@ from storage import (
     StorageError,
     Turns,
 )
+from storage.base import BEAT
 
 log = logging.getLogger("reachable.conversations")
 EXIT = Command(name="exit")
@@ -54,6 +55,7 @@ class ConversationStore(Turns, Answers, Reports, Relays, Instances, Protocol):
 
 
 SLOW_COMMIT = 1.0  # seconds before someone keeping a report is told their code is being made
+OTHERS_WAIT = 4 * BEAT  # at most, for an instance taken for dead after three heartbeats
 Notice = Callable[[Rendered], Awaitable[object]]
 
 
@@ -168,6 +170,11 @@ class Conversations:
     ) -> Delivery:
         chat, channel = str(ref), ref.channel
         started = time.perf_counter()
+        if update is not None and self.store.shared and await self.store.seen(*update):
+            # Taken by another instance (this one's memory of handled updates is its own): nothing
+            # is done again, not even what a turn does before it writes.
+            log.info("duplicate update: not taken again")
+            return Delivery((), duplicate=True, earlier=await self._earlier(key))
         # What earlier turns never sent goes first; a staff message leaves it for the person's own
         # next turn, as the staff outbox answers for the staff message itself.
         earlier = () if isinstance(event, Relayed) else await self._earlier(key)
@@ -303,12 +310,21 @@ class Conversations:
         return await task
 
     # ------------------------------------------------------------------ answers not yet out
+    async def _others_done(self, key: ChatKey) -> None:
+        deadline = time.monotonic() + OTHERS_WAIT
+        while await self.store.told_elsewhere(key) and time.monotonic() < deadline:  # noqa: ASYNC110 - another process
+            await asyncio.sleep(0.25)
+
     async def _earlier(self, key: ChatKey) -> tuple[Delivery, ...]:
         """What earlier turns of this chat kept and never wholly sent (a crash, or sending
         failed), handed out once, oldest first."""
-        if key.digest not in self._unsent:
+        if key.digest not in self._unsent and not self.store.shared:
             return ()
         try:
+            if self.store.shared:
+                # The chat came here from another instance: what that one was still telling it
+                # goes first, once that one has told it or is taken for dead (seconds at most).
+                await self._others_done(key)
             found = [a for a in await self.store.unsent_answers(key) if self._free(a.id)]
         except StorageError as error:
             log.error("answers not yet out unreadable: %s", type(error).__name__)

@@ -56,6 +56,18 @@ async def backup(settings: Settings, target: Path, check: bool) -> int:
     """A consistent copy of the database while the bot runs; never the key."""
     from storage.backup import back_up, check_backup
 
+    if settings.database_url is not None:
+        from storage.postgres_backup import pg_dump
+
+        if check:
+            raise ConfigError(
+                "--check restores SQLite files; for PostgreSQL restore the dump to a new database "
+                "(createdb, then pg_restore --dbname) and run reachable doctor against it"
+            )
+        await asyncio.to_thread(pg_dump, settings.database_url.get_secret_value(), target)
+        print(f"backed up the database with pg_dump to {target}; the key is not in it: keep the key's backup apart")
+        print("restore: createdb NEW && pg_restore --no-owner --dbname NEW " + str(target))
+        return 0
     reports = await asyncio.to_thread(back_up, settings.data_dir, target)
     print(f"backed up {reports} report(s) to {target}; the key is not in it: keep the key's backup apart")
     if not check:

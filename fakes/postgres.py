@@ -1,4 +1,4 @@
-"""A real, throwaway PostgreSQL cluster for the tests: Debian's server binaries, initdb in a
+"""A real, throwaway PostgreSQL cluster for the tests and `make load`: Debian's server binaries, initdb in a
 temporary folder, listening on 127.0.0.1 only, started once per test process and removed after.
 
 The server refuses to run as root; as root, the cluster belongs to the ``postgres`` user the
