@@ -99,9 +99,11 @@ def test_the_compose_file_runs_two_webhook_instances_on_postgresql_behind_the_pr
     assert instances[0]["volumes"] != instances[1]["volumes"]
     assert compose["networks"]["inside"]["internal"] is True
     assert services["caddy"]["networks"] == ["inside", "outside"]
+    spread = services["spread"]["command"]
+    assert spread[0] == "spread" and spread[-2:] == ["http://reachable-1:8080", "http://reachable-2:8080"]
     caddy = (COMPOSE.parent / "Caddyfile").read_text()
     directives = [line.strip() for line in caddy.splitlines() if not line.startswith("#")]
-    assert "reverse_proxy /telegram reachable-1:8080 reachable-2:8080 {" in directives
+    assert "reverse_proxy /telegram spread:8090" in directives
     assert not any(line.startswith("log") for line in directives), "no access log"
     example = (COMPOSE.parent / "credentials.env.example").read_text()
     assert "REACHABLE_DATABASE_URL=postgresql://" in example and "REACHABLE_ENCRYPTION_KEY=\n" in example

@@ -17,6 +17,7 @@ from yarl import URL
 
 from bot.core.app import App
 from fakes.harness import web_chat, web_chat_served
+from fakes.postgres import PostgresServer
 from fakes.web import WebPerson, read
 from storage import Keyring
 
@@ -351,3 +352,34 @@ async def test_malformed_requests_leave_no_address_or_content_in_the_log(
     logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
     assert "request failed" in logged, "the failure itself is logged"
     assert not [m for m in ("127.0.0.1", "7731", "5521", "4417", "broken") if m in logged], logged
+
+
+async def test_a_report_begun_on_one_instance_goes_on_where_it_was_on_another(
+    postgres: PostgresServer, tmp_path: Path, key: str
+) -> None:
+    """Two `reachable web` instances on one PostgreSQL database: the cookie's token names the same
+    chat on both (it is derived with the shared key), and the report's draft is in the database."""
+    from bot.channels.web.run import COOKIE
+
+    extra = {"REACHABLE_DATABASE_URL": postgres.new_database()}
+    async with (
+        web_chat_served(tmp_path / "one", key, extra=extra) as (_, one, _),
+        web_chat_served(tmp_path / "two", key, extra=extra) as (_, two, _),
+    ):
+        person = WebPerson(one)
+        moved = WebPerson(two)
+        try:
+            await person.open()
+            await person.say("/report")
+            page = await person.say("1")
+            assert "What happened?" in bot_texts(person)[-1], bot_texts(person)[-3:]
+            token = next(cookie.value for cookie in person.jar if cookie.key == COOKIE)
+            moved.jar.update_cookies({COOKIE: token}, URL(two))
+            page = await moved.open()
+            assert "What happened?" in bot_texts(moved)[-1], "shown where they were"
+            assert page.csrf == person.page.csrf, "the same session on both"
+            await moved.say("1")
+            assert "I'm so sorry this happened to you" in " ".join(bot_texts(moved)[-2:]), "answered at that question"
+        finally:
+            await person.close()
+            await moved.close()
