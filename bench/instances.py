@@ -48,6 +48,8 @@ class Outcome:
     transcripts: Counter[tuple[str, ...]] = field(default_factory=Counter)
     summaries: Counter[str] = field(default_factory=Counter)
     marked_repeats: int = 0  # staff messages marked as possibly sent before
+    unmarked_twice: int = 0  # summaries shown to staff twice without that mark
+    repeated: int = 0  # messages a person was shown twice
     too_many: int = 0
     webhook_posts: int = 0
     webhook_retries: int = 0
@@ -64,6 +66,7 @@ class Outcome:
         return (
             f"instances: people={self.people} finished={self.finished} stuck={len(self.stuck)} "
             f"transcripts={len(self.transcripts)} summaries={len(self.summaries)} twice={self.twice} "
+            f"unmarked_twice={self.unmarked_twice} repeated={self.repeated} "
             f"too_many={self.too_many} retried_posts={self.webhook_retries} "
             f"killed_at_s={self.killed_at_s if self.killed_at_s is None else round(self.killed_at_s)} "
             f"seconds={self.seconds:.0f}"
@@ -71,8 +74,9 @@ class Outcome:
 
 
 def transcript(fake: FakeTelegram, chat: int) -> tuple[str, ...]:
+    """What the chat was shown, codes aside, each message once (a repeat is counted apart)."""
     texts = (CODES.sub("CODE", text) for text in fake.bot_texts(chat))
-    return tuple(text for text in texts if not text.startswith(SOMETIMES))
+    return tuple(dict.fromkeys(text for text in texts if not text.startswith(SOMETIMES)))
 
 
 async def _healthy(port: int, deadline: float) -> None:
@@ -150,28 +154,40 @@ async def _drive(
     answered = 0
     total = people * len(FLOW)
     started = time.perf_counter()
-    killed = asyncio.Event()
 
     async def person(chat: int) -> None:
         nonlocal answered
         fake.chat(chat)
         for step, text in enumerate(FLOW):
+            shown = set(transcript(fake, chat))
             answer = replies.expect(chat, tag=step)
             await fake.user_sends(chat, text)
             try:
-                await asyncio.wait_for(answer, step_timeout)
+                reply = await asyncio.wait_for(answer, step_timeout)
+                # A message shown again (the one a crash can repeat: it left just before it was
+                # written down as out) is read as a repeat, as a person would: the reply follows.
+                while CODES.sub("CODE", reply) in shown:
+                    outcome.repeated += 1
+                    reply = await asyncio.wait_for(replies.expect(chat, tag=step), step_timeout)
             except TimeoutError:
                 outcome.stuck.append(chat)
                 return
             answered += 1
-            if kill_at is not None and not killed.is_set() and answered >= kill_at * total:
-                killed.set()
-                processes[0].send_signal(signal.SIGKILL)
-                outcome.killed_at_s = time.perf_counter() - started
         outcome.finished += 1
 
+    async def kill() -> None:
+        # At a moment of its own (not just as a message arrives, which would be the instant a
+        # message has left and is not yet written down as out, the one window a crash cannot close).
+        while kill_at is not None and answered < kill_at * total:  # noqa: ASYNC110 - the people's progress
+            await asyncio.sleep(0.137)
+        if kill_at is not None:
+            processes[0].send_signal(signal.SIGKILL)
+            outcome.killed_at_s = time.perf_counter() - started
+
+    killing = asyncio.create_task(kill())
     chats = [30_000 + n for n in range(people)]
     await asyncio.gather(*(person(chat) for chat in chats))
+    killing.cancel()
     # Each person's summary reaches the staff chat: wait for all, then a little more for any twice.
     deadline = time.monotonic() + step_timeout
     while len({*found(fake)}) < outcome.finished and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -180,7 +196,12 @@ async def _drive(
     await asyncio.sleep(3)
     outcome.seconds = time.perf_counter() - started
     outcome.summaries = Counter(found(fake))
-    outcome.marked_repeats = sum(text.startswith("Possible repeat") for text in fake.bot_texts(STAFF))
+    staff = fake.bot_texts(STAFF)
+    outcome.marked_repeats = sum(text.startswith("Possible repeat") for text in staff)
+    unmarked = Counter(
+        m.group(1) for text in staff if not text.startswith("Possible repeat") for m in SUMMARY.finditer(text)
+    )
+    outcome.unmarked_twice = sum(n - 1 for n in unmarked.values() if n > 1)
     outcome.transcripts = Counter(transcript(fake, chat) for chat in chats if chat not in outcome.stuck)
     outcome.too_many = fake.too_many
     outcome.webhook_posts, outcome.webhook_retries = fake.webhook_posts, fake.webhook_retries
@@ -198,6 +219,7 @@ async def main(people: int, kill: bool) -> None:
     print(f"Two instances behind one webhook address on PostgreSQL{killed}: {people} people x {len(FLOW)} messages.")
     print(f"  finished: {outcome.finished}; stuck (no reply within the hour): {len(outcome.stuck)}")
     print(f"  distinct transcripts (codes aside): {len(outcome.transcripts)} (1: every chat alike, in order, once)")
+    print(f"  messages a person was shown twice: {outcome.repeated}")
     print(
         f"  summaries in the staff chat: {len(outcome.summaries)} distinct, {outcome.twice} twice "
         f"({outcome.marked_repeats} marked as a possible repeat)"

@@ -27,6 +27,11 @@ async def console(settings: Settings, chat: str) -> None:
 async def telegram(settings: Settings, webhook: bool) -> None:
     from bot.ops.doctor import FAIL, quick
 
+    if settings.shared_database and not webhook:
+        raise ConfigError(
+            "with REACHABLE_DATABASE_URL, serve Telegram by webhook (reachable run --webhook, behind reachable "
+            "spread): Telegram lets one process poll, and a second would take the updates from the first"
+        )
     failed = [str(f) for f in quick(settings, webhook) if f.status == FAIL]
     if failed:
         raise ConfigError("not started, `reachable doctor` finds: " + "; ".join(failed))
@@ -50,13 +55,16 @@ async def telegram(settings: Settings, webhook: bool) -> None:
 
 async def _beside_telegram(settings: Settings, serving: Callable[[App], AbstractAsyncContextManager[object]]) -> None:
     """Serve another channel, with the Telegram bot in the same process when a token is set
-    (the staff chat lives there; one process per data folder)."""
-    if settings.telegram_token is not None:
+    (the staff chat lives there; one process per data folder). With a shared database, Telegram
+    is the webhook instances' (`reachable run --webhook`): this process serves its channel only,
+    and sends only what it can (the staff chats' deliveries are theirs)."""
+    polling = settings.telegram_token is not None and not settings.shared_database
+    if polling:
         warn_about_key_file(settings)
     app = create_app(settings)
     async with app, serving(app):
         settle_heap()
-        if settings.telegram_token is None:
+        if not polling:
             await until_stopped()
             return
         from bot.channels.telegram.aiogram_run import make_bot, run_polling

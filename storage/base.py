@@ -236,8 +236,9 @@ class Outbox(Protocol):
         write; if it was handled before, nothing is queued and None is returned."""
 
     @abc.abstractmethod
-    async def claim_due(self, limit: int = 50) -> list[Outgoing]:
-        """Deliveries due now, marked as being sent (a crash leaves them marked)."""
+    async def claim_due(self, limit: int = 50, destinations: Sequence[str] | None = None) -> list[Outgoing]:
+        """Deliveries due now (only to ``destinations``, if given), marked as being sent (a crash
+        leaves them marked)."""
 
     @abc.abstractmethod
     async def delivered(self, delivery_id: int) -> None:
@@ -381,6 +382,14 @@ class Instances(Protocol):
     async def heartbeat(self) -> int:
         """Say this instance is alive; how many are."""
         return 1
+
+    async def stopped_answers(self) -> list[Unsent]:
+        """What instances that stopped or died were still to tell, oldest first."""
+        return []
+
+    async def take_answer(self, answer_id: int) -> bool:
+        """This instance tells it now: False if another live instance has it."""
+        return True
 
     async def told_elsewhere(self, key: ChatKey) -> bool:
         """Whether another live instance is still telling this chat something."""

@@ -262,8 +262,12 @@ class MemoryStore(RuleStore):
     async def _pending_ids(self) -> list[int]:
         return [i for i, d in self._s.deliveries.items() if d.status == "pending"]
 
-    async def claim_due(self, limit: int = 50) -> list[Outgoing]:
-        due = [i for i, d in sorted(self._s.deliveries.items()) if d.status == "pending" and self._due(i)][:limit]
+    async def claim_due(self, limit: int = 50, destinations: Sequence[str] | None = None) -> list[Outgoing]:
+        wanted = set(destinations) if destinations is not None else None
+        due = [
+            i for i, d in sorted(self._s.deliveries.items())
+            if d.status == "pending" and self._due(i) and (wanted is None or d.destination in wanted)
+        ][:limit]  # fmt: skip
         claimed = []
         for delivery_id in due:
             item = self._s.deliveries[delivery_id]

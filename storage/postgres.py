@@ -26,10 +26,11 @@ from storage.rules import RuleStore
 from storage.sqlite_file import seal_expiring, unseal_expiring
 
 REPORT = "summary, keep, send_to, allow_reply, status, created_on, expires_at, version"
-# Claimed by one instance: rows another instance is claiming at this moment are skipped.
+# Claimed by one instance: rows another instance is claiming at this moment are skipped, and so
+# are those a live instance tried and put off (its retry time is in its memory only).
 CLAIM = (
-    "WITH due AS (SELECT id FROM deliveries WHERE id = ANY($1::bigint[]) AND status = 'pending'"
-    " FOR UPDATE SKIP LOCKED)"
+    "WITH due AS (SELECT id FROM deliveries WHERE id = ANY($1::bigint[]) AND status = 'pending'"  # noqa: S608
+    f" AND (claimed_by IS NULL OR claimed_by = $2 OR claimed_by NOT IN ({LIVE})) FOR UPDATE SKIP LOCKED)"
     " UPDATE deliveries SET status = 'sending', attempts = attempts + 1, claimed_by = $2 FROM due"
     " WHERE deliveries.id = due.id"
     " RETURNING deliveries.id, reference, destination, kind, payload, attempts, maybe_sent"
@@ -113,20 +114,32 @@ class PostgresStore(PostgresAccounts, RuleStore):
         return [(str(c), int(u)) for c, u in await self._fetch("SELECT channel, update_id FROM seen_updates")]
 
     async def unsent_answers(self, key: ChatKey | None = None) -> list[Unsent]:
-        """This instance's answers not wholly out, and those of instances that stopped or died,
-        which become this one's to tell; never what a live instance is telling."""
+        """This instance's answers not wholly out, and those of instances that stopped or died;
+        never what a live instance is telling (see take_answer)."""
         query = (
-            "UPDATE answers SET owner = $1 WHERE expires_at > $2"  # noqa: S608 - fixed text
-            f" AND (owner = $1 OR owner NOT IN ({LIVE})) AND ($3::bytea IS NULL OR chat_key = $3)"
-            " RETURNING id, chat_key, payload, sent, seq"
+            "SELECT id, chat_key, payload, sent FROM answers WHERE expires_at > $2"  # noqa: S608 - fixed text
+            f" AND (owner = $1 OR owner NOT IN ({LIVE})) AND ($3::bytea IS NULL OR chat_key = $3) ORDER BY seq"
         )
-        rows = await self._fetch(query, self.instance, self._now(), key.digest if key is not None else None)
+        return self._unsent(await self._fetch(query, self.instance, self._now(), key.digest if key else None))
+
+    async def stopped_answers(self) -> list[Unsent]:
+        query = (
+            "SELECT id, chat_key, payload, sent FROM answers WHERE expires_at > $1"  # noqa: S608 - fixed text
+            f" AND owner NOT IN ({LIVE}) ORDER BY seq"
+        )
+        return self._unsent(await self._fetch(query, self._now()))
+
+    def _unsent(self, rows: list[Any]) -> list[Unsent]:
         found = []
-        for answer_id, chat_key, sealed, sent, _ in sorted(rows, key=lambda row: int(row[4])):
+        for answer_id, chat_key, sealed, sent in rows:
             expires, body = unseal_expiring(self.keyring.decrypt(bytes(sealed)))
             if expires > self._now():
                 found.append(Unsent(int(answer_id), ChatKey(bytes(chat_key)), body, int(sent)))
         return found
+
+    async def take_answer(self, answer_id: int) -> bool:
+        query = f"UPDATE answers SET owner = $1 WHERE id = $2 AND (owner = $1 OR owner NOT IN ({LIVE}))"  # noqa: S608
+        return await self._execute(query, self.instance, answer_id) == 1
 
     async def told_elsewhere(self, key: ChatKey) -> bool:
         query = f"SELECT 1 FROM answers WHERE chat_key = $1 AND owner <> $2 AND owner IN ({LIVE}) LIMIT 1"  # noqa: S608
@@ -304,10 +317,11 @@ class PostgresStore(PostgresAccounts, RuleStore):
     async def _pending_ids(self) -> list[int]:
         return [int(row[0]) for row in await self._fetch("SELECT id FROM deliveries WHERE status = 'pending'")]
 
-    async def claim_due(self, limit: int = 50) -> list[Outgoing]:
+    async def claim_due(self, limit: int = 50, destinations: Sequence[str] | None = None) -> list[Outgoing]:
         """Deliveries due now, each claimed by one instance: rows another instance is claiming
-        are skipped, not waited for."""
-        rows = await self._fetch("SELECT id FROM deliveries WHERE status = 'pending' ORDER BY id")
+        are skipped, not waited for; only to ``destinations`` (what this instance can send to)."""
+        query = "SELECT id FROM deliveries WHERE status = 'pending' AND ($1::text[] IS NULL OR destination = ANY($1))"
+        rows = await self._fetch(query + " ORDER BY id", list(destinations) if destinations is not None else None)
         due = [int(row[0]) for row in rows if self._due(int(row[0]))][:limit]
         if not due:
             return []

@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from storage.errors import StorageError
 
@@ -19,13 +19,23 @@ TIMEOUT = 3600
 
 
 def without_password(url: str) -> tuple[str, dict[str, str]]:
-    """The address with its password taken out, and the environment that gives it to libpq."""
+    """The address with its password taken out (from the user part or a ``password`` query
+    parameter), as written otherwise (IPv6 brackets, percent-encoding), and the environment that
+    gives the password to libpq."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url, {}
-    host = parts.hostname or ""
-    netloc = f"{unquote(parts.username or '')}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc)), {"PGPASSWORD": unquote(parts.password)}
+    secret: dict[str, str] = {}
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        user, _, password = userinfo.partition(":")
+        secret["PGPASSWORD"] = unquote(password)
+        userinfo = user
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    for name, value in query:
+        if name == "password":
+            secret["PGPASSWORD"] = value
+    kept = urlencode([(name, value) for name, value in query if name != "password"])
+    netloc = f"{userinfo}@{hostport}" if at else hostport
+    return urlunsplit(parts._replace(netloc=netloc, query=kept)), secret
 
 
 def pg_dump(url: str, target: Path) -> None:

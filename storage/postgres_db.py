@@ -11,6 +11,7 @@ in any base backup or WAL archive the operator keeps (SECURITY.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -45,6 +46,16 @@ PG_SEALED = (*SEALED, ("inbox", "update_id", "body"))
 STALE = 3 * BEAT
 NOW = "extract(epoch FROM clock_timestamp())"
 LIVE = f"SELECT name FROM instances WHERE seen > {NOW} - {STALE}"  # noqa: S608 - fixed text
+APPLICATION = "reachable:"  # an instance's connections are named APPLICATION + its name
+# The sessions of instances taken for dead are ended, and the locks they held with them (a machine
+# lost mid-turn would otherwise hold its chats' locks until TCP noticed, hours later).
+SILENT_SESSIONS_END = (
+    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database()"  # noqa: S608
+    f" AND application_name LIKE $1 || '%' AND substr(application_name, length($1) + 1) NOT IN ({LIVE})"
+    " AND pid <> pg_backend_pid()"
+)
+LOCK_TIMEOUT = "60s"  # a lock waited for longer than this fails the turn ("try again"), never hangs it
+CONNECT_TIMEOUT = 10.0
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -85,6 +96,9 @@ class PostgresDatabase:
         self._current: ContextVar[Connection | None] = ContextVar("transaction", default=None)
         self._pinned: ContextVar[Connection | None] = ContextVar("chat turn", default=None)
         self.instance = ""  # a random name at each start (see open); it names nobody
+        self._beat: asyncpg.Connection[asyncpg.Record] | None = None  # the heartbeat's own connection
+        self._beating: asyncio.Task[None] | None = None
+        self._live = 1
 
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:
@@ -92,45 +106,90 @@ class PostgresDatabase:
             raise StorageError(f"{self.what} is not open")
         return self._pool
 
+    def _settings(self) -> dict[str, str]:
+        """Every connection of this instance: named after it (so the others can end its sessions
+        once it is taken for dead, and with them every lock it held), a lock waited for at most
+        a minute, and a dead peer noticed by TCP within a minute, not two hours."""
+        return {
+            "application_name": f"{APPLICATION}{self.instance}",
+            "lock_timeout": LOCK_TIMEOUT,
+            "tcp_keepalives_idle": "20",
+            "tcp_keepalives_interval": "5",
+            "tcp_keepalives_count": "4",
+        }
+
     async def open(self) -> None:
+        """Connect (the heartbeat first, on a connection of its own, so a busy pool never
+        silences it), migrate, say this instance is alive, then open the pool and check the key."""
         self.instance = secrets.token_hex(8)
         try:
-            self._pool = await asyncpg.create_pool(self.url, min_size=POOL_SIZE[0], max_size=POOL_SIZE[1])
-        except (OSError, asyncpg.PostgresError) as error:
+            self._beat = await asyncpg.connect(self.url, server_settings=self._settings(), timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as error:
             raise StorageError(f"the database cannot be reached ({type(error).__name__})") from error
         try:
-            await self._migrate()
+            await self._migrate(self._beat)
+            self._live = await self._say_alive(self._beat)
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=POOL_SIZE[0], max_size=POOL_SIZE[1], server_settings=self._settings()
+            )
             await self._check_key()
-            await self.heartbeat()
         except BaseException:
             await self.close()
             raise
+        self._beating = asyncio.create_task(self._beat_forever(), name="reachable-store-heartbeat")
 
     async def close(self) -> None:
-        if self._pool is not None:
-            pool = self._pool
+        if self._beating is not None:
+            self._beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beating
+            self._beating = None
+        if self._beat is not None:
+            beat, self._beat = self._beat, None
             with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 # A clean stop: what this instance claimed is taken over at once, not after STALE.
-                await pool.execute("DELETE FROM instances WHERE name = $1", self.instance)
-            self._pool = None
+                await beat.execute("DELETE FROM instances WHERE name = $1", self.instance)
+            await beat.close()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
             await pool.close()
 
     # ------------------------------------------------------------------ several instances
     async def heartbeat(self) -> int:
-        """Say this instance is alive (forgetting instances long gone); how many are alive."""
-        await self._execute(
+        """How many instances are alive, this one included (this one says so every BEAT seconds
+        on its own connection, from the moment the store opens)."""
+        return self._live
+
+    async def _say_alive(self, connection: Connection) -> int:
+        await connection.execute(
             f"INSERT INTO instances (name, seen) VALUES ($1, {NOW}) ON CONFLICT (name) DO UPDATE SET seen = {NOW}",  # noqa: S608
             self.instance,
         )
-        await self._execute(f"DELETE FROM instances WHERE seen < {NOW} - 86400")  # noqa: S608 - fixed text
-        row = await self._fetchrow(f"SELECT count(*) FROM ({LIVE}) AS live")  # noqa: S608 - fixed text
-        return max(1, int(row[0]) if row is not None else 1)
+        await connection.execute(f"DELETE FROM instances WHERE seen < {NOW} - 86400")  # noqa: S608 - fixed text
+        return max(1, int(await connection.fetchval(f"SELECT count(*) FROM ({LIVE}) AS live")))  # noqa: S608
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(BEAT)
+            try:
+                if self._beat is None or self._beat.is_closed():
+                    self._beat = await asyncpg.connect(
+                        self.url, server_settings=self._settings(), timeout=CONNECT_TIMEOUT
+                    )
+                self._live = await self._say_alive(self._beat)
+                ended = await self._beat.fetchval(SILENT_SESSIONS_END, APPLICATION)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.error("heartbeat not written: %s", type(error).__name__)
+                continue
+            if ended:
+                log.warning("%d database session(s) of an instance taken for dead ended (their locks with them)", ended)
 
     @contextlib.asynccontextmanager
     async def chat_turn(self, key: ChatKey) -> AsyncIterator[None]:
         """The chat is held, against every instance, until the turn has written: a connection of
         the pool is the turn's for that long (a session advisory lock on the chat key's first 8
-        bytes; asyncpg unlocks every advisory lock when a connection goes back to the pool)."""
+        bytes, unlocked at the end; asyncpg also unlocks every advisory lock when a connection
+        goes back to the pool, and a dead instance's sessions are ended by the others)."""
         if self._pinned.get() is not None or self._current.get() is not None:
             yield
             return
@@ -195,28 +254,27 @@ class PostgresDatabase:
                 self._current.reset(token)
 
     # ------------------------------------------------------------------ opening
-    async def _migrate(self) -> None:
+    async def _migrate(self, connection: Connection) -> None:
         known = migrations()
         latest = known[-1][0]
-        async with self.pool.acquire() as connection:
-            for version, script in known:
-                async with connection.transaction():
-                    await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-                    await connection.execute("CREATE TABLE IF NOT EXISTS reachable_schema (version integer NOT NULL)")
-                    current = await schema_version(connection)
-                    if current > latest:
-                        raise MigrationError(
-                            f"the database is at version {current}, newer than this program knows ({latest}); "
-                            "upgrade Reachable before running it on this data"
-                        )
-                    if version <= current:
-                        continue
-                    try:
-                        await connection.execute(script)
-                    except asyncpg.PostgresError as error:
-                        raise MigrationError(f"migration {version} failed: {type(error).__name__}") from error
-                    await connection.execute("INSERT INTO reachable_schema (version) VALUES ($1)", version)
-                log.info("storage migrated to version %d", version)
+        for version, script in known:
+            async with connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+                await connection.execute("CREATE TABLE IF NOT EXISTS reachable_schema (version integer NOT NULL)")
+                current = await schema_version(connection)
+                if current > latest:
+                    raise MigrationError(
+                        f"the database is at version {current}, newer than this program knows ({latest}); "
+                        "upgrade Reachable before running it on this data"
+                    )
+                if version <= current:
+                    continue
+                try:
+                    await connection.execute(script)
+                except asyncpg.PostgresError as error:
+                    raise MigrationError(f"migration {version} failed: {type(error).__name__}") from error
+                await connection.execute("INSERT INTO reachable_schema (version) VALUES ($1)", version)
+            log.info("storage migrated to version %d", version)
 
     async def _check_key(self) -> None:
         """Refuse to start with keys that open nothing here: one stored token of each kind is
@@ -247,12 +305,15 @@ class PostgresDatabase:
         return self.keyring.decrypt(bytes(row[0]))
 
     async def reencrypt(self) -> dict[str, int]:
-        """Every sealed column under the newest key; then the tables are rewritten so old
-        ciphertexts leave their pages (the WAL recycles its own)."""
+        """Every sealed column under the newest key, instances running or not: each row is locked
+        while it is rewritten (a turn writing it meanwhile waits, then writes under the new key,
+        which every instance must already hold), so nothing written meanwhile is undone. Then the
+        tables are vacuumed so old versions' space is reused (PostgreSQL's WAL, archives and base
+        backups keep old ciphertexts until they are recycled: see SECURITY.md)."""
         counts: dict[str, int] = {}
         async with self._transaction(durable=True):
             for table, key, column in PG_SEALED:
-                query = f"SELECT {key}, {column} FROM {table} WHERE octet_length({column}) > 0"  # noqa: S608
+                query = f"SELECT {key}, {column} FROM {table} WHERE octet_length({column}) > 0 FOR UPDATE"  # noqa: S608
                 rows = await self._fetch(query)
                 await self._executemany(
                     f"UPDATE {table} SET {column} = $1 WHERE {key} = $2",  # noqa: S608 - names are fixed above
@@ -264,7 +325,7 @@ class PostgresDatabase:
             )
         async with self.pool.acquire() as connection:
             for table in dict.fromkeys(table for table, _, _ in PG_SEALED):
-                await connection.execute(f"VACUUM FULL {table}")
+                await connection.execute(f"VACUUM {table}")
         return counts
 
     async def tokens_not_under_newest(self) -> int:
@@ -296,8 +357,9 @@ class PostgresDatabase:
                 expires, _ = unseal_expiring(self.keyring.decrypt(bytes(sealed)))
             except StorageError:
                 continue
-            if expires <= now:
-                gone += await self._execute(f"DELETE FROM {table} WHERE {key} = $1", row_key)  # noqa: S608
+            if expires <= now:  # unless it was written again meanwhile
+                query = f"DELETE FROM {table} WHERE {key} = $1 AND payload = $2"  # noqa: S608 - fixed names
+                gone += await self._execute(query, row_key, sealed)
         return gone
 
     async def _purge_reports(self, now: int) -> int:

@@ -4,6 +4,7 @@ anyone's name."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -25,6 +26,9 @@ class PostgresInbox(Inbox):
 
     def __init__(self, database: PostgresDatabase) -> None:
         self.database = database
+        # Writes in the order they were asked for, as SQLite's one connection keeps them: an
+        # update handled at once is never deleted before its insert has been written.
+        self._writing = asyncio.Lock()
 
     async def open(self) -> None:
         self.database.pool  # noqa: B018 - raises if the store is not open
@@ -36,7 +40,7 @@ class PostgresInbox(Inbox):
         keyring = self.database.keyring
         rows = [(i, keyring.encrypt(json.dumps(minimal(u), ensure_ascii=False).encode())) for i, u in updates]
         try:
-            async with self.database.pool.acquire() as connection, connection.transaction():
+            async with self._writing, self.database.pool.acquire() as connection, connection.transaction():
                 await connection.executemany(
                     "INSERT INTO inbox (update_id, body, owner) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                     [(*row, self.database.instance) for row in rows],
@@ -63,6 +67,8 @@ class PostgresInbox(Inbox):
     async def handled(self, update_ids: Sequence[int]) -> None:
         if update_ids:
             try:
-                await self.database._execute("DELETE FROM inbox WHERE update_id = ANY($1::bigint[])", list(update_ids))
+                async with self._writing:
+                    query = "DELETE FROM inbox WHERE update_id = ANY($1::bigint[])"
+                    await self.database._execute(query, list(update_ids))
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 raise StorageError(f"inbox: {type(error).__name__}") from error

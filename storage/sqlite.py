@@ -337,10 +337,13 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, RuleStore):
         async with self.db.execute("SELECT id FROM deliveries WHERE status = 'pending'") as cursor:
             return [int(row[0]) for row in await cursor.fetchall()]
 
-    async def claim_due(self, limit: int = 50) -> list[Outgoing]:
+    async def claim_due(self, limit: int = 50, destinations: Sequence[str] | None = None) -> list[Outgoing]:
+        wanted = set(destinations) if destinations is not None else None
         async with self._write:
-            async with self.db.execute("SELECT id FROM deliveries WHERE status = 'pending' ORDER BY id") as cursor:
-                due = [int(row[0]) for row in await cursor.fetchall() if self._due(int(row[0]))][:limit]
+            query = "SELECT id, destination FROM deliveries WHERE status = 'pending' ORDER BY id"
+            async with self.db.execute(query) as cursor:
+                pending = [(int(i), str(d)) for i, d in await cursor.fetchall()]
+            due = [i for i, d in pending if self._due(i) and (wanted is None or d in wanted)][:limit]
             if not due:
                 return []
             marks = ",".join("?" * len(due))

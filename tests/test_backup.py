@@ -151,3 +151,7 @@ async def test_a_postgresql_backup_is_pg_dump_sealed_and_restores_with_the_key(
         "postgresql://bot@db.example:5433/reachable",
         {"PGPASSWORD": "s@cret"},
     )
+    assert without_password("postgresql://b%40t@[2001:db8::1]/r?password=p%26w&sslmode=require") == (
+        "postgresql://b%40t@[2001:db8::1]/r?sslmode=require",
+        {"PGPASSWORD": "p&w"},
+    )

@@ -21,12 +21,14 @@ async def test_two_instances_behind_one_address_answer_each_message_once_in_orde
 ) -> None:
     outcome = await run(postgres, tmp_path, PEOPLE, kill_at=0.4 if kill else None, step_timeout=120)
     assert (outcome.finished, outcome.stuck) == (PEOPLE, []), "everyone got every reply"
-    assert len(outcome.transcripts) == 1, "every chat alike: no reply twice, none lost, none out of order"
+    assert len(outcome.transcripts) == 1, "every chat alike: none lost, none out of order"
     assert len(outcome.summaries) == PEOPLE, "each summary reached the staff chat"
     assert outcome.too_many == 0, "the two kept to Telegram's limits together"
     assert all(sent > 0 for sent in outcome.by_instance), "both instances took updates"
+    assert outcome.unmarked_twice == 0, "a summary shown twice is marked as a possible repeat"
     if kill:
+        # A message that left the killed instance just before it was written down as out may be
+        # shown again (README: at least once, never silently twice): counted, not failed.
         assert outcome.killed_at_s is not None
-        assert outcome.twice <= outcome.marked_repeats, "a summary sent again is marked as a possible repeat"
     else:
-        assert outcome.twice == 0
+        assert (outcome.twice, outcome.repeated) == (0, 0), "nothing shown twice"

@@ -179,10 +179,15 @@ async def test_an_answer_is_told_by_the_instance_that_kept_it_unless_that_one_ha
     await one.commit_turn(key, report=report(), answer=Answer(77, b"your code"))
     assert [a.id for a in await one.unsent_answers()] == [77]
     assert await other.unsent_answers() == [], "a live instance is telling it"
+    assert not await other.take_answer(77)
+    assert await other.told_elsewhere(key), "the chat waits for it"
     await one.close()
     assert [a.id for a in await other.unsent_answers(key)] == [77]
+    assert [a.id for a in await other.stopped_answers()] == [77]
+    assert await other.take_answer(77)
     await one.open()
     assert await one.unsent_answers() == [], "it is the other's to tell now"
+    assert not await one.take_answer(77)
 
 
 async def test_an_update_kept_by_an_instance_that_died_is_handled_by_another(url: str, keyring: Keyring) -> None:
@@ -209,3 +214,41 @@ async def test_a_chats_turns_on_two_instances_take_their_turn(two: tuple[Store, 
 
     await asyncio.gather(turn(one, "one"), turn(other, "other"), turn(one, "again"))
     assert all(order[i].split()[0] == order[i + 1].split()[0] for i in range(0, 6, 2)), order
+
+
+async def test_an_instance_gone_silent_is_taken_for_dead_and_its_locks_end_with_its_sessions(
+    two: tuple[Store, Store],
+) -> None:
+    """A machine lost mid-turn: its row goes stale (no heartbeat), and the others end its database
+    sessions, so the chat it held is free again within seconds, not when TCP notices."""
+    from storage.postgres import PostgresStore as Postgres
+
+    one, other = two
+    assert isinstance(one, Postgres) and isinstance(other, Postgres)
+    await one.add_report(report(), ("support:chat",))
+    assert len(await one.claim_due()) == 1
+    key, held = ChatKey(b"h" * 32), asyncio.Event()
+
+    async def hold_for_ever() -> None:
+        async with one.chat_turn(key):
+            held.set()
+            await asyncio.sleep(3600)
+
+    holding = asyncio.create_task(hold_for_ever())
+    await held.wait()
+    assert one._beating is not None
+    one._beating.cancel()  # it stops saying it is alive, as a lost machine does
+    connection = await asyncpg.connect(one.url)
+    try:
+        await connection.execute("UPDATE instances SET seen = seen - 60 WHERE name = $1", one.instance)
+    finally:
+        await connection.close()
+    assert await other.recover_in_flight() == 1, "its claims are taken over"
+
+    async def take_the_chat() -> None:
+        async with other.chat_turn(key):
+            pass
+
+    await asyncio.wait_for(take_the_chat(), 20)  # within a heartbeat of the other's, not hours
+    holding.cancel()
+    await asyncio.gather(holding, return_exceptions=True)

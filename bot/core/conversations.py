@@ -43,6 +43,7 @@ from storage import (
     Reports,
     StorageError,
     Turns,
+    Unsent,
 )
 from storage.base import BEAT
 
@@ -154,6 +155,11 @@ class Conversations:
                     notice = self.renderer.render(Reply("flood.slow_down"), known.locale if known else "en", channel)
                     return Delivery((notice,), limited=True)
                 return Delivery((), limited=True)
+        if self.store.shared:
+            # The chat came here from another instance: what that one was still telling it goes
+            # first, once that one has told it or is taken for dead (seconds at most). Waited for
+            # before the chat is held, so the wait holds no connection.
+            await self._others_done(key)
         # The chat is this process's, then (with instances sharing a database) every instance's,
         # until the turn has written: one turn of a chat at a time, in the order they came.
         async with self._lock(key), self.store.chat_turn(key):
@@ -302,11 +308,15 @@ class Conversations:
         """Commit; if that takes over a second (the slow hash of a new code, behind others'),
         tell the person their code is being made, then wait for it."""
         task = asyncio.ensure_future(commit)
-        if on_slow is not None:
-            finished, _ = await asyncio.wait({task}, timeout=SLOW_COMMIT)
-            if not finished:
-                making = self.renderer.render(Reply("report.making_code"), done.outcome.state.locale, channel)
-                await on_slow(making)
+        try:
+            if on_slow is not None:
+                finished, _ = await asyncio.wait({task}, timeout=SLOW_COMMIT)
+                if not finished:
+                    making = self.renderer.render(Reply("report.making_code"), done.outcome.state.locale, channel)
+                    await on_slow(making)
+        finally:
+            if not task.done():  # stopped meanwhile: the write ends first (it holds the chat's connection)
+                await asyncio.wait({task})
         return await task
 
     # ------------------------------------------------------------------ answers not yet out
@@ -321,10 +331,6 @@ class Conversations:
         if key.digest not in self._unsent and not self.store.shared:
             return ()
         try:
-            if self.store.shared:
-                # The chat came here from another instance: what that one was still telling it
-                # goes first, once that one has told it or is taken for dead (seconds at most).
-                await self._others_done(key)
             found = [a for a in await self.store.unsent_answers(key) if self._free(a.id)]
         except StorageError as error:
             log.error("answers not yet out unreadable: %s", type(error).__name__)
@@ -338,6 +344,8 @@ class Conversations:
                 log.error("an answer kept in storage cannot be read: dropped")
                 await self.store.answered(unsent.id)
                 continue
+            if not await self.store.take_answer(unsent.id):
+                break  # another instance took it meanwhile: the rest after it are its too
             self._claimed.add(unsent.id)
             earlier.append(delivery)
         if earlier:
@@ -346,19 +354,29 @@ class Conversations:
 
     async def unsent_on(self, channel: str) -> list[tuple[str, Delivery]]:
         """At a start, for a channel that can reach people unasked: every answer kept for one of
-        its chats and never wholly sent, as (chat id, delivery), handed out once."""
-        found = []
-        for unsent in await self.store.unsent_answers():
-            if not self._free(unsent.id):
-                continue
+        its chats and never wholly sent, as (chat id, delivery), handed out once. With instances
+        sharing a database, what instances that stopped were still to tell (this one's own wait
+        for their chat's next turn, as after a failed send)."""
+        kept = await (self.store.stopped_answers() if self.store.shared else self.store.unsent_answers())
+        by_chat: dict[bytes, list[tuple[Unsent, str, Delivery]]] = {}
+        for unsent in kept:
             try:
                 chat, delivery = opened(unsent)
             except (ValueError, KeyError, TypeError):
                 continue  # dropped at that chat's next turn
             ref = ChatRef.parse(chat)
             if ref is not None and ref.channel == channel:
-                self._claimed.add(unsent.id)
-                found.append((ref.chat_id, delivery))
+                by_chat.setdefault(unsent.chat.digest, []).append((unsent, ref.chat_id, delivery))
+        found = []
+        for answers in by_chat.values():
+            # Each chat's, in order, under the chat's lock: a turn of that chat handing them out
+            # at the same moment takes all of them or none, never some out of order.
+            async with self._lock(answers[0][0].chat):
+                for unsent, chat_id, delivery in answers:
+                    if not self._free(unsent.id) or not await self.store.take_answer(unsent.id):
+                        break
+                    self._claimed.add(unsent.id)
+                    found.append((chat_id, delivery))
         return found
 
     def _free(self, answer_id: int) -> bool:

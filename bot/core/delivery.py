@@ -34,7 +34,7 @@ import aiosmtplib
 from bot.core import crashpoints, tasks
 from bot.core.settings import Settings
 from bot.core.staff import StaffDesk
-from storage import Outbox, Outgoing
+from storage import Instances, Outbox, Outgoing
 
 log = logging.getLogger("reachable.delivery")
 MAX_ATTEMPTS = 30  # about two days of capped backoff
@@ -217,10 +217,16 @@ class EmailForwarder:
             raise RetryLater(reason=type(error).__name__) from error
 
 
+class WorkerStore(Outbox, Instances, Protocol):
+    """What the delivery worker reads and writes."""
+
+
 class DeliveryWorker:
     """Sends due deliveries, one destination's pause never holding up another."""
 
-    def __init__(self, store: Outbox, forwarders: dict[str, Forwarder] | None = None, backoff: float = 1.0) -> None:
+    def __init__(
+        self, store: WorkerStore, forwarders: dict[str, Forwarder] | None = None, backoff: float = 1.0
+    ) -> None:
         self.store = store
         self.backoff = backoff
         self.forwarders: dict[str, Forwarder] = dict(forwarders or {})
@@ -276,7 +282,9 @@ class DeliveryWorker:
 
     async def run_once(self) -> int:
         """Send what is due now; the number of deliveries handled."""
-        items = await self.store.claim_due(limit=50)
+        # With instances sharing a database, only what this one can send: another sends the rest.
+        mine = tuple(self.forwarders) if self.store.shared else None
+        items = await self.store.claim_due(limit=50, destinations=mine)
         summaries = [i for i in items if i.kind == "summary"]
         forwarders = {i.destination for i in summaries}
         for destination in forwarders:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import OrderedDict
@@ -52,7 +53,8 @@ class MessageLedger:
     def _queue(self, key: ChatKey, message_ids: list[int]) -> None:
         self._pending.setdefault(key, []).extend(message_ids)
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._flush_soon())
+            # Its own context: queued during a turn, it must not take the turn's database connection.
+            self._task = asyncio.create_task(self._flush_soon(), context=contextvars.Context())
 
     def persist(self, key: ChatKey) -> None:
         """The chat now has something stored: write its ids down, those noted so far included."""
@@ -86,7 +88,9 @@ class MessageLedger:
         batch, self._pending = self._pending, {}
         try:
             await self.store.remember_batch(batch)
-        except Exception as error:
+        except Exception as error:  # kept for the next batch: the quick exit still needs them
+            for key, ids in batch.items():
+                self._pending.setdefault(key, [])[:0] = ids
             log.error("message ids not written: %s", type(error).__name__)
 
     async def take(self, key: ChatKey) -> list[int]:
