@@ -23,6 +23,7 @@ from bot.core.app import App
 from bot.core.errors import ConfigError
 from bot.core.settings import Settings
 from fakes.harness import Person, free_port, rasa_bot, settings_for, start_bot_process
+from fakes.postgres import PostgresServer
 from fakes.rasa import TOKEN as RASA_TOKEN
 from fakes.rasa import FakeRasa
 from fakes.smtp import SMTPServer
@@ -362,3 +363,19 @@ async def test_a_staff_message_is_handed_over_only_with_its_own_secret_and_two_a
     transport = RasaTransport(RasaAPI())
     await asyncio.gather(transport.send("facebook:abc", "first"), transport.send("facebook:abc", "second"))
     assert sorted(got) == ["first", "second"]
+
+
+async def test_a_report_begun_through_one_action_server_goes_on_through_another(
+    postgres: PostgresServer, tmp_path: Path, key: str
+) -> None:
+    """Two `reachable rasa-actions` instances on one PostgreSQL database: whichever Rasa calls next
+    takes the conversation where it was (the draft is in the database)."""
+    url = postgres.new_database()
+    async with (
+        rasa_bot(tmp_path / "one", key, REACHABLE_DATABASE_URL=url) as (_, first),
+        rasa_bot(tmp_path / "two", key, REACHABLE_DATABASE_URL=url) as (_, second),
+    ):
+        await first.say(SENDER, "/report")
+        assert "What happened?" in " ".join(await first.say(SENDER, "1"))
+        moved = await second.say(SENDER, "1, 2")
+        assert "I'm so sorry this happened to you" in " ".join(moved), moved
