@@ -28,7 +28,7 @@ import os
 import stat
 import struct
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from argon2 import PasswordHasher
@@ -220,6 +220,19 @@ def prune_key_file(data_dir: Path) -> int:
     keys = read_key_file(path)
     write_key_file(path, keys[:1])
     return len(keys) - 1
+
+
+def opens_every(keyring: Keyring, tokens: Iterable[bytes]) -> None:
+    """Raise, saying what to do, unless the keyring opens each of ``tokens`` (one stored token of
+    each kind: a database restored with the wrong key is refused before anything is written)."""
+    try:
+        for token in tokens:
+            keyring.decrypt(token)
+    except KeyringError as error:
+        raise KeyringError(
+            "the encryption key does not open this database: was it restored without its key? Put the "
+            "right key back (REACHABLE_ENCRYPTION_KEY or the key file)"
+        ) from error
 
 
 def secure_folder(folder: Path) -> None:

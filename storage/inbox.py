@@ -68,6 +68,21 @@ def minimal(value: Any) -> Any:
     return value
 
 
+async def opened(inbox: Inbox, keyring: Keyring, rows: Sequence[Any]) -> list[tuple[int, dict[str, Any]]]:
+    """Kept updates (update id, sealed body) opened, oldest first; those the key cannot open
+    are dropped from ``inbox``, with a warning."""
+    found, unreadable = [], []
+    for update_id, body in sorted(rows, key=lambda row: int(row[0])):
+        try:
+            found.append((int(update_id), json.loads(keyring.decrypt(bytes(body)))))
+        except (KeyringError, ValueError):
+            unreadable.append(int(update_id))
+    if unreadable:
+        log.warning("%d update(s) left from before could not be read with the key: dropped", len(unreadable))
+        await inbox.handled(unreadable)
+    return found
+
+
 class SQLiteInbox(Connection, Inbox):
     what = "the inbox"
 
@@ -94,16 +109,7 @@ class SQLiteInbox(Connection, Inbox):
                 rows = list(await cursor.fetchall())
         except sqlite3.Error as error:
             raise StorageError(f"the inbox cannot be read ({type(error).__name__}): restore or remove it") from error
-        found, unreadable = [], []
-        for update_id, body in rows:
-            try:
-                found.append((int(update_id), json.loads(self.keyring.decrypt(bytes(body)))))
-            except (KeyringError, ValueError):
-                unreadable.append(int(update_id))
-        if unreadable:
-            log.warning("%d update(s) left from before could not be read with the key: dropped", len(unreadable))
-            await self.handled(unreadable)
-        return found
+        return await opened(self, self.keyring, rows)
 
     async def handled(self, update_ids: Sequence[int]) -> None:
         if not update_ids:

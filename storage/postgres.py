@@ -10,19 +10,18 @@ changed is locked until the turn ends; a delivery is claimed by one instance
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from storage.base import ChatKey, Outgoing, Unsent
-from storage.crypto import CodeHasher, Keyring, code_tag, legacy_code_tag
-from storage.hashing import CHECK, KEEP, HashingPool
+from storage.crypto import CodeHasher, Keyring, legacy_code_tag
 from storage.matching import MatchingKey
 from storage.postgres_accounts import PostgresAccounts
 from storage.postgres_db import LIVE, PostgresDatabase
 from storage.rows import CodeSeal, NamedRow, ReportRow, day_of, end_of_day, end_of_hour
 from storage.rules import RuleStore
+from storage.sealing import Sealing
 from storage.sqlite_file import seal_expiring, unseal_expiring
 
 REPORT = "summary, keep, send_to, allow_reply, status, created_on, expires_at, version"
@@ -37,7 +36,7 @@ CLAIM = (
 )
 
 
-class PostgresStore(PostgresAccounts, RuleStore):
+class PostgresStore(PostgresAccounts, Sealing, RuleStore):
     def __init__(
         self,
         url: str,
@@ -53,20 +52,13 @@ class PostgresStore(PostgresAccounts, RuleStore):
         RuleStore.__init__(
             self, draft_hours=draft_hours, retention_days=retention_days, clock=clock, hasher=hasher, matching=matching
         )
+        Sealing.__init__(self)
         self.url = url
         self.keyring = keyring
-        self._hashing = HashingPool()  # as SQLite's: Argon2 off the event loop, keeping first
-        self._tag_secret: bytes | None = None
 
     async def close(self) -> None:
         await PostgresDatabase.close(self)
-        self._hashing.close()
-
-    def _seal(self, data: Mapping[str, Any]) -> bytes:
-        return self.keyring.encrypt(json.dumps(dict(data), ensure_ascii=False).encode())
-
-    def _open(self, sealed: Any) -> Any:
-        return json.loads(self.keyring.decrypt(bytes(sealed)))
+        self._stop_hashing()
 
     # ------------------------------------------------------------------ drafts, answers, updates
     async def load_draft(self, key: ChatKey) -> bytes | None:
@@ -169,22 +161,10 @@ class PostgresStore(PostgresAccounts, RuleStore):
         await self._execute("DELETE FROM chat_messages WHERE chat_key = $1", key.digest)
 
     # ------------------------------------------------------------------ reports and codes
-    async def _code_tag(self, code: str) -> bytes:
-        if self._tag_secret is None:
-            self._tag_secret = await self._secret("code tag")
-        return code_tag(self._tag_secret, code)
-
-    async def _seal_code(self, code: str) -> CodeSeal:
-        hashed = await self._hashing.run(KEEP, self.hasher.hash, code)
-        return CodeSeal(hashed, await self._code_tag(code))
-
     async def _code_candidates(self, code: str) -> list[tuple[str, str]]:
         query = "SELECT reference, code_hash FROM reports WHERE code_tag = ANY($1::bytea[])"
         rows = await self._fetch(query, [await self._code_tag(code), legacy_code_tag(code)])
         return [(str(reference), str(hashed)) for reference, hashed in rows]
-
-    async def _verify_code(self, hashed: str, code: str) -> bool:
-        return await self._hashing.run(CHECK, self.hasher.verify, hashed, code)
 
     async def _insert_report(self, row: ReportRow, seal: CodeSeal) -> None:
         await self._execute(

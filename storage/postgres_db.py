@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from storage.base import BEAT, ChatKey
-from storage.crypto import Keyring
-from storage.errors import KeyringError, MigrationError, StorageError
+from storage.crypto import Keyring, opens_every
+from storage.errors import MigrationError, StorageError
 from storage.rows import DAY, Tx, day_of
 from storage.sqlite_file import SEALED, unseal_expiring
 
@@ -279,18 +279,13 @@ class PostgresDatabase:
     async def _check_key(self) -> None:
         """Refuse to start with keys that open nothing here: one stored token of each kind is
         opened, or the store says why not."""
+        tokens = []
         for table, _, column in PG_SEALED:
             query = f"SELECT {column} FROM {table} WHERE octet_length({column}) > 0 LIMIT 1"  # noqa: S608 - fixed names
             row = await self._fetchrow(query)
-            if row is None:
-                continue
-            try:
-                self.keyring.decrypt(bytes(row[0]))
-            except KeyringError as error:
-                raise KeyringError(
-                    "the encryption key does not open this database: was it restored without its key? Put the "
-                    "right key back (REACHABLE_ENCRYPTION_KEY or the key file)"
-                ) from error
+            if row is not None:
+                tokens.append(bytes(row[0]))
+        opens_every(self.keyring, tokens)
 
     async def _secret(self, name: str) -> bytes:
         """A random secret of this store, made on first use and kept sealed; two instances making

@@ -12,8 +12,8 @@ from typing import Any
 
 import asyncpg
 
-from storage.errors import KeyringError, StorageError
-from storage.inbox import Inbox, minimal
+from storage.errors import StorageError
+from storage.inbox import Inbox, minimal, opened
 from storage.postgres_db import LIVE, PostgresDatabase
 
 log = logging.getLogger("reachable.inbox")
@@ -52,17 +52,7 @@ class PostgresInbox(Inbox):
         """What this instance kept and has not handled, and what instances that stopped or died
         kept (it becomes this one's): never what a live instance is handling."""
         query = f"UPDATE inbox SET owner = $1 WHERE owner = $1 OR owner NOT IN ({LIVE}) RETURNING update_id, body"  # noqa: S608
-        found, unreadable = [], []
-        rows = sorted(await self.database._fetch(query, self.database.instance), key=lambda row: int(row[0]))
-        for update_id, body in rows:
-            try:
-                found.append((int(update_id), json.loads(self.database.keyring.decrypt(bytes(body)))))
-            except (KeyringError, ValueError):
-                unreadable.append(int(update_id))
-        if unreadable:
-            log.warning("%d update(s) left from before could not be read with the key: dropped", len(unreadable))
-            await self.handled(unreadable)
-        return found
+        return await opened(self, self.database.keyring, await self.database._fetch(query, self.database.instance))
 
     async def handled(self, update_ids: Sequence[int]) -> None:
         if update_ids:

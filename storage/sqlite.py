@@ -10,25 +10,24 @@ every purge, so earlier versions of a draft do not linger in it."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from storage.base import ChatKey, Outgoing, Unsent
-from storage.crypto import CodeHasher, Keyring, code_tag, legacy_code_tag
-from storage.hashing import CHECK, KEEP, HashingPool
+from storage.crypto import CodeHasher, Keyring, legacy_code_tag
 from storage.matching import MatchingKey
 from storage.rows import MESSAGE_LIFETIME, CodeSeal, NamedRow, ReportRow, day_of, end_of_day, end_of_hour
 from storage.rules import RuleStore
+from storage.sealing import Sealing
 from storage.sqlite_accounts import SQLiteAccounts
 from storage.sqlite_file import SEALED, SQLiteFile, migrations, seal_expiring, unseal_expiring
 
 __all__ = ["MESSAGE_LIFETIME", "SEALED", "SQLiteStore", "migrations"]
 
 
-class SQLiteStore(SQLiteFile, SQLiteAccounts, RuleStore):
+class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
     def __init__(
         self,
         path: Path,
@@ -44,24 +43,13 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, RuleStore):
         RuleStore.__init__(
             self, draft_hours=draft_hours, retention_days=retention_days, clock=clock, hasher=hasher, matching=matching
         )
+        Sealing.__init__(self)
         self.path = path
         self.keyring = keyring
-        # Argon2 gets threads of its own, one fewer than the machine has cores and at a lower
-        # priority: a burst of reports must not take the CPU from everyone else's replies, nor
-        # fill asyncio's default pool, which other work (aiohttp's address lookups) waits on.
-        # Keeping a report goes ahead of checking codes (storage/hashing.py).
-        self._hashing = HashingPool()
-        self._tag_secret: bytes | None = None  # read (or made) when first needed
 
     async def close(self) -> None:
         await SQLiteFile.close(self)
-        self._hashing.close()
-
-    def _seal(self, data: Mapping[str, Any]) -> bytes:
-        return self.keyring.encrypt(json.dumps(dict(data), ensure_ascii=False).encode())
-
-    def _open(self, sealed: Any) -> Any:
-        return json.loads(self.keyring.decrypt(bytes(sealed)))
+        self._stop_hashing()
 
     # ------------------------------------------------------------------ drafts, answers, updates
     async def load_draft(self, key: ChatKey) -> bytes | None:
@@ -166,15 +154,6 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, RuleStore):
                 await self._checkpoint()  # no page naming the chat stays in the file or the log
 
     # ------------------------------------------------------------------ reports and codes
-    async def _code_tag(self, code: str) -> bytes:
-        if self._tag_secret is None:
-            self._tag_secret = await self._secret("code tag")
-        return code_tag(self._tag_secret, code)
-
-    async def _seal_code(self, code: str) -> CodeSeal:
-        hashed = await self._hashing.run(KEEP, self.hasher.hash, code)
-        return CodeSeal(hashed, await self._code_tag(code))
-
     async def _code_candidates(self, code: str) -> list[tuple[str, str]]:
         # Reports kept before tags were keyed carry the old tag until retention deletes them.
         async with self.db.execute(
@@ -182,9 +161,6 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, RuleStore):
             (await self._code_tag(code), legacy_code_tag(code)),
         ) as cursor:
             return [(str(reference), str(hashed)) for reference, hashed in await cursor.fetchall()]
-
-    async def _verify_code(self, hashed: str, code: str) -> bool:
-        return await self._hashing.run(CHECK, self.hasher.verify, hashed, code)
 
     async def _insert_report(self, row: ReportRow, seal: CodeSeal) -> None:
         await self.db.execute(

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import aiosqlite
 
-from storage.crypto import LEGACY, Keyring, private_file, secure_folder
-from storage.errors import KeyringError, MigrationError, StorageError
+from storage.crypto import LEGACY, Keyring, opens_every, private_file, secure_folder
+from storage.errors import MigrationError, StorageError
 from storage.rows import DAY, Tx, day_of
 
 log = logging.getLogger("reachable.storage")
@@ -177,19 +177,14 @@ class SQLiteFile(Connection):
     async def _check_key(self) -> None:
         """Refuse to start with keys that open nothing here (a database restored with the wrong
         key): one stored token of each kind is opened, or the store says why not."""
+        tokens = []
         for table, _, column in SEALED:
             query = f"SELECT {column} FROM {table} WHERE length({column}) > 0 LIMIT 1"  # noqa: S608 - fixed names
             async with self.db.execute(query) as cursor:
                 row = await cursor.fetchone()
-            if row is None:
-                continue
-            try:
-                self.keyring.decrypt(bytes(row[0]))
-            except KeyringError as error:
-                raise KeyringError(
-                    "the encryption key does not open this database: was it restored without its key? Put the "
-                    "right key back (REACHABLE_ENCRYPTION_KEY or the key file)"
-                ) from error
+            if row is not None:
+                tokens.append(bytes(row[0]))
+        opens_every(self.keyring, tokens)
 
     async def _consent_days_only(self) -> None:
         """Reports kept before consent times were stored as days carry the exact second inside

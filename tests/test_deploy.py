@@ -19,12 +19,15 @@ HADOLINT = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sy
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not on this machine")
-def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("unit", "name"), [("reachable.service", "reachable.service"), ("reachable@.service", "reachable@2.service")]
+)
+def test_systemd_analyze_verifies_the_unit(tmp_path: Path, unit: str, name: str) -> None:
     # verify checks that ExecStart exists: point it at this machine's installed command.
-    unit = tmp_path / "reachable.service"
-    unit.write_text(UNIT.read_text().replace("/opt/reachable/.venv/bin/reachable", str(REACHABLE)))
+    written = tmp_path / name
+    written.write_text((UNIT.parent / unit).read_text().replace("/opt/reachable/.venv/bin/reachable", str(REACHABLE)))
     run = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True, check=False
+        ["systemd-analyze", "verify", "--man=no", str(written)], capture_output=True, text=True, check=False
     )
     assert run.returncode == 0 and run.stderr.strip() == "", run.stderr
 
@@ -61,16 +64,6 @@ def test_the_container_runs_as_a_numeric_non_root_user_with_data_as_a_volume_and
 
 TEMPLATE = ROOT / "deploy" / "systemd" / "reachable@.service"
 COMPOSE = ROOT / "deploy" / "compose" / "compose.yaml"
-
-
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not on this machine")
-def test_systemd_analyze_verifies_the_template_for_an_instance(tmp_path: Path) -> None:
-    unit = tmp_path / "reachable@2.service"
-    unit.write_text(TEMPLATE.read_text().replace("/opt/reachable/.venv/bin/reachable", str(REACHABLE)))
-    run = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True, check=False
-    )
-    assert run.returncode == 0 and run.stderr.strip() == "", run.stderr
 
 
 def test_each_instance_of_the_template_has_its_own_state_and_port_and_shares_the_secrets() -> None:
