@@ -16,6 +16,7 @@ from aiogram.types import Message, Update
 from telegram import Update as PTBUpdate
 from telegram.ext import ContextTypes, MessageHandler, filters
 
+from bench import peers
 from bot.channels.telegram.aiogram_adapter import ALLOWED_UPDATES, update_json
 from bot.channels.telegram.aiogram_run import make_bot
 from bot.channels.telegram.aiogram_run import start as start_aiogram
@@ -165,4 +166,7 @@ BOTS: dict[str, BotMaker] = {
     "Reachable on aiogram": reachable_aiogram,
     "bare python-telegram-bot echo": bare_ptb,
     "Reachable on python-telegram-bot": reachable_ptb,
+    # The same questions and report as a capable developer would build them (bench/peers.py).
+    "peer aiogram FSM": peers.aiogram_fsm,
+    "peer python-telegram-bot ConversationHandler": peers.ptb_conversation,
 }

@@ -37,6 +37,7 @@ FLOW = ["/report", "1", "1, 2", "1", "2", "skip", "It happened after the party."
 RATE = 200.0
 CODE = "Secret code:"  # the reply to "keep" that gives the person their code
 FRAMEWORKS = ("aiogram", "python-telegram-bot")
+PEERS = {"aiogram": "peer aiogram FSM", "python-telegram-bot": "peer python-telegram-bot ConversationHandler"}
 
 
 async def drive(fake: FakeTelegram, replies: Replies, people: int, rate: float | None) -> float:
@@ -251,22 +252,37 @@ async def capacity_and_latency() -> dict[str, float]:
         f" of the flow); with only that added to the bare echo's cost, {os.cpu_count()} cores handle at most"
         f" {most:.0f}/s ({most / capacity['bare aiogram echo']:.0%} of bare aiogram)"
     )
+    print("  against the same questions and report built without Reachable (bench/peers.py):")
+    for framework, peer in PEERS.items():
+        mine = capacity[f"Reachable on {framework}"]
+        print(
+            f"    Reachable on {framework + ':':20} {mine / capacity[peer]:.2f}x the capacity of {peer}"
+            f" ({capacity[peer]:.0f}/s)"
+        )
+    faster = max(PEERS.values(), key=lambda peer: capacity[peer])
+    figures["peer_ratio"] = capacity["Reachable on aiogram"] / capacity[faster]
     figures["ratio"] = capacity["Reachable on aiogram"] / capacity["bare aiogram echo"]
     figures["capacity"] = capacity["Reachable on aiogram"]
     print("Latency from a message reaching the Bot API to the bot's reply, at 200 messages a second:")
+    p99s: dict[str, float] = {}
     for name in BOTS:
         run = await with_bot(name, RATE)
         print(f"  {name + ':':34} {run.replies.latencies.line()}")
-        if name.startswith("Reachable"):
+        if name.startswith(("Reachable", "peer")):
             answers, keep = split_keep(run.replies)
             print(f"      answers only:                  {answers.line()}")
             print(f"      'keep', first reply:           {keep.line()}")
             print(f"      'keep', until the code:        {run.replies.until.line()}")
+            p99s[name] = run.replies.latencies.p99_ms()
             if name == "Reachable on aiogram":
                 figures["answers_p99_ms"] = answers.p99_ms()
                 figures["answers_p50_ms"] = answers.p50_ms()
                 figures["keep_p99_ms"] = run.replies.until.p99_ms()
         print(f"      longest garbage-collection pause in the bot: {run.pause * 1000:.1f} ms")
+    for framework, peer in PEERS.items():
+        mine = p99s[f"Reachable on {framework}"]
+        print(f"  p99, Reachable on {framework} against {peer}: {mine:.0f} ms against {p99s[peer]:.0f} ms")
+    figures["peer_p99_ratio"] = p99s["Reachable on aiogram"] / p99s[faster]
     return figures
 
 
@@ -300,7 +316,8 @@ async def main() -> None:
     print(await web.guessing())
     # One line for machines (CI dashboards, comparisons between runs).
     print(
-        f"bench: ratio={figures['ratio']:.2f} answers_p99_ms={figures['answers_p99_ms']:.0f} "
+        f"bench: peer_ratio={figures['peer_ratio']:.2f} peer_p99_ratio={figures['peer_p99_ratio']:.2f} "
+        f"ratio={figures['ratio']:.2f} answers_p99_ms={figures['answers_p99_ms']:.0f} "
         f"keep_p99_ms={figures['keep_p99_ms']:.0f} cold_start_s={trained:.2f} idle_mib={idle_process:.0f} "
         f"pg_capacity_ratio={figures.get('pg_capacity_ratio', float('nan')):.2f} "
         f"pg_answers_p99_ms={figures.get('pg_answers_p99_ms', float('nan')):.0f}"
