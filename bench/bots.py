@@ -12,12 +12,12 @@ from typing import Any
 from aiogram import Bot, Dispatcher, F, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import Message, Update
+from aiogram.types import Message
 from telegram import Update as PTBUpdate
 from telegram.ext import ContextTypes, MessageHandler, filters
 
 from bench import peers
-from bot.channels.telegram.aiogram_adapter import ALLOWED_UPDATES, update_json
+from bench.in_memory import aiogram_polling, ptb_polling
 from bot.channels.telegram.aiogram_run import make_bot
 from bot.channels.telegram.aiogram_run import start as start_aiogram
 from bot.channels.telegram.polling import DurablePolling
@@ -31,7 +31,6 @@ from bot.core.settings import Settings
 from fakes.harness import settings_for
 from fakes.telegram import TOKEN
 from storage import Keyring
-from storage.inbox import MemoryInbox
 
 Close = Callable[[], Awaitable[None]]
 Running = tuple[DurablePolling[Any], Close]
@@ -71,24 +70,11 @@ async def bare_aiogram(url: str) -> Running:
     dispatcher = Dispatcher()
     dispatcher.include_router(router)
 
-    async def fetch(offset: int | None, wait: int) -> list[tuple[int, Any]]:
-        updates = await bot.get_updates(offset=offset, timeout=wait, allowed_updates=ALLOWED_UPDATES)
-        return [(u.update_id, u) for u in updates]
-
     async def close() -> None:
         await bot.session.close()
 
     # Held in memory: the bare bot keeps nothing, and the loop is the same as Reachable's.
-    polling = DurablePolling(
-        fetch,
-        lambda update: dispatcher.feed_update(bot, update),
-        MemoryInbox(),
-        update_json,
-        lambda raw: Update.model_validate(raw, context={"bot": bot}),
-        backlog=BACKLOG,
-        timeout=1,
-    )
-    return polling, close
+    return aiogram_polling(bot, dispatcher), close
 
 
 async def reachable_aiogram(url: str) -> Running:
@@ -127,20 +113,7 @@ async def bare_ptb(url: str) -> Running:
     application.add_handler(MessageHandler(filters.TEXT, echo))
     await application.initialize()
 
-    async def fetch(offset: int | None, wait: int) -> list[tuple[int, Any]]:
-        updates = await application.bot.get_updates(offset=offset, timeout=wait, allowed_updates=ALLOWED_UPDATES)
-        return [(u.update_id, u) for u in updates]
-
-    polling = DurablePolling(
-        fetch,
-        application.process_update,
-        MemoryInbox(),
-        lambda update: update.to_dict(),
-        lambda raw: PTBUpdate.de_json(raw, application.bot),
-        backlog=BACKLOG,
-        timeout=1,
-    )
-    return polling, application.shutdown
+    return ptb_polling(application, application.process_update), application.shutdown
 
 
 async def reachable_ptb(url: str) -> Running:

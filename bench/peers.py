@@ -30,7 +30,7 @@ from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.memory import MemoryStorage
-from aiogram.types import Message, Update
+from aiogram.types import Message
 from argon2 import PasswordHasher
 from telegram import Update as PTBUpdate
 from telegram.ext import (
@@ -43,11 +43,9 @@ from telegram.ext import (
     filters,
 )
 
-from bot.channels.telegram.aiogram_adapter import ALLOWED_UPDATES, update_json
+from bench.in_memory import aiogram_polling, ptb_polling
 from bot.channels.telegram.polling import DurablePolling
-from bot.channels.telegram.serving import BACKLOG
 from fakes.telegram import TOKEN
-from storage.inbox import MemoryInbox
 
 # What each step asks, in the order bench/run.py's people answer: the intro, then each question,
 # the summary and whether to keep it; the last answer keeps it and gets the code.
@@ -142,24 +140,11 @@ async def aiogram_fsm(url: str) -> tuple[DurablePolling[Any], Any]:
     dispatcher = Dispatcher(storage=MemoryStorage())
     dispatcher.include_router(router)
 
-    async def fetch(offset: int | None, wait: int) -> list[tuple[int, Any]]:
-        updates = await bot.get_updates(offset=offset, timeout=wait, allowed_updates=ALLOWED_UPDATES)
-        return [(u.update_id, u) for u in updates]
-
     async def close() -> None:
         await reports.close()
         await bot.session.close()
 
-    polling = DurablePolling(
-        fetch,
-        lambda update: dispatcher.feed_update(bot, update),
-        MemoryInbox(),
-        update_json,
-        lambda raw: Update.model_validate(raw, context={"bot": bot}),
-        backlog=BACKLOG,
-        timeout=1,
-    )
-    return polling, close
+    return aiogram_polling(bot, dispatcher), close
 
 
 async def ptb_conversation(url: str) -> tuple[DurablePolling[Any], Any]:
@@ -211,10 +196,6 @@ async def ptb_conversation(url: str) -> tuple[DurablePolling[Any], Any]:
     application.add_handler(conversation)
     await application.initialize()
 
-    async def fetch(offset: int | None, wait: int) -> list[tuple[int, Any]]:
-        updates = await application.bot.get_updates(offset=offset, timeout=wait, allowed_updates=ALLOWED_UPDATES)
-        return [(u.update_id, u) for u in updates]
-
     async def close() -> None:
         await application.shutdown()
         await reports.close()
@@ -225,13 +206,4 @@ async def ptb_conversation(url: str) -> tuple[DurablePolling[Any], Any]:
         async with one_at_a_time:
             await application.process_update(update)
 
-    polling = DurablePolling(
-        fetch,
-        handle,
-        MemoryInbox(),
-        lambda update: update.to_dict(),
-        lambda raw: PTBUpdate.de_json(raw, application.bot),
-        backlog=BACKLOG,
-        timeout=1,
-    )
-    return polling, close
+    return ptb_polling(application, handle), close

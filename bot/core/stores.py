@@ -57,8 +57,8 @@ def open_store(
 def open_inbox(settings: Settings, store: SQLiteStore | PostgresStore) -> Inbox:
     """Updates read from Telegram and not yet handled: beside the SQLite file, or in the shared
     database, so that what one instance read and did not handle is not lost with its machine."""
-    if settings.database_url is None:
+    if isinstance(store, SQLiteStore):
         return SQLiteInbox(settings.data_dir / INBOX_FILE, store.keyring)
     from storage.postgres_inbox import PostgresInbox
 
-    return PostgresInbox(store)  # type: ignore[arg-type]
+    return PostgresInbox(store)
