@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--framework",
         choices=("aiogram", "ptb"),
-        help="the Telegram library to run on (default: REACHABLE_FRAMEWORK, else aiogram)",
+        help="the Telegram library to run on (default: REACHABLE_FRAMEWORK, else ptb)",
     )
     commands.add_parser("web", help="serve the web chat (for people without Telegram)")
     spreading = commands.add_parser(

@@ -67,6 +67,11 @@ async def _beside_telegram(settings: Settings, serving: Callable[[App], Abstract
         if not polling:
             await until_stopped()
             return
+        if settings.framework == "ptb":
+            from bot.channels.telegram import ptb_run as ptb
+
+            await ptb.run_polling(app, ptb.make_application(settings))
+            return
         from bot.channels.telegram.aiogram_run import make_bot, run_polling
 
         await run_polling(app, make_bot(settings))

@@ -163,7 +163,7 @@ def _fit(
     parts, offset = [], 0
     for spec, vectorizer in zip(specs, vectorizers, strict=True):
         size = len(vectorizer.vocabulary_)
-        weights = np.ascontiguousarray(coefficients[:, offset : offset + size].T, dtype=np.float64)
+        weights = np.ascontiguousarray(coefficients[:, offset : offset + size].T, dtype=np.float32)
         vocabulary = {str(k): int(v) for k, v in vectorizer.vocabulary_.items()}
         parts.append((spec, vocabulary, np.asarray(vectorizer.idf_, dtype=np.float64), weights))
         offset += size
@@ -300,7 +300,7 @@ def load(path: Path) -> IntentClassifier | None:
             for index, spec in enumerate(meta[name]["specs"]):
                 grams = arrays[f"{name}.{index}.grams"].tolist()
                 vocabulary = dict(zip(grams, range(len(grams)), strict=True))
-                weights = arrays[f"{name}.{index}.weights"].astype(np.float64)
+                weights = arrays[f"{name}.{index}.weights"].astype(np.float32, copy=False)
                 parts.append((tuple(spec), vocabulary, arrays[f"{name}.{index}.idf"], weights))
             models[name] = _Linear(meta[name]["labels"], arrays[f"{name}.intercept"], parts, meta[name]["sharpness"])
         return IntentClassifier(

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from aiohttp import web
+if TYPE_CHECKING:  # imported when served: polling Telegram without it needs no HTTP server
+    from aiohttp import web
 
 from bot.core.app import App
 
@@ -47,6 +48,8 @@ class Health:
         return found
 
     async def handle(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         problems = await self.problems()
         body = {"status": "unhealthy", "failing": problems} if problems else {"status": "ok"}
         return web.json_response(body, status=503 if problems else 200, headers={"Cache-Control": "no-store"})

@@ -8,8 +8,10 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
-from aiohttp import web
+if TYPE_CHECKING:  # imported where a site is served: polling Telegram needs no HTTP server
+    from aiohttp import web
 
 from bot.core.errors import ConfigError
 from bot.core.settings import Settings
@@ -69,6 +71,8 @@ def quiet_server_logs() -> None:
 async def serve(web_app: web.Application, listen: str, setting: str) -> AsyncIterator[str]:
     """Serve ``web_app`` on ``listen`` while inside, without an access log (it would keep
     addresses) or client details in error lines; yields where, for the log."""
+    from aiohttp import web
+
     quiet_server_logs()
     host, port = listen_address(listen, setting)
     # On SIGTERM, requests still running get a few seconds, not aiohttp's minute.

@@ -79,7 +79,11 @@ class Settings(BaseSettings):
     # `reachable match new-network-key`), and this service's name in its exports.
     matching_network_key_file: Path | None = None
     service_name: str = "reachable"
-    framework: Literal["aiogram", "ptb"] = "aiogram"
+    # The Telegram library. python-telegram-bot by default: the process starts in about a second
+    # in about 110 MiB; aiogram builds every model of the Bot API at import (about 2.5 s and 110 MiB
+    # more) and handles more messages a second. Both handle many more than the 30 a second
+    # Telegram lets a bot send (`make bench` measures all three).
+    framework: Literal["aiogram", "ptb"] = "ptb"
     responses_dir: Path | None = None
     retention_days: int = Field(default=90, ge=1, le=3650)
     draft_hours: int = Field(default=24, ge=1, le=72)

@@ -12,10 +12,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import aiosmtplib
 from pydantic import ValidationError
 
@@ -25,6 +24,9 @@ from storage import DB_FILE, KeyringError, load_keyring
 from storage.crypto import KEY_FILE
 from storage.inbox import INBOX_FILE
 from storage.sqlite_file import SEALED
+
+if TYPE_CHECKING:  # imported by the checks that call out: `reachable run` starts without it
+    import aiohttp
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 # pydantic error types whose message never contains the value given.
@@ -187,6 +189,8 @@ class BotAPI:
 async def telegram(settings: Settings, webhook: bool) -> list[Finding]:
     if settings.telegram_token is None:
         return [Finding(WARN, "token", "REACHABLE_TELEGRAM_TOKEN is not set: `reachable run` will not start")]
+    import aiohttp
+
     found = []
     timeout = aiohttp.ClientTimeout(total=15)
     try:
@@ -281,6 +285,8 @@ async def webhook_reached(settings: Settings) -> list[Finding]:
     url = settings.webhook_url
     if not url:
         return [Finding(WARN, "webhook", "REACHABLE_WEBHOOK_URL is not set: the bot will not tell Telegram where")]
+    import aiohttp
+
     try:
         timeout = aiohttp.ClientTimeout(total=15)
         # Made here, not at import: the system's certificates as they are now.

@@ -8,10 +8,8 @@ import contextlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
-
-from aiohttp import web
 
 from bot.channels.telegram.polling import DurablePolling, Intake
 from bot.core.app import App
@@ -23,6 +21,9 @@ from bot.core.serving import on_stop, serve, until_stopped
 from bot.core.settings import Settings
 from responses import Responses
 from storage import StorageError
+
+if TYPE_CHECKING:  # imported where a site is served: polling needs no HTTP server
+    from aiohttp import web
 
 log = logging.getLogger("reachable.serving")
 WEBHOOK_PATH = "/telegram"
@@ -79,6 +80,8 @@ def webhook_receiver(intake: Intake[U], secret: str) -> Callable[[web.Request], 
     answered at once, and handled from there, so a slow reply holds up no one's next update and
     a crash loses nothing. 503 when it could not be kept: Telegram sends it again."""
 
+    from aiohttp import web
+
     async def receive(request: web.Request) -> web.StreamResponse:
         given = request.headers.get(SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), secret.encode()):
@@ -104,6 +107,8 @@ async def webhook(
 ) -> None:
     """Serve the webhook on the path of REACHABLE_WEBHOOK_URL (with `/healthz` beside it), tell
     Telegram where it is, and run until SIGTERM or Ctrl-C."""
+    from aiohttp import web
+
     settings = app.settings
     secret = webhook_secret(settings)
     path = webhook_path(settings.webhook_url)
@@ -138,6 +143,8 @@ async def poll(adapter: TelegramAdapter[U], handle: Callable[[U], Awaitable[obje
     on_stop(polling.stop)
     try:
         if app.settings.health_listen:
+            from aiohttp import web
+
             health = web.Application()
             Health(app, polling).add_to(health)
             async with serve(health, app.settings.health_listen, "REACHABLE_HEALTH_LISTEN"):
