@@ -19,11 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import process, rasa_actions, readme, web, web_surge
 from bench.bots import BOTS, BotMaker
-from bench.common import Latencies, Replies, percentile, rss_mb
+from bench.common import FLOW, Latencies, Replies, percentile, rss_mb
 from bot.core.app import create_app, settle_heap
 from bot.core.guards import FloodGuard
-from fakes.harness import bot_process_env, settings_for
+from fakes.harness import settings_for
 from fakes.telegram import FakeTelegram
 from flows import Engine, State
 from flows.classifier import IntentClassifier
@@ -32,8 +33,6 @@ from responses import Responses
 from storage import CodeHasher, Keyring
 
 PEOPLE = 100
-# A report as a person types it: every answer, then keep it.
-FLOW = ["/report", "1", "1, 2", "1", "2", "skip", "It happened after the party.", "skip", "skip", "skip", "1", "1"]
 RATE = 200.0
 CODE = "Secret code:"  # the reply to "keep" that gives the person their code
 FRAMEWORKS = ("aiogram", "python-telegram-bot")
@@ -159,28 +158,6 @@ def understanding_ms() -> tuple[float, float, float]:
     return timings[len(timings) // 2], timings[int(len(timings) * 0.99)], timings[-1]
 
 
-async def cold_start(cache: Path | None = None) -> float:
-    """Seconds from starting `reachable run` to its first call to the Bot API (getMe or
-    setMyCommands), which comes only once the understanding step is ready. ``cache``: where a
-    saved model may be (an empty folder means the model is trained at this start)."""
-    fake = FakeTelegram()
-    await fake.start()
-    settings = settings_for(fake, Path(tempfile.mkdtemp(prefix="reachable-cold-")), Keyring.new_key().decode())
-    if cache is not None:
-        settings = settings.model_copy(update={"cache_dir": cache})
-    started = time.perf_counter()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "run", env=bot_process_env(settings), stderr=subprocess.DEVNULL
-    )
-    while not any(method in ("setMyCommands", "getUpdates") for method, _ in fake.calls):  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
-    elapsed = time.perf_counter() - started
-    process.terminate()
-    await process.wait()
-    await fake.stop()
-    return elapsed
-
-
 async def memory_with_drafts(count: int = 10_000) -> tuple[float, float]:
     folder = Path(tempfile.mkdtemp(prefix="reachable-mem-"))
     fake_stub = type("F", (), {"url": "http://127.0.0.1:9"})()
@@ -204,24 +181,6 @@ def drafts_process_mb() -> tuple[float, float]:
     )
     idle, loaded = out.stdout.split()
     return float(idle), float(loaded)
-
-
-def idle_process_mb() -> float:
-    """Memory of a bot process that imported everything and opened its store."""
-    code = (
-        "import asyncio, tempfile, os; from pathlib import Path\n"
-        "import bot.channels.telegram.aiogram_adapter, bot.channels.telegram.aiogram_run\n"
-        "from bot.core.app import create_app; from bot.core.settings import Settings\n"
-        "from bench.common import rss_mb\n"
-        "async def main():\n"
-        "    s = Settings.from_environ({'REACHABLE_DATA_DIR': tempfile.mkdtemp()})\n"
-        "    async with create_app(s): print(rss_mb())\n"
-        "asyncio.run(main())\n"
-    )
-    out = subprocess.run(  # noqa: S603 - our own interpreter and code
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=dict(os.environ)
-    )
-    return float(out.stdout.strip())
 
 
 def split_keep(replies: Replies) -> tuple[Latencies, Latencies]:
@@ -286,6 +245,27 @@ async def capacity_and_latency() -> dict[str, float]:
     return figures
 
 
+# What the machine-readable line carries, in order, and how each is written.
+LINE = (
+    ("peer_ratio", ".2f"),
+    ("peer_p99_ratio", ".2f"),
+    ("web_ratio", ".2f"),
+    ("web_p99_ms", ".0f"),
+    ("web_mib_per_1000", ".0f"),
+    ("rasa_ratio", ".2f"),
+    ("rasa_p99_ms", ".0f"),
+    ("idle_mib", ".0f"),
+    ("cold_s", ".2f"),
+    ("ratio", ".2f"),
+    ("answers_p99_ms", ".0f"),
+    ("keep_p99_ms", ".0f"),
+    ("rasa_keep_p99_ms", ".0f"),
+    ("cold_trained_s", ".2f"),
+    ("pg_capacity_ratio", ".2f"),
+    ("pg_answers_p99_ms", ".0f"),
+)
+
+
 async def main() -> None:
     python = sys.version.split()[0]
     print(f"Benchmark on {os.cpu_count()} cores, Python {python}; {PEOPLE} people x {len(FLOW)} messages.\n")
@@ -296,32 +276,36 @@ async def main() -> None:
         f"Understanding step, per message: p50 {p50:.2f} ms, p99 {p99:.2f} ms, worst {worst:.2f} ms "
         "(target p99 <= 2 ms)"
     )
-    cache = Path(tempfile.mkdtemp(prefix="reachable-model-"))
-    trained = await cold_start(cache)  # an empty cache: the model is trained during this start
-    saved = await cold_start(cache)  # the model saved by the start before
-    print(
-        f"Cold start (process to first Bot API call, understanding ready): {trained:.2f} s training the model, "
-        f"{saved:.2f} s with the saved model (target <= 5 s)"
-    )
-    idle_process = idle_process_mb()
+    text, started = await process.measure()
+    print(text)
+    figures |= started
     idle, loaded = drafts_process_mb()
-    print(
-        f"Memory: bot process idle {idle_process:.0f} MiB; 10,000 open drafts add {loaded - idle:.1f} MiB "
-        f"({idle:.0f} -> {loaded:.0f} MiB in this process; target <= 50 MiB)"
-    )
+    print(f"Memory: 10,000 open drafts add {loaded - idle:.1f} MiB ({idle:.0f} -> {loaded:.0f} MiB; target <= 50 MiB)")
+    text, surged = await web_surge.compare()
+    print(text)
+    figures |= surged
+    text, called = await rasa_actions.compare(hash_cpu_ms())
+    print(text)
+    figures |= called
     figures |= await on_postgres(figures)
-    from bench import web
-
     print(await web.flood())
     print(await web.guessing())
-    # One line for machines (CI dashboards, comparisons between runs).
-    print(
-        f"bench: peer_ratio={figures['peer_ratio']:.2f} peer_p99_ratio={figures['peer_p99_ratio']:.2f} "
-        f"ratio={figures['ratio']:.2f} answers_p99_ms={figures['answers_p99_ms']:.0f} "
-        f"keep_p99_ms={figures['keep_p99_ms']:.0f} cold_start_s={trained:.2f} idle_mib={idle_process:.0f} "
-        f"pg_capacity_ratio={figures.get('pg_capacity_ratio', float('nan')):.2f} "
-        f"pg_answers_p99_ms={figures.get('pg_answers_p99_ms', float('nan')):.0f}"
+    # One line for machines (CI dashboards, comparisons between runs; README's table: bench/readme.py).
+    line = "bench: " + " ".join(f"{name}={figures.get(name, float('nan')):{form}}" for name, form in LINE)
+    print(line)
+    readme.update(readme.parse(line), commit=commit())
+    print("README.md: the figures table written from the line above")
+
+
+def commit() -> str:
+    """ ", at commit …" for the commit measured, when this is a git checkout."""
+    found = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - git from PATH, a read-only question
+        capture_output=True,
+        text=True,
+        check=False,
     )
+    return f", at commit {found.stdout.strip()}" if found.returncode == 0 else ""
 
 
 async def on_postgres(sqlite: dict[str, float]) -> dict[str, float]:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
-from bench.run import FLOW, PEOPLE
+from bench.common import FLOW
+from bench.run import PEOPLE
 
 # (part, what in a frame marks it), most specific first: a frame is matched against each in turn.
 STARTUP = ("start-up: imports, pydantic building models", ("<frozen importlib", "_model_construction", "_generics.py"))
