@@ -53,12 +53,18 @@ test: $(VENV)/.installed-test $(RASA_VENV)/.installed
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.run
 
-# A sampling profile of the report flow at capacity, as a flame graph in docs/, then a second
-# run's samples summed into milliseconds a message by part (bench/where.py).
+# Sampling profiles at capacity, as flame graphs in docs/: the report flow on aiogram and its
+# peer (each also summed into milliseconds a message by part, bench/where.py), the web chat's
+# server and the Rasa action server.
 profile: $(VENV)/.installed-test
 	$(BIN)/py-spy record -r 200 -o docs/flamegraph-report-flow.svg -- $(BIN)/python -m bench.profile
 	$(BIN)/py-spy record -r 200 --format raw -o .profile-report-flow.txt -- $(BIN)/python -m bench.profile
 	$(BIN)/python -m bench.where .profile-report-flow.txt 200
+	$(BIN)/py-spy record -r 200 -o docs/flamegraph-peer-aiogram.svg -- $(BIN)/python -m bench.profile peer
+	$(BIN)/py-spy record -r 200 --format raw -o .profile-peer.txt -- $(BIN)/python -m bench.profile peer
+	$(BIN)/python -m bench.where .profile-peer.txt 200
+	$(BIN)/python -m bench.profile web docs/flamegraph-web-chat.svg
+	$(BIN)/python -m bench.profile rasa docs/flamegraph-rasa-actions.svg
 
 # 1,000 people at Telegram's real flood limits: takes minutes by design.
 load: $(VENV)/.installed-test

@@ -31,16 +31,19 @@ from bot.core.settings import Settings
 from fakes.harness import settings_for
 from fakes.telegram import TOKEN
 from storage import Keyring
+from storage.inbox import MemoryInbox
 
 Close = Callable[[], Awaitable[None]]
 Running = tuple[DurablePolling[Any], Close]
 BotMaker = Callable[[str], Awaitable[Running]]
 
 
-def bench_settings(url: str) -> Settings:
+def bench_settings(url: str, in_ram: bool = False) -> Settings:
     """The bot's settings; its data in a PostgreSQL database when BENCH_DATABASE_URL names one
-    (bench/postgres.py), in a SQLite file otherwise."""
-    folder = tempfile.mkdtemp(prefix="reachable-bench-")
+    (bench/postgres.py), in a SQLite file otherwise (``in_ram``: on /dev/shm, where writing and
+    syncing to disk cost no waiting)."""
+    ram = "/dev/shm" if in_ram else None  # noqa: S108 - mkdtemp makes a folder only we may enter
+    folder = tempfile.mkdtemp(prefix="reachable-bench-", dir=ram)
     database = (
         {"REACHABLE_DATABASE_URL": os.environ["BENCH_DATABASE_URL"]} if "BENCH_DATABASE_URL" in os.environ else {}
     )
@@ -77,8 +80,8 @@ async def bare_aiogram(url: str) -> Running:
     return aiogram_polling(bot, dispatcher), close
 
 
-async def reachable_aiogram(url: str) -> Running:
-    settings = bench_settings(url)
+async def reachable_aiogram(url: str, inbox_in_memory: bool = False, in_ram: bool = False) -> Running:
+    settings = bench_settings(url, in_ram)
     bot = make_bot(settings)
     app = await open_app(settings)
     channel = await start_aiogram(app, bot)
@@ -87,7 +90,7 @@ async def reachable_aiogram(url: str) -> Running:
     polling = DurablePolling(
         channel.fetch,
         lambda update: dispatcher.feed_update(bot, update),
-        app.inbox,
+        MemoryInbox() if inbox_in_memory else app.inbox,
         channel.raw,
         channel.parse,
         backlog=BACKLOG,
@@ -134,6 +137,14 @@ async def reachable_ptb(url: str) -> Running:
     return polling, close
 
 
+async def inbox_in_memory(url: str) -> Running:
+    return await reachable_aiogram(url, inbox_in_memory=True)
+
+
+async def inbox_in_memory_data_in_ram(url: str) -> Running:
+    return await reachable_aiogram(url, inbox_in_memory=True, in_ram=True)
+
+
 BOTS: dict[str, BotMaker] = {
     "bare aiogram echo": bare_aiogram,
     "Reachable on aiogram": reachable_aiogram,
@@ -142,4 +153,9 @@ BOTS: dict[str, BotMaker] = {
     # The same questions and report as a capable developer would build them (bench/peers.py).
     "peer aiogram FSM": peers.aiogram_fsm,
     "peer python-telegram-bot ConversationHandler": peers.ptb_conversation,
+}
+# Reachable on aiogram with one duty at a time taken away, to measure what each costs (`make bench`).
+DUTIES: dict[str, BotMaker] = {
+    "Reachable on aiogram, updates not written to the inbox first": inbox_in_memory,
+    "... and its SQLite files in memory (/dev/shm: no disk syncs)": inbox_in_memory_data_in_ram,
 }

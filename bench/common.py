@@ -18,6 +18,14 @@ from fakes.telegram import FakeTelegram
 FLOW = ["/report", "1", "1, 2", "1", "2", "skip", "It happened after the party.", "skip", "skip", "skip", "1", "1"]
 
 
+@dataclass
+class Server:
+    """A server the benchmark started in a process of its own: where it listens, its process."""
+
+    base: str
+    pid: int
+
+
 def rss_mb(pid: int | None = None) -> float:
     """Resident memory of a process (this one by default), in MiB."""
     path = Path(f"/proc/{pid or 'self'}/status")

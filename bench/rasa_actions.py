@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from bench.common import FLOW, Latencies, cpu_seconds
+from bench.common import FLOW, Latencies, Server, cpu_seconds
 from fakes.harness import MODEL_CACHE, free_port
 from fakes.rasa import TOKEN, FakeRasa
 from storage import Keyring
@@ -28,12 +28,6 @@ from storage import Keyring
 SENDERS = 50  # people writing at once
 RATE = 100.0  # action calls a second, for latency
 LEAST = 5.0  # seconds of calls a capacity is measured over, at least
-
-
-@dataclass
-class Server:
-    base: str
-    pid: int
 
 
 @contextlib.asynccontextmanager
@@ -120,6 +114,11 @@ async def calls(server: Server, senders: int, rate: float | None) -> Calls:
     return result
 
 
+async def warm(server: Server) -> None:
+    """One person through the whole report first: the model loaded, every path warm."""
+    await calls(server, 1, None)
+
+
 async def capacity(server: Server) -> Calls:
     """Rounds of SENDERS people writing the report at once, for LEAST seconds or more."""
     total, elapsed, count = Calls(), 0.0, 0
@@ -141,7 +140,7 @@ async def compare(hash_ms: float) -> tuple[str, dict[str, float]]:
     runs: dict[str, tuple[Calls, Calls]] = {}
     for kind in ("reachable", "minimal"):
         async with served(kind) as server:
-            await calls(server, 1, None)  # one person first: the model loaded, every path warm
+            await warm(server)
             runs[kind] = await capacity(server), await calls(server, SENDERS, RATE)
     (mine, mine_paced), (minimal, minimal_paced) = runs["reachable"], runs["minimal"]
     lines = [

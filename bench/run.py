@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import process, rasa_actions, readme, web, web_surge
-from bench.bots import BOTS, BotMaker
+from bench.bots import BOTS, DUTIES, BotMaker
 from bench.common import FLOW, Latencies, Replies, percentile, rss_mb
 from bot.core.app import create_app, settle_heap
 from bot.core.guards import FloodGuard
@@ -190,6 +190,15 @@ def split_keep(replies: Replies) -> tuple[Latencies, Latencies]:
     return Latencies([v for v, i in pairs if i != last]), Latencies([v for v, i in pairs if i == last])
 
 
+async def duties(runs: dict[str, Run]) -> None:
+    """The bot process's CPU a message, and Reachable's capacity with its duties taken away in turn."""
+    print("  the bot process's CPU a message, and what Reachable's duties cost, each taken away in turn:")
+    for name in ("Reachable on aiogram", *PEERS.values(), *DUTIES):
+        run = runs[name] if name in runs else await with_bot(name, None)
+        cpu_ms = run.bot_cpu * 1000 / run.throughput
+        print(f"    {name + ':':62} {run.throughput:5.0f}/s, {cpu_ms:.2f} ms of CPU a message")
+
+
 async def capacity_and_latency() -> dict[str, float]:
     """Prints the table; returns the figures the machine-readable line carries."""
     figures: dict[str, float] = {}
@@ -218,6 +227,7 @@ async def capacity_and_latency() -> dict[str, float]:
             f"    Reachable on {framework + ':':20} {mine / capacity[peer]:.2f}x the capacity of {peer}"
             f" ({capacity[peer]:.0f}/s)"
         )
+    await duties(runs)
     faster = max(PEERS.values(), key=lambda peer: capacity[peer])
     figures["peer_ratio"] = capacity["Reachable on aiogram"] / capacity[faster]
     figures["ratio"] = capacity["Reachable on aiogram"] / capacity["bare aiogram echo"]

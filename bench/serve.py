@@ -14,13 +14,13 @@ import signal
 import sys
 import time
 
-from bench.bots import BOTS
+from bench.bots import BOTS, DUTIES
 from bench.common import Pauses
 from bot.core.app import settle_heap
 
 
 async def main(name: str, url: str) -> None:
-    polling, close = await BOTS[name](url)
+    polling, close = await (BOTS | DUTIES)[name](url)
     settle_heap()  # as `reachable run` does once started
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, polling.stop)
     started = time.process_time()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from bench.common import FLOW, Latencies, cpu_seconds, rss_mb
+from bench.common import FLOW, Latencies, Server, cpu_seconds, rss_mb
 from fakes.harness import MODEL_CACHE, free_port
 from storage import Keyring
 
@@ -38,12 +38,6 @@ CAPACITY_FLOW = FLOW[:9]  # ...so each sends no more than the burst one chat may
 POLL = 10.0  # seconds between chat.js's requests for the page
 CSRF = re.compile(r'name="csrf" value="([^"]*)"')
 CODE = "Secret code:"
-
-
-@dataclass
-class Server:
-    base: str
-    pid: int
 
 
 @contextlib.asynccontextmanager

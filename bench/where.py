@@ -21,7 +21,10 @@ from bench.run import PEOPLE
 
 # (part, what in a frame marks it), most specific first: a frame is matched against each in turn.
 STARTUP = ("start-up: imports, pydantic building models", ("<frozen importlib", "_model_construction", "_generics.py"))
-WAITING = ("waiting (the loop idle, threads with no work)", ("aiosqlite/core.py:59)", "thread.py:81)", "select ("))
+WAITING = (
+    "waiting (the loop idle, threads with no work)",
+    ("aiosqlite/core.py:59)", "thread.py:81)", "select (", "HashingPool._work (storage/hashing.py:54)"),
+)
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Argon2id (its own thread)", ("argon2/",)),
     ("understanding step", ("flows/classifier.py", "flows/understanding.py", "sklearn/", "numpy/")),
@@ -46,7 +49,7 @@ def part_of(stack: str) -> str:
     frames = stack.split(";")
     if any(mark in stack for mark in STARTUP[1]):
         return STARTUP[0]
-    if any(mark in frames[-1] for mark in WAITING[1]):
+    if any(mark in frame for frame in frames[-3:] for mark in WAITING[1]):  # in a wait, or getting work
         return WAITING[0]
     for frame in reversed(frames):  # the deepest frame first
         for part, marks in PARTS:
