@@ -49,8 +49,12 @@ test: $(VENV)/.installed-test $(RASA_VENV)/.installed
 	@# Forty minutes at most, whatever hangs: the whole run takes about fifteen on a busy machine.
 	timeout -k 30 2400 $(BIN)/python -m pytest -n 2 --dist loadgroup
 
-# Figures, not tests: capacity against bare aiogram, latency, memory (a minute or two).
+# Figures, not tests: every channel against what it would otherwise be built with, start and
+# memory; writes README's figures table (about a quarter of an hour).
+# Reachable's own modules compiled first, as `pip install` does for a package: this machine may set
+# PYTHONDONTWRITEBYTECODE, and then every start would compile them again.
 bench: $(VENV)/.installed-test
+	$(BIN)/python -m compileall -q bot flows responses storage
 	$(BIN)/python -m bench.run
 
 # Sampling profiles at capacity, as flame graphs in docs/: the report flow on aiogram and its

@@ -35,6 +35,15 @@ def rss_mb(pid: int | None = None) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def anonymous_mb(pid: int) -> float:
+    """The part of a process's resident memory that is its own (not pages of files it maps, such
+    as shared libraries, which the system can drop and read again), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def peak_rss_mb(pid: int | None = None) -> float:
     path = Path(f"/proc/{pid or 'self'}/status")
     for line in path.read_text().splitlines():
