@@ -12,6 +12,7 @@ process themselves (the people's side is left out of the graph).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import subprocess
 import sys
@@ -31,8 +32,12 @@ async def sampled(kind: str, svg: str) -> None:
 
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
     load: Callable[[Server], Awaitable[object]]
+    rounds = itertools.count()
     if kind == "web":
-        served, warm, load = web_surge.served("reachable"), web_surge.warm, web_surge.capacity
+        served, warm = web_surge.served("reachable"), web_surge.warm
+
+        def load(server: Server) -> Awaitable[object]:  # new people each round, from new addresses
+            return web_surge.capacity(server, first=next(rounds) * web_surge.CAPACITY_PEOPLE)
     else:
         served, warm = rasa_actions.served("reachable"), rasa_actions.warm
         load = rasa_actions.capacity

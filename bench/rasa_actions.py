@@ -1,7 +1,9 @@
 """The Rasa action server, for `make bench`: `reachable rasa-actions` in a process of its own
 against rasa-sdk's own server running a minimal action (bench/rasa_minimal.py), both called over
 real HTTP with the JSON a Rasa server sends (each call carrying the conversation's events so far,
-fakes/rasa.py), as people write through the report."""
+fakes/rasa.py), as people write through the report. As for the web chat, the fair capacity
+ratio is of calls for each second of the server's CPU (rasa-sdk's server counted with its worker
+process): the people's side shares this machine's two cores."""
 
 from __future__ import annotations
 
@@ -146,10 +148,12 @@ async def compare(hash_ms: float) -> tuple[str, dict[str, float]]:
     lines = [
         "Rasa action server over real HTTP, Rasa's JSON with the conversation's events, against rasa-sdk's own server "
         "running a minimal action:",
-        f"  capacity, {SENDERS} people writing at once: Reachable {mine.per_second:.0f} calls/s, minimal "
-        f"{minimal.per_second:.0f}/s (ratio {mine.per_second / minimal.per_second:.2f}, target >= 0.7); the "
-        f"server's CPU a call: Reachable {mine.cpu_ms:.2f} ms ({hash_ms / len(FLOW):.2f} ms of it the Argon2id hash of "
-        f"each report's code, spread over its {len(FLOW)} calls), minimal {minimal.cpu_ms:.2f} ms",
+        f"  capacity, {SENDERS} people writing at once, the people's side on the same cores: Reachable "
+        f"{mine.per_second:.0f} calls/s, minimal {minimal.per_second:.0f}/s",
+        f"  the server's CPU a call: Reachable {mine.cpu_ms:.2f} ms ({hash_ms / len(FLOW):.2f} ms of it the Argon2id "
+        f"hash of each report's code, spread over its {len(FLOW)} calls), minimal {minimal.cpu_ms:.2f} ms: calls for "
+        f"each CPU second {1000 / mine.cpu_ms:.0f} against {1000 / minimal.cpu_ms:.0f} "
+        f"(ratio {minimal.cpu_ms / mine.cpu_ms:.2f}, target >= 0.7)",
         f"  at {RATE:.0f} calls a second, every call but the report's last: Reachable {mine_paced.latencies.line()}; "
         f"minimal {minimal_paced.latencies.line()}",
         f"  the report's last call ('keep', its code hashed): Reachable {mine_paced.keep.line()}; minimal "
@@ -160,7 +164,7 @@ async def compare(hash_ms: float) -> tuple[str, dict[str, float]]:
         f"{minimal.answered + minimal_paced.answered} of {sum((minimal.statuses + minimal_paced.statuses).values())}",
     ]
     figures = {
-        "rasa_ratio": mine.per_second / minimal.per_second,
+        "rasa_ratio": minimal.cpu_ms / mine.cpu_ms,
         "rasa_p99_ms": mine_paced.latencies.p99_ms(),
         "rasa_keep_p99_ms": mine_paced.keep.p99_ms(),
         "rasa_minimal_p99_ms": minimal_paced.latencies.p99_ms(),

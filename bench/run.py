@@ -1,9 +1,14 @@
-"""`make bench`: capacity figures from one run on this machine.
+"""`make bench`: figures from one run on this machine, each channel beside what it would
+otherwise be built with.
 
-A bare echo bot and Reachable's report flow (encrypted SQLite writes), each on aiogram and on
-python-telegram-bot, over real HTTP against the same fake Bot API (no flood limits: this
-measures capacity), and their ratios; p50/p99 latency at 200 messages a second; the engine alone in-process; cold start;
-memory idle and with 10,000 open drafts.
+Telegram: a bare echo bot, Reachable's report flow and a peer doing the same job without
+Reachable (bench/peers.py), each on aiogram and on python-telegram-bot, over real HTTP against
+the same fake Bot API (no flood limits: this measures capacity); their ratios, what Reachable's
+duties cost, and p50/p99 at 200 messages a second. Then the engine and the understanding step
+alone; `reachable run`'s start and memory (bench/process.py); 10,000 open drafts; the web chat
+under a surge (bench/web_surge.py); the Rasa action server (bench/rasa_actions.py); PostgreSQL
+beside SQLite; the web chat under a flood and code guessing. It ends with one line for machines,
+from which README's table is written (bench/readme.py).
 """
 
 from __future__ import annotations
@@ -194,10 +199,8 @@ async def duties(runs: dict[str, Run]) -> None:
     """The bot process's CPU a message, and Reachable's capacity with its duties taken away in turn."""
     print("  the bot process's CPU a message, and what Reachable's duties cost, each taken away in turn (best of two):")
     for name in ("Reachable on aiogram", *PEERS.values(), *DUTIES):
-        # Two runs of each of Reachable's, the faster kept: one run varies by a fifth on this machine.
-        tries = [runs[name]] if name in runs else [await with_bot(name, None)]
-        if name.startswith(("Reachable", "...")):
-            tries.append(await with_bot(name, None))
+        # Two runs of each, the faster kept: one run varies by a fifth or more on this machine.
+        tries = [runs[name] if name in runs else await with_bot(name, None), await with_bot(name, None)]
         run = max(tries, key=lambda run: run.throughput)
         cpu_ms = run.bot_cpu * 1000 / run.throughput
         print(f"    {name + ':':62} {run.throughput:5.0f}/s, {cpu_ms:.2f} ms of CPU a message")
@@ -234,6 +237,7 @@ async def capacity_and_latency() -> dict[str, float]:
     await duties(runs)
     faster = max(PEERS.values(), key=lambda peer: capacity[peer])
     figures["peer_ratio"] = capacity["Reachable on aiogram"] / capacity[faster]
+    figures["peer_ptb_ratio"] = capacity["Reachable on python-telegram-bot"] / capacity[PEERS["python-telegram-bot"]]
     figures["ratio"] = capacity["Reachable on aiogram"] / capacity["bare aiogram echo"]
     figures["capacity"] = capacity["Reachable on aiogram"]
     print("Latency from a message reaching the Bot API to the bot's reply, at 200 messages a second:")
@@ -257,27 +261,6 @@ async def capacity_and_latency() -> dict[str, float]:
         print(f"  p99, Reachable on {framework} against {peer}: {mine:.0f} ms against {p99s[peer]:.0f} ms")
     figures["peer_p99_ratio"] = p99s["Reachable on aiogram"] / p99s[faster]
     return figures
-
-
-# What the machine-readable line carries, in order, and how each is written.
-LINE = (
-    ("peer_ratio", ".2f"),
-    ("peer_p99_ratio", ".2f"),
-    ("web_ratio", ".2f"),
-    ("web_p99_ms", ".0f"),
-    ("web_mib_per_1000", ".0f"),
-    ("rasa_ratio", ".2f"),
-    ("rasa_p99_ms", ".0f"),
-    ("idle_mib", ".0f"),
-    ("cold_s", ".2f"),
-    ("ratio", ".2f"),
-    ("answers_p99_ms", ".0f"),
-    ("keep_p99_ms", ".0f"),
-    ("rasa_keep_p99_ms", ".0f"),
-    ("cold_trained_s", ".2f"),
-    ("pg_capacity_ratio", ".2f"),
-    ("pg_answers_p99_ms", ".0f"),
-)
 
 
 async def main() -> None:
@@ -305,7 +288,7 @@ async def main() -> None:
     print(await web.flood())
     print(await web.guessing())
     # One line for machines (CI dashboards, comparisons between runs; README's table: bench/readme.py).
-    line = "bench: " + " ".join(f"{name}={figures.get(name, float('nan')):{form}}" for name, form in LINE)
+    line = readme.line(figures)
     print(line)
     readme.update(readme.parse(line), commit=commit())
     print("README.md: the figures table written from the line above")

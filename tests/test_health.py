@@ -38,10 +38,15 @@ async def test_the_web_chat_answers_healthz_and_names_a_failing_database(tmp_pat
         assert await get(f"{base}/healthz") == (503, {"status": "unhealthy", "failing": ["database"]})
 
 
-async def test_polling_serves_healthz_where_told(fake: FakeTelegram, tmp_path: Path) -> None:
+@pytest.mark.parametrize("framework", ["ptb", "aiogram"])
+async def test_polling_serves_healthz_where_told(fake: FakeTelegram, tmp_path: Path, framework: str) -> None:
     port = free_port()
     settings = settings_for(
-        fake, tmp_path / "data", Keyring.new_key().decode(), REACHABLE_HEALTH_LISTEN=f"127.0.0.1:{port}"
+        fake,
+        tmp_path / "data",
+        Keyring.new_key().decode(),
+        REACHABLE_HEALTH_LISTEN=f"127.0.0.1:{port}",
+        REACHABLE_FRAMEWORK=framework,
     )
     process = await start_bot_process(settings)
     try:

@@ -260,8 +260,9 @@ def test_a_start_that_could_not_keep_its_promises_is_refused(tmp_path: Path) -> 
     check_settings(Settings.from_environ({"REACHABLE_DATA_DIR": str(tmp_path), **token}))  # nothing sent
 
 
+@pytest.mark.parametrize("framework", ["ptb", "aiogram"])
 async def test_reachable_rasa_actions_runs_as_a_process_beside_the_telegram_bot(
-    tmp_path: Path, key: str, fake: FakeTelegram
+    tmp_path: Path, key: str, fake: FakeTelegram, framework: str
 ) -> None:
     port = free_port()
     rasa = FakeRasa(f"http://127.0.0.1:{port}")
@@ -273,6 +274,7 @@ async def test_reachable_rasa_actions_runs_as_a_process_beside_the_telegram_bot(
         REACHABLE_RASA_ACTIONS_LISTEN=f"127.0.0.1:{port}",
         REACHABLE_RASA_URL=rasa.url,
         REACHABLE_RASA_TOKEN=RASA_TOKEN,
+        REACHABLE_FRAMEWORK=framework,
     )
     process = await start_bot_process(settings, command="rasa-actions")
     try:
