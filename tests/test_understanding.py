@@ -13,8 +13,11 @@ from bot.core.settings import Settings
 from fakes.harness import Person, polling_bot, settings_for
 from fakes.telegram import FakeTelegram
 from flows import Engine
-from flows.classifier import IntentClassifier, _fit, char_grams, word_grams
+from flows import classifier as classifier_module
+from flows import columns as columns_module
+from flows.classifier import IntentClassifier, TrainedInBackground, _fit, char_grams, load, word_grams
 from flows.classifier import Settings as ModelSettings
+from flows.columns import Columns
 from flows.evaluation import Report, first_reply, score
 from flows.events import Choice
 from flows.understanding import SAFETY, Decision, Understanding, decide
@@ -294,6 +297,33 @@ def test_classifying_through_the_plain_model_gives_scikit_learns_margins(respons
     expected = estimator.decision_function(hstack([v.transform(TEXTS) for v in vectorizers], format="csr"))
     for text, row in zip(TEXTS, expected, strict=True):
         assert abs(model.margins(text) - row).max() < 1e-4
+
+
+def test_a_model_read_back_from_its_file_or_trained_in_another_process_reads_messages_alike(
+    responses: Responses, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(classifier_module, "_TRAINED", {})  # none trained in this process before
+    examples, samples = responses.examples(), dict(responses.language_samples())
+    here = IntentClassifier.train(examples, samples)
+    texts = [*TEXTS, *(e.text for e in examples[::7])]
+    elsewhere = TrainedInBackground(examples, samples, cache=tmp_path)  # trained in a process of its own
+    assert elsewhere.source == "trained"
+    elsewhere.ready()  # sent here and saved
+    saved = load(next(tmp_path.glob("understanding-*.npz")))
+    assert saved is not None
+    for text in texts:
+        expected = here.understand(text)
+        for other in (elsewhere.ready().understand(text), saved.understand(text)):
+            assert other.language == expected.language
+            assert max(abs(other.scores[k] - v) for k, v in expected.scores.items()) < 1e-5
+
+
+def test_n_grams_sharing_a_hash_still_find_their_own_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    grams = ["ab", " blue ", "wont", "cd"]
+    typed = ["wont", "zzz", "ab", "wont", " blue ", "cd"]
+    assert Columns(grams).found(typed).tolist() == [2, 0, 2, 1, 3]
+    monkeypatch.setattr(columns_module, "hash", len, raising=False)  # "ab" and "cd" now share a hash
+    assert Columns(grams).found(typed).tolist() == [2, 0, 2, 1, 3]
 
 
 @pytest.fixture(scope="module")
