@@ -24,6 +24,7 @@ class Server:
 
     base: str
     pid: int
+    pause: float = float("nan")  # its longest garbage-collection pause, seconds, once stopped (when told)
 
 
 def rss_mb(pid: int | None = None) -> float:

@@ -62,11 +62,14 @@ async def served(kind: str) -> AsyncIterator[Server]:
             "REACHABLE_WEB_EXIT_URL": "https://example.org/",
             "REACHABLE_WEB_CLIENT_ADDRESS_HEADER": "X-Forwarded-For",
         }
-        command = [sys.executable, "-m", "bot", "web"]
+        command = [sys.executable, "-m", "bench.serve_web"]  # `reachable web`, its pauses noted
     else:
         command = [sys.executable, "-m", "bench.bare_web", listen]
-    process = await asyncio.create_subprocess_exec(*command, env=environ, stderr=subprocess.DEVNULL)
+    process = await asyncio.create_subprocess_exec(
+        *command, env=environ, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
     base = f"http://{listen}"
+    server = Server(base, process.pid)
     try:
         async with aiohttp.ClientSession() as probe:
             while True:
@@ -77,11 +80,14 @@ async def served(kind: str) -> AsyncIterator[Server]:
                         if answer.status == 200:
                             break
                 await asyncio.sleep(0.05)
-        yield Server(base, process.pid)
+        yield server
     finally:
         if process.returncode is None:
             process.terminate()
-        await process.wait()
+        out, _ = await process.communicate()
+        for pair in out.decode().split():
+            if pair.startswith("pause_s="):
+                server.pause = float(pair.partition("=")[2])
 
 
 class Person:
@@ -150,6 +156,8 @@ class Person:
 @dataclass
 class Surge:
     answers: Latencies = field(default_factory=Latencies)  # every message but the last ("keep")
+    beside_keeps: Latencies = field(default_factory=Latencies)  # those of them sent while a keep was waiting
+    keeping: int = 0  # keeps waiting now
     keep: Latencies = field(default_factory=Latencies)
     statuses: Counter[int] = field(default_factory=Counter)  # of the pages read after opening or a message
     polled: Counter[int] = field(default_factory=Counter)  # of chat.js's requests for the page (0: failed)
@@ -217,8 +225,18 @@ async def surge(server: Server, people: int = PEOPLE) -> Surge:
         async def answering(person: Person) -> None:
             for step, text in enumerate(FLOW):
                 await asyncio.sleep(shuffle.uniform(*PAUSE))
+                if step == len(FLOW) - 1:
+                    result.keeping += 1
+                    try:
+                        result.keep.values.append(await person.say(text))
+                    finally:
+                        result.keeping -= 1
+                    continue
+                beside = result.keeping > 0
                 took = await person.say(text)
-                (result.keep if step == len(FLOW) - 1 else result.answers).values.append(took)
+                result.answers.values.append(took)
+                if beside:
+                    result.beside_keeps.values.append(took)
             result.finished += CODE in person.page
 
         await asyncio.gather(*(answering(person) for person in crowd))
@@ -258,6 +276,8 @@ async def compare(people: int = PEOPLE) -> tuple[str, dict[str, float]]:
         async with served(kind) as server:
             await warm(server)
             runs[kind] = most, await surge(server, people)
+        if kind == "reachable":
+            pause = server.pause
     (mine, crowd), (bare, bare_crowd) = runs["reachable"], runs["bare"]
     per_thousand = 1000 / people
     lines = [
@@ -272,6 +292,8 @@ async def compare(people: int = PEOPLE) -> tuple[str, dict[str, float]]:
         f"  {people} people arriving at {OPENING:.0f} a second, then answering every question ({PAUSE[0]:.0f}-"
         f"{PAUSE[1]:.0f} s over each) and keeping the report:",
         f"    Reachable, answers: {crowd.answers.line()} (target p99 <= 100 ms)",
+        f"      of them sent while someone's 'keep' was waiting: {crowd.beside_keeps.line()}",
+        f"      the server's longest garbage-collection pause meanwhile: {pause * 1000:.0f} ms",
         f"    Reachable, 'keep' until the page shows the code: {crowd.keep.line()}; "
         f"{crowd.finished} of {people} given their code",
         f"    bare app, answers:  {bare_crowd.answers.line()}",
