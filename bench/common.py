@@ -1,16 +1,23 @@
-"""Shared pieces: percentiles, memory, and a person who answers as soon as the bot replies."""
+"""Shared pieces: percentiles, memory, CPU, a server started for the bench, and a person who
+answers as soon as the bot replies."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import resource
+import signal
 import statistics
+import subprocess
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from fakes.telegram import FakeTelegram
 
@@ -25,6 +32,42 @@ class Server:
     base: str
     pid: int
     pause: float = float("nan")  # its longest garbage-collection pause, seconds, once stopped (when told)
+
+
+@contextlib.asynccontextmanager
+async def started(
+    what: str, command: list[str], environ: dict[str, str], health: str, notes: bool = False
+) -> AsyncIterator[Server]:
+    """``command`` as a process of its own, once ``health`` (its URL for a health check) answers
+    200; stopped after. ``notes``: it prints ``pause_s=…`` as it stops, and that is noted (its
+    output is read to the end, so only for a server whose every process stops with it)."""
+    output = subprocess.PIPE if notes else subprocess.DEVNULL
+    process = await asyncio.create_subprocess_exec(
+        *command, env=environ, stdout=output, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    server = Server(health.rsplit("/", 1)[0], process.pid)
+    try:
+        async with aiohttp.ClientSession() as probe:
+            while True:
+                if process.returncode is not None:
+                    raise RuntimeError(f"the {what} did not start")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with probe.get(health) as answer:
+                        if answer.status == 200:
+                            break
+                await asyncio.sleep(0.05)
+        yield server
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        try:
+            out, _ = await asyncio.wait_for(process.communicate(), 15)
+        except TimeoutError:  # Sanic's manager told to stop while its worker still starts: all of it
+            os.killpg(process.pid, signal.SIGKILL)
+            out, _ = await process.communicate()
+        for pair in (out or b"").decode().split():
+            if pair.startswith("pause_s="):
+                server.pause = float(pair.partition("=")[2])
 
 
 def rss_mb(pid: int | None = None) -> float:

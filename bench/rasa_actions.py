@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from bench.common import FLOW, Latencies, Server, cpu_seconds
+from bench.common import FLOW, Latencies, Server, cpu_seconds, started
 from fakes.harness import MODEL_CACHE, free_port
 from fakes.rasa import TOKEN, FakeRasa
 from storage import Keyring
@@ -49,25 +48,8 @@ async def served(kind: str) -> AsyncIterator[Server]:
     else:
         environ |= {"SANIC_HOST": "127.0.0.1"}
         command = [sys.executable, "-m", "rasa_sdk", "--actions", "bench.rasa_minimal", "-p", str(port), "--quiet"]
-    process = await asyncio.create_subprocess_exec(
-        *command, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as probe:
-            while True:
-                if process.returncode is not None:
-                    raise RuntimeError(f"the {kind} action server did not start")
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with probe.get(base + "/health") as answer:
-                        if answer.status == 200:
-                            break
-                await asyncio.sleep(0.05)
-        yield Server(base, process.pid)
-    finally:
-        if process.returncode is None:
-            process.terminate()
-        await process.wait()
+    async with started(f"{kind} action server", command, environ, f"http://127.0.0.1:{port}/health") as server:
+        yield server
 
 
 @dataclass

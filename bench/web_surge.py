@@ -22,7 +22,6 @@ import contextlib
 import os
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from bench.common import FLOW, Latencies, Server, cpu_seconds, rss_mb
+from bench.common import FLOW, Latencies, Server, cpu_seconds, rss_mb, started
 from fakes.harness import MODEL_CACHE, free_port
 from storage import Keyring
 
@@ -65,29 +64,9 @@ async def served(kind: str) -> AsyncIterator[Server]:
         command = [sys.executable, "-m", "bench.serve_web"]  # `reachable web`, its pauses noted
     else:
         command = [sys.executable, "-m", "bench.bare_web", listen]
-    process = await asyncio.create_subprocess_exec(
-        *command, env=environ, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
-    base = f"http://{listen}"
-    server = Server(base, process.pid)
-    try:
-        async with aiohttp.ClientSession() as probe:
-            while True:
-                if process.returncode is not None:
-                    raise RuntimeError(f"the {kind} web chat did not start")
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with probe.get(base + "/healthz") as answer:
-                        if answer.status == 200:
-                            break
-                await asyncio.sleep(0.05)
+    notes = kind == "reachable"
+    async with started(f"{kind} web chat", command, environ, f"http://{listen}/healthz", notes) as server:
         yield server
-    finally:
-        if process.returncode is None:
-            process.terminate()
-        out, _ = await process.communicate()
-        for pair in out.decode().split():
-            if pair.startswith("pause_s="):
-                server.pause = float(pair.partition("=")[2])
 
 
 class Person:
