@@ -98,8 +98,8 @@ class Person:
         """Post ``text`` (with JavaScript, a tap on the option it is the number of); seconds until
         the next page was read."""
         started = time.perf_counter()
-        options = {number: value for value, number in OPTION.findall(self.page)}
-        if self.js and text in options:
+        options = {number: value for value, number in OPTION.findall(self.page)} if self.js else {}
+        if text in options:
             path, form = "/choose", {"csrf": self.csrf, "choice": options[text]}
         else:
             path, form = "/say", {"csrf": self.csrf, "text": text}

@@ -5,8 +5,9 @@ token is set, because the staff chat lives there."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from bot.channels.console.adapter import run_console
@@ -37,20 +38,24 @@ async def telegram(settings: Settings, webhook: bool) -> None:
         raise ConfigError("not started, `reachable doctor` finds: " + "; ".join(failed))
     warn_about_key_file(settings)
     app = create_app(settings)  # starts training the understanding step in its own process
-    if settings.framework == "ptb":  # the Telegram library is imported meanwhile
-        from bot.channels.telegram import ptb_run as ptb
-
-        application = ptb.make_application(settings)
-        async with app:
-            settle_heap()
-            await (ptb.run_webhook(app, application) if webhook else ptb.run_polling(app, application))
-        return
-    from bot.channels.telegram.aiogram_run import make_bot, run_polling, run_webhook
-
-    bot = make_bot(settings)
+    run = _telegram_on(settings, webhook)  # the Telegram library is imported meanwhile
     async with app:
         settle_heap()
-        await (run_webhook(app, bot) if webhook else run_polling(app, bot))
+        await run(app)
+
+
+def _telegram_on(settings: Settings, webhook: bool) -> Callable[[App], Awaitable[None]]:
+    """The Telegram bot on the library REACHABLE_FRAMEWORK names, made (its library imported
+    only now): what runs it on an app, by webhook or polling, until stopped."""
+    if settings.framework == "ptb":
+        from bot.channels.telegram import ptb_run
+
+        application = ptb_run.make_application(settings)
+        return partial(ptb_run.run_webhook if webhook else ptb_run.run_polling, application=application)
+    from bot.channels.telegram import aiogram_run
+
+    bot = aiogram_run.make_bot(settings)
+    return partial(aiogram_run.run_webhook if webhook else aiogram_run.run_polling, bot=bot)
 
 
 async def _beside_telegram(settings: Settings, serving: Callable[[App], AbstractAsyncContextManager[object]]) -> None:
@@ -62,19 +67,10 @@ async def _beside_telegram(settings: Settings, serving: Callable[[App], Abstract
     if polling:
         warn_about_key_file(settings)
     app = create_app(settings)
+    run = _telegram_on(settings, webhook=False) if polling else None
     async with app, serving(app):
         settle_heap()
-        if not polling:
-            await until_stopped()
-            return
-        if settings.framework == "ptb":
-            from bot.channels.telegram import ptb_run as ptb
-
-            await ptb.run_polling(app, ptb.make_application(settings))
-            return
-        from bot.channels.telegram.aiogram_run import make_bot, run_polling
-
-        await run_polling(app, make_bot(settings))
+        await (run(app) if run is not None else until_stopped())
 
 
 async def rasa_actions(settings: Settings) -> None:
