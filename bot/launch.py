@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 
 from bot.channels.console.adapter import run_console
+from bot.channels.telegram import CHANNEL as TELEGRAM
 from bot.core.app import App, create_app, settle_heap
 from bot.core.errors import ConfigError
 from bot.core.serving import require_telegram_for_staff, until_stopped
@@ -38,24 +39,27 @@ async def telegram(settings: Settings, webhook: bool) -> None:
         raise ConfigError("not started, `reachable doctor` finds: " + "; ".join(failed))
     warn_about_key_file(settings)
     app = create_app(settings)  # starts training the understanding step in its own process
-    run = _telegram_on(settings, webhook)  # the Telegram library is imported meanwhile
+    run = _telegram_on(app, webhook)  # the Telegram library is imported meanwhile
     async with app:
         settle_heap()
-        await run(app)
+        await run()
 
 
-def _telegram_on(settings: Settings, webhook: bool) -> Callable[[App], Awaitable[None]]:
+def _telegram_on(app: App, webhook: bool) -> Callable[[], Awaitable[None]]:
     """The Telegram bot on the library REACHABLE_FRAMEWORK names, made (its library imported
-    only now): what runs it on an app, by webhook or polling, until stopped."""
+    only now): what runs it on ``app``, by webhook or polling, until stopped. The app delivers
+    nothing until it is up: the staff chats, and people on Telegram, are reached only then."""
+    settings = app.settings
+    app.delivery.expect((TELEGRAM,))
     if settings.framework == "ptb":
         from bot.channels.telegram import ptb_run
 
         application = ptb_run.make_application(settings)
-        return partial(ptb_run.run_webhook if webhook else ptb_run.run_polling, application=application)
+        return partial(ptb_run.run_webhook if webhook else ptb_run.run_polling, app, application=application)
     from bot.channels.telegram import aiogram_run
 
     bot = aiogram_run.make_bot(settings)
-    return partial(aiogram_run.run_webhook if webhook else aiogram_run.run_polling, bot=bot)
+    return partial(aiogram_run.run_webhook if webhook else aiogram_run.run_polling, app, bot=bot)
 
 
 async def _beside_telegram(settings: Settings, serving: Callable[[App], AbstractAsyncContextManager[object]]) -> None:
@@ -67,10 +71,10 @@ async def _beside_telegram(settings: Settings, serving: Callable[[App], Abstract
     if polling:
         warn_about_key_file(settings)
     app = create_app(settings)
-    run = _telegram_on(settings, webhook=False) if polling else None
+    run = _telegram_on(app, webhook=False) if polling else None
     async with app, serving(app):
         settle_heap()
-        await (run(app) if run is not None else until_stopped())
+        await (run() if run is not None else until_stopped())
 
 
 async def rasa_actions(settings: Settings) -> None:

@@ -305,7 +305,7 @@ class WebPagePerson(Someone):
         await self.browser.open()
         self._note()
         shown = self.transcript[self.mark :]
-        assert expect(shown), f"web, on coming back: {shown}"
+        assert expect(shown), f"web, on coming back: {shown}\n{self.tail()}"
 
     @property
     def transcript(self) -> list[str]:
@@ -348,7 +348,7 @@ class RasaPerson(Someone):
     async def come_back(self, expect: Callable[[list[str]], bool]) -> None:
         await self.say("hello?")
         shown = self.transcript[self.mark :]
-        assert expect(shown), f"rasa, on coming back: {shown}"
+        assert expect(shown), f"rasa, on coming back: {shown}\n{self.tail()}"
 
     @property
     def transcript(self) -> list[str]:

@@ -98,6 +98,12 @@ class Run:
         while self.count("SELECT count(*) FROM answers"):
             assert time.monotonic() < deadline, f"still owed: {await self.owed()}"
             await asyncio.sleep(0.05)
+        # And staff have everything owed to them (a send a crash cut short goes again, marked),
+        # before the next step: it is not left for a later start to send.
+        unsent = "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'sending')"
+        while self.count(unsent):
+            assert time.monotonic() < deadline, f"still owed to staff, after 30 s\n{self.person.tail()}"
+            await asyncio.sleep(0.05)
 
 
 async def report(run: Run, from_the_start: bool = True) -> None:

@@ -323,6 +323,37 @@ async def test_killed_between_storing_and_delivering_the_summary_arrives_once(
             await asyncio.wait_for(process.wait(), 20)
 
 
+@pytest.mark.parametrize("framework", ["ptb", "aiogram"])
+async def test_a_summary_that_waited_through_an_outage_reaches_staff_as_soon_as_the_bot_is_back(
+    fake: FakeTelegram, settings: Settings, framework: str
+) -> None:
+    """Staff were unreachable for minutes, then the bot restarts: the summary goes as soon as the
+    bot has checked its staff chat, not after another wait of minutes because the first try
+    came while the bot was still starting (Telegram slow to answer, as after an outage)."""
+    from bot.core.app import create_app
+    from storage import NewReport
+
+    async with create_app(settings) as app:
+        await app.delivery.stop()
+        report = NewReport("OUTG-2345", "7K2P-QX9D-M4TA-8BWE", {"account": "x"}, (), False, "support", False, 1)
+        await app.store.add_report(report, destinations=("support:chat",))
+        for _ in range(8):  # eight failed tries: the next wait after a failure is 4 to 8 minutes
+            [item] = await app.store.claim_due()
+            await app.store.postpone(item.id, 0)
+
+    async def slow_to_answer(method: str, params: Params) -> None:
+        if method.casefold() in ("getme", "getchat"):
+            await asyncio.sleep(1)
+
+    fake.fault = slow_to_answer
+    process = await start_bot_process(settings.model_copy(update={"framework": framework}))
+    try:
+        await until(lambda: summaries_of(fake) == ["OUTG-2345"], timeout=45)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 20)
+
+
 async def test_a_send_interrupted_by_a_crash_is_resent_marked_as_a_possible_repeat(
     settings: Settings, key: str
 ) -> None:

@@ -111,6 +111,7 @@ class Channel:
         reaches = getattr(self.transport, "reaches_unasked", None)
         if reaches is not None:
             self.ports.conversations.reaches[self.name] = reaches
+        self.ports.delivery.attached(self.name)
 
     # ------------------------------------------------------------------ private chats
     async def private(

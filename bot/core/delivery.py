@@ -26,6 +26,7 @@ import logging
 import random
 import ssl
 import time
+from collections.abc import Iterable
 from email.message import EmailMessage
 from typing import Protocol
 
@@ -40,6 +41,9 @@ log = logging.getLogger("reachable.delivery")
 MAX_ATTEMPTS = 30  # about two days of capped backoff
 MAX_BACKOFF = 600.0
 FAILED_ROUND_WAIT = 5.0  # seconds before another round when storage failed
+# How long the first round waits at a start for the channels this process serves to be up (the
+# Telegram bot checks its staff chats first): past it, what nothing sends waits with backoff.
+CHANNELS_UP_WAIT = 60.0
 
 
 class RetryLater(Exception):
@@ -234,10 +238,28 @@ class DeliveryWorker:
         self._paused: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self.progress = time.monotonic()  # when the outbox last had nothing overdue
+        self._awaited: set[str] = set()  # channels of this process not up yet
+        self._all_up = asyncio.Event()
+        self._all_up.set()
 
     def stuck_for(self) -> float:
         """Seconds since the worker last made a round with nothing due left behind."""
         return time.monotonic() - self.progress
+
+    def expect(self, channels: Iterable[str]) -> None:
+        """Channels this process will serve once they are up (the Telegram bot, once it has
+        checked its staff chats): no round starts before they have attached, so what is due at a
+        start (a summary for the staff chat, a reply to someone on Telegram) waits a moment rather
+        than counting as undeliverable, and waiting its backoff: minutes, after an outage."""
+        self._awaited.update(channels)
+        if self._awaited:
+            self._all_up.clear()
+
+    def attached(self, channel: str) -> None:
+        """The channel ``channel`` sends from now: its staff chats and people were added."""
+        self._awaited.discard(channel)
+        if not self._awaited:
+            self._all_up.set()
 
     def add(self, forwarder: Forwarder) -> None:
         self.forwarders[forwarder.destination] = forwarder
@@ -257,6 +279,13 @@ class DeliveryWorker:
         await tasks.stop(task)
 
     async def _run(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CHANNELS_UP_WAIT):
+                await self._all_up.wait()
+        if self._awaited:
+            log.warning(
+                "not up after %.0f s: %s; delivering what can go", CHANNELS_UP_WAIT, ", ".join(sorted(self._awaited))
+            )
         while True:
             tasks.stop_if_asked()
             failed = False

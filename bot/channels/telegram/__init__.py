@@ -1,1 +1,3 @@
 """Telegram, on aiogram or python-telegram-bot, by long polling or the webhook."""
+
+CHANNEL = "telegram"  # its chats' channel, on either library

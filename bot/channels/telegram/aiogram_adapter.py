@@ -23,6 +23,7 @@ from aiogram.exceptions import (
 from aiogram.filters import Filter
 from aiogram.types import BotCommand, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 
+from bot.channels.telegram import CHANNEL
 from bot.core import callbacks
 from bot.core.channel import Channel, Ports
 from bot.core.transport import TELEGRAM, Button, ChatInfo, RetryAfter, TransportError, Unreachable
@@ -31,7 +32,6 @@ from flows.events import Event, Unsupported, parse_typed
 from responses import Responses
 
 log = logging.getLogger("reachable.telegram")
-CHANNEL = "telegram"
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 GROUPS = frozenset({"group", "supergroup"})
 

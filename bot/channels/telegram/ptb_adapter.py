@@ -17,6 +17,7 @@ from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Upd
 from telegram.error import Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
+from bot.channels.telegram import CHANNEL
 from bot.core import callbacks
 from bot.core.channel import Channel, Ports
 from bot.core.transport import TELEGRAM, Button, ChatInfo, TransportError, Unreachable
@@ -26,7 +27,6 @@ from flows.events import Event, Unsupported, parse_typed
 from responses import Responses
 
 log = logging.getLogger("reachable.telegram")
-CHANNEL = "telegram"
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 Context = ContextTypes.DEFAULT_TYPE
 
