@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from bot.core import callbacks
 from bot.core.transport import Button, ChatInfo, Limits, TransportError
@@ -34,8 +35,7 @@ MEMORY_BOUND = MAX_SESSIONS * (SESSION_BYTES + SESSION_OVERHEAD)  # about 83 MiB
 TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # what secrets.token_urlsafe(32) makes
 
 
-@dataclass(frozen=True, slots=True)
-class Shown:
+class Shown(NamedTuple):
     """One message on the page: the bot's (with the options it offered) or the person's own."""
 
     number: int
@@ -44,10 +44,22 @@ class Shown:
     lang: str
     options: tuple[Button, ...] = ()
 
-    @property
-    def size(self) -> int:
-        texts = (self.text, *(b.text for b in self.options), *(b.data for b in self.options))
-        return 160 + 64 * len(self.options) + sum(sys.getsizeof(t) for t in texts)
+
+# A message as a session holds it: a plain tuple of numbers and strings (its options as plain
+# pairs), which the garbage collector stops walking once it has seen it. A thousand open
+# conversations hold tens of thousands of messages and options; as objects, every full
+# collection walked them all, holding every page being answered for a tenth of a second.
+Kept = tuple[int, bool, str, str, tuple[tuple[str, str], ...]]
+
+
+def _size(kept: Kept) -> int:
+    _, _, text, _, options = kept
+    return 160 + 64 * len(options) + sys.getsizeof(text) + sum(sys.getsizeof(t) + sys.getsizeof(d) for t, d in options)
+
+
+def _shown(kept: Kept) -> Shown:
+    number, mine, text, lang, options = kept
+    return Shown(number, mine, text, lang, tuple(Button(t, d) for t, d in options))
 
 
 @dataclass
@@ -59,25 +71,30 @@ class Session:
     token: str
     chat_id: str
     csrf: str
-    shown: list[Shown] = field(default_factory=list)
     last_seen: float = field(default_factory=time.monotonic)
     left: bool = False  # the person chose to leave: the page is replaced, the session forgotten
     posted: bool = False
     size: int = 0
     _numbers: int = 0
+    _kept: list[Kept] = field(default_factory=list)
 
     def show(self, text: str, lang: str, mine: bool = False, options: Sequence[Button] = ()) -> Shown:
         self._numbers += 1
-        item = Shown(self._numbers, mine, text, lang, tuple(options))
-        self.shown.append(item)
-        self.size += item.size
-        while self.size > SESSION_BYTES and len(self.shown) > 1:
-            self.size -= self.shown.pop(0).size
-        return item
+        kept: Kept = (self._numbers, mine, text, lang, tuple((b.text, b.data) for b in options))
+        self._kept.append(kept)
+        self.size += _size(kept)
+        while self.size > SESSION_BYTES and len(self._kept) > 1:
+            self.size -= _size(self._kept.pop(0))
+        return _shown(kept)
 
     def clear(self) -> None:
-        self.shown.clear()
+        self._kept.clear()
         self.size = 0
+
+    @property
+    def shown(self) -> list[Shown]:
+        """The conversation as the page shows it, oldest first."""
+        return [_shown(kept) for kept in self._kept]
 
     @property
     def numbers(self) -> int:
@@ -87,8 +104,8 @@ class Session:
     @property
     def options(self) -> tuple[Button, ...]:
         """The buttons of the latest message from the bot, if it has any."""
-        latest = next((s for s in reversed(self.shown) if not s.mine), None)
-        return latest.options if latest is not None else ()
+        latest = next((kept for kept in reversed(self._kept) if not kept[1]), None)
+        return _shown(latest).options if latest is not None else ()
 
     def label_of(self, data: str) -> str | None:
         return next((b.text for b in self.options if b.data == data), None)

@@ -206,9 +206,9 @@ class WebChat:
 
     async def show(self, request: web.Request) -> web.StreamResponse:
         if "new" in request.query:  # "Start a new chat": whatever "Leave now" set is let go
-            response = web.HTTPSeeOther("/")
+            response = see_other("/")
             response.del_cookie(LEFT, path="/", secure=True, httponly=True, samesite="Strict")
-            raise response
+            return response
         if LEFT in request.cookies and COOKIE not in request.cookies:
             return self.neutral(request)
         session = await self.session_of(request)
@@ -218,7 +218,7 @@ class WebChat:
                 return self.busy(request)
             await self.core.private(session.chat_id, Command("start"))
         if session.left:  # coming back to a quick exit a crash interrupted: it is carried out
-            raise self.gone(session, request)
+            return self.gone(session, request)
         page = self.render(session)
         # What the page holds has gone out once it is written, not before: a crash until then
         # leaves a kept answer (a new report's code) in storage, for this cookie to find again.
@@ -307,23 +307,23 @@ class WebChat:
         headers = {k: v for k, v in page.headers.items() if k.lower() != "content-type"}
         return kind(text=page.text, content_type="text/html", headers=headers)
 
-    def onward(self, session: Session, before: int) -> web.HTTPSeeOther:
+    def onward(self, session: Session, before: int) -> web.Response:
         """Back to the page, at the first message the bot said since ``before`` (so its first
         line, "call 999 now", is what is in view)."""
         if session.left:  # "Leave now" from the conversation's own options
             return self.gone(session, None)
         new = [s.number for s in session.shown if s.number > before and not s.mine]
         latest = new[0] if new else (session.shown[-1].number if session.shown else 0)
-        return web.HTTPSeeOther(f"/#m{latest}")
+        return see_other(f"/#m{latest}")
 
-    def gone(self, session: Session | None, request: web.Request | None) -> web.HTTPSeeOther:
+    def gone(self, session: Session | None, request: web.Request | None) -> web.Response:
         """Forget the session; on to our own neutral page (which sends the browser on to the
         neutral site), the cookie and this site's data cleared. Only for a request that carried
         our cookie (so came from our own page): a form posted from another site clears nothing."""
         if session is not None:
             self.sessions.drop(session)
             self._buckets.pop(session.token, None)
-        response = web.HTTPSeeOther("/left")
+        response = see_other("/left")
         if session is not None or (request is not None and COOKIE in request.cookies):
             response.del_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
             response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
@@ -352,7 +352,7 @@ class WebChat:
         before = session.numbers
         session.show(text, lang, mine=True)
         await self.core.private(session.chat_id, parse_typed(text))
-        raise self.onward(session, before)
+        return self.onward(session, before)
 
     async def choose(self, request: web.Request) -> web.StreamResponse:
         session, form = await self.posted(request)
@@ -362,7 +362,7 @@ class WebChat:
         if label is not None:
             session.show(label, self.language(session), mine=True)
         await self.core.private(session.chat_id, callbacks.decode(data))
-        raise self.onward(session, before)
+        return self.onward(session, before)
 
     async def leave(self, request: web.Request) -> web.StreamResponse:
         """Leave now: the conversation ends as /exit ends it (only with the page's own token), the
@@ -372,7 +372,7 @@ class WebChat:
         with contextlib.suppress(web.HTTPException):  # leaving always works; a forged form ends nothing
             session, _ = await self.posted(request, limited=False)
             await self.core.private(session.chat_id, Command("exit"))
-        raise self.gone(session, request)
+        return self.gone(session, request)
 
     async def static(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -381,6 +381,13 @@ class WebChat:
             raise web.HTTPNotFound()
         body = resources.files("bot.channels.web").joinpath("static", name).read_text(encoding="utf-8")
         return web.Response(text=body, content_type=kinds[name], charset="utf-8")
+
+
+def see_other(location: str) -> web.Response:
+    """A redirect (303: the browser asks for ``location`` with GET), returned rather than raised:
+    aiohttp keeps a raised one with its traceback, whose frames hold the request, a cycle only a
+    full garbage collection frees; every message a person sends ends with one."""
+    return web.Response(status=303, headers={"Location": location})
 
 
 @contextlib.asynccontextmanager
