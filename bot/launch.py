@@ -47,8 +47,9 @@ async def telegram(settings: Settings, webhook: bool) -> None:
 
 def _telegram_on(app: App, webhook: bool) -> Callable[[], Awaitable[None]]:
     """The Telegram bot on the library REACHABLE_FRAMEWORK names, made (its library imported
-    only now): what runs it on ``app``, by webhook or polling, until stopped. The app delivers
-    nothing until it is up: the staff chats, and people on Telegram, are reached only then."""
+    only now): what runs it on ``app``, by webhook or polling, until stopped. What goes through
+    it (the staff chats, people on Telegram) waits, untried, until it is up (see
+    DeliveryWorker.expect); email and the other channels do not wait."""
     settings = app.settings
     app.delivery.expect((TELEGRAM,))
     if settings.framework == "ptb":
@@ -62,15 +63,19 @@ def _telegram_on(app: App, webhook: bool) -> Callable[[], Awaitable[None]]:
     return partial(aiogram_run.run_webhook if webhook else aiogram_run.run_polling, app, bot=bot)
 
 
-async def _beside_telegram(settings: Settings, serving: Callable[[App], AbstractAsyncContextManager[object]]) -> None:
+async def _beside_telegram(
+    settings: Settings, serving: Callable[[App], AbstractAsyncContextManager[object]], channels: tuple[str, ...]
+) -> None:
     """Serve another channel, with the Telegram bot in the same process when a token is set
     (the staff chat lives there; one process per data folder). With a shared database, Telegram
     is the webhook instances' (`reachable run --webhook`): this process serves its channel only,
-    and sends only what it can (the staff chats' deliveries are theirs)."""
+    and sends only what it can (the staff chats' deliveries are theirs). ``channels``: those
+    ``serving`` attaches, whose people's replies wait for it rather than count a failed try."""
     polling = settings.telegram_token is not None and not settings.shared_database
     if polling:
         warn_about_key_file(settings)
     app = create_app(settings)
+    app.delivery.expect(channels)
     run = _telegram_on(app, webhook=False) if polling else None
     async with app, serving(app):
         settle_heap()
@@ -80,20 +85,21 @@ async def _beside_telegram(settings: Settings, serving: Callable[[App], Abstract
 async def rasa_actions(settings: Settings) -> None:
     """The Rasa action server (see bot/channels/rasa/run.py)."""
     try:
-        from bot.channels.rasa.run import check_settings, serving_actions
+        from bot.channels.rasa.run import CHANNELS, check_settings, serving_actions
     except ImportError as error:
         raise ConfigError("rasa-sdk is not installed: pip install -e '.[rasa]'") from error
     check_settings(settings)
-    await _beside_telegram(settings, serving_actions)
+    await _beside_telegram(settings, serving_actions, CHANNELS)
 
 
 async def web(settings: Settings) -> None:
     """The web chat (see bot/channels/web/run.py)."""
+    from bot.channels.web.adapter import CHANNEL
     from bot.channels.web.run import check_settings, serving_web
 
     check_settings(settings)
     if not settings.staff_web:
-        await _beside_telegram(settings, serving_web)
+        await _beside_telegram(settings, serving_web, (CHANNEL,))
         return
     from bot.ops.inbox.server import serving_inbox
 
@@ -102,7 +108,7 @@ async def web(settings: Settings) -> None:
         async with serving_web(app), serving_inbox(app):
             yield None
 
-    await _beside_telegram(settings, both)
+    await _beside_telegram(settings, both, (CHANNEL,))
 
 
 async def staff_web(settings: Settings) -> None:
@@ -110,7 +116,7 @@ async def staff_web(settings: Settings) -> None:
     from bot.ops.inbox.server import serving_inbox
 
     require_telegram_for_staff(settings)
-    await _beside_telegram(settings, serving_inbox)
+    await _beside_telegram(settings, serving_inbox, ())
 
 
 async def spread(listen: str, instances: list[str]) -> None:

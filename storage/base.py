@@ -248,6 +248,11 @@ class Outbox(Protocol):
     async def postpone(self, delivery_id: int, seconds: float, give_up: bool = False) -> None: ...
 
     @abc.abstractmethod
+    async def release(self, delivery_id: int, seconds: float) -> None:
+        """Back in the queue untried, due in ``seconds``: its claim does not count as a try (what
+        sends it was not up yet). One already back in the queue is only rescheduled."""
+
+    @abc.abstractmethod
     async def recover_in_flight(self) -> int:
         """After a crash: deliveries caught mid-send go back in the queue, flagged as maybe sent."""
 

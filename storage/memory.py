@@ -259,6 +259,11 @@ class MemoryStore(RuleStore):
         if item is not None:
             item.status = status
 
+    async def _untry_delivery(self, delivery_id: int) -> None:
+        item = self._s.deliveries.get(delivery_id)
+        if item is not None and item.status == "sending":
+            item.status, item.attempts = "pending", item.attempts - 1
+
     async def _pending_ids(self) -> list[int]:
         return [i for i, d in self._s.deliveries.items() if d.status == "pending"]
 

@@ -294,6 +294,12 @@ class PostgresStore(PostgresAccounts, Sealing, RuleStore):
     async def _set_delivery_status(self, delivery_id: int, status: str) -> None:
         await self._execute("UPDATE deliveries SET status = $1 WHERE id = $2", status, delivery_id)
 
+    async def _untry_delivery(self, delivery_id: int) -> None:
+        await self._execute(
+            "UPDATE deliveries SET status = 'pending', attempts = attempts - 1 WHERE id = $1 AND status = 'sending'",
+            delivery_id,
+        )
+
     async def _pending_ids(self) -> list[int]:
         return [int(row[0]) for row in await self._fetch("SELECT id FROM deliveries WHERE status = 'pending'")]
 

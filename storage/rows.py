@@ -165,6 +165,10 @@ class Rows(abc.ABC):
     async def _set_delivery_status(self, delivery_id: int, status: str) -> None: ...
 
     @abc.abstractmethod
+    async def _untry_delivery(self, delivery_id: int) -> None:
+        """One being sent back to pending, its claim taken off its tries; others unchanged."""
+
+    @abc.abstractmethod
     async def _pending_ids(self) -> list[int]: ...
 
     @abc.abstractmethod

@@ -408,6 +408,11 @@ class RuleStore(AccountRules, Store, Rows):
         else:
             self._not_before[delivery_id] = self.clock() + seconds
 
+    async def release(self, delivery_id: int, seconds: float) -> None:
+        async with self._transaction(durable=False):
+            await self._untry_delivery(delivery_id)
+        self._not_before[delivery_id] = self.clock() + seconds
+
     async def next_due_in(self) -> float | None:
         pending = await self._pending_ids()
         if not pending:

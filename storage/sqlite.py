@@ -309,6 +309,12 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
     async def _set_delivery_status(self, delivery_id: int, status: str) -> None:
         await self.db.execute("UPDATE deliveries SET status = ? WHERE id = ?", (status, delivery_id))
 
+    async def _untry_delivery(self, delivery_id: int) -> None:
+        await self.db.execute(
+            "UPDATE deliveries SET status = 'pending', attempts = attempts - 1 WHERE id = ? AND status = 'sending'",
+            (delivery_id,),
+        )
+
     async def _pending_ids(self) -> list[int]:
         async with self.db.execute("SELECT id FROM deliveries WHERE status = 'pending'") as cursor:
             return [int(row[0]) for row in await cursor.fetchall()]

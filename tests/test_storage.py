@@ -385,6 +385,18 @@ async def test_a_postponed_delivery_waits_its_turn(backend: Store, clock: Clock)
     assert [o.id for o in await backend.claim_due()] == [item.id]
 
 
+async def test_a_delivery_put_back_untried_keeps_its_count_of_tries(backend: Store, clock: Clock) -> None:
+    """What waited for a channel still starting is not a failed try: its backoff stays short."""
+    await backend.enqueue("TEST-0001", "person", "answer", {"chat": "telegram:42", "text": "hi"})
+    [item] = await backend.claim_due()
+    assert item.attempts == 1
+    await backend.release(item.id, 30)
+    assert await backend.claim_due() == []
+    await backend.release(item.id, 0)  # already back in the queue: only due sooner
+    [again] = await backend.claim_due()
+    assert (again.id, again.attempts, again.maybe_sent) == (item.id, 1, False)
+
+
 async def test_withdrawing_a_sent_report_queues_a_notice_for_each_recipient(backend: Store) -> None:
     await backend.add_report(report(send_to="support"), destinations=("staff_chat", "email"))
     first, second = await backend.claim_due()

@@ -17,7 +17,8 @@ from bot.core.settings import Settings
 from fakes.harness import Person, Running, polling_bot, settings_for, start_bot_process
 from fakes.smtp import SMTPServer
 from fakes.telegram import FakeTelegram, Params, server_error, too_many_requests
-from storage import Keyring
+from storage import Keyring, Outgoing
+from storage.memory import MemoryStore
 
 STAFF = -1001234567
 CHAT = 6402119876
@@ -401,8 +402,7 @@ async def test_the_delivery_worker_stops_when_a_library_lets_the_stop_request_go
     worker is asked to stop, and the worker then waited for the next delivery for ever, holding
     up shutdown: a test's teardown never ended, once in seven runs."""
     import bot.core.delivery
-    from storage import NewReport, Outgoing
-    from storage.memory import MemoryStore
+    from storage import NewReport
 
     sending = asyncio.Event()
 
@@ -431,8 +431,7 @@ async def test_the_delivery_worker_outlives_a_storage_failure_and_delivers_after
     """Regression: a failing read between rounds ended the worker for good (seen when the
     database went away under it on a busy machine): nothing queued after was ever sent."""
     import bot.core.delivery
-    from storage import NewReport, Outgoing, StorageError
-    from storage.memory import MemoryStore
+    from storage import NewReport, StorageError
 
     monkeypatch.setattr(bot.core.delivery, "FAILED_ROUND_WAIT", 0.05)
 
@@ -462,5 +461,74 @@ async def test_the_delivery_worker_outlives_a_storage_failure_and_delivers_after
         await store.add_report(report, destinations=("support:chat",))
         worker.wake()
         await until(lambda: sent == ["LATE-0001"])
+    finally:
+        await worker.stop()
+
+
+class Records:
+    """A destination that takes everything: what reached it, to whom, at which try."""
+
+    def __init__(self, destination: str, sent: list[tuple[str, str, int]]) -> None:
+        self.destination = destination
+        self.sent = sent
+
+    async def send(self, item: Outgoing) -> None:
+        self.sent.append((item.destination, str(item.data.get("chat", "")), item.attempts))
+
+
+async def queued_while_starting() -> MemoryStore:
+    from storage import NewReport
+
+    store = MemoryStore()
+    report = NewReport("WAIT-2345", "7K2P-QX9D-M4TA-8BWE", {"account": "x"}, (), True, "support", False, 1)
+    await store.add_report(report, destinations=("support:email", "support:chat"))
+    for chat in ("web:8f3a", "telegram:42"):
+        await store.enqueue("WAIT-2345", "person", "answer", {"chat": chat, "text": "From the team"})
+    return store
+
+
+async def test_while_the_telegram_bot_starts_email_and_web_replies_go_and_its_own_wait_untried() -> None:
+    """An outage of Telegram holds up only what goes through it: the email copy and a reply to
+    someone on the web chat go at once; the staff chat's summary and a reply to someone on
+    Telegram go as soon as the bot is up, their wait not counted as a failed try."""
+    import bot.core.delivery
+
+    store = await queued_while_starting()
+    sent: list[tuple[str, str, int]] = []
+    worker = bot.core.delivery.DeliveryWorker(
+        store, {"support:email": Records("support:email", sent), "person": Records("person", sent)}
+    )
+    worker.expect(("telegram",))
+    await worker.start()
+    try:
+        await until(lambda: len(sent) == 2)
+        assert sorted(sent) == [("person", "web:8f3a", 1), ("support:email", "", 1)]
+        await asyncio.sleep(2.5)  # rounds go on while the bot starts
+        assert len(sent) == 2
+        worker.add(Records("support:chat", sent))
+        worker.attached("telegram")
+        await until(lambda: len(sent) == 4)
+        assert sorted(sent[2:]) == [("person", "telegram:42", 1), ("support:chat", "", 1)]
+    finally:
+        await worker.stop()
+    assert await store.delivery_counts() == {"sent": 4}
+
+
+async def test_a_channel_that_never_comes_up_holds_its_deliveries_only_for_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the wait, what goes through a channel still not up is tried like anything else (and
+    given up on, and staff told, after as many tries): nothing waits for ever."""
+    import bot.core.delivery
+
+    monkeypatch.setattr(bot.core.delivery, "CHANNELS_UP_WAIT", 1.0)
+    store = await queued_while_starting()
+    sent: list[tuple[str, str, int]] = []
+    worker = bot.core.delivery.DeliveryWorker(store, {"person": Records("person", sent)}, backoff=0.01)
+    worker.expect(("telegram",))
+    await worker.start()
+    try:
+        await until(lambda: ("person", "telegram:42", 1) in sent)
+        assert ("person", "web:8f3a", 1) in sent
     finally:
         await worker.stop()

@@ -35,15 +35,18 @@ import aiosmtplib
 from bot.core import crashpoints, tasks
 from bot.core.settings import Settings
 from bot.core.staff import StaffDesk
+from bot.core.transport import ChatRef
 from storage import Instances, Outbox, Outgoing
 
 log = logging.getLogger("reachable.delivery")
 MAX_ATTEMPTS = 30  # about two days of capped backoff
 MAX_BACKOFF = 600.0
 FAILED_ROUND_WAIT = 5.0  # seconds before another round when storage failed
-# How long the first round waits at a start for the channels this process serves to be up (the
-# Telegram bot checks its staff chats first): past it, what nothing sends waits with backoff.
+# How long, from a start, what goes through a channel of this process not yet up (the Telegram bot
+# checks its staff chats first) waits for it without counting a try; past it, such a delivery
+# is tried, and waits with backoff, like any other that nothing here sends.
 CHANNELS_UP_WAIT = 60.0
+STARTING_ROUND_WAIT = 1.0  # the longest pause between rounds while a channel is starting
 
 
 class RetryLater(Exception):
@@ -239,8 +242,8 @@ class DeliveryWorker:
         self._task: asyncio.Task[None] | None = None
         self.progress = time.monotonic()  # when the outbox last had nothing overdue
         self._awaited: set[str] = set()  # channels of this process not up yet
-        self._all_up = asyncio.Event()
-        self._all_up.set()
+        self._starting_until = 0.0  # when a channel not up by then counts as down
+        self._held: dict[int, str] = {}  # deliveries put back untried, by the channel they wait for
 
     def stuck_for(self) -> float:
         """Seconds since the worker last made a round with nothing due left behind."""
@@ -248,18 +251,16 @@ class DeliveryWorker:
 
     def expect(self, channels: Iterable[str]) -> None:
         """Channels this process will serve once they are up (the Telegram bot, once it has
-        checked its staff chats): no round starts before they have attached, so what is due at a
-        start (a summary for the staff chat, a reply to someone on Telegram) waits a moment rather
-        than counting as undeliverable, and waiting its backoff: minutes, after an outage."""
+        checked its staff chats). Until each has attached, or CHANNELS_UP_WAIT from the start has
+        passed, what goes through it (a summary for a staff chat, a reply to someone on it) waits
+        without counting a try, rather than counting as undeliverable and waiting its backoff
+        (minutes, after an outage); everything else (email, the other channels) goes at once."""
         self._awaited.update(channels)
-        if self._awaited:
-            self._all_up.clear()
 
     def attached(self, channel: str) -> None:
         """The channel ``channel`` sends from now: its staff chats and people were added."""
         self._awaited.discard(channel)
-        if not self._awaited:
-            self._all_up.set()
+        self.wake()
 
     def add(self, forwarder: Forwarder) -> None:
         self.forwarders[forwarder.destination] = forwarder
@@ -272,22 +273,29 @@ class DeliveryWorker:
         recovered = await self.store.recover_in_flight()
         if recovered:
             log.warning("%d delivery(ies) were interrupted mid-send; sending again, marked", recovered)
+        self._starting_until = time.monotonic() + CHANNELS_UP_WAIT
         self._task = asyncio.create_task(self._run(), name="reachable-delivery")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         await tasks.stop(task)
 
+    def _starting(self) -> float:
+        """Seconds left for a channel this process serves to come up; 0 once all are up or it
+        is too late (the channels still down are then tried, and wait, like any other)."""
+        if not self._awaited:
+            return 0.0
+        left = self._starting_until - time.monotonic()
+        if left <= 0:
+            log.warning("not up %.0f s after the start: %s", CHANNELS_UP_WAIT, ", ".join(sorted(self._awaited)))
+            self._awaited.clear()
+            return 0.0
+        return left
+
     async def _run(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CHANNELS_UP_WAIT):
-                await self._all_up.wait()
-        if self._awaited:
-            log.warning(
-                "not up after %.0f s: %s; delivering what can go", CHANNELS_UP_WAIT, ", ".join(sorted(self._awaited))
-            )
         while True:
             tasks.stop_if_asked()
+            self._wake.clear()  # before the round: a wake during it starts another at once
             failed = False
             try:
                 sent = await self.run_once()
@@ -301,8 +309,10 @@ class DeliveryWorker:
             if not failed and (due is None or due > 0):
                 self.progress = time.monotonic()  # nothing is waiting that could go now
             timeout = 30.0 if due is None else min(max(due, 0.05), 30.0)
+            starting = self._starting()
+            if starting:  # what is due may wait for a channel: look again each second
+                timeout = min(STARTING_ROUND_WAIT, starting)
             tasks.stop_if_asked()
-            self._wake.clear()
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
             # that arrives as the event is set, and stop() would then wait for ever.
             with contextlib.suppress(TimeoutError):
@@ -311,9 +321,17 @@ class DeliveryWorker:
 
     async def run_once(self) -> int:
         """Send what is due now; the number of deliveries handled."""
+        starting = self._starting()
+        for delivery_id, channel in list(self._held.items()):
+            if channel not in self._awaited:  # up now, or too late: due at once
+                await self.store.release(delivery_id, 0)
+                del self._held[delivery_id]
         # With instances sharing a database, only what this one can send: another sends the rest.
-        mine = tuple(self.forwarders) if self.store.shared else None
+        # While a channel is starting, not to destinations nothing sends yet: its staff chats.
+        mine = tuple(self.forwarders) if self.store.shared or starting else None
         items = await self.store.claim_due(limit=50, destinations=mine)
+        if starting:
+            items = [i for i in items if not await self._hold(i, starting)]
         summaries = [i for i in items if i.kind == "summary"]
         forwarders = {i.destination for i in summaries}
         for destination in forwarders:
@@ -326,6 +344,17 @@ class DeliveryWorker:
             tasks.stop_if_asked()
             await self._deliver(item)
         return len(items) + sum(1 for i in summaries if i not in items)
+
+    async def _hold(self, item: Outgoing, starting: float) -> bool:
+        """Put ``item`` back untried if it goes to someone on a channel not up yet."""
+        if item.destination != "person":
+            return False
+        chat = ChatRef.parse(str(item.data.get("chat", "")))
+        if chat is None or chat.channel not in self._awaited:
+            return False
+        await self.store.release(item.id, starting)
+        self._held[item.id] = chat.channel
+        return True
 
     def _open(self, destination: str) -> bool:
         return self._paused.get(destination, 0.0) <= time.monotonic()

@@ -39,6 +39,7 @@ from bot.core.settings import Settings
 from bot.core.transport import TransportError
 
 log = logging.getLogger("reachable.rasa")
+CHANNELS = (CHANNEL, SMS)  # the channels the action server serves
 # Rasa sends every event of the conversation with each call (about 3 KB a turn): a call is read
 # as it streams and only the latest message is kept, so only a runaway stream is refused.
 MAX_CALL_BYTES = 1_000_000_000
@@ -290,7 +291,7 @@ async def serving_actions(app: App) -> AsyncIterator[str]:
     assert token is not None  # check_settings
     api = RasaHTTP(settings.rasa_url, token) if settings.rasa_url else None
     cores = {}
-    for name in (CHANNEL, SMS):
+    for name in CHANNELS:
         transport = RasaTransport(api, name)
         core = Channel(transport, replace(app.ports(), staff_chats={}))  # staff chats are on Telegram
         core.attach()

@@ -148,7 +148,7 @@ class WebChat:
     async def secure(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             response = await handler(request)
-        except web.HTTPException as error:  # redirects and refusals are raised
+        except web.HTTPException as error:  # refusals (and aiohttp's own redirects) are raised
             error.headers.update(self.headers)
             raise
         if not response.prepared:  # a page already written carries them already
@@ -312,8 +312,9 @@ class WebChat:
         line, "call 999 now", is what is in view)."""
         if session.left:  # "Leave now" from the conversation's own options
             return self.gone(session, None)
-        new = [s.number for s in session.shown if s.number > before and not s.mine]
-        latest = new[0] if new else (session.shown[-1].number if session.shown else 0)
+        shown = session.shown  # built on each read: once
+        new = [s.number for s in shown if s.number > before and not s.mine]
+        latest = new[0] if new else (shown[-1].number if shown else 0)
         return see_other(f"/#m{latest}")
 
     def gone(self, session: Session | None, request: web.Request | None) -> web.Response:
@@ -385,8 +386,8 @@ class WebChat:
 
 def see_other(location: str) -> web.Response:
     """A redirect (303: the browser asks for ``location`` with GET), returned rather than raised:
-    aiohttp keeps a raised one with its traceback, whose frames hold the request, a cycle only a
-    full garbage collection frees; every message a person sends ends with one."""
+    aiohttp keeps a raised one with its traceback, whose frames hold the request in a cycle the
+    younger garbage collections rarely free in time; every message a person sends ends with one."""
     return web.Response(status=303, headers={"Location": location})
 
 
