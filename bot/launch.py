@@ -48,8 +48,8 @@ async def telegram(settings: Settings, webhook: bool) -> None:
 def _telegram_on(app: App, webhook: bool) -> Callable[[], Awaitable[None]]:
     """The Telegram bot on the library REACHABLE_FRAMEWORK names, made (its library imported
     only now): what runs it on ``app``, by webhook or polling, until stopped. What goes through
-    it (the staff chats, people on Telegram) waits, untried, until it is up (see
-    DeliveryWorker.expect); email and the other channels do not wait."""
+    it (the staff chats, people on Telegram) waits, untried, until it is up or a minute has
+    passed (see DeliveryWorker.expect); email and the other channels do not wait."""
     settings = app.settings
     app.delivery.expect((TELEGRAM,))
     if settings.framework == "ptb":

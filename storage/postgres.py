@@ -296,7 +296,8 @@ class PostgresStore(PostgresAccounts, Sealing, RuleStore):
 
     async def _untry_delivery(self, delivery_id: int) -> None:
         await self._execute(
-            "UPDATE deliveries SET status = 'pending', attempts = attempts - 1 WHERE id = $1 AND status = 'sending'",
+            "UPDATE deliveries SET status = 'pending', attempts = attempts - 1, claimed_by = NULL"
+            " WHERE id = $1 AND status = 'sending'",
             delivery_id,
         )
 

@@ -532,3 +532,41 @@ async def test_a_channel_that_never_comes_up_holds_its_deliveries_only_for_a_whi
         assert ("person", "web:8f3a", 1) in sent
     finally:
         await worker.stop()
+
+
+async def test_a_delivery_given_up_while_the_bot_starts_is_reported_in_the_staff_chat_once_it_is_up() -> None:
+    """The email copy fails for good while the Telegram bot is still starting: the staff chat,
+    not known until the bot is up, is still told that the summary never reached that inbox."""
+    import bot.core.delivery
+    from bot.core.delivery import GiveUp
+
+    tried: list[int] = []
+
+    class Refuses:
+        destination = "support:email"
+
+        async def send(self, item: Outgoing) -> None:
+            tried.append(item.attempts)
+            raise GiveUp("the mail server refuses this address")
+
+    store = await queued_while_starting()
+    sent: list[tuple[str, str, int]] = []
+    kinds: list[str] = []
+
+    class StaffChat(Records):
+        async def send(self, item: Outgoing) -> None:
+            kinds.append(item.kind)
+            await super().send(item)
+
+    worker = bot.core.delivery.DeliveryWorker(store, {"support:email": Refuses(), "person": Records("person", sent)})
+    worker.expect(("telegram",))
+    await worker.start()
+    try:
+        await until(lambda: tried == [1])
+        worker.add(StaffChat("support:chat", sent))
+        worker.attached("telegram")
+        await until(lambda: "undeliverable" in kinds)
+        assert sorted(kinds) == ["summary", "undeliverable"]
+        assert tried == [1, 2]  # tried once more when the bot was up, then given up
+    finally:
+        await worker.stop()

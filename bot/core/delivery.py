@@ -46,7 +46,9 @@ FAILED_ROUND_WAIT = 5.0  # seconds before another round when storage failed
 # checks its staff chats first) waits for it without counting a try; past it, such a delivery
 # is tried, and waits with backoff, like any other that nothing here sends.
 CHANNELS_UP_WAIT = 60.0
-STARTING_ROUND_WAIT = 1.0  # the longest pause between rounds while a channel is starting
+# While a channel is starting, a round at least this often (what nothing can send yet, due now,
+# would otherwise bring the next round at once) and at most this long after the last.
+STARTING_ROUND_WAIT = 1.0
 
 
 class RetryLater(Exception):
@@ -243,7 +245,8 @@ class DeliveryWorker:
         self.progress = time.monotonic()  # when the outbox last had nothing overdue
         self._awaited: set[str] = set()  # channels of this process not up yet
         self._starting_until = 0.0  # when a channel not up by then counts as down
-        self._held: dict[int, str] = {}  # deliveries put back untried, by the channel they wait for
+        # Deliveries put back while starting, by the channel they wait for (None: every channel).
+        self._held: dict[int, str | None] = {}
 
     def stuck_for(self) -> float:
         """Seconds since the worker last made a round with nothing due left behind."""
@@ -282,7 +285,8 @@ class DeliveryWorker:
 
     def _starting(self) -> float:
         """Seconds left for a channel this process serves to come up; 0 once all are up or it
-        is too late (the channels still down are then tried, and wait, like any other)."""
+        is too late: the channels still down are then no longer awaited (and a warning logged),
+        and what goes through them is tried, and waits, like any other delivery."""
         if not self._awaited:
             return 0.0
         left = self._starting_until - time.monotonic()
@@ -310,8 +314,8 @@ class DeliveryWorker:
                 self.progress = time.monotonic()  # nothing is waiting that could go now
             timeout = 30.0 if due is None else min(max(due, 0.05), 30.0)
             starting = self._starting()
-            if starting:  # what is due may wait for a channel: look again each second
-                timeout = min(STARTING_ROUND_WAIT, starting)
+            if starting:  # what is due now may be waiting for a channel: not at once, nor long
+                timeout = min(timeout if due else STARTING_ROUND_WAIT, STARTING_ROUND_WAIT, starting)
             tasks.stop_if_asked()
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
             # that arrives as the event is set, and stop() would then wait for ever.
@@ -323,7 +327,7 @@ class DeliveryWorker:
         """Send what is due now; the number of deliveries handled."""
         starting = self._starting()
         for delivery_id, channel in list(self._held.items()):
-            if channel not in self._awaited:  # up now, or too late: due at once
+            if not self._awaited or (channel is not None and channel not in self._awaited):  # due at once
                 await self.store.release(delivery_id, 0)
                 del self._held[delivery_id]
         # With instances sharing a database, only what this one can send: another sends the rest.
@@ -400,7 +404,14 @@ class DeliveryWorker:
             log.info("delivered %s to %s", item.kind, item.destination)
 
     async def _give_up(self, item: Outgoing) -> None:
-        """Stop trying, and tell staff through every other way they are reached."""
+        """Stop trying, and tell staff through every other way they are reached. While a channel
+        is starting, not yet: its staff chats are among those ways, and are not known before it
+        is up; tried once more then (its tries already counted), and given up after that."""
+        starting = self._starting()
+        if starting:
+            await self.store.postpone(item.id, starting)
+            self._held[item.id] = None
+            return
         await self.store.postpone(item.id, 0, give_up=True)
         if item.kind == "undeliverable":
             return
