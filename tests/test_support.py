@@ -570,3 +570,24 @@ async def test_a_delivery_given_up_while_the_bot_starts_is_reported_in_the_staff
         assert tried == [1, 2]  # tried once more when the bot was up, then given up
     finally:
         await worker.stop()
+
+
+async def test_the_staff_chat_gets_what_waited_for_it_the_moment_the_bot_is_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attaching wakes the worker: the staff chat's summary does not wait for the next round."""
+    import bot.core.delivery
+
+    monkeypatch.setattr(bot.core.delivery, "STARTING_ROUND_WAIT", 60.0)  # no round but the woken one
+    store = await queued_while_starting()
+    sent: list[tuple[str, str, int]] = []
+    worker = bot.core.delivery.DeliveryWorker(
+        store, {"support:email": Records("support:email", sent), "person": Records("person", sent)}
+    )
+    worker.expect(("telegram",))
+    await worker.start()
+    try:
+        await until(lambda: len(sent) == 2)
+        worker.add(Records("support:chat", sent))
+        worker.attached("telegram")
+        await until(lambda: len(sent) == 4, timeout=10)
+    finally:
+        await worker.stop()
