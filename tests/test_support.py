@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from bot.core.delivery import DeliveryWorker, Forwarder
 from bot.core.settings import Settings
 from fakes.harness import Person, Running, polling_bot, settings_for, start_bot_process
 from fakes.smtp import SMTPServer
@@ -487,20 +488,27 @@ async def queued_while_starting() -> MemoryStore:
     return store
 
 
+@contextlib.asynccontextmanager
+async def while_telegram_starts(
+    store: MemoryStore, *forwarders: Forwarder, backoff: float = 1.0
+) -> AsyncIterator[DeliveryWorker]:
+    """A delivery worker started in a process whose Telegram bot is not up yet."""
+    worker = DeliveryWorker(store, {f.destination: f for f in forwarders}, backoff=backoff)
+    worker.expect(("telegram",))
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+
+
 async def test_while_the_telegram_bot_starts_email_and_web_replies_go_and_its_own_wait_untried() -> None:
     """An outage of Telegram holds up only what goes through it: the email copy and a reply to
     someone on the web chat go at once; the staff chat's summary and a reply to someone on
     Telegram go as soon as the bot is up, their wait not counted as a failed try."""
-    import bot.core.delivery
-
     store = await queued_while_starting()
     sent: list[tuple[str, str, int]] = []
-    worker = bot.core.delivery.DeliveryWorker(
-        store, {"support:email": Records("support:email", sent), "person": Records("person", sent)}
-    )
-    worker.expect(("telegram",))
-    await worker.start()
-    try:
+    async with while_telegram_starts(store, Records("support:email", sent), Records("person", sent)) as worker:
         await until(lambda: len(sent) == 2)
         assert sorted(sent) == [("person", "web:8f3a", 1), ("support:email", "", 1)]
         await asyncio.sleep(2.5)  # rounds go on while the bot starts
@@ -509,8 +517,6 @@ async def test_while_the_telegram_bot_starts_email_and_web_replies_go_and_its_ow
         worker.attached("telegram")
         await until(lambda: len(sent) == 4)
         assert sorted(sent[2:]) == [("person", "telegram:42", 1), ("support:chat", "", 1)]
-    finally:
-        await worker.stop()
     assert await store.delivery_counts() == {"sent": 4}
 
 
@@ -524,20 +530,14 @@ async def test_a_channel_that_never_comes_up_holds_its_deliveries_only_for_a_whi
     monkeypatch.setattr(bot.core.delivery, "CHANNELS_UP_WAIT", 1.0)
     store = await queued_while_starting()
     sent: list[tuple[str, str, int]] = []
-    worker = bot.core.delivery.DeliveryWorker(store, {"person": Records("person", sent)}, backoff=0.01)
-    worker.expect(("telegram",))
-    await worker.start()
-    try:
+    async with while_telegram_starts(store, Records("person", sent), backoff=0.01):
         await until(lambda: ("person", "telegram:42", 1) in sent)
         assert ("person", "web:8f3a", 1) in sent
-    finally:
-        await worker.stop()
 
 
 async def test_a_delivery_given_up_while_the_bot_starts_is_reported_in_the_staff_chat_once_it_is_up() -> None:
     """The email copy fails for good while the Telegram bot is still starting: the staff chat,
     not known until the bot is up, is still told that the summary never reached that inbox."""
-    import bot.core.delivery
     from bot.core.delivery import GiveUp
 
     tried: list[int] = []
@@ -558,18 +558,13 @@ async def test_a_delivery_given_up_while_the_bot_starts_is_reported_in_the_staff
             kinds.append(item.kind)
             await super().send(item)
 
-    worker = bot.core.delivery.DeliveryWorker(store, {"support:email": Refuses(), "person": Records("person", sent)})
-    worker.expect(("telegram",))
-    await worker.start()
-    try:
+    async with while_telegram_starts(store, Refuses(), Records("person", sent)) as worker:
         await until(lambda: tried == [1])
         worker.add(StaffChat("support:chat", sent))
         worker.attached("telegram")
         await until(lambda: "undeliverable" in kinds)
         assert sorted(kinds) == ["summary", "undeliverable"]
         assert tried == [1, 2]  # tried once more when the bot was up, then given up
-    finally:
-        await worker.stop()
 
 
 async def test_the_staff_chat_gets_what_waited_for_it_the_moment_the_bot_is_up(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -579,15 +574,8 @@ async def test_the_staff_chat_gets_what_waited_for_it_the_moment_the_bot_is_up(m
     monkeypatch.setattr(bot.core.delivery, "STARTING_ROUND_WAIT", 60.0)  # no round but the woken one
     store = await queued_while_starting()
     sent: list[tuple[str, str, int]] = []
-    worker = bot.core.delivery.DeliveryWorker(
-        store, {"support:email": Records("support:email", sent), "person": Records("person", sent)}
-    )
-    worker.expect(("telegram",))
-    await worker.start()
-    try:
+    async with while_telegram_starts(store, Records("support:email", sent), Records("person", sent)) as worker:
         await until(lambda: len(sent) == 2)
         worker.add(Records("support:chat", sent))
         worker.attached("telegram")
         await until(lambda: len(sent) == 4, timeout=10)
-    finally:
-        await worker.stop()
