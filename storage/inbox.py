@@ -105,8 +105,7 @@ class SQLiteInbox(Connection, Inbox):
 
     async def unhandled(self) -> list[tuple[int, dict[str, Any]]]:
         try:
-            async with self.db.execute("SELECT update_id, body FROM inbox ORDER BY update_id") as cursor:
-                rows = list(await cursor.fetchall())
+            rows = await self._rows("SELECT update_id, body FROM inbox ORDER BY update_id")
         except sqlite3.Error as error:
             raise StorageError(f"the inbox cannot be read ({type(error).__name__}): restore or remove it") from error
         return await opened(self, self.keyring, rows)

@@ -53,10 +53,9 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
 
     # ------------------------------------------------------------------ drafts, answers, updates
     async def load_draft(self, key: ChatKey) -> bytes | None:
-        async with self.db.execute(
+        row = await self._row(
             "SELECT payload FROM drafts WHERE chat_key = ? AND expires_at > ?", (key.digest, self._now())
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         if row is None:
             return None
         expires, payload = unseal_expiring(self.keyring.decrypt(bytes(row[0])))
@@ -87,22 +86,20 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
         return marked.rowcount > 0
 
     async def seen(self, channel: str, update_id: int) -> bool:
-        async with self.db.execute(
-            "SELECT 1 FROM seen_updates WHERE channel = ? AND update_id = ?", (channel, update_id)
-        ) as cursor:
-            return await cursor.fetchone() is not None
+        return (
+            await self._row("SELECT 1 FROM seen_updates WHERE channel = ? AND update_id = ?", (channel, update_id))
+            is not None
+        )
 
     async def recent_updates(self) -> list[tuple[str, int]]:
-        async with self.db.execute("SELECT channel, update_id FROM seen_updates") as cursor:
-            return [(str(c), int(u)) for c, u in await cursor.fetchall()]
+        return [(str(c), int(u)) for c, u in await self._rows("SELECT channel, update_id FROM seen_updates")]
 
     async def unsent_answers(self, key: ChatKey | None = None) -> list[Unsent]:
         query = "SELECT id, chat_key, payload, sent FROM answers WHERE expires_at > ?"
         arguments: tuple[Any, ...] = (self._now(),)
         if key is not None:
             query, arguments = query + " AND chat_key = ?", (*arguments, key.digest)
-        async with self.db.execute(query + " ORDER BY rowid", arguments) as cursor:
-            rows = list(await cursor.fetchall())
+        rows = await self._rows(query + " ORDER BY rowid", arguments)
         found = []
         for answer_id, chat_key, sealed, sent in rows:
             expires, body = unseal_expiring(self.keyring.decrypt(bytes(sealed)))
@@ -138,10 +135,9 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
 
     async def _take_messages(self, key: ChatKey) -> list[tuple[int, int]]:
         async with self._write:
-            async with self.db.execute(
+            rows = await self._rows(
                 "DELETE FROM chat_messages WHERE chat_key = ? RETURNING message_id, at", (key.digest,)
-            ) as cursor:
-                rows = await cursor.fetchall()
+            )
             if rows:
                 await self._checkpoint()
         return [(int(m), int(at)) for m, at in rows]
@@ -156,11 +152,9 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
     # ------------------------------------------------------------------ reports and codes
     async def _code_candidates(self, code: str) -> list[tuple[str, str]]:
         # Reports kept before tags were keyed carry the old tag until retention deletes them.
-        async with self.db.execute(
-            "SELECT reference, code_hash FROM reports WHERE code_tag IN (?, ?)",
-            (await self._code_tag(code), legacy_code_tag(code)),
-        ) as cursor:
-            return [(str(reference), str(hashed)) for reference, hashed in await cursor.fetchall()]
+        query = "SELECT reference, code_hash FROM reports WHERE code_tag IN (?, ?)"
+        rows = await self._rows(query, (await self._code_tag(code), legacy_code_tag(code)))
+        return [(str(reference), str(hashed)) for reference, hashed in rows]
 
     async def _insert_report(self, row: ReportRow, seal: CodeSeal) -> None:
         await self.db.execute(
@@ -182,12 +176,11 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
         )
 
     async def _load_report(self, reference: str) -> ReportRow | None:
-        async with self.db.execute(
+        row = await self._row(
             "SELECT summary, keep, send_to, allow_reply, status, created_on, expires_at, version"
             " FROM reports WHERE reference = ?",
             (reference,),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         if row is None:
             return None
         sealed, keep, send_to, allow_reply, status, created_on, expires_at, version = row
@@ -207,8 +200,7 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
     ) -> list[tuple[str, str, int]]:
         query = "SELECT reference, destination, attempts FROM deliveries WHERE (? IS NULL OR kind = ?)"
         query += " AND (? IS NULL OR status = ?) ORDER BY id DESC"
-        async with self.db.execute(query, (kind, kind, status, status)) as cursor:
-            return [(str(r), str(d), int(a)) for r, d, a in await cursor.fetchall()]
+        return [(str(r), str(d), int(a)) for r, d, a in await self._rows(query, (kind, kind, status, status))]
 
     async def _add_to_thread(self, reference: str, body: Mapping[str, Any], day: int) -> None:
         query = "INSERT INTO thread (reference, sealed, day) VALUES (?, ?, ?)"
@@ -216,8 +208,7 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
 
     async def _thread_of(self, reference: str) -> list[tuple[Mapping[str, Any], int]]:
         query = "SELECT sealed, day FROM thread WHERE reference = ? ORDER BY id"
-        async with self.db.execute(query, (reference,)) as cursor:
-            return [(self._open(sealed), int(day)) for sealed, day in await cursor.fetchall()]
+        return [(self._open(sealed), int(day)) for sealed, day in await self._rows(query, (reference,))]
 
     async def _forget_thread(self, reference: str | None = None) -> None:
         if reference is not None:
@@ -231,8 +222,7 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
         query = (
             f"SELECT reference FROM reports WHERE send_to IN ({','.join('?' * len(recipients))}) ORDER BY rowid DESC"  # noqa: S608
         )
-        async with self.db.execute(query, tuple(recipients)) as cursor:
-            return [str(r) for (r,) in await cursor.fetchall()]
+        return [str(r) for (r,) in await self._rows(query, tuple(recipients))]
 
     async def _delete_report(self, reference: str) -> None:
         await self.db.execute("DELETE FROM reports WHERE reference = ?", (reference,))
@@ -250,8 +240,7 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
         if months:
             query += f" AND month IN ({','.join('?' * len(months))})"
             arguments = tuple(months)
-        async with self.db.execute(query, arguments) as cursor:
-            return {(str(d), str(v), str(m)): int(n) for d, v, m, n in await cursor.fetchall()}
+        return {(str(d), str(v), str(m)): int(n) for d, v, m, n in await self._rows(query, arguments)}
 
     async def _audit(self, kind: str, reference: str | None, at: int) -> None:
         await self.db.execute("INSERT INTO audit (at, kind, reference) VALUES (?, ?, ?)", (day_of(at), kind, reference))
@@ -260,12 +249,10 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
         await self.db.execute("DELETE FROM audit WHERE reference = ?", (reference,))
 
     async def audit_kinds(self) -> list[tuple[str, str | None]]:
-        async with self.db.execute("SELECT kind, reference FROM audit ORDER BY id") as cursor:
-            return [(str(k), r) for k, r in await cursor.fetchall()]
+        return [(str(k), r) for k, r in await self._rows("SELECT kind, reference FROM audit ORDER BY id")]
 
     async def ping(self) -> None:
-        async with self.db.execute("SELECT 1") as cursor:
-            await cursor.fetchone()
+        await self._row("SELECT 1")
 
     # ------------------------------------------------------------------ the outbox
     async def _enqueue(
@@ -279,19 +266,13 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
         return int(cursor.lastrowid or 0)
 
     async def _summary_deliveries(self, reference: str) -> list[tuple[str, str, bool]]:
-        async with self.db.execute(
-            "SELECT destination, status, maybe_sent FROM deliveries WHERE reference = ? AND kind = 'summary'",
-            (reference,),
-        ) as cursor:
-            return [(str(d), str(s), bool(m)) for d, s, m in await cursor.fetchall()]
+        query = "SELECT destination, status, maybe_sent FROM deliveries WHERE reference = ? AND kind = 'summary'"
+        return [(str(d), str(s), bool(m)) for d, s, m in await self._rows(query, (reference,))]
 
     async def _delete_deliveries(self, reference: str, statuses: Sequence[str]) -> list[int]:
         marks = ",".join("?" * len(statuses))
-        async with self.db.execute(
-            f"DELETE FROM deliveries WHERE reference = ? AND status IN ({marks}) RETURNING id",  # noqa: S608
-            (reference, *statuses),
-        ) as cursor:
-            return [int(row[0]) for row in await cursor.fetchall()]
+        query = f"DELETE FROM deliveries WHERE reference = ? AND status IN ({marks}) RETURNING id"  # noqa: S608
+        return [int(row[0]) for row in await self._rows(query, (reference, *statuses))]
 
     async def _blank_sent(self, reference: str) -> None:
         await self.db.execute(
@@ -299,11 +280,10 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
         )
 
     async def _mark_sent(self, delivery_id: int) -> tuple[str, str] | None:
-        async with self.db.execute(
+        row = await self._row(
             "UPDATE deliveries SET status = 'sent', payload = ? WHERE id = ? RETURNING reference, kind",
             (b"", delivery_id),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return (str(row[0]), str(row[1])) if row is not None else None
 
     async def _set_delivery_status(self, delivery_id: int, status: str) -> None:
@@ -316,25 +296,22 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
         )
 
     async def _pending_ids(self) -> list[int]:
-        async with self.db.execute("SELECT id FROM deliveries WHERE status = 'pending'") as cursor:
-            return [int(row[0]) for row in await cursor.fetchall()]
+        return [int(row[0]) for row in await self._rows("SELECT id FROM deliveries WHERE status = 'pending'")]
 
     async def claim_due(self, limit: int = 50, destinations: Sequence[str] | None = None) -> list[Outgoing]:
         wanted = set(destinations) if destinations is not None else None
         async with self._write:
             query = "SELECT id, destination FROM deliveries WHERE status = 'pending' ORDER BY id"
-            async with self.db.execute(query) as cursor:
-                pending = [(int(i), str(d)) for i, d in await cursor.fetchall()]
+            pending = [(int(i), str(d)) for i, d in await self._rows(query)]
             due = [i for i, d in pending if self._due(i) and (wanted is None or d in wanted)][:limit]
             if not due:
                 return []
             marks = ",".join("?" * len(due))
-            async with self.db.execute(
+            rows = await self._rows(
                 f"UPDATE deliveries SET status = 'sending', attempts = attempts + 1 WHERE id IN ({marks})"  # noqa: S608
                 " RETURNING id, reference, destination, kind, payload, attempts, maybe_sent",
                 due,
-            ) as cursor:
-                rows = await cursor.fetchall()
+            )
         self._unschedule([int(row[0]) for row in rows])
         claimed = (
             Outgoing(int(i), str(r), str(d), str(k), self._open(p), int(a), bool(m)) for i, r, d, k, p, a, m in rows
@@ -349,8 +326,8 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
         return int(cursor.rowcount)
 
     async def delivery_counts(self) -> dict[str, int]:
-        async with self.db.execute("SELECT status, count(*) FROM deliveries GROUP BY status") as cursor:
-            return {str(status): int(n) for status, n in await cursor.fetchall()}
+        rows = await self._rows("SELECT status, count(*) FROM deliveries GROUP BY status")
+        return {str(status): int(n) for status, n in rows}
 
     # ------------------------------------------------------------------ relays
     async def _link_relay(self, reference: str, chat: str, key: bytes | None) -> None:
@@ -365,18 +342,15 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
         return bool(cursor.rowcount)
 
     async def relay_chat(self, reference: str) -> str | None:
-        async with self.db.execute("SELECT chat FROM relays WHERE reference = ?", (reference,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._row("SELECT chat FROM relays WHERE reference = ?", (reference,))
         return self.keyring.decrypt(bytes(row[0])).decode() if row else None
 
     async def hold_relays(self, key: ChatKey) -> list[str]:
         """After a quick exit: nothing from staff reaches this chat until the person comes back
         with their code. The references whose relays are now held."""
         async with self._transaction(durable=False):
-            async with self.db.execute(
-                "UPDATE relays SET held = 1 WHERE chat_key = ? RETURNING reference", (key.digest,)
-            ) as cursor:
-                references = [str(row[0]) for row in await cursor.fetchall()]
+            query = "UPDATE relays SET held = 1 WHERE chat_key = ? RETURNING reference"
+            references = [str(row[0]) for row in await self._rows(query, (key.digest,))]
             for reference in references:
                 await self.db.execute(
                     "UPDATE deliveries SET status = 'held' WHERE reference = ? AND destination = 'person'"
@@ -386,8 +360,7 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
         return references
 
     async def relay_held(self, reference: str) -> bool:
-        async with self.db.execute("SELECT held FROM relays WHERE reference = ?", (reference,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._row("SELECT held FROM relays WHERE reference = ?", (reference,))
         return bool(row and row[0])
 
     async def release_held(self, reference: str, key: ChatKey, chat: str) -> int:
@@ -398,10 +371,9 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
                 "UPDATE relays SET held = 0, chat = ?, chat_key = ? WHERE reference = ?",
                 (self.keyring.encrypt(chat.encode()), key.digest, reference),
             )
-            async with self.db.execute(
+            rows = await self._rows(
                 "SELECT id, payload FROM deliveries WHERE reference = ? AND status = 'held' ORDER BY id", (reference,)
-            ) as cursor:
-                rows = list(await cursor.fetchall())
+            )
             for delivery_id, sealed in rows:
                 data = {**self._open(sealed), "chat": chat}
                 await self.db.execute(
@@ -422,13 +394,9 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
 
     async def take_staff_messages(self, reference: str) -> list[tuple[int, int, bool]]:
         """The bot's staff-chat messages holding ``reference`` as (chat, message, shared), forgotten."""
-        async with (
-            self._write,
-            self.db.execute(
-                "DELETE FROM staff_messages WHERE reference = ? RETURNING chat_id, message_id, shared", (reference,)
-            ) as cursor,
-        ):
-            return [(int(c), int(m), bool(s)) for c, m, s in await cursor.fetchall()]
+        async with self._write:
+            query = "DELETE FROM staff_messages WHERE reference = ? RETURNING chat_id, message_id, shared"
+            return [(int(c), int(m), bool(s)) for c, m, s in await self._rows(query, (reference,))]
 
     # ------------------------------------------------------------------ naming who did it
     async def _insert_identifier(self, reference: str, digest: bytes, body: Mapping[str, Any]) -> None:
@@ -438,32 +406,37 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
         )
 
     async def _identifiers(self, digest: bytes) -> list[NamedRow]:
-        async with self.db.execute(
-            "SELECT id, reference, sealed, told FROM identifiers WHERE digest = ? ORDER BY id", (digest,)
-        ) as cursor:
-            return [NamedRow(int(i), str(r), self._open(s), bool(t)) for i, r, s, t in await cursor.fetchall()]
+        return [
+            NamedRow(int(i), str(r), self._open(s), bool(t))
+            for i, r, s, t in await self._rows(
+                "SELECT id, reference, sealed, told FROM identifiers WHERE digest = ? ORDER BY id", (digest,)
+            )
+        ]
 
     async def _mark_told(self, ids: Sequence[int]) -> None:
         await self.db.executemany("UPDATE identifiers SET told = 1 WHERE id = ?", [(i,) for i in ids])
 
     async def _forget_identifiers(self, reference: str) -> bool:
-        async with self.db.execute(
-            "DELETE FROM identifiers WHERE reference = ? RETURNING told", (reference,)
-        ) as cursor:
-            return any(bool(row[0]) for row in await cursor.fetchall())
+        return any(
+            bool(row[0])
+            for row in await self._rows("DELETE FROM identifiers WHERE reference = ? RETURNING told", (reference,))
+        )
 
     async def _count_identifiers(self, reference: str) -> int:
-        async with self.db.execute("SELECT count(*) FROM identifiers WHERE reference = ?", (reference,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._row("SELECT count(*) FROM identifiers WHERE reference = ?", (reference,))
         return int(row[0]) if row else 0
 
     async def _all_identifiers(self) -> list[NamedRow]:
-        async with self.db.execute("SELECT id, reference, sealed, told FROM identifiers ORDER BY id") as cursor:
-            return [NamedRow(int(i), str(r), self._open(s), bool(t)) for i, r, s, t in await cursor.fetchall()]
+        return [
+            NamedRow(int(i), str(r), self._open(s), bool(t))
+            for i, r, s, t in await self._rows("SELECT id, reference, sealed, told FROM identifiers ORDER BY id")
+        ]
 
     async def _set_digest(self, row_id: int, digest: bytes) -> None:
         await self.db.execute("UPDATE identifiers SET digest = ? WHERE id = ?", (digest, row_id))
 
     async def _destinations_of(self, kind: str) -> list[str]:
-        async with self.db.execute("SELECT DISTINCT destination FROM deliveries WHERE kind = ?", (kind,)) as cursor:
-            return sorted(str(row[0]) for row in await cursor.fetchall())
+        return sorted(
+            str(row[0])
+            for row in await self._rows("SELECT DISTINCT destination FROM deliveries WHERE kind = ?", (kind,))
+        )

@@ -36,8 +36,7 @@ class SQLiteAccounts(Connection, AccountRows):
         return cursor.rowcount == 1
 
     async def _load_account(self, name: str) -> StaffAccount | None:
-        async with self.db.execute(f"SELECT {ACCOUNT} FROM staff_accounts WHERE name = ?", (name,)) as cursor:  # noqa: S608
-            row = await cursor.fetchone()
+        row = await self._row(f"SELECT {ACCOUNT} FROM staff_accounts WHERE name = ?", (name,))  # noqa: S608
         return self._account(row) if row is not None else None
 
     async def _update_account(self, account: StaffAccount) -> None:
@@ -63,8 +62,7 @@ class SQLiteAccounts(Connection, AccountRows):
 
     async def _load_session(self, token: bytes) -> StaffSession | None:
         query = "SELECT token, name, started, seen, csrf FROM staff_sessions WHERE token = ?"
-        async with self.db.execute(query, (token,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._row(query, (token,))
         if row is None:
             return None
         found, name, started, seen, csrf = row
@@ -86,8 +84,8 @@ class SQLiteAccounts(Connection, AccountRows):
         )
 
     async def _staff_audit_lines(self) -> list[AuditLine]:
-        async with self.db.execute("SELECT name, action, reference, at FROM staff_audit ORDER BY id") as cursor:
-            return [AuditLine(str(n), str(a), r, int(at)) for n, a, r, at in await cursor.fetchall()]
+        rows = await self._rows("SELECT name, action, reference, at FROM staff_audit ORDER BY id")
+        return [AuditLine(str(n), str(a), r, int(at)) for n, a, r, at in rows]
 
     async def _purge_staff(self, *, audit_before: int, sessions_before: int) -> None:
         await self.db.execute("DELETE FROM staff_audit WHERE at <= ?", (audit_before,))

@@ -10,11 +10,13 @@ import contextlib
 import json
 import logging
 import secrets
+import sqlite3
 import stat
 import struct
 from collections.abc import AsyncIterator, Callable, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -96,6 +98,18 @@ class Connection:
         for pragma in pragmas:
             await (await self.db.execute(pragma)).close()
 
+    async def _rows(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """What ``sql`` returns, run to its end in one call on the connection's thread. No
+        statement is left open between calls: a checkpoint that empties the write-ahead log
+        (after an erasure) finds the table locked while a read on the same connection is half
+        done, which a read made without the write lock could otherwise be."""
+        return list(await self.db.execute_fetchall(sql, parameters))
+
+    async def _row(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Row | None:
+        """The one row ``sql`` returns (a key's row, a count), or None."""
+        rows = await self._rows(sql, parameters)
+        return rows[0] if rows else None
+
     async def close(self) -> None:
         if self._db is not None:
             await self._db.close()
@@ -150,12 +164,10 @@ class SQLiteFile(Connection):
 
     async def _checkpoint(self) -> None:
         """Fold the write-ahead log into the database and empty it: erased data leaves the -wal."""
-        async with self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cursor:
-            await cursor.fetchall()
+        await self._rows("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def _migrate(self) -> None:
-        async with self.db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
+        row = await self._row("PRAGMA user_version")
         current = int(row[0]) if row else 0
         known = migrations()
         latest = known[-1][0] if known else 0
@@ -180,8 +192,7 @@ class SQLiteFile(Connection):
         tokens = []
         for table, _, column in SEALED:
             query = f"SELECT {column} FROM {table} WHERE length({column}) > 0 LIMIT 1"  # noqa: S608 - fixed names
-            async with self.db.execute(query) as cursor:
-                row = await cursor.fetchone()
+            row = await self._row(query)
             if row is not None:
                 tokens.append(bytes(row[0]))
         opens_every(self.keyring, tokens)
@@ -189,8 +200,7 @@ class SQLiteFile(Connection):
     async def _consent_days_only(self) -> None:
         """Reports kept before consent times were stored as days carry the exact second inside
         their ciphertext: it becomes the day, and the old ciphertext leaves the file."""
-        async with self.db.execute("SELECT reference, summary FROM reports") as cursor:
-            rows = list(await cursor.fetchall())
+        rows = await self._rows("SELECT reference, summary FROM reports")
         changed = []
         for reference, sealed in rows:
             body = json.loads(self.keyring.decrypt(bytes(sealed)))
@@ -208,8 +218,7 @@ class SQLiteFile(Connection):
     async def _secret(self, name: str) -> bytes:
         """A random secret of this store, made on first use and kept sealed."""
         async with self._transaction(durable=False):
-            async with self.db.execute("SELECT sealed FROM secrets WHERE name = ?", (name,)) as cursor:
-                row = await cursor.fetchone()
+            row = await self._row("SELECT sealed FROM secrets WHERE name = ?", (name,))
             if row is not None:
                 return self.keyring.decrypt(bytes(row[0]))
             secret = secrets.token_bytes(32)
@@ -226,8 +235,7 @@ class SQLiteFile(Connection):
         async with self._transaction(durable=False):
             for table, key, column in SEALED:
                 query = f"SELECT {key}, {column} FROM {table} WHERE substr({column}, 1, 6) = ?"  # noqa: S608
-                async with self.db.execute(query, (LEGACY,)) as cursor:
-                    rows = list(await cursor.fetchall())
+                rows = await self._rows(query, (LEGACY,))
                 for row_key, sealed in rows:
                     token = bytes(sealed)
                     plain = self.keyring.decrypt(token)
@@ -256,8 +264,7 @@ class SQLiteFile(Connection):
         async with self._transaction(durable=False) as tx:
             for table, key, column in SEALED:
                 query = f"SELECT {key}, {column} FROM {table} WHERE length({column}) > 0"  # noqa: S608
-                async with self.db.execute(query) as cursor:
-                    rows = list(await cursor.fetchall())
+                rows = await self._rows(query)
                 updated = await self.db.executemany(
                     f"UPDATE {table} SET {column} = ? WHERE {key} = ?",  # noqa: S608 - names are fixed above
                     [(self.keyring.rotate(bytes(sealed)), row_key) for row_key, sealed in rows],
@@ -276,8 +283,7 @@ class SQLiteFile(Connection):
         stale = 0
         for table, _, column in SEALED:
             query = f"SELECT {column} FROM {table} WHERE length({column}) > 0"  # noqa: S608 - fixed names
-            async with self.db.execute(query) as cursor:
-                stale += sum(1 for (sealed,) in await cursor.fetchall() if not self.keyring.is_current(bytes(sealed)))
+            stale += sum(1 for (sealed,) in await self._rows(query) if not self.keyring.is_current(bytes(sealed)))
         return stale
 
     # ------------------------------------------------------------------ retention sweeps, table by table
@@ -293,8 +299,7 @@ class SQLiteFile(Connection):
         """Drafts (or answers) whose day has not ended but whose exact expiry, inside the
         ciphertext, passed."""
         query = f"SELECT {key}, payload FROM {table} WHERE expires_at <= ?"  # noqa: S608 - fixed names
-        async with self.db.execute(query, (now + DAY,)) as cursor:
-            rows = list(await cursor.fetchall())
+        rows = await self._rows(query, (now + DAY,))
         gone = 0
         for row_key, sealed in rows:
             try:
@@ -316,8 +321,8 @@ class SQLiteFile(Connection):
         return int(reports.rowcount)
 
     async def _purge_deliveries(self, before: int) -> list[int]:
-        async with self.db.execute("DELETE FROM deliveries WHERE created_at <= ? RETURNING id", (before,)) as cursor:
-            return [int(row[0]) for row in await cursor.fetchall()]
+        rows = await self._rows("DELETE FROM deliveries WHERE created_at <= ? RETURNING id", (before,))
+        return [int(row[0]) for row in rows]
 
     async def _purge_rest(self, *, staff_before: int, messages_before: int, updates_before: int) -> None:
         await self.db.execute("DELETE FROM staff_messages WHERE day <= ?", (staff_before,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from collections.abc import AsyncIterator, Callable
@@ -295,6 +296,22 @@ async def test_what_a_turn_said_is_kept_with_it_until_it_has_gone_out(backend: S
     assert await backend.unsent_answers() == []
     # The turn cannot be taken again, so neither can its answer be kept twice.
     assert not await backend.commit_turn(KEY, report=report(), update=("telegram", 8), answer=Answer(9, b"again"))
+    assert await backend.unsent_answers() == []
+
+
+async def test_erasures_beside_reads_fail_neither_and_leave_nothing(backend: Store) -> None:
+    """Reads made without the write lock (the delivery worker's, the resender's) run beside
+    erasures that empty SQLite's write-ahead log on the same connection."""
+    for handle in range(1, 41):
+        await backend.commit_turn(KEY, draft=b"d", answer=Answer(handle, b"told"))
+    for handle in range(1, 41, 2):
+        await asyncio.gather(
+            backend.answered(handle, scrub=True),
+            backend.unsent_answers(),
+            backend.next_due_in(),
+            backend.answered(handle + 1, scrub=True),
+            backend.unsent_answers(KEY),
+        )
     assert await backend.unsent_answers() == []
 
 
