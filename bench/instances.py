@@ -33,6 +33,7 @@ from fakes.harness import free_port, settings_for, start_bot_process
 from fakes.postgres import PostgresServer, running_server
 from fakes.telegram import FakeTelegram
 from storage import Keyring
+from storage.base import BEAT
 
 SECRET = "a-long-random-webhook-secret-0123456789"  # noqa: S105 - a test value
 CODES = re.compile(r"\b[0-9A-Z]{4}(?:-[0-9A-Z]{4})+\b")
@@ -51,6 +52,7 @@ class Outcome:
     unmarked_twice: int = 0  # summaries shown to staff twice without that mark
     repeated: int = 0  # messages a person was shown twice
     too_many: int = 0
+    too_many_by: Counter[str] = field(default_factory=Counter)  # which limit was passed
     webhook_posts: int = 0
     webhook_retries: int = 0
     by_instance: list[int] = field(default_factory=list)
@@ -130,7 +132,7 @@ async def _instances(
         deadline = time.monotonic() + 120
         for port in ports:
             await _healthy(port, deadline)
-        await asyncio.sleep(6)  # a heartbeat: each knows how many share the limits
+        await asyncio.sleep(BEAT + 3)  # a heartbeat and more: each knows how many share the limits
         outcome = await _drive(fake, people, processes, kill_at, step_timeout)
         outcome.by_instance = list(spreader.sent)
         return outcome
@@ -204,6 +206,7 @@ async def _drive(
     outcome.unmarked_twice = sum(n - 1 for n in unmarked.values() if n > 1)
     outcome.transcripts = Counter(transcript(fake, chat) for chat in chats if chat not in outcome.stuck)
     outcome.too_many = fake.too_many
+    outcome.too_many_by = Counter(fake.too_many_by)
     outcome.webhook_posts, outcome.webhook_retries = fake.webhook_posts, fake.webhook_retries
     return outcome
 

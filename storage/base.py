@@ -384,8 +384,9 @@ class Instances(Protocol):
 
     shared: bool = False
 
-    async def heartbeat(self) -> int:
-        """Say this instance is alive; how many are."""
+    def live(self) -> int:
+        """How many instances are alive, this one included, as this one last heard (it says it is
+        alive every BEAT seconds, from the moment the store opens)."""
         return 1
 
     async def stopped_answers(self) -> list[Unsent]:

@@ -155,9 +155,9 @@ class PostgresDatabase:
             await pool.close()
 
     # ------------------------------------------------------------------ several instances
-    async def heartbeat(self) -> int:
-        """How many instances are alive, this one included (this one says so every BEAT seconds
-        on its own connection, from the moment the store opens)."""
+    def live(self) -> int:
+        """How many instances are alive, this one included, as last heard (this one says so every
+        BEAT seconds on its own connection, from the moment the store opens)."""
         return self._live
 
     async def _say_alive(self, connection: Connection) -> int:

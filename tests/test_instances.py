@@ -23,7 +23,7 @@ async def test_two_instances_behind_one_address_answer_each_message_once_in_orde
     assert (outcome.finished, outcome.stuck) == (PEOPLE, []), "everyone got every reply"
     assert len(outcome.transcripts) == 1, "every chat alike: none lost, none out of order"
     assert len(outcome.summaries) == PEOPLE, "each summary reached the staff chat"
-    assert outcome.too_many == 0, "the two kept to Telegram's limits together"
+    assert outcome.too_many == 0, f"the two kept to Telegram's limits together: {outcome.too_many_by}"
     assert all(sent > 0 for sent in outcome.by_instance), "both instances took updates"
     assert outcome.unmarked_twice == 0, "a summary shown twice is marked as a possible repeat"
     if kill:

@@ -5,14 +5,20 @@ and races them."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
+from bot.core.app import create_app
+from bot.core.settings import Settings
+from fakes.harness import MODEL_CACHE
 from fakes.postgres import PostgresServer
 from storage import Answer, ChatKey, CodeHasher, Keyring, MigrationError, NewReport, Store
 from storage.accounts import StaffAccount
+from storage.base import BEAT
 from storage.postgres import PostgresStore
 from storage.postgres_db import migrations
 from tests.conftest import Clock
@@ -92,6 +98,28 @@ async def test_instances_starting_together_migrate_once(url: str, keyring: Keyri
     finally:
         await connection.close()
     assert versions == [version for version, _ in migrations()]
+
+
+async def test_a_second_instance_shares_the_sending_limits_within_one_heartbeat(url: str, tmp_path: Path) -> None:
+    """Instances divide Telegram's limits by how many are alive: the one starting knows of the
+    first at once, the first within one heartbeat, and its channels the moment its store does."""
+    key = Keyring.new_key()
+    environ = {
+        "REACHABLE_DATA_DIR": str(tmp_path),
+        "REACHABLE_CACHE_DIR": str(MODEL_CACHE),
+        "REACHABLE_ENCRYPTION_KEY": key.decode(),
+        "REACHABLE_DATABASE_URL": url,
+    }
+    async with create_app(Settings.from_environ(environ)) as first:
+        sharing = first.ports().instances
+        assert sharing() == 1
+        async with PostgresStore(url, Keyring([key])) as second:
+            assert second.live() == 2
+            started = time.monotonic()
+            while first.store.live() < 2:  # noqa: ASYNC110 - the store's own heartbeat
+                await asyncio.sleep(0.05)
+            assert sharing() == 2, "the channels share the limits as soon as the store knows"
+            assert time.monotonic() - started < BEAT + 1
 
 
 async def test_an_update_reaching_two_instances_at_once_is_handled_once(two: tuple[Store, Store]) -> None:

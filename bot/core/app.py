@@ -89,7 +89,6 @@ class App:
         )
         self._purger: asyncio.Task[None] | None = None
         self._beating: asyncio.Task[None] | None = None
-        self.live = 1  # instances sharing the database, this one included
         # One process per SQLite file; instances sharing a PostgreSQL database need no such lock.
         self.lock = NoLock() if settings.shared_database else DataLock(settings.data_dir, "start another")
 
@@ -103,7 +102,8 @@ class App:
             group_notice=lambda: self.responses.text("en", "group.private_only"),
             staff_chats={d: str(chat) for d, chat in self.settings.staff_chats.items()},
             staff_users=self.settings.staff_users,
-            instances=lambda: self.live,
+            # As the store last heard: a second heartbeat of the app's own would lag it by one more.
+            instances=self.store.live,
         )
 
     async def __aenter__(self) -> App:
@@ -172,15 +172,14 @@ class App:
             log.info("purged %d expired draft(s) and %d expired report(s)", purged.drafts, purged.reports)
 
     async def _beat_forever(self) -> None:
-        """Instances sharing a database: say this one is alive, learn how many are (they share
-        the platform's sending limits), and take over what a stopped or dead one was sending."""
+        """Instances sharing a database: take over what a stopped or dead one was sending (the
+        store says this one is alive, and learns how many are, on a heartbeat of its own)."""
         while True:
             await asyncio.sleep(BEAT)
             try:
-                self.live = await self.store.heartbeat()
                 recovered = await self.store.recover_in_flight()
             except Exception as error:
-                log.error("heartbeat failed: %s", type(error).__name__)
+                log.error("taking over a stopped instance's deliveries failed: %s", type(error).__name__)
                 continue
             if recovered:
                 log.warning("%d delivery(ies) of a stopped instance taken over, marked maybe sent", recovered)
