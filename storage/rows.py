@@ -6,11 +6,13 @@ from __future__ import annotations
 import abc
 import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from storage.base import ChatKey, StoredReport
+
+T = TypeVar("T")
 
 HOUR = 3600
 DAY = 86400
@@ -99,6 +101,12 @@ class Rows(abc.ABC):
     @abc.abstractmethod
     def _transaction(self, durable: bool) -> contextlib.AbstractAsyncContextManager[Tx]:
         """Everything inside is written together or not at all; ``durable``: survives power loss."""
+
+    async def _in_transaction(self, durable: bool, body: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
+        """``body`` inside one transaction, as ``_transaction``; a backend may run the whole of it
+        in one call to its database's own thread (SQLite: the turn, its hot path)."""
+        async with self._transaction(durable) as tx:
+            return await body(tx)
 
     @abc.abstractmethod
     async def _mark_handled(self, update: tuple[str, int], now: int) -> bool:

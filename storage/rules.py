@@ -22,7 +22,7 @@ from storage.base import ChatKey, ConsentChange, Naming, NewReport, Purged, Stor
 from storage.crypto import CodeHasher
 from storage.errors import Conflict, StorageError
 from storage.matching import MatchingKey
-from storage.rows import DAY, HOUR, MESSAGE_LIFETIME, UPDATE_MEMORY, CodeSeal, ReportRow, Rows, day_of, end_of_day
+from storage.rows import DAY, HOUR, MESSAGE_LIFETIME, UPDATE_MEMORY, CodeSeal, ReportRow, Rows, Tx, day_of, end_of_day
 
 # What a kept report is counted under besides its harms and answers: (dimension, value) pairs the
 # channel knows (which channel, which language).
@@ -58,26 +58,35 @@ class RuleStore(AccountRules, Store, Rows):
         now = self._now()
         report = writes.report
         seal = await self._seal_code(report.code) if report is not None else None
-        async with self._transaction(durable=writes.durable) as tx:
-            if writes.update is not None and not await self._mark_handled(writes.update, now):
-                return False
-            if writes.erase is not None:
-                await self._erase(writes.erase, now)
-                tx.scrub = True  # the erased report leaves the write-ahead log
-            if writes.consent is not None and writes.key is not None:
-                await self._change(writes.consent, writes.key, now)
-            if report is not None and seal is not None:
-                await self._keep(report, seal, writes.destinations, now, writes.counted)
-                if report.allow_reply and writes.relay_chat is not None and writes.destinations:
-                    key = writes.key.digest if writes.key is not None else None
-                    await self._link_relay(report.reference, writes.relay_chat, key)
-            if writes.naming is not None and writes.key is not None:
-                await self._name(writes.naming, writes.key, now)
-            if writes.unname is not None:
-                await self._unname(writes.unname, now)
-            await self._queue_outgoing(writes.outgoing, now)
-            if writes.key is not None and await self._chat_rows(writes.key, writes, now):
-                tx.scrub = True  # earlier versions of the draft leave the write-ahead log
+
+        async def turn(tx: Tx) -> bool:
+            return await self._write_turn(tx, writes, seal, now)
+
+        return await self._in_transaction(writes.durable, turn)
+
+    async def _write_turn(self, tx: Tx, writes: TurnWrites, seal: CodeSeal | None, now: int) -> bool:
+        """A turn's rows, inside its transaction; False if its update was handled before. Only
+        the database is awaited here (SQLite runs all of it on its own thread at once)."""
+        report = writes.report
+        if writes.update is not None and not await self._mark_handled(writes.update, now):
+            return False
+        if writes.erase is not None:
+            await self._erase(writes.erase, now)
+            tx.scrub = True  # the erased report leaves the write-ahead log
+        if writes.consent is not None and writes.key is not None:
+            await self._change(writes.consent, writes.key, now)
+        if report is not None and seal is not None:
+            await self._keep(report, seal, writes.destinations, now, writes.counted)
+            if report.allow_reply and writes.relay_chat is not None and writes.destinations:
+                key = writes.key.digest if writes.key is not None else None
+                await self._link_relay(report.reference, writes.relay_chat, key)
+        if writes.naming is not None and writes.key is not None:
+            await self._name(writes.naming, writes.key, now)
+        if writes.unname is not None:
+            await self._unname(writes.unname, now)
+        await self._queue_outgoing(writes.outgoing, now)
+        if writes.key is not None and await self._chat_rows(writes.key, writes, now):
+            tx.scrub = True  # earlier versions of the draft leave the write-ahead log
         return True
 
     async def _queue_outgoing(self, outgoing: Sequence[tuple[str, str, str, Mapping[str, Any]]], now: int) -> None:

@@ -10,6 +10,7 @@ every purge, so earlier versions of a draft do not linger in it."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -112,10 +113,13 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
             await self.db.execute("UPDATE answers SET sent = ? WHERE id = ?", (parts, answer_id))
 
     async def answered(self, answer_id: int, scrub: bool = False) -> None:
-        async with self._write:
-            deleted = await self.db.execute("DELETE FROM answers WHERE id = ?", (answer_id,))
-            if scrub and deleted.rowcount:
-                await self._checkpoint()  # it leaves the write-ahead log and the file
+        await self._at_once(self._forget_answer, answer_id, scrub)
+
+    @staticmethod
+    def _forget_answer(raw: sqlite3.Connection, answer_id: int, scrub: bool) -> None:
+        deleted = raw.execute("DELETE FROM answers WHERE id = ?", (answer_id,))
+        if scrub and deleted.rowcount:
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # it leaves the log and the file
 
     async def drop_answers(self, key: ChatKey) -> int:
         async with self._write:

@@ -13,10 +13,11 @@ import secrets
 import sqlite3
 import stat
 import struct
-from collections.abc import AsyncIterator, Callable, Sequence
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -25,6 +26,9 @@ from storage.errors import MigrationError, StorageError
 from storage.rows import DAY, Tx, day_of
 
 log = logging.getLogger("reachable.storage")
+T = TypeVar("T")
+# The store whose transaction is running on this thread (SQLite's own), and its calls made at once.
+_ON_THREAD = threading.local()
 # A draft's (or an answer's) payload: its exact expiry, then the content. Encrypted together.
 _DRAFT = struct.Struct(">2sQ")
 DRAFT_MARK = b"D1"
@@ -75,6 +79,33 @@ def unseal_expiring(plain: bytes) -> tuple[int, bytes]:
     return int(expires), plain[_DRAFT.size :]
 
 
+class AtOnce:
+    """The connection's calls as a transaction makes them on SQLite's own thread (``whole``):
+    each runs as it is called, nothing waits for the event loop."""
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self.raw = raw
+
+    async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.raw.execute(sql, parameters)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> sqlite3.Cursor:
+        return self.raw.executemany(sql, rows)
+
+    async def execute_fetchall(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return self.raw.execute(sql, parameters).fetchall()
+
+
+def run_at_once(work: Coroutine[Any, Any, T]) -> T:
+    """A coroutine that awaits nothing but ``AtOnce``'s calls, run to its end here and now."""
+    try:
+        work.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    work.close()
+    raise StorageError("a transaction on SQLite's thread waited for something other than SQLite")
+
+
 class Connection:
     """One SQLite connection of ours: opened private (folder 0700, file 0600), one writer at a time."""
 
@@ -86,6 +117,10 @@ class Connection:
 
     @property
     def db(self) -> aiosqlite.Connection:
+        here = getattr(_ON_THREAD, "here", None)
+        if here is not None and here[0] is self:
+            # Inside ``whole`` on SQLite's thread: the same calls, made at once.
+            return cast(aiosqlite.Connection, here[1])
         if self._db is None:
             raise StorageError(f"{self.what} is not open")
         return self._db
@@ -97,6 +132,23 @@ class Connection:
         self._db = await aiosqlite.connect(path, isolation_level=None)
         for pragma in pragmas:
             await (await self.db.execute(pragma)).close()
+
+    async def _at_once(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(the sqlite3 connection, *args)`` in one call on SQLite's thread. Calls there run
+        one at a time in the order they were made, so a write made whole in one needs no lock of
+        ours: it only waits for a transaction of several calls already open (those hold the
+        write lock from BEGIN to COMMIT) and is queued before the next one begins. Under load the
+        write lock, held across returns to a busy event loop, was where turns queued: each
+        return waits for everything else ready on the loop.
+
+        aiosqlite (0.21-0.22) has no public call that runs a function on its thread;
+        ``_execute`` and ``_conn`` are what its own methods use."""
+        if self._write.locked():
+            async with self._write:
+                pass  # that transaction is done; ours is queued before anything else can begin
+        db = self.db
+        on_thread = cast(Callable[..., Awaitable[T]], db._execute)
+        return await on_thread(work, db._conn, *args)
 
     async def _rows(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """What ``sql`` returns, run to its end in one call on the connection's thread. No
@@ -161,6 +213,34 @@ class SQLiteFile(Connection):
             finally:
                 if durable:
                     await (await self.db.execute("PRAGMA synchronous=NORMAL")).close()
+
+    async def _in_transaction(self, durable: bool, body: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
+        """The whole transaction in one call on SQLite's thread (``_at_once``)."""
+        return await self._at_once(self._whole, durable, body)
+
+    def _whole(self, raw: sqlite3.Connection, durable: bool, body: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
+        """On SQLite's thread: ``_transaction``'s steps around ``body``, each at once."""
+        _ON_THREAD.here = (self, AtOnce(raw))
+        try:
+            if durable:
+                raw.execute("PRAGMA synchronous=FULL")
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                tx = Tx()
+                try:
+                    result = run_at_once(body(tx))
+                    raw.execute("COMMIT")
+                except BaseException:
+                    raw.execute("ROLLBACK")
+                    raise
+                if tx.scrub:
+                    raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                return result
+            finally:
+                if durable:
+                    raw.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            _ON_THREAD.here = None
 
     async def _checkpoint(self) -> None:
         """Fold the write-ahead log into the database and empty it: erased data leaves the -wal."""

@@ -315,6 +315,27 @@ async def test_erasures_beside_reads_fail_neither_and_leave_nothing(backend: Sto
     assert await backend.unsent_answers() == []
 
 
+async def test_turns_beside_writes_of_several_steps_all_land_and_none_fails(backend: Store) -> None:
+    """A turn is written whole (SQLite: in one call on its thread, without the write lock);
+    writes of several steps (holding a person's replies after a quick exit, releasing them)
+    hold the lock from their first step to their last, and a turn must land before or after
+    them, never inside."""
+    others = [ChatKey(bytes([n]) * 32) for n in range(1, 9)]
+    for number, key in enumerate(others):
+        reference = f"TEST-{number:04}"
+        kept = report(reference, code=f"7K2P-QX9D-M4TA-{number:04}", send_to="support", allow_reply=True)
+        await backend.commit_turn(key, report=kept, destinations=("staff_chat",), relay_chat=f"telegram:{number}")
+    for round_ in range(10):
+        handles = range(round_ * 20 + 1, round_ * 20 + 21)
+        await asyncio.gather(
+            *(backend.hold_relays(key) for key in others),
+            *(backend.commit_turn(KEY, draft=b"d", answer=Answer(handle, b"told")) for handle in handles[:10]),
+            *(backend.release_held(f"TEST-{n:04}", key, f"telegram:{n}") for n, key in enumerate(others)),
+            *(backend.commit_turn(KEY, draft=b"d", answer=Answer(handle, b"told")) for handle in handles[10:]),
+        )
+    assert sorted(a.id for a in await backend.unsent_answers(KEY)) == list(range(1, 201))
+
+
 async def test_answers_come_back_in_the_order_they_were_kept(backend: Store) -> None:
     for handle in (900, 3, 47):  # handles are random: the order is the order of keeping
         await backend.commit_turn(KEY, draft=b"d", answer=Answer(handle, str(handle).encode()))
