@@ -116,17 +116,12 @@ class SQLiteInbox(Connection, Inbox):
         await self._in_one_write("DELETE FROM inbox WHERE update_id = ?", [(i,) for i in update_ids])
 
     async def _in_one_write(self, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        async with self._write:
-            try:
-                await self.db.execute("BEGIN IMMEDIATE")
-                try:
-                    await (await self.db.executemany(statement, rows)).close()
-                    await self.db.execute("COMMIT")
-                except BaseException:
-                    await self.db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as error:  # a full disk, say: the caller decides what it means
-                raise StorageError(f"inbox: {type(error).__name__}") from error
+        """``statement`` for every row, in one transaction and one call on SQLite's thread (a
+        cancelled caller cannot leave it half begun)."""
+        try:
+            await self._at_once(write_all, statement, rows)
+        except sqlite3.Error as error:  # a full disk, say: the caller decides what it means
+            raise StorageError(f"inbox: {type(error).__name__}") from error
 
 
 class MemoryInbox(Inbox):
@@ -151,3 +146,14 @@ class MemoryInbox(Inbox):
     async def handled(self, update_ids: Sequence[int]) -> None:
         for update_id in update_ids:
             self.held.pop(update_id, None)
+
+
+def write_all(raw: sqlite3.Connection, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """On SQLite's thread: every row in one transaction, or none."""
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        raw.executemany(statement, rows)
+        raw.execute("COMMIT")
+    except BaseException:
+        raw.execute("ROLLBACK")
+        raise

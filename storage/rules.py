@@ -7,7 +7,8 @@ asked to delete a copy; what a later consent may change; what a code unlocks; wh
 sent changes; what retention removes, and when.
 
 A backend implements the row operations of ``storage/rows.py`` (``_insert_report``, ``_enqueue``,
-...) in its own engine, each inside the transaction ``_transaction`` opens, and nothing else of
+...) in its own engine, each inside the transaction ``_transaction`` opens (or, for a turn,
+``_in_transaction``: SQLite runs a turn's whole body on its own thread), and nothing else of
 these rules."""
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class RuleStore(AccountRules, Store, Rows):
 
     async def _write_turn(self, tx: Tx, writes: TurnWrites, seal: CodeSeal | None, now: int) -> bool:
         """A turn's rows, inside its transaction; False if its update was handled before. Only
-        the database is awaited here (SQLite runs all of it on its own thread at once)."""
+        the row operations are awaited here: SQLite runs all of it at once on its own thread,
+        where anything else awaited is refused."""
         report = writes.report
         if writes.update is not None and not await self._mark_handled(writes.update, now):
             return False

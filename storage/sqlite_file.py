@@ -80,8 +80,9 @@ def unseal_expiring(plain: bytes) -> tuple[int, bytes]:
 
 
 class AtOnce:
-    """The connection's calls as a transaction makes them on SQLite's own thread (``whole``):
-    each runs as it is called, nothing waits for the event loop."""
+    """The connection's calls as a transaction makes them on SQLite's own thread (``_whole``):
+    each runs as it is called, nothing waits for the event loop. Only what the row operations
+    use: statements, many rows at once, and rows fetched in the same call."""
 
     def __init__(self, raw: sqlite3.Connection) -> None:
         self.raw = raw
@@ -97,7 +98,8 @@ class AtOnce:
 
 
 def run_at_once(work: Coroutine[Any, Any, T]) -> T:
-    """A coroutine that awaits nothing but ``AtOnce``'s calls, run to its end here and now."""
+    """A coroutine that awaits nothing but ``AtOnce``'s calls, run to its end here and now; one
+    that suspends (waiting for anything that is not ready) is closed and refused."""
     try:
         work.send(None)
     except StopIteration as done:
@@ -136,10 +138,11 @@ class Connection:
     async def _at_once(self, work: Callable[..., T], *args: Any) -> T:
         """``work(the sqlite3 connection, *args)`` in one call on SQLite's thread. Calls there run
         one at a time in the order they were made, so a write made whole in one needs no lock of
-        ours: it only waits for a transaction of several calls already open (those hold the
-        write lock from BEGIN to COMMIT) and is queued before the next one begins. Under load the
-        write lock, held across returns to a busy event loop, was where turns queued: each
-        return waits for everything else ready on the loop.
+        ours: it only waits while the write lock is held (a transaction of several calls holds
+        it from BEGIN to COMMIT, and other writes of several steps too), behind those already
+        waiting for it, and is queued before the next holder begins. Under load the write lock,
+        held across returns to a busy event loop, was where turns queued: each return waits for
+        everything else ready on the loop. Never called while holding the write lock.
 
         aiosqlite (0.21-0.22) has no public call that runs a function on its thread;
         ``_execute`` and ``_conn`` are what its own methods use."""
@@ -197,25 +200,38 @@ class SQLiteFile(Connection):
         erasing, a later choice, a staff message acknowledged). Emptying the write-ahead log
         after, when the transaction says so."""
         async with self._write:
-            if durable:
-                await (await self.db.execute("PRAGMA synchronous=FULL")).close()
             try:
-                await self.db.execute("BEGIN IMMEDIATE")
+                if durable:
+                    await self._rows("PRAGMA synchronous=FULL")
+                try:
+                    await self.db.execute("BEGIN IMMEDIATE")
+                except BaseException:
+                    # Cancelled while waiting: BEGIN still runs on SQLite's thread, so it is
+                    # rolled back there before the write lock is let go.
+                    await self._roll_back()
+                    raise
                 tx = Tx()
                 try:
                     yield tx
                     await self.db.execute("COMMIT")
                 except BaseException:
-                    await self.db.execute("ROLLBACK")
+                    await self._roll_back()
                     raise
                 if tx.scrub:
                     await self._checkpoint()
             finally:
                 if durable:
-                    await (await self.db.execute("PRAGMA synchronous=NORMAL")).close()
+                    await self._rows("PRAGMA synchronous=NORMAL")
+
+    async def _roll_back(self) -> None:
+        """Roll back the open transaction, if one is (none is when BEGIN itself failed)."""
+        with contextlib.suppress(sqlite3.OperationalError):
+            await self.db.execute("ROLLBACK")
 
     async def _in_transaction(self, durable: bool, body: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
-        """The whole transaction in one call on SQLite's thread (``_at_once``)."""
+        """The whole transaction in one call on SQLite's thread (``_at_once``). Once asked for,
+        it is written even if the caller is cancelled meanwhile: a turn's reply is kept with it,
+        and goes out from there."""
         return await self._at_once(self._whole, durable, body)
 
     def _whole(self, raw: sqlite3.Connection, durable: bool, body: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:

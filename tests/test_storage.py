@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 from collections.abc import AsyncIterator, Callable
@@ -29,9 +30,11 @@ from storage import (
 )
 from storage.accounts import StaffAccount, StaffSession
 from storage.crypto import KEY_FILE, load_keyring
+from storage.errors import StorageError
 from storage.memory import MemoryStore
 from storage.postgres import PostgresStore
 from storage.sqlite import migrations
+from storage.sqlite_file import run_at_once
 from tests.conftest import Clock
 
 SENTENCE = "the unmistakable sentence 5521 about the flat in Vauxhall"
@@ -334,6 +337,32 @@ async def test_turns_beside_writes_of_several_steps_all_land_and_none_fails(back
             *(backend.commit_turn(KEY, draft=b"d", answer=Answer(handle, b"told")) for handle in handles[10:]),
         )
     assert sorted(a.id for a in await backend.unsent_answers(KEY)) == list(range(1, 201))
+
+
+async def test_a_write_cancelled_as_it_begins_leaves_nothing_open(backend: Store) -> None:
+    """A stop cancels what is under way (the delivery worker's claim, a quick exit's holding of
+    replies); the next turn is still written, and what the cancelled write began is not."""
+    kept = report(send_to="support", allow_reply=True)
+    await backend.commit_turn(KEY, report=kept, destinations=("staff_chat",), relay_chat="telegram:1")
+    holding = asyncio.create_task(backend.hold_relays(KEY))
+    await asyncio.sleep(0)  # under way: its transaction is beginning
+    holding.cancel()
+    assert await backend.commit_turn(KEY, draft=b"d", answer=Answer(7, b"told"))
+    assert [a.id for a in await backend.unsent_answers(KEY)] == [7]
+    with contextlib.suppress(asyncio.CancelledError):
+        await holding
+    assert await backend.relay_held(kept.reference) == (not holding.cancelled()), "held whole or not at all"
+
+
+async def test_a_turn_written_on_sqlites_thread_may_wait_for_nothing_else() -> None:
+    """SQLite runs a turn's rules to their end on its own thread; one that waited for anything
+    else there would block that thread: it is refused, and its transaction rolled back."""
+
+    async def waits() -> None:
+        await asyncio.sleep(0)
+
+    with pytest.raises(StorageError, match="waited for something other than SQLite"):
+        run_at_once(waits())
 
 
 async def test_answers_come_back_in_the_order_they_were_kept(backend: Store) -> None:
