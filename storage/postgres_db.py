@@ -178,7 +178,8 @@ class PostgresDatabase:
                     )
                 self._live = await self._say_alive(self._beat)
                 ended = await self._beat.fetchval(SILENT_SESSIONS_END, APPLICATION)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except Exception as error:  # whatever it was, the next beat tries again: a silent
+                # instance is taken for dead, and what it is sending is sent again by the others
                 log.error("heartbeat not written: %s", type(error).__name__)
                 continue
             if ended:

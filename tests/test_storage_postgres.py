@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -120,6 +121,33 @@ async def test_a_second_instance_shares_the_sending_limits_within_one_heartbeat(
                 await asyncio.sleep(0.05)
             assert sharing() == 2, "the channels share the limits as soon as the store knows"
             assert time.monotonic() - started < BEAT + 1
+
+
+async def test_a_heartbeat_that_fails_unexpectedly_beats_again(url: str, keyring: Keyring) -> None:
+    """An instance that stopped saying it is alive would be taken for dead while it still sends:
+    one failed beat, whatever its error, is followed by the next."""
+    async with PostgresStore(url, keyring) as store, PostgresStore(url, keyring) as other:
+        real = store._say_alive
+        failures: list[int] = []
+
+        async def fails_once(connection: Any) -> int:
+            if not failures:
+                failures.append(1)
+                raise RuntimeError("unexpected")
+            return await real(connection)
+
+        setattr(store, "_say_alive", fails_once)  # noqa: B010 - the beat looks it up each time
+        connection = await asyncpg.connect(url)
+        try:
+            query = "SELECT seen FROM instances WHERE name = $1"
+            before = await connection.fetchval(query, store.instance)
+            await asyncio.sleep(2 * BEAT + 1)
+            after = await connection.fetchval(query, store.instance)
+        finally:
+            await connection.close()
+        assert failures == [1]
+        assert after > before, "it beat again after the failure"
+        assert other.live() == 2
 
 
 async def test_an_update_reaching_two_instances_at_once_is_handled_once(two: tuple[Store, Store]) -> None:
