@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from storage.crypto import Keyring
 from storage.errors import KeyringError, StorageError
-from storage.sqlite_file import Connection
+from storage.sqlite_file import Connection, one_transaction
 
 log = logging.getLogger("reachable.inbox")
 INBOX_FILE = "inbox.sqlite3"
@@ -150,10 +150,5 @@ class MemoryInbox(Inbox):
 
 def write_all(raw: sqlite3.Connection, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
     """On SQLite's thread: every row in one transaction, or none."""
-    raw.execute("BEGIN IMMEDIATE")
-    try:
+    with one_transaction(raw):
         raw.executemany(statement, rows)
-        raw.execute("COMMIT")
-    except BaseException:
-        raw.execute("ROLLBACK")
-        raise

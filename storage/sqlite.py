@@ -23,7 +23,7 @@ from storage.rows import MESSAGE_LIFETIME, CodeSeal, NamedRow, ReportRow, day_of
 from storage.rules import RuleStore
 from storage.sealing import Sealing
 from storage.sqlite_accounts import SQLiteAccounts
-from storage.sqlite_file import SEALED, SQLiteFile, migrations, seal_expiring, unseal_expiring
+from storage.sqlite_file import CHECKPOINT, SEALED, SQLiteFile, migrations, seal_expiring, unseal_expiring
 
 __all__ = ["MESSAGE_LIFETIME", "SEALED", "SQLiteStore", "migrations"]
 
@@ -119,7 +119,7 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
     def _forget_answer(raw: sqlite3.Connection, answer_id: int, scrub: bool) -> None:
         deleted = raw.execute("DELETE FROM answers WHERE id = ?", (answer_id,))
         if scrub and deleted.rowcount:
-            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # it leaves the log and the file
+            raw.execute(CHECKPOINT).fetchall()  # it leaves the log and the file
 
     async def drop_answers(self, key: ChatKey) -> int:
         async with self._write:

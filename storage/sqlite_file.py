@@ -14,7 +14,7 @@ import sqlite3
 import stat
 import struct
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -97,6 +97,22 @@ class AtOnce:
         return self.raw.execute(sql, parameters).fetchall()
 
 
+# Folds the write-ahead log into the database and empties it: erased data leaves the -wal.
+CHECKPOINT = "PRAGMA wal_checkpoint(TRUNCATE)"
+
+
+@contextlib.contextmanager
+def one_transaction(raw: sqlite3.Connection) -> Iterator[None]:
+    """On SQLite's thread: what is written inside, committed together or rolled back."""
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        raw.execute("COMMIT")
+    except BaseException:
+        raw.execute("ROLLBACK")
+        raise
+
+
 def run_at_once(work: Coroutine[Any, Any, T]) -> T:
     """A coroutine that awaits nothing but ``AtOnce``'s calls, run to its end here and now; one
     that suspends (waiting for anything that is not ready) is closed and refused."""
@@ -121,7 +137,7 @@ class Connection:
     def db(self) -> aiosqlite.Connection:
         here = getattr(_ON_THREAD, "here", None)
         if here is not None and here[0] is self:
-            # Inside ``whole`` on SQLite's thread: the same calls, made at once.
+            # Inside ``_whole`` on SQLite's thread: the same calls, made at once.
             return cast(aiosqlite.Connection, here[1])
         if self._db is None:
             raise StorageError(f"{self.what} is not open")
@@ -241,16 +257,11 @@ class SQLiteFile(Connection):
             if durable:
                 raw.execute("PRAGMA synchronous=FULL")
             try:
-                raw.execute("BEGIN IMMEDIATE")
                 tx = Tx()
-                try:
+                with one_transaction(raw):
                     result = run_at_once(body(tx))
-                    raw.execute("COMMIT")
-                except BaseException:
-                    raw.execute("ROLLBACK")
-                    raise
                 if tx.scrub:
-                    raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                    raw.execute(CHECKPOINT).fetchall()
                 return result
             finally:
                 if durable:
@@ -260,7 +271,7 @@ class SQLiteFile(Connection):
 
     async def _checkpoint(self) -> None:
         """Fold the write-ahead log into the database and empty it: erased data leaves the -wal."""
-        await self._rows("PRAGMA wal_checkpoint(TRUNCATE)")
+        await self._rows(CHECKPOINT)
 
     async def _migrate(self) -> None:
         row = await self._row("PRAGMA user_version")
