@@ -253,6 +253,15 @@ async def test_an_over_long_or_empty_message_gets_a_clear_answer_and_loses_nothi
     assert person.status == 200 and page.items[-1].mine is False and not page.error
 
 
+async def test_what_a_person_types_is_shown_as_they_typed_it_never_as_markup_or_a_link(person: WebPerson) -> None:
+    typed = "<b>he</b> said 'call me' on 0207 123 4567 & <script>alert(1)</script>"
+    page = await person.say(typed)
+    assert any(i.mine and i.text == typed for i in page.items), "shown letter for letter, no tag taken as one"
+    assert "02071234567" not in page.tel, "their own words dial nothing"
+    page = await person.say("/services")
+    assert "08009995428" in page.tel and any(i.mine and i.text == typed for i in page.items), "still there, unchanged"
+
+
 async def test_a_leave_now_form_from_another_site_or_without_the_token_ends_nothing(
     web: tuple[App, str], person: WebPerson, tmp_path: Path
 ) -> None:

@@ -18,6 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from markupsafe import Markup
+
+from bot.channels.web.html import message_html
 from bot.core import callbacks
 from bot.core.transport import Button, ChatInfo, Limits, TransportError
 
@@ -36,30 +39,32 @@ TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # what secrets.token_urlsafe(32) makes
 
 
 class Shown(NamedTuple):
-    """One message on the page: the bot's (with the options it offered) or the person's own."""
+    """One message on the page: the bot's (with the options it offered) or the person's own,
+    as HTML (``html.message_html``)."""
 
     number: int
     mine: bool
-    text: str
+    html: Markup
     lang: str
     options: tuple[Button, ...] = ()
 
 
-# A message as a session holds it: a plain tuple of numbers and strings (its options as plain
-# pairs), which the garbage collector stops walking once it has seen it. A thousand open
-# conversations hold tens of thousands of messages and options; as objects, every full
-# collection walked them all, holding every page being answered for a tenth of a second.
+# A message as a session holds it: a plain tuple of numbers and strings (its HTML, and its
+# options as plain pairs), which the garbage collector stops walking once it has seen it. A
+# thousand open conversations hold tens of thousands of messages and options; as objects, every
+# full collection walked them all, holding every page being answered for a tenth of a second.
 Kept = tuple[int, bool, str, str, tuple[tuple[str, str], ...]]
 
 
 def _size(kept: Kept) -> int:
-    _, _, text, _, options = kept
-    return 160 + 64 * len(options) + sys.getsizeof(text) + sum(sys.getsizeof(t) + sys.getsizeof(d) for t, d in options)
+    _, _, html, _, options = kept
+    return 160 + 64 * len(options) + sys.getsizeof(html) + sum(sys.getsizeof(t) + sys.getsizeof(d) for t, d in options)
 
 
 def _shown(kept: Kept) -> Shown:
-    number, mine, text, lang, options = kept
-    return Shown(number, mine, text, lang, tuple(Button(t, d) for t, d in options))
+    number, mine, html, lang, options = kept
+    safe = Markup(html)  # noqa: S704 - made by message_html as the message was shown: escaped, linked
+    return Shown(number, mine, safe, lang, tuple(Button(t, d) for t, d in options))
 
 
 @dataclass
@@ -80,7 +85,7 @@ class Session:
 
     def show(self, text: str, lang: str, mine: bool = False, options: Sequence[Button] = ()) -> Shown:
         self._numbers += 1
-        kept: Kept = (self._numbers, mine, text, lang, tuple((b.text, b.data) for b in options))
+        kept: Kept = (self._numbers, mine, message_html(text, mine), lang, tuple((b.text, b.data) for b in options))
         self._kept.append(kept)
         self.size += _size(kept)
         while self.size > SESSION_BYTES and len(self._kept) > 1:

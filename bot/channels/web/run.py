@@ -10,10 +10,10 @@ memory, and no address, user agent or words in any log.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
-import re
 import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 
 import jinja2
 from aiohttp import web
-from markupsafe import Markup, escape
 
 from bot.channels.web.adapter import CHANNEL, TOKEN, Session, Sessions, WebTransport
+from bot.channels.web.html import linked
 from bot.core import callbacks
 from bot.core.app import App
 from bot.core.channel import Channel
@@ -56,21 +56,6 @@ REFUSALS: dict[int, type[web.HTTPException]] = {
     429: web.HTTPTooManyRequests,
     503: web.HTTPServiceUnavailable,
 }
-PHONE = re.compile(r"(?<![\w-])(?:999|111|101|116 123|18000|18001 \d{3}|0\d{2,4}(?: \d{3,4}){1,2})(?![\w-])")
-
-
-def linked(text: str) -> Markup:
-    """``text`` as HTML, every phone number in it a link that dials it."""
-    parts, at = [], 0
-    for found in PHONE.finditer(text):
-        number = found.group(0)
-        parts += [
-            escape(text[at : found.start()]),
-            Markup('<a href="tel:{0}">{1}</a>').format(number.replace(" ", ""), number),
-        ]
-        at = found.end()
-    parts.append(escape(text[at:]))
-    return Markup("").join(parts)
 
 
 def headers_for(exit_url: str) -> dict[str, str]:
@@ -128,7 +113,10 @@ class WebChat:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
-        environment.filters["linked"] = linked
+        # Only the page's own texts (the charity's, a few in each language) go through the
+        # filter; a conversation's messages are made HTML once, as they are shown (html.py).
+        environment.filters["linked"] = functools.lru_cache(maxsize=256)(linked)
+        self._texts: dict[tuple[str, str], str] = {}
         self.page = environment.get_template("chat.html")
         self.leaving = environment.get_template("leaving.html")
 
@@ -167,9 +155,14 @@ class WebChat:
                 return code
         return locales[0]
 
-    def text(self, lang: str, message_id: str, **variables: str) -> str:
-        rendered = self.app.conversations.renderer.render(Reply(message_id, variables=variables), lang, CHANNEL)
-        return rendered.text
+    def text(self, lang: str, message_id: str) -> str:
+        """One of the page's own texts in ``lang``: made once, as the texts are fixed while running."""
+        found = self._texts.get((lang, message_id))
+        if found is None:
+            found = self._texts[lang, message_id] = self.app.conversations.renderer.render(
+                Reply(message_id), lang, CHANNEL
+            ).text
+        return found
 
     def render(
         self,
