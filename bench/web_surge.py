@@ -158,13 +158,19 @@ class Capacity:
         return 1000 / self.cpu_ms
 
 
-async def opened(server: Server, people: int, first: int = 0) -> tuple[list[Person], aiohttp.TCPConnector]:
-    """``people`` with their chat open, arriving at OPENING a second."""
+async def opened(
+    server: Server, people: int, first: int = 0, polls: list[asyncio.Task[None]] | None = None
+) -> tuple[list[Person], aiohttp.TCPConnector]:
+    """``people`` with their chat open, arriving at OPENING a second. With ``polls``, each page
+    with JavaScript asks for itself every POLL seconds from when it opened, as chat.js's timer
+    does: the pages opened over many seconds, so they ask at different moments, not all at once."""
     connector = aiohttp.TCPConnector(limit=0)
     crowd = [Person(server, first + n, connector, js=n % 2 == 1) for n in range(people)]
     for person in crowd:
         started = time.perf_counter()
         await person.open()
+        if polls is not None and person.js:
+            polls.append(asyncio.create_task(person.polling()))
         await asyncio.sleep(max(0.0, 1 / OPENING - (time.perf_counter() - started)))
     return crowd, connector
 
@@ -195,8 +201,8 @@ async def surge(server: Server, people: int = PEOPLE) -> Surge:
     """``people`` arriving at OPENING a second; each, once everyone has arrived, answers every
     question of the report, taking PAUSE seconds over each, and keeps it."""
     result = Surge(idle_mib=rss_mb(server.pid))
-    crowd, connector = await opened(server, people, first=10_000)
-    polls = [asyncio.create_task(person.polling()) for person in crowd if person.js]
+    polls: list[asyncio.Task[None]] = []
+    crowd, connector = await opened(server, people, first=10_000, polls=polls)
     shuffle = random.Random(7)  # noqa: S311 - how long people take to answer: not a secret
     try:
         result.opened_mib = rss_mb(server.pid)
