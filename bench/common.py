@@ -110,6 +110,22 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def machine_times() -> tuple[int, int]:
+    """The machine's CPU time so far, in ticks: all of it, and what its host took for others
+    (``steal``: a virtual machine's cores running someone else's work; Linux), (0, 0) elsewhere."""
+    try:
+        fields = [int(f) for f in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+
+def stolen_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPU time its host took for others between two ``machine_times``."""
+    total, steal = after[0] - before[0], after[1] - before[1]
+    return steal / total if total > 0 else 0.0
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
