@@ -7,6 +7,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from markupsafe import escape
 
 from bot.channels.web.adapter import MAX_SESSIONS, MEMORY_BOUND, SESSION_BYTES, Sessions
 from bot.core.transport import Button
@@ -55,3 +56,17 @@ def test_the_sessions_stay_within_their_memory_bound_when_all_are_full() -> None
     assert len(sessions) == MAX_SESSIONS and sessions.new() is None, "full, and no one pushed out"
     assert used <= MEMORY_BOUND, f"{used / 2**20:.0f} MiB held, bound {MEMORY_BOUND / 2**20:.0f} MiB"
     print(f"\nweb sessions, all {MAX_SESSIONS} full: {used / 2**20:.0f} MiB (bound {MEMORY_BOUND / 2**20:.0f} MiB)")
+
+
+def test_a_message_too_long_for_the_page_as_html_is_shown_shortened_and_the_page_stays_within_its_bound() -> None:
+    session = Sessions(Keyring([Keyring.new_key()]).session_ids).new()
+    assert session is not None
+    session.show("😀" * 4000, "en", mine=True)
+    assert session.shown[-1].html == "😀" * 4000, "the longest message of emoji fits whole"
+    # Each quotation mark or ampersand is five characters as HTML, and one emoji makes every
+    # character four bytes: as HTML these would be 80 KB and 1.3 MB.
+    for typed in ('"' * 3999 + "😀", "&" * 60_000 + "😀"):
+        session.show(typed, "en", mine=True)
+        shown = session.shown[-1].html
+        assert session.size <= SESSION_BYTES, f"{session.size} bytes held, bound {SESSION_BYTES}"
+        assert shown.startswith(escape(typed[:100])) and shown.endswith("…"), "shortened, and it says so"

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from markupsafe import Markup
 
-from bot.channels.web.html import message_html
+from bot.channels.web.html import Html, message_html
 from bot.core import callbacks
 from bot.core.transport import Button, ChatInfo, Limits, TransportError
 
@@ -29,9 +29,10 @@ CHANNEL = "web"
 WEB = Limits(max_length=100_000, per_second=1_000_000, group_per_minute=1_000_000, deletes=False, pull=True)
 IDLE_SECONDS = 2 * 3600  # a session nobody used for this long is forgotten
 MAX_SESSIONS = 5_000
-# Memory, bounded by construction: a page keeps at most this much of its conversation, in bytes
-# as Python holds them (older messages drop off the page, never out of the conversation; the
-# latest always stays, and the longest message, 4,000 emoji, fits).
+# Memory, bounded by construction: a page keeps at most this much of its conversation, as HTML,
+# in bytes as Python holds it (older messages drop off the page, never out of the conversation;
+# the latest always stays: 4,000 emoji fit whole, and a message whose HTML alone would be more,
+# such as thousands of quotation marks, each five characters as HTML, is shown shortened, "…").
 SESSION_BYTES = 16 * 1024
 SESSION_OVERHEAD = 1024  # a session's own objects, its tokens and its places in the tables
 MEMORY_BOUND = MAX_SESSIONS * (SESSION_BYTES + SESSION_OVERHEAD)  # about 83 MiB, all sessions full
@@ -53,7 +54,7 @@ class Shown(NamedTuple):
 # options as plain pairs), which the garbage collector stops walking once it has seen it. A
 # thousand open conversations hold tens of thousands of messages and options; as objects, every
 # full collection walked them all, holding every page being answered for a tenth of a second.
-Kept = tuple[int, bool, str, str, tuple[tuple[str, str], ...]]
+Kept = tuple[int, bool, Html, str, tuple[tuple[str, str], ...]]
 
 
 def _size(kept: Kept) -> int:
@@ -85,7 +86,12 @@ class Session:
 
     def show(self, text: str, lang: str, mine: bool = False, options: Sequence[Button] = ()) -> Shown:
         self._numbers += 1
-        kept: Kept = (self._numbers, mine, message_html(text, mine), lang, tuple((b.text, b.data) for b in options))
+        pairs = tuple((b.text, b.data) for b in options)
+        kept: Kept = (self._numbers, mine, message_html(text, mine), lang, pairs)
+        shortened = text[:SESSION_BYTES]  # each character is at least a byte of HTML
+        while _size(kept) > SESSION_BYTES and shortened:
+            shortened = shortened[: len(shortened) * 9 // 10]
+            kept = (self._numbers, mine, message_html(shortened + "…", mine), lang, pairs)
         self._kept.append(kept)
         self.size += _size(kept)
         while self.size > SESSION_BYTES and len(self._kept) > 1:

@@ -8,8 +8,11 @@ every message sent, and each time the script asks) only joins what was made befo
 from __future__ import annotations
 
 import re
+from typing import NewType
 
 from markupsafe import Markup, escape
+
+Html = NewType("Html", str)  # a message made HTML by message_html: escaped, its numbers linked
 
 PHONE = re.compile(r"(?<![\w-])(?:999|111|101|116 123|18000|18001 \d{3}|0\d{2,4}(?: \d{3,4}){1,2})(?![\w-])")
 
@@ -28,8 +31,8 @@ def linked(text: str) -> Markup:
     return Markup("").join(parts)
 
 
-def message_html(text: str, mine: bool) -> str:
+def message_html(text: str, mine: bool) -> Html:
     """What the page holds for a message: the person's own words escaped, the bot's linked.
     A plain string (the page marks it safe as it is shown), so a session's messages stay plain
     tuples of strings that the garbage collector does not walk."""
-    return str(escape(text) if mine else linked(text))
+    return Html(str(escape(text) if mine else linked(text)))

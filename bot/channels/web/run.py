@@ -156,12 +156,13 @@ class WebChat:
         return locales[0]
 
     def text(self, lang: str, message_id: str) -> str:
-        """One of the page's own texts in ``lang``: made once, as the texts are fixed while running."""
+        """One of the page's own texts in ``lang``: made once, as the texts are fixed while running,
+        unless it lists the services (who is open changes with the hour)."""
         found = self._texts.get((lang, message_id))
         if found is None:
-            found = self._texts[lang, message_id] = self.app.conversations.renderer.render(
-                Reply(message_id), lang, CHANNEL
-            ).text
+            found = self.app.conversations.renderer.render(Reply(message_id), lang, CHANNEL).text
+            if "{services}" not in self.app.responses.text(lang, message_id, CHANNEL):
+                self._texts[lang, message_id] = found
         return found
 
     def render(
