@@ -108,9 +108,15 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
                 found.append(Unsent(int(answer_id), ChatKey(bytes(chat_key)), body, int(sent)))
         return found
 
+    # Each of these is one call on SQLite's thread (``_at_once``), never the write lock held
+    # across a return to the event loop: they come with every message sent, and under load turns
+    # queued behind that lock for hundreds of milliseconds while SQLite's thread stood idle.
     async def answer_sent(self, answer_id: int, parts: int) -> None:
-        async with self._write:
-            await self.db.execute("UPDATE answers SET sent = ? WHERE id = ?", (parts, answer_id))
+        await self._at_once(self._note_parts_sent, answer_id, parts)
+
+    @staticmethod
+    def _note_parts_sent(raw: sqlite3.Connection, answer_id: int, parts: int) -> None:
+        raw.execute("UPDATE answers SET sent = ? WHERE id = ?", (parts, answer_id))
 
     async def answered(self, answer_id: int, scrub: bool = False) -> None:
         await self._at_once(self._forget_answer, answer_id, scrub)
@@ -122,36 +128,38 @@ class SQLiteStore(SQLiteFile, SQLiteAccounts, Sealing, RuleStore):
             raw.execute(CHECKPOINT).fetchall()  # it leaves the log and the file
 
     async def drop_answers(self, key: ChatKey) -> int:
-        async with self._write:
-            deleted = await self.db.execute("DELETE FROM answers WHERE chat_key = ?", (key.digest,))
-            if deleted.rowcount:
-                await self._checkpoint()
-        return int(deleted.rowcount)
+        return await self._at_once(self._drop_answers, key.digest)
+
+    @staticmethod
+    def _drop_answers(raw: sqlite3.Connection, digest: bytes) -> int:
+        deleted = raw.execute("DELETE FROM answers WHERE chat_key = ?", (digest,)).rowcount
+        if deleted:
+            raw.execute(CHECKPOINT).fetchall()
+        return int(deleted)
 
     # ------------------------------------------------------------------ message ids
     async def _remember_messages(self, rows: Sequence[tuple[ChatKey, int]], day: int) -> None:
-        async with self._write:
-            written = await self.db.executemany(
-                "INSERT OR IGNORE INTO chat_messages (chat_key, message_id, at) VALUES (?, ?, ?)",
-                [(key.digest, message, day) for key, message in rows],
-            )
-            await written.close()
+        await self._at_once(self._insert_messages, [(key.digest, message, day) for key, message in rows])
+
+    @staticmethod
+    def _insert_messages(raw: sqlite3.Connection, rows: list[tuple[bytes, int, int]]) -> None:
+        raw.executemany("INSERT OR IGNORE INTO chat_messages (chat_key, message_id, at) VALUES (?, ?, ?)", rows)
 
     async def _take_messages(self, key: ChatKey) -> list[tuple[int, int]]:
-        async with self._write:
-            rows = await self._rows(
-                "DELETE FROM chat_messages WHERE chat_key = ? RETURNING message_id, at", (key.digest,)
-            )
-            if rows:
-                await self._checkpoint()
-        return [(int(m), int(at)) for m, at in rows]
+        return await self._at_once(self._delete_messages, key.digest)
+
+    @staticmethod
+    def _delete_messages(raw: sqlite3.Connection, digest: bytes) -> list[tuple[int, int]]:
+        query = "DELETE FROM chat_messages WHERE chat_key = ? RETURNING message_id, at"
+        rows = [(int(m), int(at)) for m, at in raw.execute(query, (digest,)).fetchall()]
+        if rows:
+            raw.execute(CHECKPOINT).fetchall()
+        return rows
 
     async def forget_messages(self, key: ChatKey) -> None:
-        """Drop a conversation's message ids from storage (they stay in the channel's memory)."""
-        async with self._write:
-            deleted = await self.db.execute("DELETE FROM chat_messages WHERE chat_key = ?", (key.digest,))
-            if deleted.rowcount:
-                await self._checkpoint()  # no page naming the chat stays in the file or the log
+        """Drop a conversation's message ids from storage (they stay in the channel's memory);
+        no page naming the chat stays in the file or the log."""
+        await self._at_once(self._delete_messages, key.digest)
 
     # ------------------------------------------------------------------ reports and codes
     async def _code_candidates(self, code: str) -> list[tuple[str, str]]:
