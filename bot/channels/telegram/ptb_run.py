@@ -15,6 +15,11 @@ from bot.core.settings import Settings
 
 log = logging.getLogger("reachable.telegram")
 PTBApplication = Application[Any, Any, Any, Any, Any, Any]
+# Connections for sends: Telegram's limits keep fewer than this under way at once. PTB's 256 let
+# the pool grow with every send at once, and its HTTP client (httpcore) looks at each pooled
+# connection on every request: at capacity that was 16 % of the event loop. A send waits for a
+# free connection (a quick exit's deletes at once), and only fails after POOL_WAIT seconds.
+POOL, POOL_WAIT = 16, 30.0
 
 
 def make_application(settings: Settings) -> PTBApplication:
@@ -26,6 +31,8 @@ def make_application(settings: Settings) -> PTBApplication:
         .base_file_url(f"{api}/file/bot")
         .updater(None)  # updates come from the durable loop or the webhook, never PTB's Updater
         .concurrent_updates(BACKLOG)
+        .connection_pool_size(POOL)
+        .pool_timeout(POOL_WAIT)
         .build()
     )
 
