@@ -21,6 +21,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from bot.channels.telegram.aiogram_run import start
 from bot.channels.telegram.polling import DurablePolling
 from bot.core.app import App, create_app
+from bot.core.channel import Channel
 from bot.core.guards import FloodGuard
 from bot.core.settings import Settings
 from fakes.telegram import TOKEN, FakeTelegram
@@ -110,6 +111,7 @@ class Running:
     app: App
     bot: Bot
     dispatcher: Dispatcher
+    core: Channel  # the channel core the adapter translates for
 
     async def feed(self, update: dict[str, Any]) -> None:
         """Hand the dispatcher a raw update, as a webhook POST or a redelivery does."""
@@ -143,7 +145,7 @@ async def polling_bot(settings: Settings, real_flood_limit: bool = False) -> Asy
             )
             task = asyncio.create_task(polling.run())
             try:
-                yield Running(app, bot, dispatcher)
+                yield Running(app, bot, dispatcher, channel.core)
             finally:
                 polling.stop()
                 await task

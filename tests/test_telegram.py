@@ -6,8 +6,10 @@ import asyncio
 import re
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -18,7 +20,7 @@ from bot.core.settings import Settings
 from fakes.harness import Person, Running, polling_bot, settings_for, start_bot_process
 from fakes.telegram import FakeTelegram
 from flows import Engine
-from storage import Keyring
+from storage import ChatKey, Keyring, MessageIds
 
 CHAT = 7351002211
 CODE = re.compile(r"Secret code: ([0-9A-Z]{4}(?:-[0-9A-Z]{4}){3})")
@@ -105,6 +107,44 @@ async def test_a_declined_report_leaves_nothing(person: Person, settings: Settin
     await person.taps("No, don't keep it")
     assert rows(settings, "reports") == 0
     assert rows(settings, "drafts") == 0
+
+
+class SlowIds:
+    """The store, where writing down message ids for the quick exit takes a moment (a busy disk)."""
+
+    def __init__(self, store: MessageIds) -> None:
+        self.store = store
+
+    async def remember_batch(self, batch: Mapping[ChatKey, Sequence[int]]) -> None:
+        await asyncio.sleep(0.3)
+        await self.store.remember_batch(batch)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_two_answers_typed_at_once_are_read_in_the_order_they_were_sent(
+    running: Running, person: Person, fake: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone typing fast sends their next answer before the bot has replied to the last. The
+    first message's turn begins by writing down the chat's message ids, which takes a moment;
+    the second must still wait its turn, not be read as the answer to the question before."""
+    ledger = running.core.ledger
+    monkeypatch.setattr(ledger, "every", 3600)  # the ids wait for the chat's next turn
+    monkeypatch.setattr(ledger, "store", SlowIds(ledger.store))
+    await person.says("/report")
+    await person.taps("Start")
+    assert (await person.says("1, 2"))[-1] == "When did it happen?"
+    before = len(fake.bot_texts(CHAT))
+    await fake.user_sends(CHAT, "1")  # today
+    await fake.user_sends(CHAT, "2")  # somewhere else
+    deadline = time.monotonic() + 20
+    while not any(t.startswith(("Were any drugs", "Which London borough")) for t in fake.bot_texts(CHAT)[before:]):
+        assert time.monotonic() < deadline, "no reply to the second answer"
+        await asyncio.sleep(0.05)
+    replies = fake.bot_texts(CHAT)[before:]
+    assert replies[0] == "Where did it happen?"
+    assert replies[1].startswith("Were any drugs or drink involved?")
 
 
 async def test_exit_mid_report_deletes_every_message_of_both_sides(person: Person, fake: FakeTelegram) -> None:

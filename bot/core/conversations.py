@@ -130,12 +130,14 @@ class Conversations:
         update_id: int | None = None,
         locale_hint: str | None = None,
         on_slow: Notice | None = None,
+        first: Callable[[], Awaitable[None]] | None = None,
     ) -> Delivery:
         """One event from one chat. ``update_id`` makes redelivered updates harmless: a turn whose
         update was already handled is not taken again; it returns ``Delivery(duplicate=True)``
         with whatever that chat's earlier turns kept and never sent (after a crash), or nothing.
         ``on_slow``: how to tell the person, meanwhile, that their code is being made when
-        keeping a report takes longer than a second."""
+        keeping a report takes longer than a second. ``first``: what must be done before the
+        turn, in the chat's order (it runs once the chat's earlier turns have ended)."""
         key = self.key(channel, chat_id)
         update = (channel, update_id) if update_id is not None else None
         if update is not None:
@@ -162,8 +164,11 @@ class Conversations:
             await self._others_done(key)
         # The chat is this process's, then (with instances sharing a database) every instance's,
         # until the turn has written: one turn of a chat at a time, in the order they came.
-        async with self._lock(key), self.store.chat_turn(key):
-            return await self._handle(key, ChatRef(channel, str(chat_id)), event, update, locale_hint, on_slow)
+        async with self._lock(key):
+            if first is not None:
+                await first()
+            async with self.store.chat_turn(key):
+                return await self._handle(key, ChatRef(channel, str(chat_id)), event, update, locale_hint, on_slow)
 
     async def _handle(
         self,
