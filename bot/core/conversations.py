@@ -157,14 +157,16 @@ class Conversations:
                     notice = self.renderer.render(Reply("flood.slow_down"), known.locale if known else "en", channel)
                     return Delivery((notice,), limited=True)
                 return Delivery((), limited=True)
-        if self.store.shared:
-            # The chat came here from another instance: what that one was still telling it goes
-            # first, once that one has told it or is taken for dead (seconds at most). Waited for
-            # before the chat is held, so the wait holds no connection.
-            await self._others_done(key)
         # The chat is this process's, then (with instances sharing a database) every instance's,
-        # until the turn has written: one turn of a chat at a time, in the order they came.
+        # until the turn has written: one turn of a chat at a time, in the order they came. Every
+        # wait of a turn comes after it has taken its place, so none can overtake another.
         async with self._lock(key):
+            if self.store.shared:
+                # The chat came here from another instance: what that one was still telling it
+                # goes first, once that one has told it or is taken for dead (seconds at most).
+                # Waited for before the chat is held in the database, so the wait holds no
+                # connection.
+                await self._others_done(key)
             if first is not None:
                 await first()
             async with self.store.chat_turn(key):
