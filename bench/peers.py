@@ -53,10 +53,13 @@ from telegram.ext import (
 
 from bench.in_memory import aiogram_polling, ptb_polling
 from bot.channels.telegram.polling import DurablePolling
+from bot.core.settings import Settings
 from fakes.telegram import TOKEN
 from responses.loader import Responses
 
-DRAFT_HOURS, RETENTION_DAYS = 24, 90  # Reachable's defaults, which its messages give
+# Reachable's defaults, which its messages give
+DRAFT_HOURS = Settings.model_fields["draft_hours"].default
+RETENTION_DAYS = Settings.model_fields["retention_days"].default
 
 
 @dataclass(frozen=True)
