@@ -140,6 +140,53 @@ async def test_a_staff_reply_waits_while_rasa_is_down_and_arrives_when_it_is_bac
         await until(lambda: any("are you safe?" in t for t in fake.texts(SENDER)), timeout=30)
 
 
+async def test_a_restart_answers_the_call_in_flight_and_closes_the_connections_rasa_kept(
+    tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopping the action server (a deploy, a restart) while Rasa waits for an answer: the person
+    still gets it, and no connection is left open behind the stopped server."""
+    reached, go_on = asyncio.Event(), asyncio.Event()
+    async with rasa_bot(tmp_path / "data", key) as (app, fake):
+        handle = app.conversations.handle
+
+        async def busy(*args: Any, **kwargs: Any) -> Any:
+            reached.set()
+            await go_on.wait()
+            return await handle(*args, **kwargs)
+
+        monkeypatch.setattr(app.conversations, "handle", busy)
+        port = int(fake.actions_url.rsplit(":", 1)[1])
+        kept_open, writer = await asyncio.open_connection("127.0.0.1", port)  # Rasa's idle pooled connection
+        in_flight = asyncio.create_task(fake.say(SENDER, "hello"))
+        await asyncio.wait_for(reached.wait(), 10)
+        asyncio.get_running_loop().call_later(0.5, go_on.set)  # the call ends while the server stops
+    said = await asyncio.wait_for(in_flight, 10)
+    assert said and said[0].startswith("Hi."), said
+    assert await asyncio.wait_for(kept_open.read(), 10) == b""  # closed by the server
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_a_request_that_never_finishes_does_not_hold_a_restart(
+    tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.channels.rasa.run.SHUTDOWN_SECONDS", 1.0)
+    async with rasa_bot(tmp_path / "data", key) as (_, fake):
+        port = int(fake.actions_url.rsplit(":", 1)[1])
+        stalled, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = f"POST /webhook?token={RASA_TOKEN} HTTP/1.1\r\nHost: rasa\r\nContent-Length: 1000\r\n\r\n{{"
+        writer.write(head.encode())
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        stopping = asyncio.get_running_loop().time()
+    assert asyncio.get_running_loop().time() - stopping < 10
+    with contextlib.suppress(ConnectionResetError):
+        assert await asyncio.wait_for(stalled.read(), 10) == b""
+    writer.close()
+    with contextlib.suppress(ConnectionResetError):
+        await writer.wait_closed()
+
+
 async def test_malformed_oversized_and_unknown_calls_get_rasas_error_shape(rasa: tuple[App, FakeRasa]) -> None:
     _, fake = rasa
     status, answer = await fake.post(None, raw=b"{not json")

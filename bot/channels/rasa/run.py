@@ -34,7 +34,7 @@ from bot.core.answers import Told
 from bot.core.app import App
 from bot.core.channel import Channel
 from bot.core.errors import ConfigError
-from bot.core.serving import listen_address, require_telegram_for_staff
+from bot.core.serving import SHUTDOWN_SECONDS, listen_address, require_telegram_for_staff
 from bot.core.settings import Settings
 from bot.core.transport import TransportError
 
@@ -310,9 +310,26 @@ async def serving_actions(app: App) -> AsyncIterator[str]:
             await running.before_stop()
             running.close()
             await running.wait_closed()
+            await _drain(running.connections, SHUTDOWN_SECONDS)
             await running.after_stop()
     finally:
         Sanic.unregister_app(server)
+
+
+async def _drain(connections: set[Any], grace: float) -> None:
+    """Closing the server leaves the connections Rasa opened: a call in flight is answered (for up
+    to ``grace`` seconds) before the app it needs closes, and every connection is then closed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while True:
+        for connection in list(connections):
+            connection.close_if_idle()  # a kept-alive connection is idle between calls
+        if not connections or loop.time() >= deadline:
+            break
+        await asyncio.sleep(0.05)
+    for connection in list(connections):
+        connection.abort()
+    await asyncio.sleep(0)  # an aborted transport closes its socket on the loop's next turn
 
 
 def _secret(settings: Settings) -> str | None:
