@@ -6,20 +6,20 @@ import asyncio
 import re
 import signal
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from bot.core import callbacks
+from bot.core import callbacks, crashpoints
 from bot.core.app import App
 from bot.core.settings import Settings
 from fakes.harness import Person, Running, polling_bot, settings_for, start_bot_process
 from fakes.telegram import FakeTelegram
 from flows import Engine
-from storage import ChatKey, Keyring, MessageIds
+from storage import Keyring
 
 CHAT = 7351002211
 CODE = re.compile(r"Secret code: ([0-9A-Z]{4}(?:-[0-9A-Z]{4}){3})")
@@ -108,29 +108,20 @@ async def test_a_declined_report_leaves_nothing(person: Person, settings: Settin
     assert rows(settings, "drafts") == 0
 
 
-class SlowIds:
-    """The store, where writing down message ids for the quick exit takes a moment (a busy disk)."""
-
-    def __init__(self, store: MessageIds) -> None:
-        self.store = store
-
-    async def remember_batch(self, batch: Mapping[ChatKey, Sequence[int]]) -> None:
-        await asyncio.sleep(0.3)
-        await self.store.remember_batch(batch)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
-
-
 async def test_two_answers_typed_at_once_are_read_in_the_order_they_were_sent(
     running: Running, person: Person, fake: FakeTelegram, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Someone typing fast sends their next answer before the bot has replied to the last. The
-    first message's turn begins by writing down the chat's message ids, which takes a moment;
-    the second must still wait its turn, not be read as the answer to the question before."""
-    ledger = running.core.ledger
-    monkeypatch.setattr(ledger, "every", 3600)  # the ids wait for the chat's next turn
-    monkeypatch.setattr(ledger, "store", SlowIds(ledger.store))
+    """Someone typing fast sends their next answer before the bot has replied to the last, while
+    the disk is slow to write the first: the second waits its turn, not read as the answer to the
+    question before."""
+    store = running.app.conversations.store
+    commit_turn = store.commit_turn
+
+    async def on_a_busy_disk(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.3)
+        return await commit_turn(*args, **kwargs)
+
+    monkeypatch.setattr(store, "commit_turn", on_a_busy_disk)
     await person.says("/report")
     await person.taps("Start")
     assert (await person.says("1, 2"))[-1] == "When did it happen?"
@@ -154,6 +145,27 @@ async def test_exit_mid_report_deletes_every_message_of_both_sides(person: Perso
     replies = await person.says("hello")
     assert "not anonymous" in replies[0]  # starts fresh
     assert fake.refusals == []
+
+
+async def test_a_quick_exit_is_committed_only_once_every_message_it_deletes_is_written_down(
+    running: Running, person: Person, fake: FakeTelegram, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the process dies the instant a quick exit is committed, the restart must still find
+    every message to delete: their ids are in the database by then, not waiting for a batch."""
+    monkeypatch.setattr(running.core.ledger, "every", 3600)  # no batch comes meanwhile
+    await person.says("/report")
+    await person.taps("Start")
+    await person.says("1")
+    await fake.settle(0.2)
+    shown = len(fake.chat(CHAT).messages)
+    written_when_committed: list[int] = []
+    crashpoints.arm("after_commit:exit", lambda: written_when_committed.append(rows(settings, "chat_messages")))
+    try:
+        await person.says("/exit")
+    finally:
+        crashpoints.disarm()
+    assert written_when_committed == [shown]
+    assert [m.text for m in fake.chat(CHAT).messages.values()] == ["Done."]
 
 
 async def test_leave_now_button_works_like_exit(person: Person, fake: FakeTelegram) -> None:

@@ -130,14 +130,14 @@ class Conversations:
         update_id: int | None = None,
         locale_hint: str | None = None,
         on_slow: Notice | None = None,
-        first: Callable[[], Awaitable[None]] | None = None,
+        before_wipe: Callable[[], Awaitable[None]] | None = None,
     ) -> Delivery:
         """One event from one chat. ``update_id`` makes redelivered updates harmless: a turn whose
         update was already handled is not taken again; it returns ``Delivery(duplicate=True)``
         with whatever that chat's earlier turns kept and never sent (after a crash), or nothing.
         ``on_slow``: how to tell the person, meanwhile, that their code is being made when
-        keeping a report takes longer than a second. ``first``: what must be done before the
-        turn, in the chat's order (it runs once the chat's earlier turns have ended)."""
+        keeping a report takes longer than a second. ``before_wipe``: what must be done before
+        a turn that clears the chat is committed (it runs inside the chat's turn)."""
         key = self.key(channel, chat_id)
         update = (channel, update_id) if update_id is not None else None
         if update is not None:
@@ -167,10 +167,9 @@ class Conversations:
                 # Waited for before the chat is held in the database, so the wait holds no
                 # connection.
                 await self._others_done(key)
-            if first is not None:
-                await first()
             async with self.store.chat_turn(key):
-                return await self._handle(key, ChatRef(channel, str(chat_id)), event, update, locale_hint, on_slow)
+                ref = ChatRef(channel, str(chat_id))
+                return await self._handle(key, ref, event, update, locale_hint, on_slow, before_wipe)
 
     async def _handle(
         self,
@@ -180,6 +179,7 @@ class Conversations:
         update: tuple[str, int] | None,
         locale_hint: str | None,
         on_slow: Notice | None = None,
+        before_wipe: Callable[[], Awaitable[None]] | None = None,
     ) -> Delivery:
         chat, channel = str(ref), ref.channel
         started = time.perf_counter()
@@ -205,6 +205,8 @@ class Conversations:
                 self._unsent.discard(key.digest)
                 self._claimed.difference_update(d.told.id for d in earlier if d.told is not None)
                 earlier = ()
+                if before_wipe is not None:
+                    await before_wipe()
             keep = self.engine.worth_keeping(done.outcome.state)
             draft = done.outcome.state.to_json() if keep else None
             done.forget = (done.forget or stored) and not keep

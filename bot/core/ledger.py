@@ -22,11 +22,10 @@ class MessageLedger:
     or sent): someone who only reads the menu, advice or services leaves no row naming their
     chat, not even a keyed hash. From then on they are also written down, in one transaction
     every quarter second (a flood of a thousand messages costs a handful of writes), so a
-    restart still finds them; when the draft goes with nothing kept, the rows go too. A wipe
-    writes its chat's ids first, so none is missed, and a chat's next turn writes what its last
-    answer noted before anything else (a quick exit that dies once committed finds them after
-    a restart). A crash can lose the last quarter second of ids of a chat that then says nothing
-    more, and a restart loses those held only in memory: those few messages would stay."""
+    restart still finds them; when the draft goes with nothing kept, the rows go too. A quick
+    exit writes what its chat's last answer noted before it is committed (one that dies then
+    finds every id after a restart). A crash can lose the last quarter second of ids, and a
+    restart loses those held only in memory: those few messages would stay."""
 
     def __init__(self, store: MessageIds, every: float = 0.25, limit: int = 100_000) -> None:
         self.store = store
