@@ -13,6 +13,7 @@ from storage import ChatKey, MessageIds
 from storage.rows import MESSAGE_LIFETIME
 
 log = logging.getLogger("reachable.channel")
+RETRY_AT_MOST = 60.0  # seconds between tries of a batch that failed
 
 
 class MessageLedger:
@@ -21,11 +22,11 @@ class MessageLedger:
     They stay in memory until the chat has something stored (a report draft, or a report kept
     or sent): someone who only reads the menu, advice or services leaves no row naming their
     chat, not even a keyed hash. From then on they are also written down, in one transaction
-    every quarter second (a flood of a thousand messages costs a handful of writes), so a
-    restart still finds them; when the draft goes with nothing kept, the rows go too. A quick
-    exit writes what its chat's last answer noted before it is committed (one that dies then
-    finds every id after a restart). A crash can lose the last quarter second of ids, and a
-    restart loses those held only in memory: those few messages would stay."""
+    every quarter second (a flood of a thousand messages costs a handful of writes; a batch that
+    fails is tried again), so a restart still finds them; when the draft goes with nothing kept,
+    the rows go too. A quick exit writes its chat's ids still waiting for a batch before it is
+    committed (one that dies then finds them after a restart). A crash can lose the last quarter
+    second of ids, and a restart loses those held only in memory: those few messages would stay."""
 
     def __init__(self, store: MessageIds, every: float = 0.25, limit: int = 100_000) -> None:
         self.store = store
@@ -80,17 +81,26 @@ class MessageLedger:
             log.error("message ids not written: %s", type(error).__name__)
 
     async def _flush_soon(self) -> None:
-        await asyncio.sleep(self.every)
-        await self.flush()
+        """A batch every ``every`` seconds while ids wait: those noted while one is written go in
+        the next, and a batch that failed is tried again, later each time (a minute at most)."""
+        wait = self.every
+        while self._pending:
+            await asyncio.sleep(wait)
+            wait = self.every if await self.flush() else min(wait * 2, RETRY_AT_MOST)
 
-    async def flush(self) -> None:
+    async def flush(self) -> bool:
+        """Write every waiting id now; False if that failed (they wait for the next batch)."""
         batch, self._pending = self._pending, {}
+        if not batch:
+            return True
         try:
             await self.store.remember_batch(batch)
         except Exception as error:  # kept for the next batch: the quick exit still needs them
             for key, ids in batch.items():
                 self._pending.setdefault(key, [])[:0] = ids
             log.error("message ids not written: %s", type(error).__name__)
+            return False
+        return True
 
     async def take(self, key: ChatKey) -> list[int]:
         """Every id of this chat still young enough to delete, forgetting them."""

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -46,6 +46,7 @@ MAX_CALL_BYTES = 1_000_000_000
 LARGE_CALL_BYTES = 50_000_000
 MAX_MESSAGE_BYTES = 200_000  # the latest message as Rasa parsed it (text, intents, entities)
 MAX_SENDER_ID = 256
+UNWIND_SECONDS = 2.0  # on stop, for what calls cut short still have to write
 
 
 class RasaHTTP:
@@ -223,7 +224,8 @@ def action_server(cores: dict[str, tuple[Channel, RasaTransport]], token: str) -
         handed: list[tuple[Channel, str, Told]] = []
         reset = HANDED.set(handed)
         try:
-            result = await executor.run(call.as_call())
+            with _running_call():
+                result = await executor.run(call.as_call())
         except ActionNotFoundException as error:
             return _refusal(404, "no such action", error.action_name)
         except BaseException:
@@ -275,6 +277,19 @@ def _later(handed: list[tuple[Channel, str, Told]]) -> None:
 
 
 _forgetting: set[asyncio.Future[None]] = set()
+_calls: set[asyncio.Task[Any]] = set()  # calls running the action, until it has answered
+
+
+@contextlib.contextmanager
+def _running_call() -> Iterator[None]:
+    """This call is running the action: a stop waits for it to end (``_drain``)."""
+    this = asyncio.current_task()
+    if this is not None:
+        _calls.add(this)
+    try:
+        yield
+    finally:
+        _calls.discard(this)
 
 
 async def _forget(handed: list[tuple[Channel, str, Told]]) -> None:
@@ -309,8 +324,10 @@ async def serving_actions(app: App) -> AsyncIterator[str]:
         finally:
             await running.before_stop()
             running.close()
-            await running.wait_closed()
+            # Before waiting for the server: from Python 3.12.1 that wait lasts until every
+            # connection has closed, which Rasa's kept-alive ones do only when told to.
             await _drain(running.connections, SHUTDOWN_SECONDS)
+            await running.wait_closed()
             await running.after_stop()
     finally:
         Sanic.unregister_app(server)
@@ -328,7 +345,12 @@ async def _drain(connections: set[Any], grace: float) -> None:
             break
         await asyncio.sleep(0.05)
     for connection in list(connections):
-        connection.abort()
+        connection.abort()  # its call is cancelled
+    # What calls still do once their connection has gone (a cancelled turn finishing its write,
+    # a code written to Rasa being forgotten) ends before the app closes the store under it.
+    left = {*_calls, *_forgetting}
+    if left:
+        await asyncio.wait(left, timeout=UNWIND_SECONDS)
     await asyncio.sleep(0)  # an aborted transport closes its socket on the loop's next turn
 
 
