@@ -26,11 +26,11 @@ class Disk:
 
     async def remember_batch(self, batch: Mapping[ChatKey, Sequence[int]]) -> None:
         self.started.set()
+        await asyncio.sleep(self.slow)
+        self.slow = 0.0
         if self.failures:
             self.failures -= 1
             raise StorageError("the disk is full")
-        await asyncio.sleep(self.slow)
-        self.slow = 0.0
         await self.store.remember_batch(batch)
         self.written += 1
 
@@ -57,4 +57,17 @@ async def test_a_batch_that_failed_is_written_later_without_another_message(stor
     ledger.persist(CHAT)
     await until(lambda: disk.written == 1, timeout=10)
     assert await store.take_messages(CHAT) == [1, 2]
+    await ledger.close()
+
+
+async def test_ids_a_quick_exit_could_not_write_go_in_a_later_batch(store: SQLiteStore) -> None:
+    disk = Disk(store, slow=0.2, failures=1)
+    ledger = MessageLedger(disk, every=0.05)
+    ledger.note(CHAT, [1])
+    ledger.persist(CHAT)
+    # The exit takes the chat's ids for a write of its own, which fails after the batch came
+    # and found nothing to write.
+    await ledger.write_now(CHAT)
+    await until(lambda: disk.written == 1, timeout=10)
+    assert await store.take_messages(CHAT) == [1]
     await ledger.close()

@@ -52,6 +52,9 @@ class MessageLedger:
 
     def _queue(self, key: ChatKey, message_ids: list[int]) -> None:
         self._pending.setdefault(key, []).extend(message_ids)
+        self._batches_running()
+
+    def _batches_running(self) -> None:
         if self._task is None or self._task.done():
             # Its own context: queued during a turn, it must not take the turn's database connection.
             self._task = asyncio.create_task(self._flush_soon(), context=contextvars.Context())
@@ -72,13 +75,8 @@ class MessageLedger:
     async def write_now(self, key: ChatKey) -> None:
         """Write this chat's ids still waiting for the next batch, now (nothing if none)."""
         pending = self._pending.pop(key, None)
-        if not pending:
-            return
-        try:
-            await self.store.remember_batch({key: pending})
-        except Exception as error:
-            self._pending.setdefault(key, []).extend(pending)
-            log.error("message ids not written: %s", type(error).__name__)
+        if pending and not await self._write({key: pending}):
+            self._batches_running()  # the batch that took them may have ended meanwhile
 
     async def _flush_soon(self) -> None:
         """A batch every ``every`` seconds while ids wait: those noted while one is written go in
@@ -91,8 +89,9 @@ class MessageLedger:
     async def flush(self) -> bool:
         """Write every waiting id now; False if that failed (they wait for the next batch)."""
         batch, self._pending = self._pending, {}
-        if not batch:
-            return True
+        return not batch or await self._write(batch)
+
+    async def _write(self, batch: dict[ChatKey, list[int]]) -> bool:
         try:
             await self.store.remember_batch(batch)
         except Exception as error:  # kept for the next batch: the quick exit still needs them
